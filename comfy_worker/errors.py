@@ -1,0 +1,75 @@
+"""The worker's errors, and the one place they become a job's result.
+
+    WorkerError                 anything the worker reports as a failed job
+    ├── InvalidJobInput         the job's input does not match the schema (every problem listed)
+    ├── ComfyUnavailable        ComfyUI died or never answered; the worker asks to be replaced
+    ├── WorkflowRejected        ComfyUI refused the prompt (POST /prompt 400), per node
+    └── ExecutionFailed         a node raised while the workflow ran
+
+Foreign exceptions (aiohttp, OSError) are translated where they happen, in the
+module that talks to ComfyUI; `error_result` turns a WorkerError into the dict the
+handler returns. RunPod marks a job FAILED when the result has a string `error`;
+the other keys land in the job's `output`, so clients also get `error_type` and
+structured `details`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WorkerError(Exception):
+    """Base class. `message` is for people, `details` for programs."""
+
+    error_type = "worker_error"
+    refresh_worker = False
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidJobInput(WorkerError):
+    """The job input failed validation; `details["problems"]` lists `{"field", "problem"}`."""
+
+    error_type = "invalid_input"
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        lines = [f"{field}: {problem}" for field, problem in problems]
+        super().__init__(
+            "invalid job input: " + "; ".join(lines),
+            {"problems": [{"field": field, "problem": problem} for field, problem in problems]},
+        )
+
+
+class ComfyUnavailable(WorkerError):
+    """ComfyUI is not running or not answering. The worker cannot heal this itself,
+    so the result asks RunPod to replace it (refresh_worker)."""
+
+    error_type = "comfyui_unavailable"
+    refresh_worker = True
+
+
+class WorkflowRejected(WorkerError):
+    """ComfyUI's validation refused the prompt. `details["node_errors"]` has one entry
+    per failing node: node_id, class_type and its errors (type, message, details, input)."""
+
+    error_type = "workflow_rejected"
+
+
+class ExecutionFailed(WorkerError):
+    """A node raised during execution. `details` has node_id, node_type,
+    exception_type, exception_message and ComfyUI's traceback lines."""
+
+    error_type = "execution_failed"
+
+
+def error_result(error: WorkerError) -> dict[str, Any]:
+    """The handler's return value for a failed job."""
+    result: dict[str, Any] = {"error": error.message, "error_type": error.error_type}
+    if error.details:
+        result["details"] = error.details
+    if error.refresh_worker:
+        result["refresh_worker"] = True
+    return result

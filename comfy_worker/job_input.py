@@ -1,0 +1,126 @@
+"""Job input: the schema, and the pure function that parses a RunPod job's `input`.
+
+Contract: `parse_job_input(raw)` returns a frozen `JobInput` or raises
+`InvalidJobInput` listing every problem with its field path (`input.images[0].image`).
+No I/O. The shape is compatible with runpod-workers/worker-comfyui:
+
+    {"workflow": {<node id>: {"class_type": str, "inputs": {...}}, ...},
+     "images": [{"name": "x.png", "image": "<base64 or data URI>"}],
+     "comfy_org_api_key": "<optional, for Comfy.org API nodes>"}
+
+`input` may also arrive as a JSON string. A workflow saved in ComfyUI's UI format
+(it has `nodes` and `links`) is refused with instructions to export the API format.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import InvalidJobInput
+
+_DATA_URI = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
+
+
+class WorkflowNode(BaseModel):
+    """One node of an API-format workflow."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    class_type: str = Field(min_length=1)
+    inputs: dict[str, Any]
+
+
+class InputImage(BaseModel):
+    """A file to place in ComfyUI's input folder before the prompt runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    image: bytes = Field(description="base64, or a data URI, in the JSON; decoded bytes here")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_file_name(cls, name: str) -> str:
+        if not name or name in {".", ".."} or "/" in name or "\\" in name or "\0" in name:
+            raise ValueError("must be a plain file name such as 'photo.png' (no folders, no '..')")
+        return name
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _decode_base64(cls, value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise ValueError("must be a base64 string or a data URI")
+        payload = _DATA_URI.sub("", value, count=1)
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not valid base64 (nor a base64 data URI)") from None
+        if not data:
+            raise ValueError("is empty")
+        return data
+
+
+class JobInput(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workflow: dict[str, WorkflowNode] = Field(min_length=1)
+    images: list[InputImage] = Field(default_factory=list)
+    comfy_org_api_key: SecretStr | None = None
+
+    @field_validator("images")
+    @classmethod
+    def _unique_names(cls, images: list[InputImage]) -> list[InputImage]:
+        names = [image.name for image in images]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"file names must be unique; repeated: {', '.join(duplicates)}")
+        return images
+
+    def workflow_dict(self) -> dict[str, dict[str, Any]]:
+        """The workflow as plain JSON-ready dicts, for POST /prompt."""
+        return {node_id: node.model_dump() for node_id, node in self.workflow.items()}
+
+
+def parse_job_input(raw: Any) -> JobInput:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidJobInput([("input", f"is a string but not valid JSON ({exc.msg} at position {exc.pos})")]) from None
+    if not isinstance(raw, dict):
+        raise InvalidJobInput([("input", f"must be an object, got {type(raw).__name__}")])
+    workflow = raw.get("workflow")
+    if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list) and "links" in workflow:
+        raise InvalidJobInput([(
+            "input.workflow",
+            "is in ComfyUI's UI format (it has 'nodes' and 'links'); send the API format instead: "
+            "in ComfyUI use Workflow > Export (API), or enable dev mode and 'Save (API Format)'",
+        )])
+    try:
+        return JobInput.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidJobInput([(_field_path(err["loc"]), _problem(err)) for err in exc.errors()]) from None
+
+
+def _field_path(loc: tuple) -> str:
+    path = "input"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _problem(err: dict) -> str:
+    message = err["msg"]
+    # pydantic prefixes messages raised in validators with "Value error, ".
+    message = message.removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return "is required"
+    if err["type"] == "extra_forbidden":
+        return "is not a known field"
+    return message[0].lower() + message[1:] if message else err["type"]

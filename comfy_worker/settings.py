@@ -1,0 +1,82 @@
+"""Worker settings, read once from the environment.
+
+Contract: `Settings.from_env(mapping)` returns a frozen, validated value or raises
+`ValueError` naming the variable and what is wrong. Every field is documented in
+README.md ("Settings") with its environment variable and default; tests pass
+plain dicts instead of touching os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    comfy_host: str = "127.0.0.1:8188"
+    """COMFY_HOST: host:port of the ComfyUI server."""
+    comfyui_path: Path = Path("/comfyui")
+    """COMFYUI_PATH: ComfyUI's folder; its input/, output/ and temp/ hold job files."""
+    comfy_pid_file: Path = Path("/tmp/comfyui.pid")
+    """COMFY_PID_FILE: written by start.sh; while that process lives, the worker keeps waiting."""
+    ready_poll_interval_s: float = 0.1
+    """COMFY_READY_POLL_INTERVAL_S: how often to probe ComfyUI while it starts."""
+    ready_timeout_s: float = 600.0
+    """COMFY_READY_TIMEOUT_S: give up waiting for a live but unresponsive ComfyUI after this."""
+
+    @property
+    def comfy_http_url(self) -> str:
+        return f"http://{self.comfy_host}"
+
+    @property
+    def input_dir(self) -> Path:
+        return self.comfyui_path / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.comfyui_path / "output"
+
+    @property
+    def temp_dir(self) -> Path:
+        return self.comfyui_path / "temp"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+
+        def read(name: str, parse: Callable, default):
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = parse(raw)
+            except ValueError as exc:
+                raise ValueError(f"setting {name}={raw!r} is invalid: {exc}") from None
+            return value
+
+        settings = cls(
+            comfy_host=read("COMFY_HOST", _host_port, defaults.comfy_host),
+            comfyui_path=read("COMFYUI_PATH", Path, defaults.comfyui_path),
+            comfy_pid_file=read("COMFY_PID_FILE", Path, defaults.comfy_pid_file),
+            ready_poll_interval_s=read("COMFY_READY_POLL_INTERVAL_S", _positive_float, defaults.ready_poll_interval_s),
+            ready_timeout_s=read("COMFY_READY_TIMEOUT_S", _positive_float, defaults.ready_timeout_s),
+        )
+        return settings
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _host_port(raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError("expected host:port, e.g. 127.0.0.1:8188")
+    return raw

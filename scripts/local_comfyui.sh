@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Start or stop the local ComfyUI (CPU) that the local quick start and manual tests use.
+#   scripts/local_comfyui.sh start   # runs scripts/setup_local.sh if needed, waits until it answers
+#   scripts/local_comfyui.sh stop
+# It listens on ${COMFY_HOST:-127.0.0.1:8188}, logs to .local/comfyui.log and writes
+# its PID to .local/comfyui.pid: point the worker at it with COMFY_HOST,
+# COMFY_PID_FILE and COMFYUI_PATH (scripts/run_local.sh does).
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+local_dir=${LOCAL_DIR:-$repo_root/.local}
+host_port=${COMFY_HOST:-127.0.0.1:8188}
+pid_file=$local_dir/comfyui.pid
+log_file=$local_dir/comfyui.log
+
+running() { [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }
+
+case "${1:-}" in
+  start)
+    if running; then echo "ComfyUI already running (pid $(cat "$pid_file"))"; exit 0; fi
+    bash "$repo_root/scripts/setup_local.sh"
+    cd "$local_dir/ComfyUI"
+    # --cpu: no GPU here. --disable-api-nodes: Comfy.org API nodes need network and a key.
+    nohup "$local_dir/venv/bin/python" main.py --cpu --listen "${host_port%:*}" --port "${host_port##*:}" \
+      --disable-auto-launch --disable-api-nodes --preview-method latent2rgb >"$log_file" 2>&1 &
+    echo $! >"$pid_file"
+    for _ in $(seq 1 600); do
+      if curl -fs "http://$host_port/prompt" >/dev/null; then
+        echo "ComfyUI is up at http://$host_port (pid $(cat "$pid_file"), log $log_file)"; exit 0
+      fi
+      running || { echo "ComfyUI exited during start-up; last lines of $log_file:" >&2; tail -20 "$log_file" >&2; exit 1; }
+      sleep 0.2
+    done
+    echo "ComfyUI did not answer within 120 s; see $log_file" >&2; exit 1
+    ;;
+  stop)
+    if running; then kill "$(cat "$pid_file")"; echo "stopped ComfyUI"; fi
+    rm -f "$pid_file"
+    ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

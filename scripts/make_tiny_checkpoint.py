@@ -1,0 +1,115 @@
+"""Generate a tiny random-weight checkpoint that ComfyUI loads as SD1.5.
+
+It is noise, not a model: the images it makes are meaningless, but every node of
+the standard txt2img workflow (CheckpointLoaderSimple -> CLIPTextEncode ->
+KSampler -> VAEDecode -> SaveImage) runs for real on a CPU in well under a second.
+
+Shape, chosen from ComfyUI's own detection rules (comfy/model_detection.py,
+comfy/supported_models.py SD15):
+- UNet: model_channels 320, context_dim 768, one level, one res block, one
+  transformer block (so context_dim is detected), no middle block.
+- CLIP-L: full size, since CheckpointLoaderSimple builds it from a fixed config.
+- VAE: TAESD (keys taesd_encoder/taesd_decoder make comfy/sd.py pick it).
+
+Weights are seeded, so the same seed gives a byte-identical file. The tensors are
+built with ComfyUI's own classes, so key names are exactly what it expects.
+Run with the local venv's Python; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+CHECKPOINT_NAME = "tiny-random-sd15-noise.safetensors"
+
+log = logging.getLogger("make_tiny_checkpoint")
+
+
+def build_state_dict(seed: int) -> dict:
+    import json
+
+    import torch
+
+    import comfy.cli_args
+
+    # Build on the CPU whatever the machine has; ComfyUI reads this at import time.
+    comfy.cli_args.args.cpu = True
+    import comfy.clip_model
+    import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
+    import comfy.ops
+    import comfy.sd1_clip
+    import comfy.taesd.taesd
+
+    ops = comfy.ops.disable_weight_init
+    unet = openaimodel.UNetModel(
+        image_size=32, in_channels=4, model_channels=320, out_channels=4,
+        num_res_blocks=[1], channel_mult=(1,), num_heads=8, use_spatial_transformer=True,
+        transformer_depth=[1], transformer_depth_output=[1, 1], transformer_depth_middle=-2,
+        context_dim=768, use_linear_in_transformer=False, device="cpu", operations=ops,
+    )
+    clip_config_path = Path(comfy.sd1_clip.__file__).parent / "sd1_clip_config.json"
+    clip_config = json.loads(clip_config_path.read_text())
+    clip = comfy.clip_model.CLIPTextModel(clip_config, dtype=torch.float32, device="cpu", operations=ops)
+    vae = comfy.taesd.taesd.TAESD()
+
+    state = {}
+    for prefix, module in (
+        ("model.diffusion_model.", unet),
+        ("cond_stage_model.transformer.", clip),
+        ("first_stage_model.", vae),
+    ):
+        for key, tensor in module.state_dict().items():
+            state[prefix + key] = tensor
+
+    generator = torch.Generator().manual_seed(seed)
+    for key in sorted(state):
+        state[key] = seeded_tensor(key, state[key], generator).to(torch.float16).contiguous()
+    return state
+
+
+def seeded_tensor(key: str, like, generator):
+    """Scaled noise for weights, ones for norms, zeros for biases: keeps activations finite."""
+    import torch
+
+    if key.endswith("position_ids"):
+        return torch.arange(like.shape[-1]).expand(like.shape).clone()
+    if key.endswith("vae_scale"):
+        return torch.tensor(1.0)
+    if key.endswith("vae_shift") or key.endswith(".bias"):
+        return torch.zeros(like.shape)
+    if like.dim() <= 1:  # norm weights
+        return torch.ones(like.shape)
+    fan_in = math.prod(like.shape[1:])
+    return torch.randn(like.shape, generator=generator) / math.sqrt(fan_in)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comfyui-dir", type=Path, required=True, help="the pinned ComfyUI tree")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="regenerate even if the file exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[make_tiny_checkpoint] %(message)s")
+
+    target = args.comfyui_dir / "models" / "checkpoints" / CHECKPOINT_NAME
+    if target.exists() and not args.force:
+        log.info("exists: %s", target)
+        return 0
+    sys.path.insert(0, str(args.comfyui_dir))
+    from safetensors.torch import save_file
+
+    state = build_state_dict(args.seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    save_file(state, str(partial), metadata={"note": "random weights, not a model", "seed": str(args.seed)})
+    partial.replace(target)
+    log.info("wrote %s (%d tensors, %.0f MB)", target, len(state), target.stat().st_size / 1e6)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

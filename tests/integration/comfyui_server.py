@@ -1,0 +1,92 @@
+"""Start a real ComfyUI (CPU) for the integration tests, in its own base directory.
+
+The pinned tree and venv come from scripts/setup_local.sh. The base directory is a
+fresh temporary folder whose models/ links to the local tree's (the generated
+checkpoint), so tests can check exactly which files a job leaves behind.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", REPO_ROOT / ".local"))
+COMFYUI_DIR = LOCAL_DIR / "ComfyUI"
+PYTHON = LOCAL_DIR / "venv" / "bin" / "python"
+TINY_CHECKPOINT = "tiny-random-sd15-noise.safetensors"
+
+
+@dataclass
+class ComfyServer:
+    process: subprocess.Popen
+    host: str
+    base_dir: Path
+    pid_file: Path
+    log_file: Path
+
+    def env(self) -> dict[str, str]:
+        """The worker settings that point at this server."""
+        return {"COMFY_HOST": self.host, "COMFYUI_PATH": str(self.base_dir), "COMFY_PID_FILE": str(self.pid_file)}
+
+    def job_files(self) -> set[Path]:
+        """Files in input/, output/ and temp/ (what a job could leave behind)."""
+        return {
+            path for folder in ("input", "output", "temp")
+            for path in (self.base_dir / folder).rglob("*") if path.is_file()
+        }
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = ()) -> ComfyServer:
+    if not (COMFYUI_DIR / "main.py").exists() or not PYTHON.exists():
+        raise RuntimeError(f"no local ComfyUI at {COMFYUI_DIR}: run scripts/setup_local.sh (scripts/test.sh does)")
+    base_dir.mkdir(parents=True, exist_ok=True)
+    (base_dir / "custom_nodes").mkdir(exist_ok=True)
+    if not (base_dir / "models").exists():
+        (base_dir / "models").symlink_to(COMFYUI_DIR / "models")
+    port = free_port()
+    log_file = base_dir / "comfyui.log"
+    args = [
+        str(PYTHON), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+        "--base-directory", str(base_dir), "--disable-auto-launch", "--disable-api-nodes",
+        "--database-url", "sqlite:///:memory:", *extra_args,
+    ]
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(args, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)
+    pid_file = base_dir / "comfyui.pid"
+    pid_file.write_text(str(process.pid))
+    server = ComfyServer(process, f"127.0.0.1:{port}", base_dir, pid_file, log_file)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ComfyUI exited during start-up:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://{server.host}/prompt", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"ComfyUI did not answer within 120 s:\n{server.log_tail()}")

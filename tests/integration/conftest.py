@@ -1,0 +1,41 @@
+"""Integration fixtures: one real ComfyUI per test run, and the handler pointed at it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import rp_handler
+from comfy_worker.settings import Settings
+
+from .comfyui_server import ComfyServer, start_comfyui
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def comfyui(tmp_path_factory) -> ComfyServer:
+    server = start_comfyui(tmp_path_factory.mktemp("comfyui-base"), ("--preview-method", "latent2rgb"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_settings(comfyui: ComfyServer) -> Settings:
+    return Settings.from_env(comfyui.env())
+
+
+@pytest.fixture
+async def run_job(worker_settings, monkeypatch):
+    """Run one job through the handler as RunPod would; returns the handler's result."""
+    monkeypatch.setattr(rp_handler, "settings", worker_settings)
+
+    async def run(job_input, job_id: str | None = None):
+        return await rp_handler.handler({"id": job_id or f"test-{uuid.uuid4().hex[:8]}", "input": job_input})
+
+    return run

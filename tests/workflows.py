@@ -1,0 +1,50 @@
+"""API-format workflows the tests run on a real ComfyUI (CPU, tiny generated model)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+
+TINY_CHECKPOINT = "tiny-random-sd15-noise.safetensors"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def txt2img(steps: int = 2, size: int = 64, seed: int = 42) -> dict:
+    """test_input.json's workflow on the tiny checkpoint, small enough for a CPU."""
+    workflow = json.loads((REPO_ROOT / "test_input.json").read_text())["input"]["workflow"]
+    workflow["4"]["inputs"]["ckpt_name"] = TINY_CHECKPOINT
+    workflow["5"]["inputs"].update(width=size, height=size)
+    workflow["3"]["inputs"].update(steps=steps, seed=seed)
+    return workflow
+
+
+def empty_image(color: int = 0xFF8000, size: int = 8, prefix: str = "empty") -> dict:
+    """No model: EmptyImage -> SaveImage."""
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1, "color": color}},
+        "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": prefix, "images": ["1", 0]}},
+    }
+
+
+def load_image(name: str) -> dict:
+    """LoadImage of an input file -> SaveImage."""
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "loaded", "images": ["1", 0]}},
+    }
+
+
+def png_base64(color: tuple[int, int, int], size: int = 8) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode_image(entry: dict) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(entry["data"])))
+    image.load()
+    return image
