@@ -146,19 +146,22 @@ def rejection_from_response(payload: dict[str, Any]) -> WorkflowRejected:
     for node_id, entry in (payload.get("node_errors") or {}).items():
         for item in entry.get("errors", []):
             extra = item.get("extra_info") or {}
-            node_errors.append({
-                "node_id": node_id,
-                "class_type": entry.get("class_type"),
-                "type": item.get("type"),
-                "message": item.get("message"),
-                "details": item.get("details"),
-                "input": extra.get("input_name"),
-            })
+            node_errors.append(
+                {
+                    "node_id": node_id,
+                    "class_type": entry.get("class_type"),
+                    "type": item.get("type"),
+                    "message": item.get("message"),
+                    "details": item.get("details"),
+                    "input": extra.get("input_name"),
+                }
+            )
     if node_errors:
         parts = [
             f"node {e['node_id']} ({e['class_type']})"
             + (f" input '{e['input']}'" if e["input"] else "")
-            + f": {e['message']}" + (f" - {e['details']}" if e["details"] else "")
+            + f": {e['message']}"
+            + (f" - {e['details']}" if e["details"] else "")
             for e in node_errors
         ]
         message = "workflow rejected by ComfyUI: " + "; ".join(parts)

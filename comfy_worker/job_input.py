@@ -92,16 +92,22 @@ def parse_job_input(raw: Any) -> JobInput:
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise InvalidJobInput([("input", f"is a string but not valid JSON ({exc.msg} at position {exc.pos})")]) from None
+            raise InvalidJobInput(
+                [("input", f"is a string but not valid JSON ({exc.msg} at position {exc.pos})")]
+            ) from None
     if not isinstance(raw, dict):
         raise InvalidJobInput([("input", f"must be an object, got {type(raw).__name__}")])
     workflow = raw.get("workflow")
     if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list) and "links" in workflow:
-        raise InvalidJobInput([(
-            "input.workflow",
-            "is in ComfyUI's UI format (it has 'nodes' and 'links'); send the API format instead: "
-            "in ComfyUI use Workflow > Export (API), or enable dev mode and 'Save (API Format)'",
-        )])
+        raise InvalidJobInput(
+            [
+                (
+                    "input.workflow",
+                    "is in ComfyUI's UI format (it has 'nodes' and 'links'); send the API format instead: "
+                    "in ComfyUI use Workflow > Export (API), or enable dev mode and 'Save (API Format)'",
+                )
+            ]
+        )
     try:
         return JobInput.model_validate(raw)
     except ValidationError as exc:

@@ -68,12 +68,14 @@ def _encode_all(files: list[OutputFile]) -> list[dict[str, Any]]:
             data = file.path.read_bytes()
         except OSError as exc:
             raise WorkerError(f"output {file.filename} of node {file.node_id} cannot be read: {exc}") from exc
-        entries.append({
-            "filename": file.filename,
-            "type": "base64",
-            "data": base64.b64encode(data).decode("ascii"),
-            "node_id": file.node_id,
-            "subfolder": file.subfolder,
-            "mime_type": file.mime_type,
-        })
+        entries.append(
+            {
+                "filename": file.filename,
+                "type": "base64",
+                "data": base64.b64encode(data).decode("ascii"),
+                "node_id": file.node_id,
+                "subfolder": file.subfolder,
+                "mime_type": file.mime_type,
+            }
+        )
     return entries

@@ -32,9 +32,8 @@ log = logging.getLogger("make_tiny_checkpoint")
 def build_state_dict(seed: int) -> dict:
     import json
 
-    import torch
-
     import comfy.cli_args
+    import torch
 
     # Build on the CPU whatever the machine has; ComfyUI reads this at import time.
     comfy.cli_args.args.cpu = True
@@ -46,10 +45,21 @@ def build_state_dict(seed: int) -> dict:
 
     ops = comfy.ops.disable_weight_init
     unet = openaimodel.UNetModel(
-        image_size=32, in_channels=4, model_channels=320, out_channels=4,
-        num_res_blocks=[1], channel_mult=(1,), num_heads=8, use_spatial_transformer=True,
-        transformer_depth=[1], transformer_depth_output=[1, 1], transformer_depth_middle=-2,
-        context_dim=768, use_linear_in_transformer=False, device="cpu", operations=ops,
+        image_size=32,
+        in_channels=4,
+        model_channels=320,
+        out_channels=4,
+        num_res_blocks=[1],
+        channel_mult=(1,),
+        num_heads=8,
+        use_spatial_transformer=True,
+        transformer_depth=[1],
+        transformer_depth_output=[1, 1],
+        transformer_depth_middle=-2,
+        context_dim=768,
+        use_linear_in_transformer=False,
+        device="cpu",
+        operations=ops,
     )
     clip_config_path = Path(comfy.sd1_clip.__file__).parent / "sd1_clip_config.json"
     clip_config = json.loads(clip_config_path.read_text())

@@ -38,14 +38,18 @@ def local_job(test_input: dict) -> dict:
     return job
 
 
-async def run(out_dir: Path) -> int:
+async def run(job: dict) -> dict:
     from runpod.serverless.modules.rp_job import run_job
 
     import rp_handler
 
-    job = local_job(json.loads((REPO_ROOT / "test_input.json").read_text()))
-    result = await run_job(rp_handler.handler, job)
-    await rp_handler.close_comfyui()
+    try:
+        return await run_job(rp_handler.handler, job)
+    finally:
+        await rp_handler.close_comfyui()
+
+
+def save_outputs(result: dict, out_dir: Path) -> int:
     if "error" in result:
         log.error("job failed: %s", result["error"])
         return 1
@@ -62,7 +66,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return asyncio.run(run(args.out))
+    job = local_job(json.loads((REPO_ROOT / "test_input.json").read_text()))
+    return save_outputs(asyncio.run(run(job)), args.out)
 
 
 if __name__ == "__main__":

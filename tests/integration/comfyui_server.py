@@ -37,8 +37,10 @@ class ComfyServer:
     def job_files(self) -> set[Path]:
         """Files in input/, output/ and temp/ (what a job could leave behind)."""
         return {
-            path for folder in ("input", "output", "temp")
-            for path in (self.base_dir / folder).rglob("*") if path.is_file()
+            path
+            for folder in ("input", "output", "temp")
+            for path in (self.base_dir / folder).rglob("*")
+            if path.is_file()
         }
 
     def log_tail(self, lines: int = 30) -> str:
@@ -70,9 +72,20 @@ def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = ()) -> ComfyServ
     port = free_port()
     log_file = base_dir / "comfyui.log"
     args = [
-        str(PYTHON), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-        "--base-directory", str(base_dir), "--disable-auto-launch", "--disable-api-nodes",
-        "--database-url", "sqlite:///:memory:", *extra_args,
+        str(PYTHON),
+        "main.py",
+        "--cpu",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--base-directory",
+        str(base_dir),
+        "--disable-auto-launch",
+        "--disable-api-nodes",
+        "--database-url",
+        "sqlite:///:memory:",
+        *extra_args,
     ]
     with open(log_file, "ab") as log:
         process = subprocess.Popen(args, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)

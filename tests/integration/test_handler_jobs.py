@@ -56,8 +56,10 @@ async def test_uploaded_input_image_is_loaded_and_removed(run_job, clean_after, 
 
 
 async def test_data_uri_input_and_input_as_json_string(run_job, clean_after):
-    job = {"workflow": load_image("blue.png"),
-           "images": [{"name": "blue.png", "image": "data:image/png;base64," + png_base64((0, 0, 250))}]}
+    job = {
+        "workflow": load_image("blue.png"),
+        "images": [{"name": "blue.png", "image": "data:image/png;base64," + png_base64((0, 0, 250))}],
+    }
 
     result = await run_job(json.dumps(job))
 
