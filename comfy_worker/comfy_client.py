@@ -40,6 +40,11 @@ class ComfyEvent:
         return self.data.get("prompt_id")
 
 
+class EventStreamClosed(Exception):
+    """The websocket closed. Whether ComfyUI died or only the socket dropped is the
+    caller's call (execution checks the process and reconnects)."""
+
+
 class ComfyClient:
     def __init__(self, base_url: str, session: aiohttp.ClientSession | None = None):
         self.base_url = base_url.rstrip("/")
@@ -95,6 +100,17 @@ class ComfyClient:
         """Drop the prompt from ComfyUI's history so a warm worker's memory does not grow."""
         await self._request_json("POST", "/history", json={"delete": [prompt_id]})
 
+    async def queue(self) -> dict[str, Any]:
+        """{"queue_running": [...], "queue_pending": [...]}; entries are [number, prompt_id, ...]."""
+        return await self._get_json("/queue")
+
+    async def interrupt(self, prompt_id: str) -> None:
+        """Interrupt the prompt if it is the one running (takes effect between steps)."""
+        await self._request_json("POST", "/interrupt", json={"prompt_id": prompt_id})
+
+    async def delete_queued(self, prompt_id: str) -> None:
+        await self._request_json("POST", "/queue", json={"delete": [prompt_id]})
+
     async def _get_json(self, path: str) -> Any:
         return await self._request_json("GET", path)
 
@@ -122,8 +138,14 @@ class ComfyClient:
         except (aiohttp.ClientError, OSError) as exc:
             raise ComfyUnavailable(f"cannot open ComfyUI's websocket: {exc}") from exc
 
+    async def reconnect_events(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+        await self.connect_events()
+
     async def events(self) -> AsyncIterator[ComfyEvent]:
-        """Yield events until the socket closes; raises ComfyUnavailable when it does."""
+        """Yield events until the socket closes; raises EventStreamClosed when it does."""
         if self._ws is None:
             await self.connect_events()
         ws = self._ws
@@ -136,7 +158,7 @@ class ComfyClient:
                 yield ComfyEvent("preview_frame", {}, binary=message.data)
             elif message.type == aiohttp.WSMsgType.ERROR:
                 break
-        raise ComfyUnavailable("ComfyUI's websocket closed during the job")
+        raise EventStreamClosed(f"websocket closed (code {ws.close_code})")
 
 
 def rejection_from_response(payload: dict[str, Any]) -> WorkflowRejected:

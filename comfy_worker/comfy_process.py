@@ -96,6 +96,9 @@ class ComfyConnection:
             raise
         return cls(client, output_classes, asyncio.get_running_loop(), settings)
 
+    def is_alive(self) -> bool | None:
+        return comfy_process_alive(self.settings.comfy_pid_file)
+
     def ensure_alive(self) -> None:
-        if comfy_process_alive(self.settings.comfy_pid_file) is False:
+        if self.is_alive() is False:
             raise ComfyUnavailable(death_message(self.settings))

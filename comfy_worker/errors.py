@@ -4,7 +4,9 @@
     ├── InvalidJobInput         the job's input does not match the schema (every problem listed)
     ├── ComfyUnavailable        ComfyUI died or never answered; the worker asks to be replaced
     ├── WorkflowRejected        ComfyUI refused the prompt (POST /prompt 400), per node
-    └── ExecutionFailed         a node raised while the workflow ran
+    ├── ExecutionFailed         a node raised while the workflow ran
+    │   └── PromptInterrupted   the prompt was interrupted (defined in execution)
+    └── JobTimedOut             the workflow ran past the job's timeout and was stopped
 
 Foreign exceptions (aiohttp, OSError) are translated where they happen, in the
 module that talks to ComfyUI; `error_result` turns a WorkerError into the dict the
@@ -63,6 +65,12 @@ class ExecutionFailed(WorkerError):
     exception_type, exception_message and ComfyUI's traceback lines."""
 
     error_type = "execution_failed"
+
+
+class JobTimedOut(WorkerError):
+    """The workflow ran longer than the job's timeout; ComfyUI was interrupted."""
+
+    error_type = "timeout"
 
 
 def error_result(error: WorkerError) -> dict[str, Any]:

@@ -1,9 +1,17 @@
-"""Run one prompt on ComfyUI: submit it, follow its events to the end.
+"""Run one prompt on ComfyUI: submit it, follow its events to the end, or stop it.
 
-Contract: `submit_prompt` queues the workflow on the worker's websocket client id
-and returns the prompt id; `wait_for_prompt` returns once ComfyUI reports that
-prompt finished (`executing` with `node: null`). A node failure raises `ExecutionFailed` naming the node; events of
-other prompts (a previous, cancelled job) are ignored.
+Contract:
+- `submit_prompt` queues the workflow on the worker's websocket client id and
+  returns the prompt id.
+- `wait_for_prompt` passes each of the prompt's events (and preview frames) to
+  `on_event` and returns once ComfyUI reports the prompt finished (`executing`
+  with `node: null`). A node failure raises `ExecutionFailed` naming the node, an
+  interrupt `PromptInterrupted`. If the websocket drops while ComfyUI lives, it
+  reconnects and reads the outcome from /history for what it missed; if ComfyUI
+  died, it raises `ComfyUnavailable` at once.
+- `stop_prompt` takes a prompt out of ComfyUI's queue, or interrupts it if it is
+  running and waits (bounded) for it to end, so its files exist before cleanup.
+Events of other prompts (an earlier, stopped job) are ignored.
 
 Why output nodes are tagged: ComfyUI caches node results, and on a cache hit it
 re-reports the files an output node wrote for an earlier prompt without writing
@@ -16,15 +24,25 @@ loading, sampling) stays cached.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from .comfy_client import ComfyClient, ComfyEvent
-from .errors import ExecutionFailed
+from .comfy_client import ComfyClient, ComfyEvent, EventStreamClosed
+from .errors import ComfyUnavailable, ExecutionFailed, WorkerError
 
 log = logging.getLogger(__name__)
 
 JOB_TAG_INPUT = "_runpod_job_id"
+RECONNECT_ATTEMPTS = 20
+RECONNECT_PAUSE_S = 0.25
+
+
+class PromptInterrupted(ExecutionFailed):
+    """The prompt was interrupted (by the worker's stop, or by someone else)."""
+
+    error_type = "interrupted"
 
 
 def output_node_classes(object_info: dict[str, Any]) -> frozenset[str]:
@@ -49,22 +67,85 @@ def execution_error(data: dict[str, Any]) -> ExecutionFailed:
     return ExecutionFailed(message, details)
 
 
+def interrupted_error(data: dict[str, Any]) -> PromptInterrupted:
+    where = f" at node {data['node_id']} ({data.get('node_type')})" if data.get("node_id") else ""
+    return PromptInterrupted(f"the workflow was interrupted{where}", {"node_id": data.get("node_id")})
+
+
 async def submit_prompt(client: ComfyClient, workflow: dict[str, Any], extra_data: dict[str, Any]) -> str:
     """Queue the workflow; the websocket is opened first so no event of it is missed."""
     await client.connect_events()
     return await client.queue_prompt(workflow, extra_data)
 
 
-async def wait_for_prompt(client: ComfyClient, prompt_id: str) -> None:
-    """Follow the prompt's events until ComfyUI reports it finished."""
+async def wait_for_prompt(
+    client: ComfyClient,
+    prompt_id: str,
+    on_event: Callable[[ComfyEvent], None],
+    comfy_alive: Callable[[], bool | None],
+) -> None:
+    while True:
+        try:
+            await _follow_events(client, prompt_id, on_event)
+            return
+        except EventStreamClosed as closed:
+            log.warning("ComfyUI websocket dropped during prompt %s (%s)", prompt_id, closed)
+            await _reconnect(client, comfy_alive)
+        # Events sent while the socket was down are lost: ask the history.
+        if _outcome_from_history(await client.history(prompt_id)):
+            return
+
+
+async def _follow_events(client: ComfyClient, prompt_id: str, on_event: Callable[[ComfyEvent], None]) -> None:
     async for event in client.events():
-        if event.prompt_id != prompt_id:
+        # Preview frames carry no prompt id; jobs run one at a time, so they are ours.
+        if event.prompt_id != prompt_id and event.type != "preview_frame":
             continue
-        if is_prompt_finished(event):
+        on_event(event)
+        if event.type == "executing" and event.data.get("node") is None:
             return
         if event.type == "execution_error":
             raise execution_error(event.data)
+        if event.type == "execution_interrupted":
+            raise interrupted_error(event.data)
 
 
-def is_prompt_finished(event: ComfyEvent) -> bool:
-    return event.type == "executing" and event.data.get("node") is None
+async def _reconnect(client: ComfyClient, comfy_alive: Callable[[], bool | None]) -> None:
+    for _ in range(RECONNECT_ATTEMPTS):
+        if comfy_alive() is False:
+            raise ComfyUnavailable("ComfyUI exited during the job (its process is gone); see its log for the cause")
+        try:
+            await client.reconnect_events()
+            return
+        except ComfyUnavailable:
+            await asyncio.sleep(RECONNECT_PAUSE_S)
+    raise ComfyUnavailable(f"ComfyUI's websocket could not be reopened after {RECONNECT_ATTEMPTS} attempts")
+
+
+def _outcome_from_history(entry: dict[str, Any]) -> bool:
+    """True if the history shows the prompt finished; raises if it failed."""
+    status = entry.get("status") or {}
+    for name, data in status.get("messages") or []:
+        if name == "execution_error":
+            raise execution_error(data)
+        if name == "execution_interrupted":
+            raise interrupted_error(data)
+    return bool(status.get("completed")) or status.get("status_str") == "success"
+
+
+async def stop_prompt(client: ComfyClient, prompt_id: str, grace_s: float) -> None:
+    """Free ComfyUI from this prompt: drop it if queued, interrupt it if running."""
+    try:
+        queue = await client.queue()
+        if any(item[1] == prompt_id for item in queue.get("queue_pending", [])):
+            await client.delete_queued(prompt_id)
+            return
+        if not any(item[1] == prompt_id for item in queue.get("queue_running", [])):
+            return  # already finished
+        await client.interrupt(prompt_id)
+        async with asyncio.timeout(grace_s):
+            await _follow_events(client, prompt_id, lambda event: None)
+    except ExecutionFailed:
+        pass  # it ended (interrupted, as asked, or failing on its own)
+    except (WorkerError, EventStreamClosed, TimeoutError) as exc:
+        log.warning("prompt %s may still be running after the stop: %s", prompt_id, exc)

@@ -6,7 +6,9 @@ No I/O. The shape is compatible with runpod-workers/worker-comfyui:
 
     {"workflow": {<node id>: {"class_type": str, "inputs": {...}}, ...},
      "images": [{"name": "x.png", "image": "<base64 or data URI>"}],
-     "comfy_org_api_key": "<optional, for Comfy.org API nodes>"}
+     "comfy_org_api_key": "<optional, for Comfy.org API nodes>",
+     "timeout_s": <optional seconds, at most JOB_TIMEOUT_MAX_S>,
+     "preview": <optional bool: latent previews in progress updates>}
 
 `input` may also arrive as a JSON string. A workflow saved in ComfyUI's UI format
 (it has `nodes` and `links`) is refused with instructions to export the API format.
@@ -20,7 +22,7 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from .errors import InvalidJobInput
 
@@ -72,6 +74,16 @@ class JobInput(BaseModel):
     workflow: dict[str, WorkflowNode] = Field(min_length=1)
     images: list[InputImage] = Field(default_factory=list)
     comfy_org_api_key: SecretStr | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+    preview: bool = False
+
+    @field_validator("timeout_s")
+    @classmethod
+    def _within_max(cls, timeout_s: float | None, info: ValidationInfo) -> float | None:
+        max_timeout_s = (info.context or {}).get("max_timeout_s")
+        if timeout_s is not None and max_timeout_s is not None and timeout_s > max_timeout_s:
+            raise ValueError(f"must be at most {max_timeout_s:g} (JOB_TIMEOUT_MAX_S)")
+        return timeout_s
 
     @field_validator("images")
     @classmethod
@@ -87,7 +99,7 @@ class JobInput(BaseModel):
         return {node_id: node.model_dump() for node_id, node in self.workflow.items()}
 
 
-def parse_job_input(raw: Any) -> JobInput:
+def parse_job_input(raw: Any, max_timeout_s: float | None = None) -> JobInput:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -109,7 +121,7 @@ def parse_job_input(raw: Any) -> JobInput:
             ]
         )
     try:
-        return JobInput.model_validate(raw)
+        return JobInput.model_validate(raw, context={"max_timeout_s": max_timeout_s})
     except ValidationError as exc:
         raise InvalidJobInput([(_field_path(err["loc"]), _problem(err)) for err in exc.errors()]) from None
 

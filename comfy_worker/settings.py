@@ -27,6 +27,17 @@ class Settings:
     ready_timeout_s: float = 600.0
     """COMFY_READY_TIMEOUT_S: give up waiting for a live but unresponsive ComfyUI after this."""
 
+    job_timeout_s: float = 570.0
+    """JOB_TIMEOUT_S: default limit on a workflow's run; a job may ask for less or more (timeout_s)."""
+    job_timeout_max_s: float = 3600.0
+    """JOB_TIMEOUT_MAX_S: the most a job may ask for."""
+    stop_grace_s: float = 10.0
+    """STOP_GRACE_S: after interrupting a prompt, how long to wait for it to end before cleaning up."""
+    progress_updates_per_s: float = 2.0
+    """PROGRESS_UPDATES_PER_S: most progress updates a second (a sampler's first and last step always go)."""
+    progress_preview_max_bytes: int = 65536
+    """PROGRESS_PREVIEW_MAX_BYTES: larger preview images are left out of progress updates."""
+
     @property
     def comfy_http_url(self) -> str:
         return f"http://{self.comfy_host}"
@@ -64,7 +75,16 @@ class Settings:
             comfy_pid_file=read("COMFY_PID_FILE", Path, defaults.comfy_pid_file),
             ready_poll_interval_s=read("COMFY_READY_POLL_INTERVAL_S", _positive_float, defaults.ready_poll_interval_s),
             ready_timeout_s=read("COMFY_READY_TIMEOUT_S", _positive_float, defaults.ready_timeout_s),
+            job_timeout_s=read("JOB_TIMEOUT_S", _positive_float, defaults.job_timeout_s),
+            job_timeout_max_s=read("JOB_TIMEOUT_MAX_S", _positive_float, defaults.job_timeout_max_s),
+            stop_grace_s=read("STOP_GRACE_S", _positive_float, defaults.stop_grace_s),
+            progress_updates_per_s=read("PROGRESS_UPDATES_PER_S", _positive_float, defaults.progress_updates_per_s),
+            progress_preview_max_bytes=read(
+                "PROGRESS_PREVIEW_MAX_BYTES", _positive_int, defaults.progress_preview_max_bytes
+            ),
         )
+        if settings.job_timeout_s > settings.job_timeout_max_s:
+            raise ValueError("setting JOB_TIMEOUT_S must not exceed JOB_TIMEOUT_MAX_S")
         return settings
 
 
@@ -72,6 +92,13 @@ def _positive_float(raw: str) -> float:
     value = float(raw)
     if value <= 0:
         raise ValueError("must be a positive number")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
     return value
 
 

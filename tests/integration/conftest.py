@@ -20,7 +20,9 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def comfyui(tmp_path_factory) -> ComfyServer:
-    server = start_comfyui(tmp_path_factory.mktemp("comfyui-base"), ("--preview-method", "latent2rgb"))
+    server = start_comfyui(
+        tmp_path_factory.mktemp("comfyui-base"), ("--preview-method", "latent2rgb", "--preview-size", "256")
+    )
     yield server
     server.stop()
 
@@ -39,3 +41,11 @@ async def run_job(worker_settings, monkeypatch):
         return await rp_handler.handler({"id": job_id or f"test-{uuid.uuid4().hex[:8]}", "input": job_input})
 
     return run
+
+
+@pytest.fixture
+async def clean_after(comfyui):
+    """The test's jobs must leave input/, output/ and temp/ as they found them."""
+    before = comfyui.job_files()
+    yield
+    assert comfyui.job_files() == before, "a job left files behind"

@@ -5,17 +5,8 @@ from __future__ import annotations
 import json
 
 import aiohttp
-import pytest
 
 from tests.workflows import decode_image, empty_image, load_image, png_base64, txt2img
-
-
-@pytest.fixture
-async def clean_after(comfyui):
-    """Each job must leave input/, output/ and temp/ as it found them."""
-    before = comfyui.job_files()
-    yield
-    assert comfyui.job_files() == before, "the job left files behind"
 
 
 async def assert_worker_still_serves(run_job):

@@ -1,0 +1,210 @@
+"""Live jobs on a real ComfyUI: progress, timeouts, cancels, crashes and dropped sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import time
+
+import aiohttp
+import pytest
+import runpod
+from PIL import Image
+
+import rp_handler
+from comfy_worker.settings import Settings
+from tests.workflows import decode_image, empty_image, txt2img
+
+from .comfyui_server import start_comfyui
+
+
+@pytest.fixture
+def progress(monkeypatch):
+    """Every progress_update the handler makes, as RunPod would receive it (JSON)."""
+    updates: list[dict] = []
+
+    def capture(job, payload):
+        updates.append(json.loads(json.dumps(payload)))
+
+    monkeypatch.setattr(runpod.serverless, "progress_update", capture)
+    return updates
+
+
+def two_sampler_workflow(steps: int) -> dict:
+    """A base pass and a refiner pass on its latent, as SDXL-style workflows do."""
+    workflow = txt2img(steps=steps)
+    workflow["10"] = {
+        "class_type": "KSampler",
+        "_meta": {"title": "Refiner"},
+        "inputs": {**workflow["3"]["inputs"], "latent_image": ["3", 0], "denoise": 0.5, "steps": steps},
+    }
+    workflow["8"]["inputs"]["samples"] = ["10", 0]
+    return workflow
+
+
+async def comfy_queue(host: str) -> dict:
+    async with aiohttp.ClientSession() as session, session.get(f"http://{host}/queue") as resp:
+        return await resp.json()
+
+
+async def first_step(progress: list[dict]) -> None:
+    async with asyncio.timeout(60):
+        while not any(update.get("step") for update in progress):  # noqa: ASYNC110 (progress is a plain list)
+            await asyncio.sleep(0.02)
+
+
+def assert_monotone_to_one(updates: list[dict]) -> None:
+    fractions = [u["progress"] for u in updates if "progress" in u]
+    assert fractions == sorted(fractions), fractions
+    assert fractions[-1] == 1.0 and max(fractions[:-1]) < 1.0
+
+
+async def test_progress_reports_every_sampler_end_and_rises_to_one(run_job, progress):
+    steps = 12
+    result = await run_job({"workflow": txt2img(steps=steps)})
+
+    assert "error" not in result, result
+    sampler_steps = [u["step"] for u in progress if u.get("node_id") == "3" and u.get("step")]
+    assert sampler_steps[0] == 1 and sampler_steps[-1] == steps
+    assert sampler_steps == sorted(sampler_steps)
+    assert_monotone_to_one(progress)
+    update = next(u for u in progress if u.get("step") == steps)
+    assert update["node_class"] == "KSampler" and update["node_title"] == "KSampler" and update["max"] == steps
+    assert update["message"] == f"KSampler: step {steps}/{steps}"
+    assert update["nodes_total"] == 7 and update["elapsed_s"] > 0
+    assert progress[0]["status"] == "queued" and progress[-1]["status"] == "collecting_outputs"
+    assert all("preview" not in u for u in progress)
+    assert set(result["timings"]) == {
+        "wait_for_comfyui_s",
+        "upload_inputs_s",
+        "execute_s",
+        "collect_outputs_s",
+        "total_s",
+    }
+
+
+async def test_two_samplers_read_as_one_rising_fraction(run_job, progress):
+    result = await run_job({"workflow": two_sampler_workflow(steps=6)})
+
+    assert "error" not in result, result
+    assert_monotone_to_one(progress)
+    by_node = {u["node_id"]: u["step"] for u in progress if u.get("step") == 6}
+    assert set(by_node) == {"3", "10"}
+    refiner_start = next(u for u in progress if u.get("node_id") == "10" and u.get("step") == 1)
+    base_end = next(u for u in progress if u.get("node_id") == "3" and u.get("step") == 6)
+    assert refiner_start["progress"] >= base_end["progress"]
+
+
+async def test_throttling_thins_the_middle_only(run_job, progress, monkeypatch):
+    monkeypatch.setattr(
+        rp_handler, "settings", Settings(**{**vars(rp_handler.settings), "progress_updates_per_s": 0.5})
+    )
+    steps = 30
+
+    result = await run_job({"workflow": txt2img(steps=steps, seed=7)})
+
+    assert "error" not in result, result
+    sampler_steps = [u["step"] for u in progress if u.get("node_id") == "3" and u.get("step")]
+    assert sampler_steps[0] == 1 and sampler_steps[-1] == steps
+    assert len(sampler_steps) < steps / 2, sampler_steps
+
+
+async def test_previews_arrive_only_when_asked(run_job, progress):
+    await run_job({"workflow": txt2img(steps=4, seed=1)})
+    assert all("preview" not in u for u in progress)
+
+    result = await run_job({"workflow": txt2img(steps=4, seed=2), "preview": True})
+
+    assert "error" not in result, result
+    previews = [u["preview"] for u in progress if "preview" in u]
+    assert previews and previews[-1]["mime_type"] == "image/jpeg"
+    image = Image.open(io.BytesIO(base64.b64decode(previews[-1]["data"])))
+    assert image.format == "JPEG" and max(image.size) <= 256  # ComfyUI runs with --preview-size 256
+
+
+async def test_timeout_interrupts_comfyui_and_the_next_job_runs(run_job, progress, comfyui, clean_after):
+    started = time.monotonic()
+    result = await run_job({"workflow": txt2img(steps=400, seed=3), "timeout_s": 1.5})
+    elapsed = time.monotonic() - started
+
+    assert result["error_type"] == "timeout"
+    assert "timeout of 1.5 s" in result["error"]
+    assert elapsed < 1.5 + 1.0, elapsed  # interrupted within a second of the timeout
+    assert (await comfy_queue(comfyui.host)) == {"queue_running": [], "queue_pending": []}
+    next_started = time.monotonic()
+    assert "error" not in await run_job({"workflow": empty_image(color=0x010203)})
+    assert time.monotonic() - next_started < 2
+
+
+async def test_cancel_interrupts_comfyui_and_the_next_job_runs(run_job, progress, comfyui, clean_after):
+    job = asyncio.create_task(run_job({"workflow": txt2img(steps=400, seed=4)}))
+    await first_step(progress)
+
+    cancelled_at = time.monotonic()
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert time.monotonic() - cancelled_at < 1.0
+    assert (await comfy_queue(comfyui.host)) == {"queue_running": [], "queue_pending": []}
+    result = await run_job({"workflow": empty_image(color=0x040506)})
+    assert decode_image(result["images"][0]).getpixel((0, 0)) == (4, 5, 6)
+
+
+async def test_cancel_while_queued_removes_the_prompt(run_job, progress, comfyui, clean_after, worker_settings):
+    # Occupy ComfyUI with a prompt from another client, so the job's prompt waits in the queue.
+    blocker = {"prompt": txt2img(steps=60, seed=5), "client_id": "someone-else"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://{comfyui.host}/prompt", json=blocker) as resp:
+            blocker_id = (await resp.json())["prompt_id"]
+        job = asyncio.create_task(run_job({"workflow": txt2img(steps=3, seed=6)}))
+        while not progress:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        queue = await comfy_queue(comfyui.host)
+        assert queue["queue_pending"] == []
+        await session.post(f"http://{comfyui.host}/interrupt", json={"prompt_id": blocker_id})
+        await session.post(f"http://{comfyui.host}/history", json={"delete": [blocker_id]})
+    assert "error" not in await run_job({"workflow": empty_image()})
+
+
+async def test_second_concurrent_job_waits_then_runs(run_job, progress):
+    first, second = await asyncio.gather(
+        run_job({"workflow": txt2img(steps=8, seed=8)}), run_job({"workflow": empty_image(color=0x0A0B0C)})
+    )
+
+    assert "error" not in first and "error" not in second
+    assert decode_image(second["images"][0]).getpixel((0, 0)) == (10, 11, 12)
+    assert any(u.get("status") == "waiting" for u in progress)
+
+
+async def test_dropped_websocket_is_survived(run_job, progress):
+    job = asyncio.create_task(run_job({"workflow": txt2img(steps=40, seed=9)}))
+    await first_step(progress)
+
+    await rp_handler._comfy.client._ws.close()  # the socket drops; ComfyUI lives on
+    result = await job
+
+    assert "error" not in result, result
+    assert decode_image(result["images"][0]).size == (64, 64)
+
+
+async def test_comfyui_dying_mid_job_fails_fast_and_asks_for_a_new_worker(run_job, progress, tmp_path, monkeypatch):
+    doomed = start_comfyui(tmp_path / "doomed")
+    try:
+        monkeypatch.setattr(rp_handler, "settings", Settings.from_env(doomed.env()))
+        job = asyncio.create_task(run_job({"workflow": txt2img(steps=400, seed=10)}))
+        await first_step(progress)
+        doomed.process.kill()
+        killed_at = time.monotonic()
+        result = await job
+    finally:
+        doomed.stop()
+
+    assert time.monotonic() - killed_at < 3
+    assert result["error_type"] == "comfyui_unavailable"
+    assert result["refresh_worker"] is True
+    assert "exited" in result["error"]
