@@ -1,0 +1,106 @@
+import asyncio
+import base64
+import struct
+
+from comfy_worker.comfy_client import ComfyEvent
+from comfy_worker.progress import ProgressRelay, ProgressTracker
+
+WORKFLOW = {
+    "1": {"class_type": "CheckpointLoaderSimple", "inputs": {}},
+    "2": {"class_type": "KSampler", "inputs": {}, "_meta": {"title": "Base"}},
+    "3": {"class_type": "KSampler", "inputs": {}, "_meta": {"title": "Refiner"}},
+    "4": {"class_type": "SaveImage", "inputs": {}},
+}
+
+
+def event(type_: str, **data) -> ComfyEvent:
+    return ComfyEvent(type_, {"prompt_id": "p", **data})
+
+
+def tracker(preview: bool = False, max_bytes: int = 1000) -> ProgressTracker:
+    return ProgressTracker(WORKFLOW, preview, max_bytes, started_at=0.0)
+
+
+def run(t: ProgressTracker, events: list[ComfyEvent]) -> list[float]:
+    fractions = []
+    for e in events:
+        if t.apply(e) is not None:
+            fractions.append(t.payload()["progress"])
+    return fractions
+
+
+def sampler(node: str, steps: int) -> list[ComfyEvent]:
+    return [event("executing", node=node)] + [
+        event("progress", node=node, value=i, max=steps) for i in range(1, steps + 1)
+    ]
+
+
+def test_two_samplers_rise_monotonically_and_end_at_one():
+    t = tracker()
+    events = [event("execution_start"), event("execution_cached", nodes=["1"])]
+    events += sampler("2", 4) + sampler("3", 4) + [event("executing", node="4"), event("executed", node="4")]
+    fractions = run(t, events)
+    assert fractions == sorted(fractions)
+    assert fractions[-1] < 1.0
+    t.finish()
+    assert t.payload()["progress"] == 1.0
+
+
+def test_payload_names_node_title_step_and_counts():
+    t = tracker()
+    run(t, [event("execution_start"), event("execution_cached", nodes=["1"])] + sampler("2", 10)[:4])
+    payload = t.payload()
+    assert payload["status"] == "running"
+    assert payload["message"] == "Base: step 3/10"
+    assert (payload["node_id"], payload["node_class"], payload["node_title"]) == ("2", "KSampler", "Base")
+    assert (payload["step"], payload["max"]) == (3, 10)
+    assert (payload["nodes_done"], payload["nodes_total"]) == (1, 4)
+    assert payload["progress"] == round((1 + 0.3) / 4, 4)
+
+
+def test_first_and_last_step_and_node_changes_must_be_sent():
+    t = tracker()
+    flags = [t.apply(e) for e in sampler("2", 3)]
+    assert flags == [True, True, False, True]
+
+
+def test_events_that_change_nothing_are_not_offered():
+    assert tracker().apply(event("status")) is None
+    assert tracker().apply(event("executing", node=None)) is None
+
+
+def preview_frame(image: bytes, image_format: int = 1) -> ComfyEvent:
+    return ComfyEvent("preview_frame", {}, binary=struct.pack(">II", 1, image_format) + image)
+
+
+def test_preview_only_when_wanted_and_small_enough():
+    assert tracker(preview=False).apply(preview_frame(b"jpeg")) is None
+    t = tracker(preview=True, max_bytes=10)
+    assert t.apply(preview_frame(b"x" * 11)) is None
+    assert t.apply(preview_frame(b"jpeg")) is False
+    assert t.payload()["preview"] == {"mime_type": "image/jpeg", "data": base64.b64encode(b"jpeg").decode()}
+
+
+async def test_relay_throttles_the_middle_and_flushes_the_newest():
+    sent = []
+    relay = ProgressRelay(sent.append, updates_per_s=20)  # one per 50 ms
+    relay.offer({"n": 1}, must_send=False)
+    relay.offer({"n": 2}, must_send=False)
+    relay.offer({"n": 3}, must_send=False)
+    relay.offer({"n": 4}, must_send=True)
+    assert sent == [{"n": 1}, {"n": 4}]
+    relay.offer({"n": 5}, must_send=False)
+    relay.offer({"n": 6}, must_send=False)
+    await asyncio.sleep(0.08)
+    assert sent == [{"n": 1}, {"n": 4}, {"n": 6}]
+    relay.offer({"n": 7}, must_send=False)
+    relay.close()
+    await asyncio.sleep(0.08)
+    assert sent[-1] == {"n": 6}
+
+
+async def test_relay_survives_a_failing_sender():
+    def broken(payload):
+        raise RuntimeError("network down")
+
+    ProgressRelay(broken, updates_per_s=1).offer({}, must_send=True)
