@@ -21,12 +21,13 @@ import runpod
 from runpod.serverless.modules.rp_logger import RunPodLogger
 
 from comfy_worker.comfy_process import ComfyConnection
+from comfy_worker.delivery import deliver_outputs
 from comfy_worker.errors import JobTimedOut, WorkerError, error_result
 from comfy_worker.execution import stop_prompt, submit_prompt, tag_output_nodes, wait_for_prompt
 from comfy_worker.inputs import upload_inputs
 from comfy_worker.job_files import JobFiles
 from comfy_worker.job_input import JobInput, parse_job_input
-from comfy_worker.outputs import encode_outputs, files_in_history
+from comfy_worker.outputs import files_in_history, texts_in_history
 from comfy_worker.progress import ProgressRelay, ProgressTracker
 from comfy_worker.settings import Settings
 from comfy_worker.timings import StageTimings
@@ -66,8 +67,11 @@ async def run_job(job: dict[str, Any]) -> dict[str, Any]:
             await follow_prompt(comfy, job, prompt_id, tracker, request.timeout_s or settings.job_timeout_s)
         with timings.stage("collect_outputs_s"):
             history = await comfy.client.history(prompt_id)
-            images = await encode_outputs(files_in_history(history, settings, job_files))
-        return {"images": images, "timings": timings.as_dict()}
+            files = files_in_history(history, settings, job_files)
+            outputs = await deliver_outputs(
+                files, texts_in_history(history), request.output, settings, job["id"], job_files
+            )
+        return {**outputs, "timings": timings.as_dict()}
     except WorkerError as error:
         log.warning("job %s failed: %s", job.get("id"), error.message)
         return error_result(error)

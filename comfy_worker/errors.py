@@ -6,7 +6,9 @@
     ├── WorkflowRejected        ComfyUI refused the prompt (POST /prompt 400), per node
     ├── ExecutionFailed         a node raised while the workflow ran
     │   └── PromptInterrupted   the prompt was interrupted (defined in execution)
-    └── JobTimedOut             the workflow ran past the job's timeout and was stopped
+    ├── JobTimedOut             the workflow ran past the job's timeout and was stopped
+    ├── OutputTooLarge          the result would exceed RunPod's limit and no bucket can take it
+    └── StorageError            uploading an output to the bucket failed
 
 Foreign exceptions (aiohttp, OSError) are translated where they happen, in the
 module that talks to ComfyUI; `error_result` turns a WorkerError into the dict the
@@ -71,6 +73,19 @@ class JobTimedOut(WorkerError):
     """The workflow ran longer than the job's timeout; ComfyUI was interrupted."""
 
     error_type = "timeout"
+
+
+class OutputTooLarge(WorkerError):
+    """The outputs, as base64, exceed MAX_RESPONSE_BYTES and cannot go to a bucket.
+    `details` has size_bytes and limit_bytes."""
+
+    error_type = "output_too_large"
+
+
+class StorageError(WorkerError):
+    """An upload to the S3-compatible bucket failed; `details` has bucket and key."""
+
+    error_type = "storage_error"
 
 
 def error_result(error: WorkerError) -> dict[str, Any]:

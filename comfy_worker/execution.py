@@ -97,17 +97,23 @@ async def wait_for_prompt(
 
 
 async def _follow_events(client: ComfyClient, prompt_id: str, on_event: Callable[[ComfyEvent], None]) -> None:
+    # A failure is raised only at the final `executing: null`: ComfyUI records the
+    # prompt in its history (and off its queue) just before sending it, and cleanup
+    # reads the history.
+    failure: ExecutionFailed | None = None
     async for event in client.events():
         # Preview frames carry no prompt id; jobs run one at a time, so they are ours.
         if event.prompt_id != prompt_id and event.type != "preview_frame":
             continue
         on_event(event)
         if event.type == "executing" and event.data.get("node") is None:
+            if failure is not None:
+                raise failure
             return
         if event.type == "execution_error":
-            raise execution_error(event.data)
-        if event.type == "execution_interrupted":
-            raise interrupted_error(event.data)
+            failure = execution_error(event.data)
+        elif event.type == "execution_interrupted":
+            failure = interrupted_error(event.data)
 
 
 async def _reconnect(client: ComfyClient, comfy_alive: Callable[[], bool | None]) -> None:

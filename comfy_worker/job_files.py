@@ -32,9 +32,21 @@ class JobFiles:
         self._paths.append(path)
 
     def remove_all(self) -> None:
+        """Remove the files, then any folder under a root they leave empty (a job's subfolder)."""
         for path in self._paths:
             try:
                 path.unlink(missing_ok=True)
             except OSError as exc:  # keep going: one stuck file must not keep the rest
                 log.warning("could not remove %s: %s", path, exc)
+                continue
+            self._remove_empty_parents(path)
         self._paths.clear()
+
+    def _remove_empty_parents(self, path: Path) -> None:
+        folder = path.parent
+        while folder not in self._roots and any(folder.is_relative_to(root) for root in self._roots):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): stop climbing
+                return
+            folder = folder.parent

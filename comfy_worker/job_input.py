@@ -5,10 +5,16 @@ Contract: `parse_job_input(raw)` returns a frozen `JobInput` or raises
 No I/O. The shape is compatible with runpod-workers/worker-comfyui:
 
     {"workflow": {<node id>: {"class_type": str, "inputs": {...}}, ...},
-     "images": [{"name": "x.png", "image": "<base64 or data URI>"}],
+     "images": [{"name": "x.png", "image": "<base64, data URI or http(s) URL>", "subfolder": "<optional>"}],
      "comfy_org_api_key": "<optional, for Comfy.org API nodes>",
      "timeout_s": <optional seconds, at most JOB_TIMEOUT_MAX_S>,
-     "preview": <optional bool: latent previews in progress updates>}
+     "preview": <optional bool: latent previews in progress updates>,
+     "output": {"format": "png|webp|jpeg", "quality": 1-100, "storage": "auto|base64|s3",
+                "include_previews": <bool>}}
+
+`images` takes any input file (videos and audio for their loaders too); the name
+is worker-comfyui's. URLs are checked here only for form: fetching (with its
+SSRF guard) happens when inputs are prepared.
 
 `input` may also arrive as a JSON string. A workflow saved in ComfyUI's UI format
 (it has `nodes` and `links`) is refused with instructions to export the API format.
@@ -20,7 +26,8 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
@@ -38,13 +45,18 @@ class WorkflowNode(BaseModel):
     inputs: dict[str, Any]
 
 
-class InputImage(BaseModel):
+class InputFile(BaseModel):
     """A file to place in ComfyUI's input folder before the prompt runs."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    image: bytes = Field(description="base64, or a data URI, in the JSON; decoded bytes here")
+    image: bytes | str = Field(description="decoded bytes (from base64 or a data URI), or an http(s) URL")
+    subfolder: str = ""
+
+    @property
+    def url(self) -> str | None:
+        return self.image if isinstance(self.image, str) else None
 
     @field_validator("name")
     @classmethod
@@ -53,29 +65,53 @@ class InputImage(BaseModel):
             raise ValueError("must be a plain file name such as 'photo.png' (no folders, no '..')")
         return name
 
+    @field_validator("subfolder")
+    @classmethod
+    def _relative_folder(cls, subfolder: str) -> str:
+        parts = subfolder.split("/")
+        if subfolder.startswith("/") or "\\" in subfolder or "\0" in subfolder or ".." in parts or "." in parts:
+            raise ValueError("must be a relative folder inside ComfyUI's input folder (no '..', no leading '/')")
+        return subfolder.strip("/")
+
     @field_validator("image", mode="before")
     @classmethod
-    def _decode_base64(cls, value: Any) -> bytes:
+    def _decode_base64_or_check_url(cls, value: Any) -> bytes | str:
         if not isinstance(value, str):
-            raise ValueError("must be a base64 string or a data URI")
+            raise ValueError("must be a base64 string, a data URI or an http(s) URL")
+        if value.startswith(("http://", "https://")):
+            if not urlparse(value).hostname:
+                raise ValueError("is a URL without a host")
+            return value
         payload = _DATA_URI.sub("", value, count=1)
         try:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError("is not valid base64 (nor a base64 data URI)") from None
+            raise ValueError("is not valid base64, a base64 data URI or an http(s) URL") from None
         if not data:
             raise ValueError("is empty")
         return data
+
+
+class OutputOptions(BaseModel):
+    """How outputs come back: still-image format, inline or via the bucket, previews."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal["png", "webp", "jpeg"] = "png"
+    quality: int = Field(default=90, ge=1, le=100)
+    storage: Literal["auto", "base64", "s3"] = "auto"
+    include_previews: bool = False
 
 
 class JobInput(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     workflow: dict[str, WorkflowNode] = Field(min_length=1)
-    images: list[InputImage] = Field(default_factory=list)
+    images: list[InputFile] = Field(default_factory=list)
     comfy_org_api_key: SecretStr | None = None
     timeout_s: float | None = Field(default=None, gt=0)
     preview: bool = False
+    output: OutputOptions = Field(default_factory=OutputOptions)
 
     @field_validator("timeout_s")
     @classmethod
@@ -87,8 +123,8 @@ class JobInput(BaseModel):
 
     @field_validator("images")
     @classmethod
-    def _unique_names(cls, images: list[InputImage]) -> list[InputImage]:
-        names = [image.name for image in images]
+    def _unique_names(cls, images: list[InputFile]) -> list[InputFile]:
+        names = [f"{image.subfolder}/{image.name}".lstrip("/") for image in images]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"file names must be unique; repeated: {', '.join(duplicates)}")

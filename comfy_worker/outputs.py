@@ -1,28 +1,26 @@
-"""Collect a finished prompt's output files and encode them for the job result.
+"""Find a finished prompt's outputs in its ComfyUI history entry.
 
-Contract: `files_in_history` lists the files ComfyUI reports for the prompt (every
-output key of every node, e.g. `images`, `gifs`, `audio`); `encode_outputs` reads
-each from disk and returns worker-comfyui 5.x entries:
-
-    {"filename", "type": "base64", "data", "node_id", "subfolder", "mime_type"}
-
-Temporary files (PreviewImage, type "temp") are left out of the result but still
-removed with the job. Reading and base64 run in a worker thread so large videos
-never block the event loop.
+Contract: `files_in_history` lists every file ComfyUI reports for the prompt, from
+every output key of every node (`images` for still and animated images and core
+video nodes, `gifs` from VideoHelperSuite-style nodes, `audio`, ...), registering
+output and temp files with the job's `JobFiles` for removal. `texts_in_history`
+lists text outputs (`text` lists of strings, e.g. PreviewAny). What becomes of the
+files (format, base64 or bucket) is `delivery`'s business.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import WorkerError
 from .job_files import JobFiles
 from .settings import Settings
+
+mimetypes.add_type("image/webp", ".webp")
+mimetypes.add_type("video/webm", ".webm")
+mimetypes.add_type("audio/flac", ".flac")
 
 
 @dataclass(frozen=True)
@@ -30,52 +28,63 @@ class OutputFile:
     node_id: str
     filename: str
     subfolder: str
-    folder_type: str  # "output", "temp" or "input" (a node echoing an input file)
+    folder_type: str  # "output", "temp" (previews) or "input" (a node echoing an input file)
     path: Path
+    mime_type: str
+    animated: bool = False
 
     @property
-    def mime_type(self) -> str:
-        return mimetypes.guess_type(self.filename)[0] or "application/octet-stream"
+    def media(self) -> str:
+        """image, video, audio or file: which list of the result it goes in."""
+        kind = self.mime_type.split("/")[0]
+        return kind if kind in ("image", "video", "audio") else "file"
 
 
 def files_in_history(history: dict[str, Any], settings: Settings, job_files: JobFiles) -> list[OutputFile]:
-    """Every file in the prompt's history; output and temp files are registered for removal."""
     roots = {"output": settings.output_dir, "temp": settings.temp_dir, "input": settings.input_dir}
     files = []
     for node_id, node_output in (history.get("outputs") or {}).items():
+        animated = any(node_output.get("animated") or [])
         for items in node_output.values():
             if not isinstance(items, list):
                 continue
             for item in items:
                 if not (isinstance(item, dict) and "filename" in item and item.get("type") in roots):
                     continue
-                root = roots[item["type"]]
-                path = job_files.resolve(root, item.get("subfolder", ""), item["filename"])
+                path = job_files.resolve(roots[item["type"]], item.get("subfolder", ""), item["filename"])
                 if item["type"] != "input":  # inputs belong to the job's uploads, or to the image
                     job_files.add(path)
-                files.append(OutputFile(node_id, item["filename"], item.get("subfolder", ""), item["type"], path))
+                files.append(
+                    OutputFile(
+                        node_id=node_id,
+                        filename=item["filename"],
+                        subfolder=item.get("subfolder", ""),
+                        folder_type=item["type"],
+                        path=path,
+                        mime_type=mime_type_of(item),
+                        animated=animated,
+                    )
+                )
     return files
 
 
-async def encode_outputs(files: list[OutputFile]) -> list[dict[str, Any]]:
-    return await asyncio.to_thread(_encode_all, [f for f in files if f.folder_type == "output"])
+def texts_in_history(history: dict[str, Any]) -> list[dict[str, str]]:
+    texts = []
+    for node_id, node_output in (history.get("outputs") or {}).items():
+        for text in node_output.get("text") or []:
+            if isinstance(text, str):
+                texts.append({"node_id": node_id, "text": text})
+    return texts
 
 
-def _encode_all(files: list[OutputFile]) -> list[dict[str, Any]]:
-    entries = []
-    for file in files:
-        try:
-            data = file.path.read_bytes()
-        except OSError as exc:
-            raise WorkerError(f"output {file.filename} of node {file.node_id} cannot be read: {exc}") from exc
-        entries.append(
-            {
-                "filename": file.filename,
-                "type": "base64",
-                "data": base64.b64encode(data).decode("ascii"),
-                "node_id": file.node_id,
-                "subfolder": file.subfolder,
-                "mime_type": file.mime_type,
-            }
-        )
-    return entries
+def mime_type_of(item: dict[str, Any]) -> str:
+    # VideoHelperSuite reports e.g. "format": "video/h264-mp4"; keep the top type, name the subtype by the file.
+    guessed = mimetypes.guess_type(item["filename"])[0]
+    declared = item.get("format")
+    if (
+        isinstance(declared, str)
+        and "/" in declared
+        and not (guessed and guessed.split("/")[0] == declared.split("/")[0])
+    ):
+        return declared
+    return guessed or "application/octet-stream"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,31 @@ class Settings:
     """PROGRESS_UPDATES_PER_S: most progress updates a second (a sampler's first and last step always go)."""
     progress_preview_max_bytes: int = 65536
     """PROGRESS_PREVIEW_MAX_BYTES: larger preview images are left out of progress updates."""
+
+    max_response_bytes: int = 9_000_000
+    """MAX_RESPONSE_BYTES: largest result returned inline (RunPod refuses results over ~10 MB)."""
+    input_max_bytes: int = 200 * 1024 * 1024
+    """INPUT_MAX_BYTES: largest input file fetched from a URL."""
+    input_url_timeout_s: float = 60.0
+    """INPUT_URL_TIMEOUT_S: time limit for fetching one input URL."""
+    bucket_endpoint_url: str | None = None
+    """BUCKET_ENDPOINT_URL: S3-compatible endpoint; setting it turns uploads on."""
+    bucket_access_key_id: str | None = None
+    """BUCKET_ACCESS_KEY_ID."""
+    bucket_secret_access_key: str | None = field(default=None, repr=False)
+    """BUCKET_SECRET_ACCESS_KEY (never logged: excluded from repr)."""
+    bucket_name: str | None = None
+    """BUCKET_NAME: default, the first label of the endpoint's host, as RunPod's SDK reads it."""
+    bucket_prefix: str = ""
+    """BUCKET_PREFIX: key prefix; keys are <prefix><job id>/<file name>."""
+    bucket_region: str | None = None
+    """BUCKET_REGION: region for signing, if the endpoint needs one."""
+    bucket_url_expiry_s: int = 7 * 24 * 3600
+    """BUCKET_URL_EXPIRY_S: lifetime of the presigned URLs returned (S3 allows at most 7 days)."""
+
+    @property
+    def bucket_configured(self) -> bool:
+        return bool(self.bucket_endpoint_url)
 
     @property
     def comfy_http_url(self) -> str:
@@ -82,7 +108,19 @@ class Settings:
             progress_preview_max_bytes=read(
                 "PROGRESS_PREVIEW_MAX_BYTES", _positive_int, defaults.progress_preview_max_bytes
             ),
+            max_response_bytes=read("MAX_RESPONSE_BYTES", _positive_int, defaults.max_response_bytes),
+            input_max_bytes=read("INPUT_MAX_BYTES", _positive_int, defaults.input_max_bytes),
+            input_url_timeout_s=read("INPUT_URL_TIMEOUT_S", _positive_float, defaults.input_url_timeout_s),
+            bucket_endpoint_url=read("BUCKET_ENDPOINT_URL", _http_url, None),
+            bucket_access_key_id=read("BUCKET_ACCESS_KEY_ID", str, None),
+            bucket_secret_access_key=read("BUCKET_SECRET_ACCESS_KEY", str, None),
+            bucket_name=read("BUCKET_NAME", str, None),
+            bucket_prefix=read("BUCKET_PREFIX", str, ""),
+            bucket_region=read("BUCKET_REGION", str, None),
+            bucket_url_expiry_s=read("BUCKET_URL_EXPIRY_S", _url_expiry, defaults.bucket_url_expiry_s),
         )
+        if settings.bucket_endpoint_url and not settings.bucket_name:
+            settings = replace(settings, bucket_name=urlparse(settings.bucket_endpoint_url).hostname.split(".")[0])
         if settings.job_timeout_s > settings.job_timeout_max_s:
             raise ValueError("setting JOB_TIMEOUT_S must not exceed JOB_TIMEOUT_MAX_S")
         return settings
@@ -99,6 +137,20 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be a positive whole number")
+    return value
+
+
+def _http_url(raw: str) -> str:
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("expected an http(s) URL")
+    return raw
+
+
+def _url_expiry(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 7 * 24 * 3600:
+        raise ValueError("presigned URLs live at most 7 days (604800 s)")
     return value
 
 

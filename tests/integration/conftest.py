@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
+import runpod
 
 import rp_handler
 from comfy_worker.settings import Settings
@@ -33,7 +35,31 @@ def worker_settings(comfyui: ComfyServer) -> Settings:
 
 
 @pytest.fixture
-async def run_job(worker_settings, monkeypatch):
+def use_settings(comfyui, monkeypatch):
+    """Point the handler at the test ComfyUI with extra settings (environment names)."""
+
+    def use(**env: str) -> Settings:
+        settings = Settings.from_env({**comfyui.env(), **env})
+        monkeypatch.setattr(rp_handler, "settings", settings)
+        return settings
+
+    return use
+
+
+@pytest.fixture
+def progress(monkeypatch):
+    """Every progress_update the handler makes, as RunPod would receive it (JSON)."""
+    updates: list[dict] = []
+
+    def capture(job, payload):
+        updates.append(json.loads(json.dumps(payload)))
+
+    monkeypatch.setattr(runpod.serverless, "progress_update", capture)
+    return updates
+
+
+@pytest.fixture
+async def run_job(worker_settings, progress, monkeypatch):
     """Run one job through the handler as RunPod would; returns the handler's result."""
     monkeypatch.setattr(rp_handler, "settings", worker_settings)
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import time
 
 import aiohttp
 import pytest
-import runpod
 from PIL import Image
 
 import rp_handler
@@ -18,18 +16,6 @@ from comfy_worker.settings import Settings
 from tests.workflows import decode_image, empty_image, txt2img
 
 from .comfyui_server import start_comfyui
-
-
-@pytest.fixture
-def progress(monkeypatch):
-    """Every progress_update the handler makes, as RunPod would receive it (JSON)."""
-    updates: list[dict] = []
-
-    def capture(job, payload):
-        updates.append(json.loads(json.dumps(payload)))
-
-    monkeypatch.setattr(runpod.serverless, "progress_update", capture)
-    return updates
 
 
 def two_sampler_workflow(steps: int) -> dict:

@@ -88,3 +88,40 @@ def test_api_key_is_secret_in_repr():
     job = parse_job_input({"workflow": WORKFLOW, "comfy_org_api_key": "sk-very-secret"})
     assert "sk-very-secret" not in repr(job)
     assert job.comfy_org_api_key.get_secret_value() == "sk-very-secret"
+
+
+def test_url_and_subfolder_inputs():
+    job = parse_job_input(
+        {
+            "workflow": WORKFLOW,
+            "images": [
+                {"name": "a.mp4", "image": "https://cdn.example.com/a.mp4", "subfolder": "clips/day1"},
+            ],
+        }
+    )
+    [file] = job.images
+    assert (file.url, file.subfolder) == ("https://cdn.example.com/a.mp4", "clips/day1")
+
+
+@pytest.mark.parametrize("subfolder", ["../x", "/abs", "a/../../b", "a\\b", "./a"])
+def test_subfolders_that_escape_are_refused(subfolder):
+    image = {"name": "a.png", "subfolder": subfolder, "image": base64.b64encode(b"x").decode()}
+    assert "input.images[0].subfolder" in problems({"workflow": WORKFLOW, "images": [image]})
+
+
+def test_output_options_defaults_and_validation():
+    assert parse_job_input({"workflow": WORKFLOW}).output.model_dump() == {
+        "format": "png",
+        "quality": 90,
+        "storage": "auto",
+        "include_previews": False,
+    }
+    found = problems({"workflow": WORKFLOW, "output": {"format": "gif", "quality": 0, "storage": "ftp"}})
+    assert set(found) == {"input.output.format", "input.output.quality", "input.output.storage"}
+
+
+def test_timeout_is_bounded_by_the_maximum():
+    assert parse_job_input({"workflow": WORKFLOW, "timeout_s": 30}, max_timeout_s=60).timeout_s == 30
+    with pytest.raises(InvalidJobInput, match=r"input.timeout_s: must be at most 60 \(JOB_TIMEOUT_MAX_S\)"):
+        parse_job_input({"workflow": WORKFLOW, "timeout_s": 61}, max_timeout_s=60)
+    assert "greater than 0" in problems({"workflow": WORKFLOW, "timeout_s": 0})["input.timeout_s"]

@@ -42,3 +42,34 @@ def test_reads_each_variable():
 def test_invalid_values_name_the_variable(name, value):
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
+
+
+def test_bucket_settings_and_secret_not_in_repr():
+    settings = Settings.from_env(
+        {
+            "BUCKET_ENDPOINT_URL": "https://my-bucket.s3.us-east-1.amazonaws.com",
+            "BUCKET_ACCESS_KEY_ID": "AKIA",
+            "BUCKET_SECRET_ACCESS_KEY": "very-secret",
+        }
+    )
+    assert settings.bucket_configured and settings.bucket_name == "my-bucket"
+    assert "very-secret" not in repr(settings)
+    assert not Settings.from_env({}).bucket_configured
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("BUCKET_ENDPOINT_URL", "ftp://x"),
+        ("BUCKET_URL_EXPIRY_S", "604801"),
+        ("MAX_RESPONSE_BYTES", "0"),
+    ],
+)
+def test_invalid_output_settings(name, value):
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_default_timeout_may_not_exceed_the_maximum():
+    with pytest.raises(ValueError, match="JOB_TIMEOUT_S must not exceed JOB_TIMEOUT_MAX_S"):
+        Settings.from_env({"JOB_TIMEOUT_S": "100", "JOB_TIMEOUT_MAX_S": "50"})

@@ -1,0 +1,163 @@
+"""Deliver a job's output files: still-image format, then inline base64 or bucket URLs.
+
+Contract: `deliver_outputs` returns the result's output lists,
+
+    {"images": [...], "videos": [...], "audio": [...], "files": [...], "text": [...]}
+
+(`images` always; the others when not empty). Each file entry keeps
+worker-comfyui's fields and adds where it came from and what it is:
+
+    {"filename", "type": "base64" | "s3_url", "data": <base64 or URL>,
+     "node_id", "subfolder", "media", "mime_type", "animated"}
+
+Rules, in order:
+1. Output-folder files are delivered; previews (temp) only if the job asks.
+2. Still images are converted to the job's format (webp or jpeg, with quality)
+   first; animated images and videos are left as they are.
+3. Where: `storage: "s3"` uploads (an error if no bucket is configured);
+   `"auto"` (default) uploads when a bucket is configured; otherwise, and for
+   `"base64"`, files come back inline, after a size check: over MAX_RESPONSE_BYTES
+   they go to the bucket if there is one, else the job fails with `OutputTooLarge`
+   (size, limit, ways out). Never a result RunPod would reject.
+All of it runs in one worker thread: large videos never block the event loop.
+The bucket client is made once per worker, on first use (`storage_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+from dataclasses import replace
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InvalidJobInput, OutputTooLarge, WorkerError
+from .job_files import JobFiles
+from .job_input import OutputOptions
+from .outputs import OutputFile
+from .settings import Settings
+from .storage import S3Storage
+
+ENTRY_OVERHEAD_BYTES = 512  # field names, file name, mime type... per entry, generously
+RESULT_LISTS = {"image": "images", "video": "videos", "audio": "audio", "file": "files"}
+FORMATS = {"webp": ("WEBP", ".webp", "image/webp"), "jpeg": ("JPEG", ".jpg", "image/jpeg")}
+
+
+async def deliver_outputs(
+    files: list[OutputFile],
+    texts: list[dict[str, str]],
+    options: OutputOptions,
+    settings: Settings,
+    job_id: str,
+    job_files: JobFiles,
+) -> dict[str, Any]:
+    return await asyncio.to_thread(deliver, files, texts, options, settings, job_id, job_files)
+
+
+@functools.cache
+def storage_for(settings: Settings) -> S3Storage | None:
+    return S3Storage.from_settings(settings)
+
+
+def deliver(
+    files: list[OutputFile],
+    texts: list[dict[str, str]],
+    options: OutputOptions,
+    settings: Settings,
+    job_id: str,
+    job_files: JobFiles,
+) -> dict[str, Any]:
+    wanted = [f for f in files if f.folder_type == "output" or (options.include_previews and f.folder_type == "temp")]
+    if options.format != "png":
+        wanted = convert_still_images(wanted, options, job_files)
+    upload_to = choose_storage(options, storage_for(settings), wanted, texts, settings.max_response_bytes)
+    if upload_to is None:
+        entries = [inline_entry(f) for f in wanted]
+    else:
+        entries = [uploaded_entry(f, upload_to, job_id) for f in wanted]
+    result: dict[str, Any] = {"images": []}
+    for file, entry in zip(wanted, entries, strict=True):
+        result.setdefault(RESULT_LISTS[file.media], []).append(entry)
+    if texts:
+        result["text"] = texts
+    return result
+
+
+def choose_storage(
+    options: OutputOptions, storage: S3Storage | None, files: list[OutputFile], texts: list[dict[str, str]], limit: int
+) -> S3Storage | None:
+    """The bucket to upload to, or None for inline base64 (see rule 3)."""
+    if options.storage == "s3" and storage is None:
+        raise InvalidJobInput(
+            [("input.output.storage", "is 's3' but this endpoint has no bucket (set BUCKET_ENDPOINT_URL and keys)")]
+        )
+    if options.storage != "base64" and storage is not None:
+        return storage
+    size = inline_size(files, texts)
+    if size <= limit:
+        return None
+    if storage is not None:
+        return storage
+    raise OutputTooLarge(
+        f"the outputs are {size / 1e6:.1f} MB as base64, over the {limit / 1e6:.1f} MB limit for a RunPod "
+        "result (MAX_RESPONSE_BYTES). Configure an S3-compatible bucket (BUCKET_ENDPOINT_URL, "
+        "BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY) to get URLs instead, or ask for a lighter "
+        'format: "output": {"format": "webp"} or "jpeg"',
+        {"size_bytes": size, "limit_bytes": limit},
+    )
+
+
+def inline_size(files: list[OutputFile], texts: list[dict[str, str]]) -> int:
+    """Bytes the outputs take in the result as base64, with a generous allowance per entry."""
+    size = sum(4 * ((f.path.stat().st_size + 2) // 3) + ENTRY_OVERHEAD_BYTES for f in files)
+    return size + sum(len(t["text"]) + ENTRY_OVERHEAD_BYTES for t in texts)
+
+
+def convert_still_images(files: list[OutputFile], options: OutputOptions, job_files: JobFiles) -> list[OutputFile]:
+    pil_format, suffix, mime_type = FORMATS[options.format]
+    converted = []
+    for file in files:
+        if file.media != "image" or file.animated or file.mime_type == mime_type:
+            converted.append(file)
+            continue
+        try:
+            with Image.open(file.path) as image:
+                if getattr(image, "is_animated", False):
+                    converted.append(file)
+                    continue
+                target = file.path.with_suffix(suffix)
+                job_files.add(target)
+                still = image.convert("RGB") if pil_format == "JPEG" else image
+                still.save(target, format=pil_format, quality=options.quality)
+        except (OSError, UnidentifiedImageError) as exc:
+            raise WorkerError(f"output {file.filename} of node {file.node_id} could not be converted: {exc}") from exc
+        converted.append(replace(file, filename=target.name, path=target, mime_type=mime_type))
+    return converted
+
+
+def inline_entry(file: OutputFile) -> dict[str, Any]:
+    try:
+        data = file.path.read_bytes()
+    except OSError as exc:
+        raise WorkerError(f"output {file.filename} of node {file.node_id} cannot be read: {exc}") from exc
+    return file_entry(file, "base64", base64.b64encode(data).decode("ascii"))
+
+
+def uploaded_entry(file: OutputFile, storage: S3Storage, job_id: str) -> dict[str, Any]:
+    url = storage.upload(file.path, storage.key_for(job_id, file.filename), file.mime_type)
+    return file_entry(file, "s3_url", url)
+
+
+def file_entry(file: OutputFile, kind: str, data: str) -> dict[str, Any]:
+    return {
+        "filename": file.filename,
+        "type": kind,
+        "data": data,
+        "node_id": file.node_id,
+        "subfolder": file.subfolder,
+        "media": file.media,
+        "mime_type": file.mime_type,
+        "animated": file.animated,
+    }
