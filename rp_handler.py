@@ -37,7 +37,7 @@ log = logging.getLogger("rp_handler")
 settings = Settings.from_env()
 _comfy: ComfyConnection | None = None
 _one_job_at_a_time = asyncio.Lock()
-_relay_progress = True  # False in local runs, where the SDK has no URL to send progress to
+relay_progress = True  # False in local runs, where the SDK has no URL to send progress to
 
 
 async def handler(job: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +117,7 @@ async def follow_prompt(
 
 
 def send_progress(job: dict[str, Any], payload: dict[str, Any]) -> None:
-    if _relay_progress:
+    if relay_progress:
         runpod.serverless.progress_update(job, payload)
     else:
         log.info("progress %s: %s (%.0f%%)", job.get("id"), payload.get("message"), 100 * payload.get("progress", 0))
@@ -169,7 +169,7 @@ async def handle_and_close(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    global _relay_progress
+    global relay_progress
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not (os.environ.get("RUNPOD_LOG_LEVEL") or os.environ.get("RUNPOD_DEBUG_LEVEL")):
         # The SDK defaults to DEBUG, which logs every job's input (API keys included)
@@ -177,7 +177,7 @@ def main() -> None:
         RunPodLogger().set_level("INFO")
     # The SDK's own rule: without the job-take URL it runs one local job, not the worker loop.
     on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
-    _relay_progress = on_runpod
+    relay_progress = on_runpod
     runpod.serverless.start({"handler": handler if on_runpod else handle_and_close})
 
 

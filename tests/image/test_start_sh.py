@@ -1,0 +1,103 @@
+"""start.sh end to end on the CPU: ComfyUI comes up with the image's flags, the warm-up
+runs when asked, a job succeeds through the SDK's local mode, and ComfyUI is stopped
+when the worker exits."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.integration.comfyui_server import COMFYUI_DIR, PYTHON, free_port
+from tests.workflows import txt2img
+
+from .conftest import REPO_ROOT
+
+
+def comfyui_tree(base: Path) -> Path:
+    """A ComfyUI folder of our own: the pinned code linked in, fresh input/output/temp."""
+    base.mkdir()
+    for item in COMFYUI_DIR.iterdir():
+        if item.name not in {"input", "output", "temp", "user", "custom_nodes"}:
+            (base / item.name).symlink_to(item)
+    (base / "custom_nodes").mkdir()
+    return base
+
+
+def watch_comfyui(pid_file: Path, seen: dict, stop: threading.Event) -> None:
+    """Record the ComfyUI process's arguments and whether it maps tcmalloc, while it runs."""
+    while not stop.is_set():
+        try:
+            proc = Path(f"/proc/{int(pid_file.read_text())}")
+            maps = (proc / "maps").read_text()
+            if "python" in maps:
+                seen["tcmalloc"] = "libtcmalloc" in maps
+                seen["args"] = (proc / "cmdline").read_text().split("\0")
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+
+
+def tcmalloc_installed() -> bool:
+    return "libtcmalloc.so" in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+
+
+def test_start_sh_runs_comfyui_warmup_and_a_job(tmp_path):
+    base = comfyui_tree(tmp_path / "comfyui")
+    pid_file = tmp_path / "comfyui.pid"
+    warmup = tmp_path / "warmup.json"
+    warmup.write_text(json.dumps({"input": {"workflow": txt2img(steps=1, seed=11)}}))
+    job = {"input": {"workflow": txt2img(steps=2, seed=12)}}
+    env = {
+        **os.environ,
+        "COMFYUI_PATH": str(base),
+        "COMFY_HOST": f"127.0.0.1:{free_port()}",
+        "COMFY_PID_FILE": str(pid_file),
+        "PYTHON": str(PYTHON),
+        "COMFY_EXTRA_ARGS": f"--cpu --base-directory {base} --disable-api-nodes --database-url sqlite:///:memory:",
+        "WARMUP_JOB": str(warmup),
+        "VOLUME_MODELS_DIR": str(tmp_path / "no-volume" / "models"),
+    }
+    seen: dict = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_comfyui, args=(pid_file, seen, stop))
+    watcher.start()
+    try:
+        result = subprocess.run(
+            ["bash", str(REPO_ROOT / "start.sh"), "--test_input", json.dumps(job)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        stop.set()
+        watcher.join()
+    log = result.stdout + result.stderr
+
+    assert result.returncode == 0, log[-3000:]
+    args = " ".join(seen["args"])
+    for flag in (
+        "--disable-auto-launch",
+        "--log-stdout",
+        "--preview-method latent2rgb",
+        "--preview-size 256",
+        "--extra-model-paths-config",
+        "--cpu",
+    ):
+        assert flag in args
+    assert "[warmup] warm-up done" in log
+    assert "Job local_test completed successfully" in log
+    comfy_pid = int(pid_file.read_text())
+    assert not psutil.pid_exists(comfy_pid) or psutil.Process(comfy_pid).status() == psutil.STATUS_ZOMBIE
+    assert sorted(p.name for p in (base / "output").iterdir()) == []  # both jobs cleaned up
+    if tcmalloc_installed():
+        assert seen.get("tcmalloc") is True, "tcmalloc is installed but was not preloaded into ComfyUI"
+        assert "preloading" in log
+    else:
+        assert "tcmalloc not installed" in log

@@ -1,0 +1,63 @@
+"""ComfyUI/extra_model_paths.yaml: every model folder of the pinned ComfyUI, and a real
+ComfyUI finds a model placed on the 'volume'."""
+
+import json
+import subprocess
+import urllib.request
+
+import yaml
+
+from tests.integration.comfyui_server import COMFYUI_DIR, PYTHON, start_comfyui
+
+from .conftest import REPO_ROOT
+
+VOLUME_YAML = REPO_ROOT / "ComfyUI" / "extra_model_paths.yaml"
+
+
+def pinned_model_folders() -> dict[str, list[str]]:
+    """folder name -> default subfolders under models/, read from the pinned folder_paths."""
+    script = (
+        "import json, os, folder_paths as f;"
+        "print(json.dumps({k: [os.path.relpath(p, f.models_dir) for p in v[0]]"
+        " for k, v in f.folder_names_and_paths.items() if k != 'custom_nodes'}))"
+    )
+    result = subprocess.run([str(PYTHON), "-c", script], cwd=COMFYUI_DIR, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def volume_folders() -> dict[str, list[str]]:
+    section = yaml.safe_load(VOLUME_YAML.read_text())["runpod_volume"]
+    assert section.pop("base_path") == "/runpod-volume/models/"
+    return {
+        name: [line.strip().rstrip("/") for line in value.splitlines() if line.strip()]
+        for name, value in section.items()
+    }
+
+
+def test_every_model_folder_of_the_pinned_comfyui_is_covered():
+    pinned, covered = pinned_model_folders(), volume_folders()
+    assert set(pinned) <= set(covered), f"missing from the volume config: {set(pinned) - set(covered)}"
+    for name, subfolders in pinned.items():
+        assert set(subfolders) <= set(covered[name]), (name, subfolders, covered[name])
+
+
+def test_comfyui_finds_models_on_the_volume(tmp_path):
+    volume = tmp_path / "runpod-volume" / "models"
+    (volume / "loras").mkdir(parents=True)
+    (volume / "loras" / "on-the-volume.safetensors").write_bytes(b"\0")
+    (volume / "unet").mkdir()
+    (volume / "unet" / "legacy-folder.safetensors").write_bytes(b"\0")
+    config = tmp_path / "extra_model_paths.yaml"
+    config.write_text(VOLUME_YAML.read_text().replace("/runpod-volume/models/", f"{volume}/"))
+
+    server = start_comfyui(tmp_path / "base", ("--extra-model-paths-config", str(config)))
+    try:
+
+        def listed(folder: str) -> list[str]:
+            with urllib.request.urlopen(f"http://{server.host}/models/{folder}") as resp:
+                return json.load(resp)
+
+        assert "on-the-volume.safetensors" in listed("loras")
+        assert "legacy-folder.safetensors" in listed("diffusion_models")
+    finally:
+        server.stop()
