@@ -1,0 +1,108 @@
+"""Command line: run a workflow on an endpoint with a live progress bar.
+
+    python -m client run workflow.json --image photo.png --endpoint-id abc123   # RunPod (RUNPOD_API_KEY)
+    python -m client run workflow.json --base-url http://127.0.0.1:8000/v2/local
+
+Shows node, step and overall percent while the job runs, cancels the job on
+Ctrl-C, saves the outputs into --out, and exits non-zero with the job's error if
+it fails (1 failed, 2 usage, 130 cancelled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+from tqdm import tqdm
+
+from .api import EndpointClient, JobFailed, job_input_from_files, save_outputs
+
+log = logging.getLogger("client")
+
+
+class ProgressBar:
+    """Renders the worker's progress payload (README, Progress) as a tqdm bar in percent."""
+
+    def __init__(self) -> None:
+        self.bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}] {postfix}")
+        self.seen_progress = False
+
+    def update(self, status: dict[str, Any]) -> None:
+        output = status.get("output")
+        if status["status"] == "IN_PROGRESS" and isinstance(output, dict) and "progress" in output:
+            self.seen_progress = True
+            self.bar.n = round(100 * output["progress"], 1)
+            self.bar.set_description(output.get("message") or "running")
+        elif status["status"] == "COMPLETED":
+            self.bar.n = 100
+            self.bar.set_description("done")
+        else:
+            self.bar.set_description(status["status"].lower().replace("_", " "))
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    api_key = args.api_key or os.environ.get("RUNPOD_API_KEY")
+    if args.endpoint_id:
+        if not api_key:
+            log.error("--endpoint-id needs an API key: set RUNPOD_API_KEY or pass --api-key")
+            return 2
+        client = EndpointClient.for_runpod(args.endpoint_id, api_key)
+    else:
+        client = EndpointClient(args.base_url, api_key)
+    output_options = {"format": args.format} if args.format else None
+    job_input = job_input_from_files(args.workflow, args.image, timeout_s=args.timeout_s, output=output_options)
+    job_id = client.submit(job_input, execution_timeout_ms=args.execution_timeout_ms)
+    log.info("job %s submitted", job_id)
+    bar = ProgressBar()
+    try:
+        final = client.wait(job_id, bar.update, poll_interval_s=args.poll_interval_s)
+    except KeyboardInterrupt:
+        bar.close()
+        client.cancel(job_id)
+        log.error("cancelled job %s", job_id)
+        return 130
+    except JobFailed as failed:
+        bar.close()
+        log.error("%s", failed)
+        return 1
+    bar.close()
+    for path in save_outputs(final.get("output") or {}, args.out, client.session):
+        sys.stdout.write(f"{path}\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run a workflow and save its outputs")
+    run_parser.add_argument("workflow", type=Path, help="API-format workflow JSON (or a job file like test_input.json)")
+    run_parser.add_argument("--image", type=Path, action="append", default=[], help="an input file; repeatable")
+    where = run_parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--endpoint-id", help="a RunPod endpoint id (API key from RUNPOD_API_KEY)")
+    where.add_argument("--base-url", help="an endpoint base URL, e.g. http://127.0.0.1:8000/v2/local")
+    run_parser.add_argument("--api-key", help="default: RUNPOD_API_KEY")
+    run_parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for the outputs")
+    run_parser.add_argument("--format", choices=["png", "webp", "jpeg"], help="still-image format")
+    run_parser.add_argument("--timeout-s", type=float, help="the worker's timeout for this job")
+    run_parser.add_argument("--execution-timeout-ms", type=int, help="RunPod's policy.executionTimeout")
+    run_parser.add_argument("--poll-interval-s", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return run(args)
+    except requests.RequestException as exc:
+        log.error("request failed: %s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""A RunPod endpoint on localhost: the client API your app calls, and the worker API
+the unmodified RunPod SDK (`runpod.serverless.start`) talks to in production mode.
+
+Client side, under /v2/{endpoint_id} (RunPod's paths and JSON shapes):
+
+    POST /run, /runsync     {"input": ..., "policy": {"executionTimeout": ms}} -> {"id", "status"}
+    GET|POST /status/{id}   {"id", "status", "delayTime", "executionTime", "output"?, "error"?, "workerId"?}
+    GET|POST /stream/{id}   {"status", "stream": [{"output": ...}]} (chunks since the last call)
+    POST /cancel/{id}       {"id", "status": "CANCELLED"}
+    GET /health             {"jobs": {...}, "workers": {...}}
+    POST /purge-queue       {"removed": n, "status": "completed"}
+
+States: IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT. While a
+job is IN_PROGRESS, `output` is the last progress update the worker sent. With an
+API key set, requests need `Authorization: Bearer <key>`.
+
+Worker side, under /worker (the URLs the SDK reads from RUNPOD_WEBHOOK_*; see
+`worker_environment`): job-take (long poll, one job at a time), job-done (final
+results and progress), job-stream, job-stop (long poll: {"jobsToStop": [...]},
+how cancels and execution timeouts reach the worker), ping. A result with
+`stopPod` (the worker's refresh_worker) is recorded and reported by /health,
+where RunPod would replace the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("local_endpoint")
+
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
+DEFAULT_EXECUTION_TIMEOUT_MS = 600_000  # RunPod's default
+LONG_POLL_S = 10.0
+RUNSYNC_WAIT_MS = 90_000
+
+
+@dataclass
+class Job:
+    id: str
+    input: Any
+    execution_timeout_ms: int
+    status: str = "IN_QUEUE"
+    created_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: Any = None
+    error: str | None = None
+    worker_id: str | None = None
+    stream: list[dict[str, Any]] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def view(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.started_at is not None:
+            body["delayTime"] = round((self.started_at - self.created_at) * 1000)
+            if self.finished_at is not None:
+                body["executionTime"] = round((self.finished_at - self.started_at) * 1000)
+            body["workerId"] = self.worker_id
+        if self.output is not None:
+            body["output"] = self.output
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+class LocalEndpoint:
+    def __init__(self, endpoint_id: str = "local", api_key: str | None = None, long_poll_s: float = LONG_POLL_S):
+        self.endpoint_id = endpoint_id
+        self.api_key = api_key
+        self.long_poll_s = long_poll_s
+        self.jobs: dict[str, Job] = {}
+        self.queue: list[str] = []
+        self.stop_requests: list[str] = []
+        self.refresh_requests = 0
+        self.last_ping: float | None = None
+        self.on_refresh = lambda: None  # called when a result asks to replace the worker
+        self._changed = asyncio.Condition()
+
+    # -- app -------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024 * 1024)
+        client = f"/v2/{self.endpoint_id}"
+        app.add_routes(
+            [
+                web.post(f"{client}/run", self.run),
+                web.post(f"{client}/runsync", self.runsync),
+                web.route("*", f"{client}/status/{{job_id}}", self.status),
+                web.route("*", f"{client}/stream/{{job_id}}", self.stream),
+                web.post(f"{client}/cancel/{{job_id}}", self.cancel),
+                web.get(f"{client}/health", self.health),
+                web.post(f"{client}/purge-queue", self.purge_queue),
+                web.get("/worker/job-take/{worker_id}", self.job_take),
+                web.post("/worker/job-done/{worker_id}/{job_id}", self.job_done),
+                web.post("/worker/job-stream/{worker_id}/{job_id}", self.job_stream),
+                web.get("/worker/job-stop/{worker_id}", self.job_stop),
+                web.get("/worker/ping/{worker_id}", self.ping),
+            ]
+        )
+        return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        if self.api_key and request.path.startswith("/v2/"):
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if given != self.api_key:
+                return web.json_response({"error": "Unauthorized: missing or wrong API key"}, status=401)
+        return await handler(request)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _wait_for(self, predicate, timeout_s: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout_s), self._changed:
+                await self._changed.wait_for(predicate)
+            return True
+        except TimeoutError:
+            return False
+
+    def _job(self, request: web.Request) -> Job:
+        job = self.jobs.get(request.match_info["job_id"])
+        if job is None:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": "request does not exist"}), content_type="application/json"
+            )
+        return job
+
+    # -- client API ------------------------------------------------------------
+
+    async def _submit(self, request: web.Request) -> Job:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            raise bad_request("body is not JSON") from None
+        if not isinstance(body, dict) or "input" not in body:
+            raise bad_request("'input' is required")
+        policy = body.get("policy") or {}
+        timeout_ms = int(policy.get("executionTimeout") or DEFAULT_EXECUTION_TIMEOUT_MS)
+        job = Job(id=f"local-{uuid.uuid4()}", input=body["input"], execution_timeout_ms=timeout_ms)
+        self.jobs[job.id] = job
+        self.queue.append(job.id)
+        log.info("job %s queued", job.id)
+        await self._notify()
+        return job
+
+    async def run(self, request: web.Request) -> web.Response:
+        job = await self._submit(request)
+        return web.json_response({"id": job.id, "status": job.status})
+
+    async def runsync(self, request: web.Request) -> web.Response:
+        job = await self._submit(request)
+        wait_ms = int(request.query.get("wait", RUNSYNC_WAIT_MS))
+        try:
+            await asyncio.wait_for(job.done.wait(), wait_ms / 1000)
+        except TimeoutError:
+            pass
+        return web.json_response(job.view())
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self._job(request).view())
+
+    async def stream(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        chunks, job.stream = job.stream, []
+        return web.json_response({"id": job.id, "status": job.status, "stream": chunks})
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if job.status == "IN_QUEUE":
+            self.queue.remove(job.id)
+        if job.status in ("IN_QUEUE", "IN_PROGRESS"):
+            self._finish(job, "CANCELLED")
+            log.info("job %s cancelled", job.id)
+            await self._notify()
+        return web.json_response({"id": job.id, "status": job.status})
+
+    async def health(self, request: web.Request) -> web.Response:
+        counts = {state: 0 for state in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")}
+        for job in self.jobs.values():
+            counts[job.status] += 1
+        recently = self.last_ping is not None and time.monotonic() - self.last_ping < 30
+        return web.json_response(
+            {
+                "jobs": {
+                    "inQueue": counts["IN_QUEUE"],
+                    "inProgress": counts["IN_PROGRESS"],
+                    "completed": counts["COMPLETED"],
+                    "failed": counts["FAILED"],
+                    "cancelled": counts["CANCELLED"],
+                    "timedOut": counts["TIMED_OUT"],
+                    "retried": 0,
+                },
+                "workers": {
+                    "running": counts["IN_PROGRESS"],
+                    "ready": int(recently),
+                    "refreshRequested": self.refresh_requests,
+                },
+            }
+        )
+
+    async def purge_queue(self, request: web.Request) -> web.Response:
+        removed = len(self.queue)
+        for job_id in self.queue:
+            self._finish(self.jobs[job_id], "CANCELLED")
+        self.queue.clear()
+        await self._notify()
+        return web.json_response({"removed": removed, "status": "completed"})
+
+    # -- worker API --------------------------------------------------------------
+
+    async def job_take(self, request: web.Request) -> web.Response:
+        if not await self._wait_for(lambda: bool(self.queue), self.long_poll_s):
+            return web.Response(status=204)
+        job = self.jobs[self.queue.pop(0)]
+        job.status, job.started_at = "IN_PROGRESS", time.monotonic()
+        job.worker_id = request.match_info["worker_id"]
+        asyncio.get_running_loop().call_later(job.execution_timeout_ms / 1000, self._time_out, job)
+        log.info("job %s taken by worker %s", job.id, job.worker_id)
+        return web.json_response({"id": job.id, "input": job.input})
+
+    async def job_done(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        # The SDK posts JSON with a form content type.
+        body = json.loads(await request.text())
+        if job.status != "IN_PROGRESS":
+            return web.json_response({"ignored": f"job is {job.status}"})
+        if body.get("status") == "IN_PROGRESS":
+            job.output = body.get("output")
+            return web.json_response({})
+        if body.get("stopPod"):
+            self.refresh_requests += 1
+            log.warning("worker %s asked to be replaced (refresh_worker)", job.worker_id)
+            self.on_refresh()
+        job.output = body.get("output")
+        job.error = body.get("error")
+        self._finish(job, "FAILED" if job.error else "COMPLETED")
+        log.info("job %s %s", job.id, job.status)
+        await self._notify()
+        return web.json_response({})
+
+    async def job_stream(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        body = json.loads(await request.text())
+        job.stream.append({"output": body.get("output")})
+        return web.json_response({})
+
+    async def job_stop(self, request: web.Request) -> web.Response:
+        if not await self._wait_for(lambda: bool(self.stop_requests), self.long_poll_s):
+            return web.Response(status=204)
+        job_ids, self.stop_requests = self.stop_requests, []
+        return web.json_response({"jobsToStop": job_ids})
+
+    async def ping(self, request: web.Request) -> web.Response:
+        self.last_ping = time.monotonic()
+        return web.json_response({})
+
+    # -- state changes -------------------------------------------------------------
+
+    def _finish(self, job: Job, status: str) -> None:
+        was_running = job.status == "IN_PROGRESS"
+        job.status, job.finished_at = status, time.monotonic()
+        if was_running and status in ("CANCELLED", "TIMED_OUT"):
+            job.output = None
+            self.stop_requests.append(job.id)  # the worker learns it through job-stop
+        job.done.set()
+
+    def _time_out(self, job: Job) -> None:
+        if job.status == "IN_PROGRESS":
+            log.info("job %s passed its execution timeout of %d ms", job.id, job.execution_timeout_ms)
+            self._finish(job, "TIMED_OUT")
+            asyncio.ensure_future(self._notify())
+
+
+def bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def worker_environment(base_url: str, api_key: str = "local-worker-key") -> dict[str, str]:
+    """The environment that points the RunPod SDK's production mode at this server."""
+    return {
+        "RUNPOD_WEBHOOK_GET_JOB": f"{base_url}/worker/job-take/$ID?gpu=local",
+        "RUNPOD_WEBHOOK_POST_OUTPUT": f"{base_url}/worker/job-done/$RUNPOD_POD_ID/$ID?gpu=local",
+        "RUNPOD_WEBHOOK_POST_STREAM": f"{base_url}/worker/job-stream/$RUNPOD_POD_ID/$ID?gpu=local",
+        "RUNPOD_WEBHOOK_PING": f"{base_url}/worker/ping/$RUNPOD_POD_ID?gpu=local",
+        "RUNPOD_AI_API_KEY": api_key,
+        "RUNPOD_POD_ID": "local-worker",
+    }
