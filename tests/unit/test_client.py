@@ -1,0 +1,35 @@
+import base64
+
+from client.api import save_outputs
+from client.cli import ProgressBar
+from tests.integration.servers import http_file_server
+
+
+def test_save_outputs_writes_base64_and_downloads_urls(tmp_path):
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "clip.webm").write_bytes(b"webm bytes")
+    with http_file_server(tmp_path / "served") as base_url:
+        output = {
+            "images": [{"filename": "a.png", "type": "base64", "data": base64.b64encode(b"png bytes").decode()}],
+            "videos": [{"filename": "clip.webm", "type": "s3_url", "data": f"{base_url}/clip.webm"}],
+            "timings": {"total_s": 1},
+        }
+        saved = save_outputs(output, tmp_path / "out")
+    assert [p.name for p in saved] == ["a.png", "clip.webm"]
+    assert [p.read_bytes() for p in saved] == [b"png bytes", b"webm bytes"]
+
+
+def test_file_names_from_the_worker_cannot_escape_the_folder(tmp_path):
+    output = {"images": [{"filename": "../../evil.png", "type": "base64", "data": base64.b64encode(b"x").decode()}]}
+    [saved] = save_outputs(output, tmp_path / "out")
+    assert saved == tmp_path / "out" / "evil.png"
+
+
+def test_progress_bar_follows_the_payload():
+    bar = ProgressBar()
+    bar.update({"status": "IN_QUEUE"})
+    bar.update({"status": "IN_PROGRESS", "output": {"progress": 0.4267, "message": "KSampler: step 3/20"}})
+    assert bar.bar.n == 42.7 and bar.bar.desc.startswith("KSampler: step 3/20") and bar.seen_progress
+    bar.update({"status": "COMPLETED", "output": {"images": []}})
+    assert bar.bar.n == 100
+    bar.close()
