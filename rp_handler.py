@@ -168,13 +168,17 @@ async def handle_and_close(job: dict[str, Any]) -> dict[str, Any]:
         await close_comfyui()
 
 
-def main() -> None:
-    global relay_progress
+def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not (os.environ.get("RUNPOD_LOG_LEVEL") or os.environ.get("RUNPOD_DEBUG_LEVEL")):
         # The SDK defaults to DEBUG, which logs every job's input (API keys included)
         # and its whole base64 output.
         RunPodLogger().set_level("INFO")
+
+
+def main() -> None:
+    global relay_progress
+    configure_logging()
     # The SDK's own rule: without the job-take URL it runs one local job, not the worker loop.
     on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
     relay_progress = on_runpod

@@ -65,7 +65,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "out")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import rp_handler
+
+    rp_handler.configure_logging()
+    rp_handler.relay_progress = False  # no RunPod job to report to: progress goes to the log
     job = local_job(json.loads((REPO_ROOT / "test_input.json").read_text()))
     return save_outputs(asyncio.run(run(job)), args.out)
 

@@ -25,7 +25,8 @@ log = logging.getLogger("warmup")
 async def warm_up(job: dict) -> dict:
     import rp_handler
 
-    rp_handler.relay_progress = False  # no RunPod job to report to: log instead
+    rp_handler.configure_logging()
+    rp_handler.relay_progress = False  # no RunPod job to report to: progress goes to the log
     try:
         return await rp_handler.handler({"id": "warmup", "input": job["input"]})
     finally:
