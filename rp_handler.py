@@ -68,8 +68,8 @@ async def run_job(job: dict[str, Any]) -> dict[str, Any]:
         with timings.stage("collect_outputs_s"):
             history = await comfy.client.history(prompt_id)
             files = files_in_history(history, settings, job_files)
-            outputs = await deliver_outputs(
-                files, texts_in_history(history), request.output, settings, job["id"], job_files
+            outputs = await asyncio.to_thread(
+                deliver_outputs, files, texts_in_history(history), request.output, settings, job["id"], job_files
             )
         return {**outputs, "timings": timings.as_dict()}
     except WorkerError as error:

@@ -19,13 +19,13 @@ Rules, in order:
    `"base64"`, files come back inline, after a size check: over MAX_RESPONSE_BYTES
    they go to the bucket if there is one, else the job fails with `OutputTooLarge`
    (size, limit, ways out). Never a result RunPod would reject.
-All of it runs in one worker thread: large videos never block the event loop.
+`deliver_outputs` is blocking file and network work: the handler runs it in a worker
+thread (asyncio.to_thread), so large videos never block the event loop.
 The bucket client is made once per worker, on first use (`storage_for`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 from dataclasses import replace
@@ -45,23 +45,12 @@ RESULT_LISTS = {"image": "images", "video": "videos", "audio": "audio", "file": 
 FORMATS = {"webp": ("WEBP", ".webp", "image/webp"), "jpeg": ("JPEG", ".jpg", "image/jpeg")}
 
 
-async def deliver_outputs(
-    files: list[OutputFile],
-    texts: list[dict[str, str]],
-    options: OutputOptions,
-    settings: Settings,
-    job_id: str,
-    job_files: JobFiles,
-) -> dict[str, Any]:
-    return await asyncio.to_thread(deliver, files, texts, options, settings, job_id, job_files)
-
-
 @functools.cache
 def storage_for(settings: Settings) -> S3Storage | None:
     return S3Storage.from_settings(settings)
 
 
-def deliver(
+def deliver_outputs(
     files: list[OutputFile],
     texts: list[dict[str, str]],
     options: OutputOptions,

@@ -280,4 +280,5 @@ async def test_path_traversal_is_refused_and_nothing_is_written(run_job, comfyui
 
     assert result["error_type"] == "invalid_input"
     assert {"input.images[0].name", "input.images[0].subfolder"} & {p["field"] for p in result["details"]["problems"]}
-    assert not list(comfyui.base_dir.parent.rglob("evil.png"))
+    assert not list(comfyui.base_dir.rglob("evil.png"))  # not in input/ nor anywhere in ComfyUI's folders
+    assert not (comfyui.base_dir.parent / "evil.png").exists()

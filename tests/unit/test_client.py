@@ -20,9 +20,9 @@ def test_save_outputs_writes_base64_and_downloads_urls(tmp_path):
 
 
 def test_file_names_from_the_worker_cannot_escape_the_folder(tmp_path):
-    output = {"images": [{"filename": "../../evil.png", "type": "base64", "data": base64.b64encode(b"x").decode()}]}
+    output = {"images": [{"filename": "../../escape.png", "type": "base64", "data": base64.b64encode(b"x").decode()}]}
     [saved] = save_outputs(output, tmp_path / "out")
-    assert saved == tmp_path / "out" / "evil.png"
+    assert saved == tmp_path / "out" / "escape.png"
 
 
 def test_progress_bar_follows_the_payload():
