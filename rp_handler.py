@@ -76,10 +76,11 @@ async def run_job(job: dict[str, Any]) -> dict[str, Any]:
         log.warning("job %s failed: %s", job.get("id"), error.message)
         return error_result(error)
     finally:
-        if comfy is not None and prompt_id is not None and comfy.is_alive() is not False:
+        comfy_died = comfy is not None and comfy.is_alive() is False
+        if comfy is not None and prompt_id is not None and not comfy_died:
             await release_prompt(comfy, prompt_id, job_files, collected=history is not None)
         job_files.remove_all()
-        if comfy is not None and comfy.is_alive() is False:
+        if comfy_died:
             await close_comfyui()  # a later job (if RunPod keeps this worker) waits for a new ComfyUI
 
 
