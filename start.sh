@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
 # Container entry point: start ComfyUI, optionally warm it up, then run the worker.
 #
-# ComfyUI listens on COMFY_HOST (127.0.0.1:8188: only the worker talks to it) with:
-#   --disable-auto-launch            no browser in a container
-#   --log-stdout                     its log goes to the worker's log stream on RunPod
-#   --preview-method latent2rgb      cheap latent previews, for jobs that ask for them
-#   --preview-size 256               ...kept small enough for a progress update
-#   --extra-model-paths-config       models on a network volume (/runpod-volume/models)
-# plus COMFY_EXTRA_ARGS (e.g. "--cpu" to run on a machine without a GPU).
+# ComfyUI listens on COMFY_HOST (127.0.0.1:8188: only the worker talks to it) with
+# the flags in ComfyUI/launch.args, --extra-model-paths-config for models on a
+# network volume (/runpod-volume/models), and COMFY_EXTRA_ARGS (e.g. "--cpu" to run
+# on a machine without a GPU).
 # Its PID goes to COMFY_PID_FILE: the worker waits for ComfyUI while that process
 # lives and fails fast once it has died. tcmalloc is preloaded into ComfyUI when
 # installed (lower memory fragmentation when models load and unload).
@@ -20,6 +17,8 @@
 set -euo pipefail
 
 worker_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The worker's own defaults (comfy_worker/settings.py; a test keeps them equal):
+# start.sh needs them too, to launch ComfyUI where the worker will look.
 export COMFYUI_PATH=${COMFYUI_PATH:-/comfyui}
 export COMFY_HOST=${COMFY_HOST:-127.0.0.1:8188}
 export COMFY_PID_FILE=${COMFY_PID_FILE:-/tmp/comfyui.pid}
@@ -37,19 +36,18 @@ fi
 if [ "${MODELS_TO_VOLUME:-false}" = true ]; then
   if [ -d "$(dirname "$volume_models")" ]; then
     log "fetching ComfyUI/models.json onto $volume_models (skips files already verified)"
-    "$python_bin" "$worker_dir/scripts/fetch_models.py" --manifest "$worker_dir/ComfyUI/models.json" --models-dir "$volume_models"
+    "$python_bin" "$worker_dir/scripts/image/fetch_models.py" --manifest "$worker_dir/ComfyUI/models.json" --models-dir "$volume_models"
   else
     log "MODELS_TO_VOLUME is set but no volume is mounted at $(dirname "$volume_models"); skipping"
   fi
 fi
 
+read -r -a launch_flags <<<"$(sed 's/#.*//' "$worker_dir/ComfyUI/launch.args" | tr '\n' ' ')"
 read -r -a extra_args <<<"${COMFY_EXTRA_ARGS:-}"
 (
   cd "$COMFYUI_PATH"
   LD_PRELOAD=${tcmalloc:-${LD_PRELOAD:-}} exec "$python_bin" main.py \
-    --listen "${COMFY_HOST%:*}" --port "${COMFY_HOST##*:}" \
-    --disable-auto-launch --log-stdout \
-    --preview-method latent2rgb --preview-size 256 \
+    --listen "${COMFY_HOST%:*}" --port "${COMFY_HOST##*:}" "${launch_flags[@]}" \
     --extra-model-paths-config "${EXTRA_MODEL_PATHS:-$worker_dir/ComfyUI/extra_model_paths.yaml}" \
     "${extra_args[@]}"
 ) &
@@ -67,7 +65,7 @@ trap stop_all EXIT
 
 if [ -n "${WARMUP_JOB:-}" ]; then
   log "warming up with $WARMUP_JOB"
-  "$python_bin" "$worker_dir/scripts/warmup.py" "$WARMUP_JOB" || log "warm-up failed (see above); taking jobs anyway"
+  "$python_bin" -m comfy_worker.warmup "$WARMUP_JOB" || log "warm-up failed (see above); taking jobs anyway"
 fi
 
 if [ "${SERVE_API_LOCALLY:-false}" = true ]; then

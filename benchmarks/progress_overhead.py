@@ -18,13 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import runpod
-
-import rp_handler
 from comfy_worker import comfy_client
 from comfy_worker.settings import Settings
-from tests.integration.comfyui_server import start_comfyui
-from tests.workflows import txt2img
+from comfy_worker.worker import Worker
+from tests.support.comfyui_server import start_comfyui
+from tests.support.workflows import txt2img
 
 
 async def measure(steps: int, updates_per_s: float | None) -> None:
@@ -47,26 +45,26 @@ async def measure(steps: int, updates_per_s: float | None) -> None:
         if last_event_at[0]:  # sent in reaction to an event, not by the throttle's timer
             latencies.append(now - last_event_at[0])
 
-    comfy_client.ComfyClient.events = timed_events
-    runpod.serverless.progress_update = capture
+    comfy_client.ComfyClient.events = timed_events  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as base:
         server = start_comfyui(Path(base))
         try:
             env = server.env()
             if updates_per_s:
                 env["PROGRESS_UPDATES_PER_S"] = str(updates_per_s)
-            rp_handler.settings = Settings.from_env(env)
-            await rp_handler.handler({"id": "warmup", "input": {"workflow": txt2img(steps=2, seed=1)}})
+            settings = Settings.from_env(env)
+            worker = Worker(settings, progress=capture)
+            await worker.handle({"id": "warmup", "input": {"workflow": txt2img(steps=2, seed=1)}})
             events[0], latencies[:], sent_at[:] = 0, [], []
             start = time.perf_counter()
-            result = await rp_handler.handler({"id": "bench", "input": {"workflow": txt2img(steps=steps, seed=2)}})
+            result = await worker.handle({"id": "bench", "input": {"workflow": txt2img(steps=steps, seed=2)}})
             elapsed = time.perf_counter() - start
             assert "error" not in result, result
-            await rp_handler.close_comfyui()
+            await worker.close()
         finally:
             server.stop()
     us = sorted(v * 1e6 for v in latencies)
-    print(f"throttle {rp_handler.settings.progress_updates_per_s:g}/s, {steps} steps in {elapsed:.2f} s")
+    print(f"throttle {settings.progress_updates_per_s:g}/s, {steps} steps in {elapsed:.2f} s")
     print(f"  events from ComfyUI: {events[0]} ({events[0] / elapsed:.1f}/s)")
     print(f"  progress updates sent: {len(sent_at)} ({len(sent_at) / elapsed:.1f}/s), {len(us)} right at an event")
     print(

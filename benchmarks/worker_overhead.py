@@ -5,7 +5,7 @@ so ComfyUI really executes it) N times two ways against one real ComfyUI (CPU):
 
 - bare: the least a client can do: websocket open, POST /prompt, wait for the
   end event, GET /history, GET /view for the PNG;
-- worker: `rp_handler.handler` with a job, as RunPod calls it (validation,
+- worker: `Worker.handle` with a job, as RunPod calls it (validation,
   tagging, progress, history, base64, cleanup).
 
 Prints the median and p90 wall time of each and the difference. Usage:
@@ -25,12 +25,11 @@ import uuid
 from pathlib import Path
 
 import aiohttp
-import runpod
 
-import rp_handler
 from comfy_worker.settings import Settings
-from tests.integration.comfyui_server import start_comfyui
-from tests.workflows import empty_image
+from comfy_worker.worker import Worker
+from tests.support.comfyui_server import start_comfyui
+from tests.support.workflows import empty_image
 
 
 async def bare_job(session: aiohttp.ClientSession, host: str, workflow: dict) -> bytes:
@@ -60,8 +59,8 @@ async def measure(runs: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as base:
         server = start_comfyui(Path(base))
         try:
-            rp_handler.settings = Settings.from_env(server.env())
-            runpod.serverless.progress_update = lambda job, payload: None
+            worker = Worker(Settings.from_env(server.env()), progress=lambda job, payload: None)
+            await worker.start()
             times: dict[str, list[float]] = {"bare": [], "worker": []}
             async with aiohttp.ClientSession() as session:
                 for warmup in (True, False):
@@ -71,7 +70,7 @@ async def measure(runs: int) -> dict[str, list[float]]:
                         await bare_job(session, server.host, empty_image(color=color, prefix="bare"))
                         bare = time.perf_counter() - start
                         start = time.perf_counter()
-                        result = await rp_handler.handler(
+                        result = await worker.handle(
                             {"id": f"bench-{i}", "input": {"workflow": empty_image(color=color)}}
                         )
                         worker = time.perf_counter() - start
@@ -79,7 +78,7 @@ async def measure(runs: int) -> dict[str, list[float]]:
                         if not warmup:
                             times["bare"].append(bare)
                             times["worker"].append(worker)
-            await rp_handler.close_comfyui()
+            await worker.close()
             return times
         finally:
             server.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class EndpointClient:
             time.sleep(poll_interval_s)
 
 
-def job_input_from_files(workflow: Path, images: list[Path] = (), **options: Any) -> dict[str, Any]:
+def job_input_from_files(workflow: Path, images: Sequence[Path] = (), **options: Any) -> dict[str, Any]:
     """A job input from an API-format workflow file and input files (sent as base64)."""
     job: dict[str, Any] = {"workflow": json.loads(workflow.read_text())}
     if "input" in job["workflow"] and "workflow" in job["workflow"]["input"]:

@@ -19,49 +19,43 @@ Rules, in order:
    `"base64"`, files come back inline, after a size check: over MAX_RESPONSE_BYTES
    they go to the bucket if there is one, else the job fails with `OutputTooLarge`
    (size, limit, ways out). Never a result RunPod would reject.
-`deliver_outputs` is blocking file and network work: the handler runs it in a worker
-thread (asyncio.to_thread), so large videos never block the event loop.
-The bucket client is made once per worker, on first use (`storage_for`).
+`deliver_outputs` is blocking file and network work: the worker runs it in a
+thread (asyncio.to_thread), so large videos never block the event loop. The store
+(an `OutputStore`, or None without a bucket) is the worker's, built once.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 from dataclasses import replace
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InvalidJobInput, OutputTooLarge, WorkerError
+from .errors import InvalidJobInput, OutputTooLarge, OutputUnreadable
+from .history import OutputFile
 from .job_files import JobFiles
 from .job_input import OutputOptions
-from .outputs import OutputFile
-from .settings import Settings
-from .storage import S3Storage
+from .storage import OutputStore
 
 ENTRY_OVERHEAD_BYTES = 512  # field names, file name, mime type... per entry, generously
 RESULT_LISTS = {"image": "images", "video": "videos", "audio": "audio", "file": "files"}
 FORMATS = {"webp": ("WEBP", ".webp", "image/webp"), "jpeg": ("JPEG", ".jpg", "image/jpeg")}
 
 
-@functools.cache
-def storage_for(settings: Settings) -> S3Storage | None:
-    return S3Storage.from_settings(settings)
-
-
 def deliver_outputs(
     files: list[OutputFile],
     texts: list[dict[str, str]],
     options: OutputOptions,
-    settings: Settings,
+    store: OutputStore | None,
+    max_response_bytes: int,
     job_id: str,
     job_files: JobFiles,
 ) -> dict[str, Any]:
     wanted = [f for f in files if f.folder_type == "output" or (options.include_previews and f.folder_type == "temp")]
     if options.format != "png":
         wanted = convert_still_images(wanted, options, job_files)
-    upload_to = choose_storage(options, storage_for(settings), wanted, texts, settings.max_response_bytes)
+    upload_to = choose_storage(options, store, wanted, texts, max_response_bytes)
     if upload_to is None:
         entries = [inline_entry(f) for f in wanted]
     else:
@@ -75,8 +69,12 @@ def deliver_outputs(
 
 
 def choose_storage(
-    options: OutputOptions, storage: S3Storage | None, files: list[OutputFile], texts: list[dict[str, str]], limit: int
-) -> S3Storage | None:
+    options: OutputOptions,
+    storage: OutputStore | None,
+    files: list[OutputFile],
+    texts: list[dict[str, str]],
+    limit: int,
+) -> OutputStore | None:
     """The bucket to upload to, or None for inline base64 (see rule 3)."""
     if options.storage == "s3" and storage is None:
         raise InvalidJobInput(
@@ -100,8 +98,22 @@ def choose_storage(
 
 def inline_size(files: list[OutputFile], texts: list[dict[str, str]]) -> int:
     """Bytes the outputs take in the result as base64, with a generous allowance per entry."""
-    size = sum(4 * ((f.path.stat().st_size + 2) // 3) + ENTRY_OVERHEAD_BYTES for f in files)
+    size = sum(4 * ((file_size(f) + 2) // 3) + ENTRY_OVERHEAD_BYTES for f in files)
     return size + sum(len(t["text"]) + ENTRY_OVERHEAD_BYTES for t in texts)
+
+
+def file_size(file: OutputFile) -> int:
+    try:
+        return file.path.stat().st_size
+    except OSError as exc:
+        raise unreadable(file, "cannot be read", exc) from exc
+
+
+def unreadable(file: OutputFile, what: str, exc: Exception) -> OutputUnreadable:
+    return OutputUnreadable(
+        f"output {file.filename} of node {file.node_id} {what}: {exc.strerror if isinstance(exc, OSError) else exc}",
+        {"node_id": file.node_id, "filename": file.filename},
+    )
 
 
 def convert_still_images(files: list[OutputFile], options: OutputOptions, job_files: JobFiles) -> list[OutputFile]:
@@ -121,7 +133,7 @@ def convert_still_images(files: list[OutputFile], options: OutputOptions, job_fi
                 still = image.convert("RGB") if pil_format == "JPEG" else image
                 still.save(target, format=pil_format, quality=options.quality)
         except (OSError, UnidentifiedImageError) as exc:
-            raise WorkerError(f"output {file.filename} of node {file.node_id} could not be converted: {exc}") from exc
+            raise unreadable(file, f"could not be converted to {options.format}", exc) from exc
         converted.append(replace(file, filename=target.name, path=target, mime_type=mime_type))
     return converted
 
@@ -130,13 +142,13 @@ def inline_entry(file: OutputFile) -> dict[str, Any]:
     try:
         data = file.path.read_bytes()
     except OSError as exc:
-        raise WorkerError(f"output {file.filename} of node {file.node_id} cannot be read: {exc}") from exc
+        raise unreadable(file, "cannot be read", exc) from exc
     return file_entry(file, "base64", base64.b64encode(data).decode("ascii"))
 
 
-def uploaded_entry(file: OutputFile, storage: S3Storage, job_id: str) -> dict[str, Any]:
-    url = storage.upload(file.path, storage.key_for(job_id, file.filename), file.mime_type)
-    return file_entry(file, "s3_url", url)
+def uploaded_entry(file: OutputFile, store: OutputStore, job_id: str) -> dict[str, Any]:
+    name = "/".join(part for part in (job_id, file.subfolder, file.filename) if part)
+    return file_entry(file, "s3_url", store.put(file.path, name, file.mime_type))
 
 
 def file_entry(file: OutputFile, kind: str, data: str) -> dict[str, Any]:

@@ -5,16 +5,21 @@
     ├── ComfyUnavailable        ComfyUI died or never answered; the worker asks to be replaced
     ├── WorkflowRejected        ComfyUI refused the prompt (POST /prompt 400), per node
     ├── ExecutionFailed         a node raised while the workflow ran
-    │   └── PromptInterrupted   the prompt was interrupted (defined in execution)
+    │   └── PromptInterrupted   the prompt was interrupted (by the worker's stop, or by someone else)
     ├── JobTimedOut             the workflow ran past the job's timeout and was stopped
     ├── OutputTooLarge          the result would exceed RunPod's limit and no bucket can take it
-    └── StorageError            uploading an output to the bucket failed
+    ├── OutputUnreadable        an output file could not be read or converted
+    ├── UnsafePath              ComfyUI named a file outside its job folders; nothing was touched
+    ├── StorageError            uploading an output to the bucket failed
+    └── InternalError           anything else: a bug; the traceback is logged once
 
-Foreign exceptions (aiohttp, OSError) are translated where they happen, in the
-module that talks to ComfyUI; `error_result` turns a WorkerError into the dict the
-handler returns. RunPod marks a job FAILED when the result has a string `error`;
-the other keys land in the job's `output`, so clients also get `error_type` and
-structured `details`.
+Each external edge translates its own library's exceptions where it calls it:
+`comfy_client` (aiohttp), `input_files` (requests and the SDK's SSRF guard),
+`storage` (boto3). `Worker.run_job` is the last resort: a `WorkerError` becomes
+its result through `error_result`, and any other exception becomes an
+`InternalError` there. RunPod marks a job FAILED when the result has a string
+`error`; the other keys land in the job's `output`, so clients also get
+`error_type` and structured `details`.
 """
 
 from __future__ import annotations
@@ -69,6 +74,12 @@ class ExecutionFailed(WorkerError):
     error_type = "execution_failed"
 
 
+class PromptInterrupted(ExecutionFailed):
+    """The prompt was interrupted (by the worker's stop, or by someone else)."""
+
+    error_type = "interrupted"
+
+
 class JobTimedOut(WorkerError):
     """The workflow ran longer than the job's timeout; ComfyUI was interrupted."""
 
@@ -82,10 +93,38 @@ class OutputTooLarge(WorkerError):
     error_type = "output_too_large"
 
 
+class OutputUnreadable(WorkerError):
+    """An output ComfyUI reported could not be read or converted; `details` has
+    node_id and filename."""
+
+    error_type = "output_unreadable"
+
+
+class UnsafePath(WorkerError):
+    """ComfyUI (or a node) named a file outside the job folders (`..` in a subfolder,
+    an absolute path). The worker neither reads nor deletes it; `details` has the path."""
+
+    error_type = "unsafe_path"
+
+
 class StorageError(WorkerError):
     """An upload to the S3-compatible bucket failed; `details` has bucket and key."""
 
     error_type = "storage_error"
+
+
+class InternalError(WorkerError):
+    """An exception the worker did not expect (a bug). The message names the exception
+    type only; the traceback goes to the worker's log, once."""
+
+    error_type = "internal_error"
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> InternalError:
+        return cls(
+            f"internal error in the worker: {type(exc).__name__}: {exc} (the worker's log has the traceback)",
+            {"exception_type": type(exc).__name__},
+        )
 
 
 def error_result(error: WorkerError) -> dict[str, Any]:

@@ -1,35 +1,73 @@
-"""Files a job puts on disk, removed when the job ends, whatever its outcome.
+"""ComfyUI's job folders, and the files a job puts in them, removed when the job ends.
 
-Contract: stages `add` every path they cause to exist (uploaded inputs, ComfyUI's
-output and temp files); the handler calls `remove_all` in a `finally`, so nothing
-piles up on a warm worker. Paths outside the allowed roots are refused, which also
-keeps a crafted subfolder/filename from pointing the worker at other files.
+Contract: `JobFolders` names ComfyUI's `input/`, `output/` and `temp/` and turns a
+(folder type, subfolder, file name) that ComfyUI reports into a path, refusing
+anything that escapes its folder (`UnsafePath`): a crafted subfolder or file name
+can never point the worker at other files. `JobFiles` is the job's ledger: stages
+`add` every path they cause to exist (uploaded inputs, converted copies), the
+worker adds the prompt's outputs it found in the history (`add_outputs`, once),
+and `remove_all` runs when the job ends, whatever its outcome, so nothing piles up
+on a warm worker.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import UnsafePath
 
 log = logging.getLogger(__name__)
 
 
-class JobFiles:
-    def __init__(self, allowed_roots: list[Path]):
-        self._roots = [root.resolve() for root in allowed_roots]
-        self._paths: list[Path] = []
+@dataclass(frozen=True)
+class JobFolders:
+    input: Path
+    output: Path
+    temp: Path
+
+    @classmethod
+    def of(cls, comfyui_path: Path) -> JobFolders:
+        base = comfyui_path.resolve()
+        return cls(input=base / "input", output=base / "output", temp=base / "temp")
+
+    @property
+    def roots(self) -> tuple[Path, Path, Path]:
+        return (self.input, self.output, self.temp)
+
+    def folder(self, folder_type: str) -> Path | None:
+        """The folder for ComfyUI's `type` field ("input", "output", "temp"), or None."""
+        return {"input": self.input, "output": self.output, "temp": self.temp}.get(folder_type)
 
     def resolve(self, root: Path, subfolder: str, filename: str) -> Path:
         """root/subfolder/filename, refusing anything that escapes root."""
         path = (root / subfolder / filename).resolve()
-        if not path.is_relative_to(root.resolve()):
-            raise ValueError(f"{subfolder}/{filename} is outside {root}")
+        if not path.is_relative_to(root):
+            raise UnsafePath(
+                f"ComfyUI named a file outside its {root.name}/ folder: {subfolder}/{filename}",
+                {"subfolder": subfolder, "filename": filename},
+            )
         return path
 
+
+class JobFiles:
+    def __init__(self, folders: JobFolders):
+        self.folders = folders
+        self.has_outputs = False
+        self._paths: list[Path] = []
+
     def add(self, path: Path) -> None:
-        if not any(path.is_relative_to(root) for root in self._roots):
-            raise ValueError(f"{path} is outside the job folders")
+        if not any(path.is_relative_to(root) for root in self.folders.roots):
+            raise UnsafePath(f"{path.name} is outside ComfyUI's job folders", {"path": str(path)})
         self._paths.append(path)
+
+    def add_outputs(self, paths: Iterable[Path]) -> None:
+        """Register the files the prompt wrote (output and temp files, from its history)."""
+        for path in paths:
+            self.add(path)
+        self.has_outputs = True
 
     def remove_all(self) -> None:
         """Remove the files, then any folder under a root they leave empty (a job's subfolder)."""
@@ -43,8 +81,9 @@ class JobFiles:
         self._paths.clear()
 
     def _remove_empty_parents(self, path: Path) -> None:
+        roots = self.folders.roots
         folder = path.parent
-        while folder not in self._roots and any(folder.is_relative_to(root) for root in self._roots):
+        while folder not in roots and any(folder.is_relative_to(root) for root in roots):
             try:
                 folder.rmdir()
             except OSError:  # not empty (or gone): stop climbing

@@ -1,8 +1,8 @@
 """Job input: the schema, and the pure function that parses a RunPod job's `input`.
 
-Contract: `parse_job_input(raw)` returns a frozen `JobInput` or raises
-`InvalidJobInput` listing every problem with its field path (`input.images[0].image`).
-No I/O. The shape is compatible with runpod-workers/worker-comfyui:
+Contract: `parse_job_input(raw)` returns a frozen `JobInput` (its `workflow` a
+`Workflow` value) or raises `InvalidJobInput` listing every problem with its field
+path (`input.images[0].image`). No I/O. The shape is compatible with runpod-workers/worker-comfyui:
 
     {"workflow": {<node id>: {"class_type": str, "inputs": {...}}, ...},
      "images": [{"name": "x.png", "image": "<base64, data URI or http(s) URL>", "subfolder": "<optional>"}],
@@ -30,19 +30,12 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
 
 from .errors import InvalidJobInput
+from .workflow import Workflow
 
 _DATA_URI = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
-
-
-class WorkflowNode(BaseModel):
-    """One node of an API-format workflow."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    class_type: str = Field(min_length=1)
-    inputs: dict[str, Any]
 
 
 class InputFile(BaseModel):
@@ -53,10 +46,6 @@ class InputFile(BaseModel):
     name: str
     image: bytes | str = Field(description="decoded bytes (from base64 or a data URI), or an http(s) URL")
     subfolder: str = ""
-
-    @property
-    def url(self) -> str | None:
-        return self.image if isinstance(self.image, str) else None
 
     @field_validator("name")
     @classmethod
@@ -104,9 +93,11 @@ class OutputOptions(BaseModel):
 
 
 class JobInput(BaseModel):
+    """A job's validated input."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    workflow: dict[str, WorkflowNode] = Field(min_length=1)
+    workflow: Workflow
     images: list[InputFile] = Field(default_factory=list)
     comfy_org_api_key: SecretStr | None = None
     timeout_s: float | None = Field(default=None, gt=0)
@@ -130,12 +121,15 @@ class JobInput(BaseModel):
             raise ValueError(f"file names must be unique; repeated: {', '.join(duplicates)}")
         return images
 
-    def workflow_dict(self) -> dict[str, dict[str, Any]]:
-        """The workflow as plain JSON-ready dicts, for POST /prompt."""
-        return {node_id: node.model_dump() for node_id, node in self.workflow.items()}
+    def extra_data(self) -> dict[str, Any]:
+        """POST /prompt's extra_data: the Comfy.org key for API nodes, if the job gave one."""
+        if self.comfy_org_api_key is None:
+            return {}
+        return {"api_key_comfy_org": self.comfy_org_api_key.get_secret_value()}
 
 
 def parse_job_input(raw: Any, max_timeout_s: float | None = None) -> JobInput:
+    """The job's `input` as a `JobInput`, or `InvalidJobInput` listing every problem."""
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -162,14 +156,14 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None) -> JobInput:
         raise InvalidJobInput([(_field_path(err["loc"]), _problem(err)) for err in exc.errors()]) from None
 
 
-def _field_path(loc: tuple) -> str:
+def _field_path(loc: tuple[int | str, ...]) -> str:
     path = "input"
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path
 
 
-def _problem(err: dict) -> str:
+def _problem(err: ErrorDetails) -> str:
     message = err["msg"]
     # pydantic prefixes messages raised in validators with "Value error, ".
     message = message.removeprefix("Value error, ")

@@ -17,19 +17,23 @@ backwards (several samplers read as one rising value) and is 1.0 only at the end
 thread and an HTTP session. A sampler's first and last step and every change of
 node are always sent; updates in between may be thinned, and the newest one
 withheld is sent when the interval ends, so the shown state is never stale.
+Where payloads go is the worker's `ProgressSink`: RunPod's progress_update in
+production, the log in local runs, a list in tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import logging
 import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .comfy_client import ComfyEvent
+from .comfy_api import ComfyEvent
+from .workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +42,21 @@ log = logging.getLogger(__name__)
 PREVIEW_IMAGE = 1
 PREVIEW_FORMATS = {1: "image/jpeg", 2: "image/png"}
 
+ProgressSink = Callable[[dict[str, Any], dict[str, Any]], None]
+"""Where a job's progress goes: called with (job, payload), as runpod.serverless.progress_update is."""
+
+
+class Change(enum.Enum):
+    """What an event did to the progress state, which decides whether to send it."""
+
+    NONE = "none"  # nothing to send
+    ROUTINE = "routine"  # may be thinned out by the throttle
+    MILESTONE = "milestone"  # always sent: a node change, a sampler's first or last step
+
 
 class ProgressTracker:
-    def __init__(self, workflow: dict[str, Any], want_preview: bool, preview_max_bytes: int, started_at: float):
-        self._nodes = workflow
+    def __init__(self, workflow: Workflow, want_preview: bool, preview_max_bytes: int, started_at: float):
+        self._workflow = workflow
         self._want_preview = want_preview
         self._preview_max_bytes = preview_max_bytes
         self._started_at = started_at
@@ -49,10 +64,10 @@ class ProgressTracker:
         self.node_id: str | None = None
         self.step: int | None = None
         self.max: int | None = None
-        self.done: set[str] = set()
+        self.done: set[str | None] = set()
         self._fraction = 0.0
         self._preview: dict[str, str] | None = None
-        self._routes: dict[str, Callable[[ComfyEvent], bool]] = {
+        self._routes: dict[str, Callable[[ComfyEvent], Change]] = {
             "execution_start": self._on_start,
             "execution_cached": self._on_cached,
             "executing": self._on_executing,
@@ -61,11 +76,10 @@ class ProgressTracker:
             "preview_frame": self._on_preview,
         }
 
-    def apply(self, event: ComfyEvent) -> bool | None:
-        """Update from one event. Returns None if nothing changed, True if the update
-        must not be thinned out (node change, a sampler's first or last step), else False."""
+    def apply(self, event: ComfyEvent) -> Change:
+        """Update the state from one event."""
         route = self._routes.get(event.type)
-        return route(event) if route else None
+        return route(event) if route else Change.NONE
 
     def finish(self) -> None:
         self.status = "collecting_outputs"
@@ -73,18 +87,17 @@ class ProgressTracker:
         self._fraction = 1.0
 
     def payload(self) -> dict[str, Any]:
-        node = self._nodes.get(self.node_id or "", {})
         payload: dict[str, Any] = {
             "status": self.status,
-            "message": self._message(node),
+            "message": self._message(),
             "node_id": self.node_id,
-            "node_class": node.get("class_type"),
-            "node_title": (node.get("_meta") or {}).get("title"),
+            "node_class": self._workflow.class_type(self.node_id),
+            "node_title": self._workflow.title(self.node_id),
             "step": self.step,
             "max": self.max,
             "progress": round(self._overall_fraction(), 4),
-            "nodes_done": len(self.done & self._nodes.keys()),
-            "nodes_total": len(self._nodes),
+            "nodes_done": self._nodes_done(),
+            "nodes_total": len(self._workflow),
             "elapsed_s": round(time.monotonic() - self._started_at, 3),
         }
         if self._preview is not None:
@@ -93,67 +106,69 @@ class ProgressTracker:
 
     # -- event handlers ------------------------------------------------------
 
-    def _on_start(self, event: ComfyEvent) -> bool:
+    def _on_start(self, event: ComfyEvent) -> Change:
         self.status = "running"
-        return True
+        return Change.MILESTONE
 
-    def _on_cached(self, event: ComfyEvent) -> bool:
+    def _on_cached(self, event: ComfyEvent) -> Change:
         self.done.update(event.data.get("nodes") or [])
-        return False
+        return Change.ROUTINE
 
-    def _on_executing(self, event: ComfyEvent) -> bool | None:
+    def _on_executing(self, event: ComfyEvent) -> Change:
         node_id = event.data.get("node")
         if node_id is None:  # the prompt ended; finish() sets the final state
-            return None
+            return Change.NONE
         if self.node_id is not None:
             self.done.add(self.node_id)
         self.status, self.node_id, self.step, self.max = "running", node_id, None, None
-        return True
+        return Change.MILESTONE
 
-    def _on_progress(self, event: ComfyEvent) -> bool:
+    def _on_progress(self, event: ComfyEvent) -> Change:
         value, maximum = int(event.data.get("value", 0)), int(event.data.get("max", 0))
         node_id = event.data.get("node") or self.node_id
         first = node_id != self.node_id or self.step is None
         self.node_id, self.step, self.max = node_id, value, maximum
-        return first or value >= maximum
+        return Change.MILESTONE if first or value >= maximum else Change.ROUTINE
 
-    def _on_executed(self, event: ComfyEvent) -> bool:
+    def _on_executed(self, event: ComfyEvent) -> Change:
         self.done.add(event.data.get("node"))
-        return False
+        return Change.ROUTINE
 
-    def _on_preview(self, event: ComfyEvent) -> bool | None:
+    def _on_preview(self, event: ComfyEvent) -> Change:
         if not self._want_preview or event.binary is None or len(event.binary) < 8:
-            return None
+            return Change.NONE
         event_type, image_format = struct.unpack(">II", event.binary[:8])
         image = event.binary[8:]
         if event_type != PREVIEW_IMAGE or image_format not in PREVIEW_FORMATS:
-            return None
+            return Change.NONE
         if len(image) > self._preview_max_bytes:
             log.debug("preview of %d bytes dropped (PROGRESS_PREVIEW_MAX_BYTES)", len(image))
-            return None
+            return Change.NONE
         self._preview = {"mime_type": PREVIEW_FORMATS[image_format], "data": base64.b64encode(image).decode("ascii")}
-        return False
+        return Change.ROUTINE
 
     # -- derived values ----------------------------------------------------------
 
+    def _nodes_done(self) -> int:
+        return sum(1 for node_id in self.done if node_id in self._workflow)
+
     def _overall_fraction(self) -> float:
-        if self._fraction >= 1.0 or not self._nodes:
+        if self._fraction >= 1.0 or not self._workflow:
             return self._fraction
-        done = len(self.done & self._nodes.keys())
-        running = self.node_id in self._nodes and self.node_id not in self.done
+        running = self.node_id in self._workflow and self.node_id not in self.done
         step_fraction = (self.step / self.max) if (running and self.step and self.max) else 0.0
         # Below 1.0 until the prompt has really ended, and never backwards.
-        self._fraction = max(self._fraction, min((done + step_fraction) / len(self._nodes), 0.99))
+        self._fraction = max(self._fraction, min((self._nodes_done() + step_fraction) / len(self._workflow), 0.99))
         return self._fraction
 
-    def _message(self, node: dict[str, Any]) -> str:
+    def _message(self) -> str:
         if self.status == "queued":
             return "waiting in ComfyUI's queue"
         if self.status == "collecting_outputs":
             return "collecting outputs"
         if self.node_id is None:
             return "starting"
-        name = (node.get("_meta") or {}).get("title") or node.get("class_type") or f"node {self.node_id}"
+        name = self._workflow.display_name(self.node_id)
         return f"{name}: step {self.step}/{self.max}" if self.max else name
 
 
@@ -161,15 +176,18 @@ class ProgressRelay:
     """Sends payloads through `send` at most `updates_per_s` times a second (see module doc)."""
 
     def __init__(self, send: Callable[[dict[str, Any]], None], updates_per_s: float):
+        """`send` is the job's sink, bound to the job."""
         self._send = send
         self._interval = 1.0 / updates_per_s
         self._last_sent = float("-inf")
         self._pending: dict[str, Any] | None = None
         self._flush: asyncio.TimerHandle | None = None
 
-    def offer(self, payload: dict[str, Any], must_send: bool) -> None:
+    def offer(self, payload: dict[str, Any], change: Change) -> None:
+        if change is Change.NONE:
+            return
         now = time.monotonic()
-        if must_send or now - self._last_sent >= self._interval:
+        if change is Change.MILESTONE or now - self._last_sent >= self._interval:
             self._emit(payload, now)
             return
         self._pending = payload

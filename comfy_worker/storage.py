@@ -1,17 +1,21 @@
-"""S3-compatible storage for outputs: upload a file, return a presigned GET URL.
+"""Where outputs go when they do not come back inline: the `OutputStore` interface, and S3.
 
-Contract: `S3Storage.from_settings` returns None when no bucket is configured.
-`upload` is blocking (boto3): call it in a worker thread. It streams the file from
-disk (multipart for large files) and returns a URL valid for BUCKET_URL_EXPIRY_S.
-boto3 errors become `StorageError` naming the file and the bucket; the message
-never holds credentials (boto3's messages name the error code, not the keys).
-One boto3 client is made per worker and reused: making one costs ~100 ms.
+Contract: `OutputStore.put(path, name, content_type)` stores one file under `name`
+(`<job id>/<subfolder>/<file name>`) and returns a URL the client can GET. It is
+blocking: `delivery` runs in a worker thread. Failures raise `StorageError`.
+`S3Storage` is the implementation for S3-compatible buckets (boto3): it streams
+the file from disk (multipart for large files) and returns a presigned GET URL
+valid for BUCKET_URL_EXPIRY_S; boto3 errors become `StorageError` naming the file
+and the bucket, never the credentials. The worker builds its store once
+(`output_store`): making a boto3 client costs ~100 ms. `tests/support/fake_store.py`
+is an in-memory store for unit tests.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Protocol
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -24,8 +28,20 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
+class OutputStore(Protocol):
+    def put(self, path: Path, name: str, content_type: str) -> str:
+        """Store the file at path as `name`; returns a URL to GET it."""
+        ...
+
+
+def output_store(settings: Settings) -> OutputStore | None:
+    """The store the settings configure, or None (outputs then come back inline only)."""
+    return S3Storage(settings) if settings.bucket_configured else None
+
+
 class S3Storage:
     def __init__(self, settings: Settings):
+        assert settings.bucket_name is not None, "Settings.from_env derives a bucket name from the endpoint"
         self.bucket = settings.bucket_name
         self.prefix = settings.bucket_prefix
         self.url_expiry_s = settings.bucket_url_expiry_s
@@ -38,17 +54,11 @@ class S3Storage:
             config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
         )
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> S3Storage | None:
-        return cls(settings) if settings.bucket_configured else None
-
-    def key_for(self, job_id: str, filename: str) -> str:
-        return f"{self.prefix}{job_id}/{filename}"
-
-    def upload(self, path: Path, key: str, content_type: str) -> str:
+    def put(self, path: Path, name: str, content_type: str) -> str:
+        key = f"{self.prefix}{name}"
         try:
             self._client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
-            return self._client.generate_presigned_url(
+            url: str = self._client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_expiry_s
             )
         except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
@@ -56,3 +66,4 @@ class S3Storage:
                 f"upload of {path.name} to bucket '{self.bucket}' failed: {exc}",
                 {"bucket": self.bucket, "key": key},
             ) from None
+        return url

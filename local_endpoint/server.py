@@ -29,10 +29,12 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 log = logging.getLogger("local_endpoint")
 
@@ -108,7 +110,7 @@ class LocalEndpoint:
         return app
 
     @web.middleware
-    async def _auth(self, request: web.Request, handler):
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self.api_key and request.path.startswith("/v2/"):
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if given != self.api_key:
@@ -119,7 +121,7 @@ class LocalEndpoint:
         async with self._changed:
             self._changed.notify_all()
 
-    async def _wait_for(self, predicate, timeout_s: float) -> bool:
+    async def _wait_for(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         try:
             async with asyncio.timeout(timeout_s), self._changed:
                 await self._changed.wait_for(predicate)

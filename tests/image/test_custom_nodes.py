@@ -1,8 +1,8 @@
-"""scripts/install_custom_nodes.py against local git repositories and the real pinned ComfyUI."""
+"""scripts/image/install_custom_nodes.py against local git repositories and the real pinned ComfyUI."""
 
 import json
 
-from tests.integration.comfyui_server import COMFYUI_DIR, PYTHON
+from tests.support.comfyui_server import COMFYUI_DIR, PYTHON
 
 from .conftest import run_script
 
@@ -31,7 +31,7 @@ def install(tmp_path, entries):
         if item.name != "custom_nodes":
             (comfyui / item.name).symlink_to(item)
     result = run_script(
-        "scripts/install_custom_nodes.py", "--lock", str(lock), "--comfyui", str(comfyui), "--python", str(PYTHON)
+        "scripts/image/install_custom_nodes.py", "--lock", str(lock), "--comfyui", str(comfyui), "--python", str(PYTHON)
     )
     return result, comfyui / "custom_nodes"
 

@@ -1,11 +1,12 @@
-"""scripts/fetch_models.py against a local Hugging Face-compatible endpoint."""
+"""scripts/image/fetch_models.py against a local Hugging Face-compatible endpoint."""
 
 import hashlib
 import json
 import os
 
+from tests.support.fake_hub import fake_hub
+
 from .conftest import run_script
-from .fake_hub import fake_hub
 
 DATA = b"not really a model " * 512
 
@@ -25,7 +26,7 @@ def fetch(tmp_path, endpoint, sha256, name=None):
     env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf")}
     env.pop("HF_TOKEN", None)
     return run_script(
-        "scripts/fetch_models.py", "--manifest", str(manifest), "--models-dir", str(tmp_path / "models"), env=env
+        "scripts/image/fetch_models.py", "--manifest", str(manifest), "--models-dir", str(tmp_path / "models"), env=env
     )
 
 

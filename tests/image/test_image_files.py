@@ -8,6 +8,7 @@ import pytest
 from manifests import load_models
 
 from comfy_worker.job_input import parse_job_input
+from comfy_worker.settings import Settings
 
 from .conftest import REPO_ROOT
 
@@ -30,7 +31,8 @@ def test_every_file_the_dockerfile_copies_exists():
 
 def test_the_image_copies_every_module_the_worker_needs():
     sources = set(dockerfile_sources())
-    assert {"comfy_worker", "ComfyUI/extra_model_paths.yaml", "scripts/warmup.py", "requirements.txt"} <= sources
+    assert {"comfy_worker", "pyproject.toml", "requirements.txt", "ComfyUI/extra_model_paths.yaml"} <= sources
+    assert "ComfyUI/launch.args" in sources, "start.sh reads ComfyUI's launch flags from it"
 
 
 def hub() -> dict:
@@ -57,9 +59,11 @@ def test_hub_json_structure():
 
 
 def test_hub_env_keys_are_real_settings():
-    readme = (REPO_ROOT / "README.md").read_text()
+    start_sh = (REPO_ROOT / "start.sh").read_text()
     for env in hub()["config"]["env"]:
-        assert f"`{env['key']}`" in readme, f"{env['key']} is not a documented setting"
+        key = env["key"]
+        read = key in Settings.variables() or f"${{{key}" in start_sh
+        assert read, f"{key} is read neither by the worker nor by start.sh"
 
 
 def test_hub_tests_structure_and_inputs_are_valid_jobs():

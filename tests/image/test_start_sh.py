@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.integration.comfyui_server import COMFYUI_DIR, PYTHON, free_port
-from tests.workflows import txt2img
+from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port
+from tests.support.workflows import txt2img
 
 from .conftest import REPO_ROOT
 

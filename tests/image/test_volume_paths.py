@@ -7,7 +7,7 @@ import urllib.request
 
 import yaml
 
-from tests.integration.comfyui_server import COMFYUI_DIR, PYTHON, start_comfyui
+from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, start_comfyui
 
 from .conftest import REPO_ROOT
 

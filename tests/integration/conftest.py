@@ -1,17 +1,16 @@
-"""Integration fixtures: one real ComfyUI per test run, and the handler pointed at it."""
+"""Integration fixtures: one real ComfyUI per test run, and a worker pointed at it."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
-import runpod
 
-import rp_handler
 from comfy_worker.settings import Settings
-
-from .comfyui_server import ComfyServer, start_comfyui
+from comfy_worker.worker import Worker
+from tests.support.comfyui_server import ComfyServer, start_comfyui
 
 
 def pytest_collection_modifyitems(items):
@@ -20,11 +19,43 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+class CapturedProgress:
+    """A progress sink keeping every update as RunPod would receive it (JSON)."""
+
+    def __init__(self) -> None:
+        self.updates: list[dict[str, Any]] = []
+
+    def __call__(self, job: dict[str, Any], payload: dict[str, Any]) -> None:
+        self.updates.append(json.loads(json.dumps(payload)))
+
+
+class JobRunner:
+    """Runs jobs through a worker's handler, as RunPod calls it. `use_settings` switches
+    to a worker of its own with extra settings (environment names), closed after the test."""
+
+    def __init__(self, worker: Worker, comfyui: ComfyServer, progress: CapturedProgress):
+        self.worker = worker
+        self._comfyui = comfyui
+        self._progress = progress
+        self._own_workers: list[Worker] = []
+
+    async def __call__(self, job_input: Any, job_id: str | None = None) -> dict[str, Any]:
+        return await self.worker.handle({"id": job_id or f"test-{uuid.uuid4().hex[:8]}", "input": job_input})
+
+    def use_settings(self, **env: str) -> Settings:
+        settings = Settings.from_env({**self._comfyui.env(), **env})
+        self.worker = Worker(settings, self._progress)
+        self._own_workers.append(self.worker)
+        return settings
+
+    async def close(self) -> None:
+        for worker in self._own_workers:
+            await worker.close()
+
+
 @pytest.fixture(scope="session")
 def comfyui(tmp_path_factory) -> ComfyServer:
-    server = start_comfyui(
-        tmp_path_factory.mktemp("comfyui-base"), ("--preview-method", "latent2rgb", "--preview-size", "256")
-    )
+    server = start_comfyui(tmp_path_factory.mktemp("comfyui-base"))
     yield server
     server.stop()
 
@@ -34,39 +65,38 @@ def worker_settings(comfyui: ComfyServer) -> Settings:
     return Settings.from_env(comfyui.env())
 
 
-@pytest.fixture
-def use_settings(comfyui, monkeypatch):
-    """Point the handler at the test ComfyUI with extra settings (environment names)."""
-
-    def use(**env: str) -> Settings:
-        settings = Settings.from_env({**comfyui.env(), **env})
-        monkeypatch.setattr(rp_handler, "settings", settings)
-        return settings
-
-    return use
+@pytest.fixture(scope="session")
+def captured_progress() -> CapturedProgress:
+    return CapturedProgress()
 
 
-@pytest.fixture
-def progress(monkeypatch):
-    """Every progress_update the handler makes, as RunPod would receive it (JSON)."""
-    updates: list[dict] = []
-
-    def capture(job, payload):
-        updates.append(json.loads(json.dumps(payload)))
-
-    monkeypatch.setattr(runpod.serverless, "progress_update", capture)
-    return updates
+@pytest.fixture(scope="session")
+async def session_worker(worker_settings, captured_progress) -> Worker:
+    """One worker for the run, as on RunPod: its connections stay open between jobs."""
+    worker = Worker(worker_settings, captured_progress)
+    await worker.start()
+    yield worker
+    await worker.close()
 
 
 @pytest.fixture
-async def run_job(worker_settings, progress, monkeypatch):
-    """Run one job through the handler as RunPod would; returns the handler's result."""
-    monkeypatch.setattr(rp_handler, "settings", worker_settings)
+def progress(captured_progress) -> list[dict[str, Any]]:
+    """Every progress update of this test's jobs."""
+    captured_progress.updates.clear()
+    return captured_progress.updates
 
-    async def run(job_input, job_id: str | None = None):
-        return await rp_handler.handler({"id": job_id or f"test-{uuid.uuid4().hex[:8]}", "input": job_input})
 
-    return run
+@pytest.fixture
+async def run_job(session_worker, comfyui, captured_progress, progress) -> JobRunner:
+    runner = JobRunner(session_worker, comfyui, captured_progress)
+    yield runner
+    await runner.close()
+
+
+@pytest.fixture
+def use_settings(run_job):
+    """Point this test's jobs at a worker with extra settings (environment names)."""
+    return run_job.use_settings
 
 
 @pytest.fixture

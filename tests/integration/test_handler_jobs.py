@@ -6,7 +6,7 @@ import json
 
 import aiohttp
 
-from tests.workflows import decode_image, empty_image, load_image, png_base64, txt2img
+from tests.support.workflows import decode_image, empty_image, load_image, png_base64, txt2img
 
 
 async def assert_worker_still_serves(run_job):

@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 from PIL import Image
 
-import rp_handler
+from comfy_worker.comfy_client import ComfyClient
 from comfy_worker.settings import Settings
-from tests.workflows import decode_image, empty_image, txt2img
-
-from .comfyui_server import start_comfyui
+from comfy_worker.worker import Worker
+from tests.support.comfyui_server import start_comfyui
+from tests.support.workflows import decode_image, empty_image, txt2img
 
 
 def two_sampler_workflow(steps: int) -> dict:
@@ -83,10 +83,8 @@ async def test_two_samplers_read_as_one_rising_fraction(run_job, progress):
     assert refiner_start["progress"] >= base_end["progress"]
 
 
-async def test_throttling_thins_the_middle_only(run_job, progress, monkeypatch):
-    monkeypatch.setattr(
-        rp_handler, "settings", Settings(**{**vars(rp_handler.settings), "progress_updates_per_s": 0.5})
-    )
+async def test_throttling_thins_the_middle_only(run_job, progress, use_settings):
+    use_settings(PROGRESS_UPDATES_PER_S="0.5")
     steps = 30
 
     result = await run_job({"workflow": txt2img(steps=steps, seed=7)})
@@ -171,26 +169,31 @@ async def test_dropped_websocket_is_survived(run_job, progress):
     job = asyncio.create_task(run_job({"workflow": txt2img(steps=40, seed=9)}))
     await first_step(progress)
 
-    await rp_handler._comfy.client._ws.close()  # the socket drops; ComfyUI lives on
+    client = run_job.worker.comfy
+    assert isinstance(client, ComfyClient) and client._ws is not None
+    await client._ws.close()  # the socket drops; ComfyUI lives on
     result = await job
 
     assert "error" not in result, result
     assert decode_image(result["images"][0]).size == (64, 64)
 
 
-async def test_comfyui_dying_mid_job_fails_fast_and_asks_for_a_new_worker(run_job, progress, tmp_path, monkeypatch):
+async def test_comfyui_dying_mid_job_fails_fast_and_asks_for_a_new_worker(captured_progress, progress, tmp_path):
     doomed = start_comfyui(tmp_path / "doomed")
+    worker = Worker(Settings.from_env(doomed.env()), captured_progress)
     try:
-        monkeypatch.setattr(rp_handler, "settings", Settings.from_env(doomed.env()))
-        job = asyncio.create_task(run_job({"workflow": txt2img(steps=400, seed=10)}))
+        job = asyncio.create_task(worker.handle({"id": "doomed", "input": {"workflow": txt2img(steps=400, seed=10)}}))
         await first_step(progress)
         doomed.process.kill()
         killed_at = time.monotonic()
         result = await job
+        next_result = await worker.handle({"id": "after", "input": {"workflow": empty_image()}})
     finally:
+        await worker.close()
         doomed.stop()
 
     assert time.monotonic() - killed_at < 3
     assert result["error_type"] == "comfyui_unavailable"
     assert result["refresh_worker"] is True
     assert "exited" in result["error"]
+    assert next_result["error_type"] == "comfyui_unavailable", "a job after the death fails at once too"

@@ -17,9 +17,8 @@ import requests
 from PIL import Image
 
 from client import EndpointClient, JobFailed, job_input_from_files
-from tests.workflows import REPO_ROOT, empty_image, txt2img
-
-from .comfyui_server import PYTHON, free_port, start_comfyui
+from tests.support.comfyui_server import PYTHON, free_port, start_comfyui
+from tests.support.workflows import REPO_ROOT, empty_image, txt2img
 
 API_KEY = "local-test-key"
 

@@ -12,9 +12,8 @@ import boto3
 import pytest
 from PIL import Image
 
-from tests.workflows import decode_image, empty_image, load_image, png_base64
-
-from .servers import http_file_server, moto_s3
+from tests.support.servers import http_file_server, moto_s3
+from tests.support.workflows import decode_image, empty_image, load_image, png_base64
 
 BUCKET = "outputs"
 

@@ -2,7 +2,7 @@ import base64
 
 from client.api import save_outputs
 from client.cli import ProgressBar
-from tests.integration.servers import http_file_server
+from tests.support.servers import http_file_server
 
 
 def test_save_outputs_writes_base64_and_downloads_urls(tmp_path):

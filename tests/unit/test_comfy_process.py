@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from comfy_worker.comfy_process import comfy_process_alive, wait_until_ready
+from comfy_worker.comfy_process import ComfyProcess, Liveness, wait_until_ready
 from comfy_worker.errors import ComfyUnavailable
 from comfy_worker.settings import Settings
 
@@ -25,17 +25,18 @@ class SilentComfy:
 
 def test_process_states(tmp_path):
     pid_file = tmp_path / "comfy.pid"
-    assert comfy_process_alive(pid_file) is None
+    process = ComfyProcess(pid_file)
+    assert process.liveness() is Liveness.UNKNOWN and not process.is_dead()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     pid_file.write_text(str(child.pid))
-    assert comfy_process_alive(pid_file) is True
+    assert process.liveness() is Liveness.ALIVE
     child.kill()
     time.sleep(0.2)  # not reaped yet: a zombie counts as dead
-    assert comfy_process_alive(pid_file) is False
+    assert process.liveness() is Liveness.DEAD
     child.wait()
-    assert comfy_process_alive(pid_file) is False
+    assert process.liveness() is Liveness.DEAD and process.is_dead()
     pid_file.write_text("garbage")
-    assert comfy_process_alive(pid_file) is False
+    assert process.liveness() is Liveness.DEAD
 
 
 async def test_fails_at_once_when_the_process_is_dead(tmp_path):
@@ -45,7 +46,7 @@ async def test_fails_at_once_when_the_process_is_dead(tmp_path):
     settings = Settings(comfy_pid_file=tmp_path / "comfy.pid", ready_timeout_s=60)
     started = time.monotonic()
     with pytest.raises(ComfyUnavailable, match="has exited"):
-        await wait_until_ready(SilentComfy(), settings)
+        await wait_until_ready(SilentComfy(), ComfyProcess(settings.comfy_pid_file), settings)
     assert time.monotonic() - started < 1
 
 
@@ -53,11 +54,11 @@ async def test_waits_while_alive_then_returns(tmp_path):
     (tmp_path / "comfy.pid").write_text(str(os.getpid()))
     settings = Settings(comfy_pid_file=tmp_path / "comfy.pid", ready_poll_interval_s=0.01)
     comfy = SilentComfy(answer_after=5)
-    await wait_until_ready(comfy, settings)
+    await wait_until_ready(comfy, ComfyProcess(settings.comfy_pid_file), settings)
     assert comfy.calls == 6
 
 
 async def test_live_but_silent_process_times_out(tmp_path):
     settings = Settings(comfy_pid_file=tmp_path / "none.pid", ready_poll_interval_s=0.01, ready_timeout_s=0.05)
     with pytest.raises(ComfyUnavailable, match="did not answer within"):
-        await wait_until_ready(SilentComfy(), settings)
+        await wait_until_ready(SilentComfy(), ComfyProcess(settings.comfy_pid_file), settings)

@@ -1,14 +1,13 @@
-from pathlib import Path
-
 import pytest
 
-from comfy_worker.delivery import choose_storage, inline_size
-from comfy_worker.errors import InvalidJobInput, OutputTooLarge
-from comfy_worker.inputs import redact
+from comfy_worker.delivery import choose_storage, deliver_outputs, inline_size
+from comfy_worker.errors import InvalidJobInput, OutputTooLarge, OutputUnreadable
+from comfy_worker.history import OutputFile
+from comfy_worker.job_files import JobFiles, JobFolders
 from comfy_worker.job_input import OutputOptions
-from comfy_worker.outputs import OutputFile, mime_type_of, texts_in_history
+from tests.support.fake_store import FakeStore
 
-BUCKET = object()  # stands in for an S3Storage: choose_storage only passes it on
+BUCKET = FakeStore()  # choose_storage only passes it on
 
 
 @pytest.fixture
@@ -48,34 +47,19 @@ def test_s3_without_bucket_is_an_input_error(file_of_3000_bytes):
         choose_storage(OutputOptions(storage="s3"), None, [file_of_3000_bytes], [], 10_000)
 
 
-@pytest.mark.parametrize(
-    "item, expected",
-    [
-        ({"filename": "a.png"}, "image/png"),
-        ({"filename": "a.webp"}, "image/webp"),
-        ({"filename": "a.webm"}, "video/webm"),
-        ({"filename": "a.mp4", "format": "video/h264-mp4"}, "video/mp4"),
-        ({"filename": "a.gif", "format": "image/gif"}, "image/gif"),
-        ({"filename": "a.bin", "format": "video/h265-mp4"}, "video/h265-mp4"),
-        ({"filename": "a.unknownext"}, "application/octet-stream"),
-    ],
-)
-def test_mime_types(item, expected):
-    assert mime_type_of(item) == expected
+def test_a_vanished_output_is_named_in_the_error(tmp_path):
+    gone = OutputFile("9", "gone.png", "", "output", tmp_path / "gone.png", "image/png")
+    with pytest.raises(OutputUnreadable, match="output gone.png of node 9 cannot be read") as info:
+        deliver_outputs([gone], [], OutputOptions(), None, 10_000, "job", JobFiles(JobFolders.of(tmp_path)))
+    assert info.value.details == {"node_id": "9", "filename": "gone.png"}
 
 
-def test_media_kind_from_mime():
-    kinds = [
-        OutputFile("1", "f", "", "output", Path("f"), mime).media
-        for mime in ("image/png", "video/mp4", "audio/flac", "application/json")
-    ]
-    assert kinds == ["image", "video", "audio", "file"]
-
-
-def test_texts_in_history():
-    history = {"outputs": {"4": {"text": ["hello", 5]}, "9": {"images": []}}}
-    assert texts_in_history(history) == [{"node_id": "4", "text": "hello"}]
-
-
-def test_urls_are_shown_without_credentials_or_query():
-    assert redact("https://user:pw@cdn.example.com/a/b.png?X-Amz-Signature=abc") == "https://cdn.example.com/a/b.png"
+def test_previews_are_left_out_unless_asked(tmp_path, file_of_3000_bytes):
+    preview = OutputFile("7", "p.png", "", "temp", file_of_3000_bytes.path, "image/png")
+    files = JobFiles(JobFolders.of(tmp_path))
+    plain = deliver_outputs([file_of_3000_bytes, preview], [], OutputOptions(), None, 10**6, "j", files)
+    both = deliver_outputs(
+        [file_of_3000_bytes, preview], [], OutputOptions(include_previews=True), None, 10**6, "j", files
+    )
+    assert [e["node_id"] for e in plain["images"]] == ["9"]
+    assert [e["node_id"] for e in both["images"]] == ["9", "7"]

@@ -1,6 +1,4 @@
-from comfy_worker.comfy_client import rejection_from_response
-from comfy_worker.errors import ComfyUnavailable, ExecutionFailed, InvalidJobInput, error_result
-from comfy_worker.execution import execution_error
+from comfy_worker.errors import ComfyUnavailable, InternalError, InvalidJobInput, error_result
 
 
 def test_error_result_is_a_string_error_with_type_and_details():
@@ -16,60 +14,10 @@ def test_comfy_unavailable_asks_for_a_new_worker():
     assert error_result(ComfyUnavailable("gone"))["refresh_worker"] is True
 
 
-def test_rejection_names_node_class_input_and_message():
-    body = {
-        "error": {
-            "type": "prompt_outputs_failed_validation",
-            "message": "Prompt outputs failed validation",
-            "details": "",
-            "extra_info": {},
-        },
-        "node_errors": {
-            "3": {
-                "class_type": "KSampler",
-                "dependent_outputs": ["9"],
-                "errors": [
-                    {
-                        "type": "value_smaller_than_min",
-                        "message": "Value 0 smaller than min of 1",
-                        "details": "steps",
-                        "extra_info": {"input_name": "steps"},
-                    }
-                ],
-            }
-        },
+def test_an_unexpected_exception_becomes_an_internal_error():
+    result = error_result(InternalError.from_exception(KeyError("prompt_id")))
+    assert result == {
+        "error": "internal error in the worker: KeyError: 'prompt_id' (the worker's log has the traceback)",
+        "error_type": "internal_error",
+        "details": {"exception_type": "KeyError"},
     }
-    error = rejection_from_response(body)
-    assert error.message == (
-        "workflow rejected by ComfyUI: node 3 (KSampler) input 'steps': Value 0 smaller than min of 1 - steps"
-    )
-    assert error.details["node_errors"][0]["class_type"] == "KSampler"
-
-
-def test_rejection_without_node_errors_uses_the_prompt_error():
-    body = {
-        "error": {
-            "type": "invalid_prompt",
-            "message": "Cannot execute because node Nope does not exist.",
-            "details": "Node ID '#1'",
-        },
-        "node_errors": {},
-    }
-    assert rejection_from_response(body).message == (
-        "workflow rejected by ComfyUI: Cannot execute because node Nope does not exist. (Node ID '#1')"
-    )
-
-
-def test_execution_error_names_node_and_exception():
-    error = execution_error(
-        {
-            "node_id": "4",
-            "node_type": "VAEDecode",
-            "exception_type": "torch.OutOfMemoryError",
-            "exception_message": "CUDA out of memory\n",
-            "traceback": ["line"],
-        }
-    )
-    assert isinstance(error, ExecutionFailed)
-    assert error.message == "node 4 (VAEDecode) failed: torch.OutOfMemoryError: CUDA out of memory"
-    assert error.details["traceback"] == ["line"]

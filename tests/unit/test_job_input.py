@@ -26,17 +26,17 @@ def test_parses_workflow_and_decodes_images():
             ],
         }
     )
-    assert job.workflow_dict() == {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
+    assert job.workflow.to_prompt() == {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
     assert [i.image for i in job.images] == [b"\x89PNG...", b"\x89PNG..."]
 
 
 def test_input_may_be_a_json_string():
-    assert parse_job_input(json.dumps({"workflow": WORKFLOW})).workflow["1"].class_type == "EmptyImage"
+    assert parse_job_input(json.dumps({"workflow": WORKFLOW})).workflow.class_type("1") == "EmptyImage"
 
 
 def test_node_meta_is_kept_for_comfyui():
     node = {"class_type": "X", "inputs": {}, "_meta": {"title": "Mine"}}
-    assert parse_job_input({"workflow": {"1": node}}).workflow_dict()["1"]["_meta"] == {"title": "Mine"}
+    assert parse_job_input({"workflow": {"1": node}}).workflow.to_prompt()["1"]["_meta"] == {"title": "Mine"}
 
 
 def test_every_problem_is_reported_with_its_field():
@@ -53,7 +53,7 @@ def test_missing_workflow():
 
 
 def test_empty_workflow():
-    assert "at least 1 item" in problems({"workflow": {}})["input.workflow"]
+    assert problems({"workflow": {}})["input.workflow"] == "has no nodes"
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_url_and_subfolder_inputs():
         }
     )
     [file] = job.images
-    assert (file.url, file.subfolder) == ("https://cdn.example.com/a.mp4", "clips/day1")
+    assert (file.image, file.subfolder) == ("https://cdn.example.com/a.mp4", "clips/day1")
 
 
 @pytest.mark.parametrize("subfolder", ["../x", "/abs", "a/../../b", "a\\b", "./a"])

@@ -2,15 +2,18 @@ import asyncio
 import base64
 import struct
 
-from comfy_worker.comfy_client import ComfyEvent
-from comfy_worker.progress import ProgressRelay, ProgressTracker
+from comfy_worker.comfy_api import ComfyEvent
+from comfy_worker.progress import Change, ProgressRelay, ProgressTracker
+from comfy_worker.workflow import Workflow
 
-WORKFLOW = {
-    "1": {"class_type": "CheckpointLoaderSimple", "inputs": {}},
-    "2": {"class_type": "KSampler", "inputs": {}, "_meta": {"title": "Base"}},
-    "3": {"class_type": "KSampler", "inputs": {}, "_meta": {"title": "Refiner"}},
-    "4": {"class_type": "SaveImage", "inputs": {}},
-}
+WORKFLOW = Workflow(
+    {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {}},
+        "2": {"class_type": "KSampler", "inputs": {}, "_meta": {"title": "Base"}},
+        "3": {"class_type": "KSampler", "inputs": {}, "_meta": {"title": "Refiner"}},
+        "4": {"class_type": "SaveImage", "inputs": {}},
+    }
+)
 
 
 def event(type_: str, **data) -> ComfyEvent:
@@ -24,7 +27,7 @@ def tracker(preview: bool = False, max_bytes: int = 1000) -> ProgressTracker:
 def run(t: ProgressTracker, events: list[ComfyEvent]) -> list[float]:
     fractions = []
     for e in events:
-        if t.apply(e) is not None:
+        if t.apply(e) is not Change.NONE:
             fractions.append(t.payload()["progress"])
     return fractions
 
@@ -60,13 +63,13 @@ def test_payload_names_node_title_step_and_counts():
 
 def test_first_and_last_step_and_node_changes_must_be_sent():
     t = tracker()
-    flags = [t.apply(e) for e in sampler("2", 3)]
-    assert flags == [True, True, False, True]
+    changes = [t.apply(e) for e in sampler("2", 3)]
+    assert changes == [Change.MILESTONE, Change.MILESTONE, Change.ROUTINE, Change.MILESTONE]
 
 
 def test_events_that_change_nothing_are_not_offered():
-    assert tracker().apply(event("status")) is None
-    assert tracker().apply(event("executing", node=None)) is None
+    assert tracker().apply(event("status")) is Change.NONE
+    assert tracker().apply(event("executing", node=None)) is Change.NONE
 
 
 def preview_frame(image: bytes, image_format: int = 1) -> ComfyEvent:
@@ -74,26 +77,26 @@ def preview_frame(image: bytes, image_format: int = 1) -> ComfyEvent:
 
 
 def test_preview_only_when_wanted_and_small_enough():
-    assert tracker(preview=False).apply(preview_frame(b"jpeg")) is None
+    assert tracker(preview=False).apply(preview_frame(b"jpeg")) is Change.NONE
     t = tracker(preview=True, max_bytes=10)
-    assert t.apply(preview_frame(b"x" * 11)) is None
-    assert t.apply(preview_frame(b"jpeg")) is False
+    assert t.apply(preview_frame(b"x" * 11)) is Change.NONE
+    assert t.apply(preview_frame(b"jpeg")) is Change.ROUTINE
     assert t.payload()["preview"] == {"mime_type": "image/jpeg", "data": base64.b64encode(b"jpeg").decode()}
 
 
 async def test_relay_throttles_the_middle_and_flushes_the_newest():
     sent = []
     relay = ProgressRelay(sent.append, updates_per_s=20)  # one per 50 ms
-    relay.offer({"n": 1}, must_send=False)
-    relay.offer({"n": 2}, must_send=False)
-    relay.offer({"n": 3}, must_send=False)
-    relay.offer({"n": 4}, must_send=True)
+    relay.offer({"n": 1}, change=Change.ROUTINE)
+    relay.offer({"n": 2}, change=Change.ROUTINE)
+    relay.offer({"n": 3}, change=Change.ROUTINE)
+    relay.offer({"n": 4}, change=Change.MILESTONE)
     assert sent == [{"n": 1}, {"n": 4}]
-    relay.offer({"n": 5}, must_send=False)
-    relay.offer({"n": 6}, must_send=False)
+    relay.offer({"n": 5}, change=Change.ROUTINE)
+    relay.offer({"n": 6}, change=Change.ROUTINE)
     await asyncio.sleep(0.08)
     assert sent == [{"n": 1}, {"n": 4}, {"n": 6}]
-    relay.offer({"n": 7}, must_send=False)
+    relay.offer({"n": 7}, change=Change.ROUTINE)
     relay.close()
     await asyncio.sleep(0.08)
     assert sent[-1] == {"n": 6}
@@ -103,4 +106,4 @@ async def test_relay_survives_a_failing_sender():
     def broken(payload):
         raise RuntimeError("network down")
 
-    ProgressRelay(broken, updates_per_s=1).offer({}, must_send=True)
+    ProgressRelay(broken, updates_per_s=1).offer({}, change=Change.MILESTONE)

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ def test_defaults():
     settings = Settings.from_env({})
     assert settings.comfy_host == "127.0.0.1:8188"
     assert settings.comfy_http_url == "http://127.0.0.1:8188"
-    assert settings.output_dir == Path("/comfyui/output")
+    assert settings.comfyui_path == Path("/comfyui")
     assert settings.ready_poll_interval_s == 0.1
 
 
@@ -23,9 +24,9 @@ def test_reads_each_variable():
             "COMFY_READY_TIMEOUT_S": "30",
         }
     )
-    assert (settings.comfy_host, settings.input_dir, settings.comfy_pid_file) == (
+    assert (settings.comfy_host, settings.comfyui_path, settings.comfy_pid_file) == (
         "localhost:9000",
-        Path("/srv/comfy/input"),
+        Path("/srv/comfy"),
         Path("/run/c.pid"),
     )
     assert (settings.ready_poll_interval_s, settings.ready_timeout_s) == (0.5, 30.0)
@@ -37,6 +38,10 @@ def test_reads_each_variable():
         ("COMFY_HOST", "no-port"),
         ("COMFY_READY_TIMEOUT_S", "-1"),
         ("COMFY_READY_POLL_INTERVAL_S", "fast"),
+        ("JOB_TIMEOUT_S", "nan"),
+        ("BUCKET_ENDPOINT_URL", "ftp://x"),
+        ("BUCKET_URL_EXPIRY_S", "604801"),
+        ("MAX_RESPONSE_BYTES", "0"),
     ],
 )
 def test_invalid_values_name_the_variable(name, value):
@@ -57,19 +62,58 @@ def test_bucket_settings_and_secret_not_in_repr():
     assert not Settings.from_env({}).bucket_configured
 
 
-@pytest.mark.parametrize(
-    "name, value",
-    [
-        ("BUCKET_ENDPOINT_URL", "ftp://x"),
-        ("BUCKET_URL_EXPIRY_S", "604801"),
-        ("MAX_RESPONSE_BYTES", "0"),
-    ],
-)
-def test_invalid_output_settings(name, value):
-    with pytest.raises(ValueError, match=name):
-        Settings.from_env({name: value})
-
-
 def test_default_timeout_may_not_exceed_the_maximum():
     with pytest.raises(ValueError, match="JOB_TIMEOUT_S must not exceed JOB_TIMEOUT_MAX_S"):
         Settings.from_env({"JOB_TIMEOUT_S": "100", "JOB_TIMEOUT_MAX_S": "50"})
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_table(heading: str) -> dict[str, str]:
+    """Variable -> default cell of the first table under README's `heading`."""
+    section = (REPO_ROOT / "README.md").read_text().split(f"\n{heading}\n", 1)[1]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("#"):  # the next heading ends the section
+            break
+        match = re.match(r"\| `([A-Z0-9_]+)` \| ([^|]+) \|", line)
+        if match:
+            rows[match.group(1)] = match.group(2).strip()
+    return rows
+
+
+def documented(default: object) -> str:
+    if default is None:
+        return "unset"
+    if default == "":
+        return "empty"
+    if isinstance(default, float):
+        return f"`{default:g}`"
+    return f"`{default}`"
+
+
+def test_readme_settings_table_lists_every_setting_with_its_default():
+    table = readme_table("### Worker settings")
+    variables = Settings.variables()
+    assert sorted(table) == sorted(variables), "README's worker settings table and Settings disagree"
+    wrong = {
+        name: (table[name], documented(default))
+        for name, default in variables.items()
+        if not table[name].startswith(documented(default))
+    }
+    assert not wrong, wrong
+
+
+def test_start_sh_defaults_are_the_workers():
+    start_sh = (REPO_ROOT / "start.sh").read_text()
+    defaults = dict(re.findall(r"export ([A-Z_]+)=\$\{\1:-([^}]+)\}", start_sh))
+    assert defaults, "start.sh exports the settings it shares with the worker"
+    variables = Settings.variables()
+    assert {name: str(variables[name]) for name in defaults} == defaults
+
+
+def test_start_sh_settings_in_readme_are_read_by_start_sh():
+    start_sh = (REPO_ROOT / "start.sh").read_text()
+    table = readme_table("### start.sh settings")
+    assert table and all(f"${{{name}" in start_sh for name in table), table

@@ -1,6 +1,6 @@
 """Load custom nodes with ComfyUI's own loader and fail, naming them, if any does not load.
 
-    python scripts/check_custom_nodes.py --comfyui /comfyui NAME [NAME ...]
+    PYTHONPATH=/comfyui python scripts/image/check_custom_nodes.py --comfyui /comfyui NAME [NAME ...]
 
 Runs on the CPU (the image build has no GPU). A node loads when its module imports
 and it declares NODE_CLASS_MAPPINGS, exactly what ComfyUI checks at start-up.
@@ -19,8 +19,7 @@ log = logging.getLogger("check_custom_nodes")
 
 
 async def load_all(comfyui: Path, names: list[str]) -> list[str]:
-    os.chdir(comfyui)
-    sys.path.insert(0, str(comfyui))
+    os.chdir(comfyui)  # ComfyUI resolves its folders from here; its modules come from PYTHONPATH
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True  # read at import time by comfy.model_management

@@ -1,4 +1,4 @@
-"""Run test_input.json's txt2img through the handler, on the local tiny checkpoint.
+"""Run test_input.json's txt2img through the worker, on the local tiny checkpoint.
 
 The job goes through the RunPod SDK's own job runner (`run_job`, what
 `python rp_handler.py --test_input ...` calls), then each returned image is
@@ -16,20 +16,26 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-TINY_CHECKPOINT = "tiny-random-sd15-noise.safetensors"
+from make_tiny_checkpoint import CHECKPOINT_NAME  # beside this script
+from runpod.serverless.modules.rp_job import run_job
+
+from comfy_worker.settings import Settings
+from comfy_worker.worker import Worker
+from rp_handler import configure_logging
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 log = logging.getLogger("run_local_job")
 
 
-def local_job(test_input: dict) -> dict:
+def local_job(test_input: dict[str, Any]) -> dict[str, Any]:
     job = json.loads(json.dumps(test_input))
     workflow = job["input"]["workflow"]
     for node in workflow.values():
         if node["class_type"] == "CheckpointLoaderSimple":
-            node["inputs"]["ckpt_name"] = TINY_CHECKPOINT
+            node["inputs"]["ckpt_name"] = CHECKPOINT_NAME
         elif node["class_type"] == "EmptyLatentImage":
             node["inputs"].update(width=128, height=128)
         elif node["class_type"] == "KSampler":
@@ -38,18 +44,12 @@ def local_job(test_input: dict) -> dict:
     return job
 
 
-async def run(job: dict) -> dict:
-    from runpod.serverless.modules.rp_job import run_job
-
-    import rp_handler
-
-    try:
-        return await run_job(rp_handler.handler, job)
-    finally:
-        await rp_handler.close_comfyui()
+async def run(job: dict[str, Any]) -> dict[str, Any]:
+    worker = Worker(Settings.from_env())  # progress goes to the log
+    return await run_job(worker.handle_then_close, job)
 
 
-def save_outputs(result: dict, out_dir: Path) -> int:
+def save_outputs(result: dict[str, Any], out_dir: Path) -> int:
     if "error" in result:
         log.error("job failed: %s", result["error"])
         return 1
@@ -65,10 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "out")
     args = parser.parse_args()
-    import rp_handler
-
-    rp_handler.configure_logging()
-    rp_handler.relay_progress = False  # no RunPod job to report to: progress goes to the log
+    configure_logging()
     job = local_job(json.loads((REPO_ROOT / "test_input.json").read_text()))
     return save_outputs(asyncio.run(run(job)), args.out)
 

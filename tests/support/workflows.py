@@ -9,8 +9,9 @@ from pathlib import Path
 
 from PIL import Image
 
-TINY_CHECKPOINT = "tiny-random-sd15-noise.safetensors"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME as TINY_CHECKPOINT
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def txt2img(steps: int = 2, size: int = 64, seed: int = 42) -> dict:

@@ -13,7 +13,8 @@ comfy/supported_models.py SD15):
 
 Weights are seeded, so the same seed gives a byte-identical file. The tensors are
 built with ComfyUI's own classes, so key names are exactly what it expects.
-Run with the local venv's Python; nothing is downloaded.
+Run with the local venv's Python and ComfyUI on the import path
+(`PYTHONPATH=.local/ComfyUI`, as scripts/dev/setup_local.sh does); nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -109,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     if target.exists() and not args.force:
         log.info("exists: %s", target)
         return 0
-    sys.path.insert(0, str(args.comfyui_dir))
     from safetensors.torch import save_file
 
     state = build_state_dict(args.seed)

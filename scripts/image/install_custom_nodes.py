@@ -1,11 +1,11 @@
 """Install the custom nodes pinned in ComfyUI/custom_nodes.json into a ComfyUI tree.
 
-    python scripts/install_custom_nodes.py --lock ComfyUI/custom_nodes.json --comfyui /comfyui
+    python scripts/image/install_custom_nodes.py --lock ComfyUI/custom_nodes.json --comfyui /comfyui
 
 For each node: clone its repository, check out the pinned commit (submodules too),
 remove .git (the image holds exactly that commit's files), install its
 requirements.txt with the already-installed torch packages held fixed, and then
-load every node with ComfyUI's own loader (scripts/check_custom_nodes.py). Any
+load every node with ComfyUI's own loader (scripts/image/check_custom_nodes.py). Any
 failure stops the build with the node's name and what failed, instead of a node
 that silently fails to import when the first job arrives.
 """
@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from manifests import CustomNode, ManifestError, load_custom_nodes  # noqa: E402
+# manifests.py sits beside this script, and a script's folder is on its import path.
+from manifests import CustomNode, ManifestError, load_custom_nodes
 
 log = logging.getLogger("install_custom_nodes")
 # Packages a node's requirements must not replace: the image's CUDA build of torch.
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
     if nodes:
         check = [args.python, str(Path(__file__).with_name("check_custom_nodes.py")), "--comfyui", str(args.comfyui)]
-        if subprocess.run(check + [node.name for node in nodes]).returncode != 0:
+        importable = {**os.environ, "PYTHONPATH": str(args.comfyui)}  # ComfyUI's modules are not a package
+        if subprocess.run(check + [node.name for node in nodes], env=importable).returncode != 0:
             return 1
     log.info("%d custom node(s) installed and loaded", len(nodes))
     return 0

@@ -1,13 +1,16 @@
-"""Start a real ComfyUI (CPU) for the integration tests, in its own base directory.
+"""Start a real ComfyUI (CPU) for tests and benchmarks, in its own base directory.
 
-The pinned tree and venv come from scripts/setup_local.sh. The base directory is a
-fresh temporary folder whose models/ links to the local tree's (the generated
-checkpoint), so tests can check exactly which files a job leaves behind.
+The pinned tree and venv come from scripts/dev/setup_local.sh. ComfyUI runs with
+the worker's launch flags (ComfyUI/launch.args, as start.sh runs it) plus what a
+test machine needs. The base directory is a fresh temporary folder whose models/
+links to the local tree's (the generated checkpoint), so tests can check exactly
+which files a job leaves behind.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -19,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", REPO_ROOT / ".local"))
 COMFYUI_DIR = LOCAL_DIR / "ComfyUI"
 PYTHON = LOCAL_DIR / "venv" / "bin" / "python"
-TINY_CHECKPOINT = "tiny-random-sd15-noise.safetensors"
+LAUNCH_FLAGS = shlex.split((REPO_ROOT / "ComfyUI" / "launch.args").read_text(), comments=True)
 
 
 @dataclass
@@ -64,7 +67,9 @@ def free_port() -> int:
 
 def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = ()) -> ComfyServer:
     if not (COMFYUI_DIR / "main.py").exists() or not PYTHON.exists():
-        raise RuntimeError(f"no local ComfyUI at {COMFYUI_DIR}: run scripts/setup_local.sh (scripts/test.sh does)")
+        raise RuntimeError(
+            f"no local ComfyUI at {COMFYUI_DIR}: run scripts/dev/setup_local.sh (scripts/ci/test.sh does)"
+        )
     base_dir.mkdir(parents=True, exist_ok=True)
     (base_dir / "custom_nodes").mkdir(exist_ok=True)
     if not (base_dir / "models").exists():
@@ -74,14 +79,14 @@ def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = ()) -> ComfyServ
     args = [
         str(PYTHON),
         "main.py",
-        "--cpu",
         "--listen",
         "127.0.0.1",
         "--port",
         str(port),
+        *LAUNCH_FLAGS,
+        "--cpu",
         "--base-directory",
         str(base_dir),
-        "--disable-auto-launch",
         "--disable-api-nodes",
         "--database-url",
         "sqlite:///:memory:",

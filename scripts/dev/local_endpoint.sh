@@ -6,10 +6,10 @@
 #   .local/venv/bin/python -m client run examples/txt2img-local.json --base-url http://127.0.0.1:8000/v2/local
 # Stop with Ctrl-C.
 set -euo pipefail
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 local_dir=${LOCAL_DIR:-$repo_root/.local}
 
-bash "$repo_root/scripts/setup_local.sh"
+bash "$repo_root/scripts/dev/setup_local.sh"
 export COMFYUI_PATH=$local_dir/ComfyUI
 export PYTHON=$local_dir/venv/bin/python
 export COMFY_HOST=${COMFY_HOST:-127.0.0.1:8189}

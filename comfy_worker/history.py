@@ -1,11 +1,12 @@
-"""Find a finished prompt's outputs in its ComfyUI history entry.
+"""Read a prompt's outputs from its ComfyUI history entry. Pure: no I/O, no side effects.
 
 Contract: `files_in_history` lists every file ComfyUI reports for the prompt, from
 every output key of every node (`images` for still and animated images and core
-video nodes, `gifs` from VideoHelperSuite-style nodes, `audio`, ...), registering
-output and temp files with the job's `JobFiles` for removal. `texts_in_history`
-lists text outputs (`text` lists of strings, e.g. PreviewAny). What becomes of the
-files (format, base64 or bucket) is `delivery`'s business.
+video nodes, `gifs` from VideoHelperSuite-style nodes, `audio`, ...), with its path
+resolved inside the job folders (`UnsafePath` otherwise). `texts_in_history` lists
+text outputs (`text` lists of strings, e.g. PreviewAny). Removing the files is the
+worker's call (`JobFiles`); what becomes of them (format, base64 or bucket) is
+`delivery`'s.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .job_files import JobFiles
-from .settings import Settings
+from .job_files import JobFolders
 
-mimetypes.add_type("image/webp", ".webp")
-mimetypes.add_type("video/webm", ".webm")
-mimetypes.add_type("audio/flac", ".flac")
+# Types that some systems' mime.types lack; looked up here before `mimetypes`.
+EXTRA_MIME_TYPES = {".webp": "image/webp", ".webm": "video/webm", ".flac": "audio/flac"}
 
 
 @dataclass(frozen=True)
@@ -34,14 +33,18 @@ class OutputFile:
     animated: bool = False
 
     @property
+    def created_by_job(self) -> bool:
+        """Output and temp files are the prompt's own; an input file belongs to an upload or the image."""
+        return self.folder_type != "input"
+
+    @property
     def media(self) -> str:
         """image, video, audio or file: which list of the result it goes in."""
         kind = self.mime_type.split("/")[0]
         return kind if kind in ("image", "video", "audio") else "file"
 
 
-def files_in_history(history: dict[str, Any], settings: Settings, job_files: JobFiles) -> list[OutputFile]:
-    roots = {"output": settings.output_dir, "temp": settings.temp_dir, "input": settings.input_dir}
+def files_in_history(history: dict[str, Any], folders: JobFolders) -> list[OutputFile]:
     files = []
     for node_id, node_output in (history.get("outputs") or {}).items():
         animated = any(node_output.get("animated") or [])
@@ -49,11 +52,10 @@ def files_in_history(history: dict[str, Any], settings: Settings, job_files: Job
             if not isinstance(items, list):
                 continue
             for item in items:
-                if not (isinstance(item, dict) and "filename" in item and item.get("type") in roots):
+                root = folders.folder(str(item.get("type"))) if isinstance(item, dict) else None
+                if root is None or "filename" not in item:
                     continue
-                path = job_files.resolve(roots[item["type"]], item.get("subfolder", ""), item["filename"])
-                if item["type"] != "input":  # inputs belong to the job's uploads, or to the image
-                    job_files.add(path)
+                path = folders.resolve(root, item.get("subfolder", ""), item["filename"])
                 files.append(
                     OutputFile(
                         node_id=node_id,
@@ -79,7 +81,8 @@ def texts_in_history(history: dict[str, Any]) -> list[dict[str, str]]:
 
 def mime_type_of(item: dict[str, Any]) -> str:
     # VideoHelperSuite reports e.g. "format": "video/h264-mp4"; keep the top type, name the subtype by the file.
-    guessed = mimetypes.guess_type(item["filename"])[0]
+    suffix = Path(item["filename"]).suffix.lower()
+    guessed = EXTRA_MIME_TYPES.get(suffix) or mimetypes.guess_type(item["filename"])[0]
     declared = item.get("format")
     if (
         isinstance(declared, str)

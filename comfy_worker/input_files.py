@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import requests
 from runpod.serverless.utils.rp_ssrf import SSRFError, iter_content_capped, safe_get
 
-from .comfy_client import ComfyClient
+from .comfy_api import ComfyAPI
 from .errors import InvalidJobInput
 from .job_files import JobFiles
 from .job_input import InputFile
@@ -31,11 +31,15 @@ from .settings import Settings
 CHUNK_BYTES = 1024 * 1024
 
 
-async def upload_inputs(client: ComfyClient, files: list[InputFile], settings: Settings, job_files: JobFiles) -> None:
+async def upload_inputs(comfy: ComfyAPI, files: list[InputFile], settings: Settings, job_files: JobFiles) -> None:
+    input_folder = job_files.folders.input
     for index, file in enumerate(files):
-        data = file.image if file.url is None else await fetch_input(file.url, f"input.images[{index}].image", settings)
-        stored = await client.upload_image(file.name, data, file.subfolder)
-        job_files.add(job_files.resolve(settings.input_dir, stored.get("subfolder", ""), stored["name"]))
+        if isinstance(file.image, bytes):
+            data = file.image
+        else:
+            data = await fetch_input(file.image, f"input.images[{index}].image", settings)
+        stored = await comfy.upload_input(file.name, data, file.subfolder)
+        job_files.add(job_files.folders.resolve(input_folder, stored.get("subfolder", ""), stored["name"]))
 
 
 async def fetch_input(url: str, field: str, settings: Settings) -> bytes:

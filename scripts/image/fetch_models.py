@@ -1,6 +1,6 @@
 """Download the models pinned in ComfyUI/models.json and verify each against its sha256.
 
-    python scripts/fetch_models.py --manifest ComfyUI/models.json --models-dir /comfyui/models
+    python scripts/image/fetch_models.py --manifest ComfyUI/models.json --models-dir /comfyui/models
 
 Each entry is fetched with huggingface_hub (HF_ENDPOINT, HF_TOKEN and
 HF_XET_HIGH_PERFORMANCE are honoured) into a staging folder beside its target,
@@ -22,8 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from manifests import ManifestError, Model, load_models  # noqa: E402
+# manifests.py sits beside this script, and a script's folder is on its import path.
+from manifests import ManifestError, Model, load_models
 
 log = logging.getLogger("fetch_models")
 

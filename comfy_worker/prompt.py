@@ -1,25 +1,18 @@
 """Run one prompt on ComfyUI: submit it, follow its events to the end, or stop it.
 
 Contract:
-- `submit_prompt` queues the workflow on the worker's websocket client id and
-  returns the prompt id.
+- `submit_prompt` opens the event stream, then queues the workflow, and returns
+  the prompt id (ComfyUI sends a prompt's events only to a stream open at submit).
 - `wait_for_prompt` passes each of the prompt's events (and preview frames) to
   `on_event` and returns once ComfyUI reports the prompt finished (`executing`
   with `node: null`). A node failure raises `ExecutionFailed` naming the node, an
-  interrupt `PromptInterrupted`. If the websocket drops while ComfyUI lives, it
+  interrupt `PromptInterrupted`. If the stream drops while ComfyUI lives, it
   reconnects and reads the outcome from /history for what it missed; if ComfyUI
   died, it raises `ComfyUnavailable` at once.
 - `stop_prompt` takes a prompt out of ComfyUI's queue, or interrupts it if it is
   running and waits (bounded) for it to end, so its files exist before cleanup.
-Events of other prompts (an earlier, stopped job) are ignored.
-
-Why output nodes are tagged: ComfyUI caches node results, and on a cache hit it
-re-reports the files an output node wrote for an earlier prompt without writing
-them again. The worker deletes each job's files after the job, so a repeated
-workflow would come back empty. `tag_output_nodes` adds an input ComfyUI does not
-pass to the node (`get_input_data` skips unknown names) but does hash into the
-cache key, so output nodes run again per job while everything upstream (model
-loading, sampling) stays cached.
+Events of other prompts (an earlier, stopped job) are ignored. What the events
+mean for progress is `progress`'s business; this module only routes them.
 """
 
 from __future__ import annotations
@@ -29,34 +22,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .comfy_client import ComfyClient, ComfyEvent, EventStreamClosed
-from .errors import ComfyUnavailable, ExecutionFailed, WorkerError
+from .comfy_api import ComfyAPI, ComfyEvent, EventStreamClosed
+from .errors import ComfyUnavailable, ExecutionFailed, PromptInterrupted, WorkerError
+from .workflow import Workflow
 
 log = logging.getLogger(__name__)
 
-JOB_TAG_INPUT = "_runpod_job_id"
 RECONNECT_ATTEMPTS = 20
 RECONNECT_PAUSE_S = 0.25
-
-
-class PromptInterrupted(ExecutionFailed):
-    """The prompt was interrupted (by the worker's stop, or by someone else)."""
-
-    error_type = "interrupted"
-
-
-def output_node_classes(object_info: dict[str, Any]) -> frozenset[str]:
-    """Class names that ComfyUI treats as outputs (they write files or show results)."""
-    return frozenset(name for name, info in object_info.items() if info.get("output_node"))
-
-
-def tag_output_nodes(workflow: dict[str, Any], output_classes: frozenset[str], job_id: str) -> dict[str, Any]:
-    """A copy of workflow whose output nodes carry the job id (see module docstring)."""
-    tagged = dict(workflow)
-    for node_id, node in workflow.items():
-        if node["class_type"] in output_classes:
-            tagged[node_id] = {**node, "inputs": {**node["inputs"], JOB_TAG_INPUT: job_id}}
-    return tagged
 
 
 def execution_error(data: dict[str, Any]) -> ExecutionFailed:
@@ -72,36 +45,32 @@ def interrupted_error(data: dict[str, Any]) -> PromptInterrupted:
     return PromptInterrupted(f"the workflow was interrupted{where}", {"node_id": data.get("node_id")})
 
 
-async def submit_prompt(client: ComfyClient, workflow: dict[str, Any], extra_data: dict[str, Any]) -> str:
-    """Queue the workflow; the websocket is opened first so no event of it is missed."""
-    await client.connect_events()
-    return await client.queue_prompt(workflow, extra_data)
+async def submit_prompt(comfy: ComfyAPI, workflow: Workflow, extra_data: dict[str, Any]) -> str:
+    await comfy.connect_events()
+    return await comfy.queue_prompt(workflow.to_prompt(), extra_data)
 
 
 async def wait_for_prompt(
-    client: ComfyClient,
-    prompt_id: str,
-    on_event: Callable[[ComfyEvent], None],
-    comfy_alive: Callable[[], bool | None],
+    comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEvent], None], comfy_died: Callable[[], bool]
 ) -> None:
     while True:
         try:
-            await _follow_events(client, prompt_id, on_event)
+            await _follow_events(comfy, prompt_id, on_event)
             return
         except EventStreamClosed as closed:
             log.warning("ComfyUI websocket dropped during prompt %s (%s)", prompt_id, closed)
-            await _reconnect(client, comfy_alive)
+            await _reconnect(comfy, comfy_died)
         # Events sent while the socket was down are lost: ask the history.
-        if _outcome_from_history(await client.history(prompt_id)):
+        if _outcome_from_history(await comfy.history(prompt_id)):
             return
 
 
-async def _follow_events(client: ComfyClient, prompt_id: str, on_event: Callable[[ComfyEvent], None]) -> None:
+async def _follow_events(comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEvent], None]) -> None:
     # A failure is raised only at the final `executing: null`: ComfyUI records the
     # prompt in its history (and off its queue) just before sending it, and cleanup
     # reads the history.
     failure: ExecutionFailed | None = None
-    async for event in client.events():
+    async for event in comfy.events():
         # Preview frames carry no prompt id; jobs run one at a time, so they are ours.
         if event.prompt_id != prompt_id and event.type != "preview_frame":
             continue
@@ -116,12 +85,12 @@ async def _follow_events(client: ComfyClient, prompt_id: str, on_event: Callable
             failure = interrupted_error(event.data)
 
 
-async def _reconnect(client: ComfyClient, comfy_alive: Callable[[], bool | None]) -> None:
+async def _reconnect(comfy: ComfyAPI, comfy_died: Callable[[], bool]) -> None:
     for _ in range(RECONNECT_ATTEMPTS):
-        if comfy_alive() is False:
+        if comfy_died():
             raise ComfyUnavailable("ComfyUI exited during the job (its process is gone); see its log for the cause")
         try:
-            await client.reconnect_events()
+            await comfy.reconnect_events()
             return
         except ComfyUnavailable:
             await asyncio.sleep(RECONNECT_PAUSE_S)
@@ -139,18 +108,18 @@ def _outcome_from_history(entry: dict[str, Any]) -> bool:
     return bool(status.get("completed")) or status.get("status_str") == "success"
 
 
-async def stop_prompt(client: ComfyClient, prompt_id: str, grace_s: float) -> None:
+async def stop_prompt(comfy: ComfyAPI, prompt_id: str, grace_s: float) -> None:
     """Free ComfyUI from this prompt: drop it if queued, interrupt it if running."""
     try:
-        queue = await client.queue()
+        queue = await comfy.queue()
         if any(item[1] == prompt_id for item in queue.get("queue_pending", [])):
-            await client.delete_queued(prompt_id)
+            await comfy.delete_queued(prompt_id)
             return
         if not any(item[1] == prompt_id for item in queue.get("queue_running", [])):
             return  # already finished
-        await client.interrupt(prompt_id)
+        await comfy.interrupt(prompt_id)
         async with asyncio.timeout(grace_s):
-            await _follow_events(client, prompt_id, lambda event: None)
+            await _follow_events(comfy, prompt_id, lambda event: None)
     except ExecutionFailed:
         pass  # it ended (interrupted, as asked, or failing on its own)
     except (WorkerError, EventStreamClosed, TimeoutError) as exc:

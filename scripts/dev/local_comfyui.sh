@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Start or stop the local ComfyUI (CPU) that the local quick start and manual tests use.
-#   scripts/local_comfyui.sh start   # runs scripts/setup_local.sh if needed, waits until it answers
-#   scripts/local_comfyui.sh stop
+#   scripts/dev/local_comfyui.sh start   # runs scripts/dev/setup_local.sh if needed, waits until it answers
+#   scripts/dev/local_comfyui.sh stop
 # It listens on ${COMFY_HOST:-127.0.0.1:8188}, logs to .local/comfyui.log and writes
 # its PID to .local/comfyui.pid: point the worker at it with COMFY_HOST,
-# COMFY_PID_FILE and COMFYUI_PATH (scripts/run_local.sh does).
+# COMFY_PID_FILE and COMFYUI_PATH (scripts/dev/run_local.sh does).
 set -euo pipefail
 
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 local_dir=${LOCAL_DIR:-$repo_root/.local}
 host_port=${COMFY_HOST:-127.0.0.1:8188}
 pid_file=$local_dir/comfyui.pid
@@ -18,11 +18,12 @@ running() { [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }
 case "${1:-}" in
   start)
     if running; then echo "ComfyUI already running (pid $(cat "$pid_file"))"; exit 0; fi
-    bash "$repo_root/scripts/setup_local.sh"
+    bash "$repo_root/scripts/dev/setup_local.sh"
+    read -r -a launch_flags <<<"$(sed 's/#.*//' "$repo_root/ComfyUI/launch.args" | tr '\n' ' ')"
     cd "$local_dir/ComfyUI"
     # --cpu: no GPU here. --disable-api-nodes: Comfy.org API nodes need network and a key.
-    nohup "$local_dir/venv/bin/python" main.py --cpu --listen "${host_port%:*}" --port "${host_port##*:}" \
-      --disable-auto-launch --disable-api-nodes --preview-method latent2rgb >"$log_file" 2>&1 &
+    nohup "$local_dir/venv/bin/python" main.py --listen "${host_port%:*}" --port "${host_port##*:}" \
+      "${launch_flags[@]}" --cpu --disable-api-nodes >"$log_file" 2>&1 &
     echo $! >"$pid_file"
     for _ in $(seq 1 600); do
       if curl -fs "http://$host_port/prompt" >/dev/null; then

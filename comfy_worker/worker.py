@@ -1,0 +1,249 @@
+"""The worker: one object per process that runs jobs on one ComfyUI, one at a time.
+
+Contract: `Worker(settings, progress)` builds nothing that needs an event loop.
+`await start()` waits until ComfyUI can serve (while its process lives) and learns
+its output node classes; `await handle(job)` runs one RunPod job and always
+returns a result dict, never raises (except `CancelledError`, which RunPod's
+cancel must see); `await close()` closes the connections, which the next job
+reopens in whatever event loop runs it.
+
+`run_job` reads as the job's story: parse the input, connect, upload the input
+files, submit the tagged workflow, follow it (progress, timeout, cancel), find
+its outputs, deliver them. It is also the one error boundary: a `WorkerError`
+becomes the documented error result; anything else becomes an `internal_error`
+with its traceback logged once. Clean-up steps sit on an `AsyncExitStack`, each
+guarded, so every one runs even when another fails and none can replace the
+job's result: release the prompt (forget its history, and on failure register
+its partial outputs), remove the job's files, and drop the connection if ComfyUI
+died.
+
+Jobs run one at a time: the worker has one ComfyUI. RunPod's SDK takes one job at
+a time (concurrency 1); should a second arrive anyway, it waits for the first to
+finish (its progress says so) and then runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .comfy_api import ComfyAPI, ComfyEvent
+from .comfy_client import ComfyClient
+from .comfy_process import ComfyProcess, wait_until_ready
+from .delivery import deliver_outputs
+from .errors import InternalError, InvalidJobInput, JobTimedOut, WorkerError, error_result
+from .history import files_in_history, texts_in_history
+from .input_files import upload_inputs
+from .job_files import JobFiles, JobFolders
+from .job_input import JobInput, parse_job_input
+from .progress import Change, ProgressRelay, ProgressSink, ProgressTracker
+from .prompt import stop_prompt, submit_prompt, wait_for_prompt
+from .settings import Settings
+from .storage import OutputStore, output_store
+from .timings import StageTimings
+from .workflow import output_node_classes
+
+log = logging.getLogger(__name__)
+
+_NO_STORE: Any = object()
+
+
+def log_progress(job: dict[str, Any], payload: dict[str, Any]) -> None:
+    """The progress sink for local runs, where there is no RunPod job to report to."""
+    log.info("progress %s: %s (%.0f%%)", job.get("id"), payload.get("message"), 100 * payload.get("progress", 0))
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        progress: ProgressSink = log_progress,
+        *,
+        comfy: ComfyAPI | None = None,
+        store: OutputStore | None = _NO_STORE,
+        process: ComfyProcess | None = None,
+    ):
+        """`comfy`, `store` and `process` default to what the settings describe;
+        tests pass fakes (`store=None` means no bucket)."""
+        self.settings = settings
+        self.comfy: ComfyAPI = comfy if comfy is not None else ComfyClient(settings.comfy_http_url)
+        self.store = output_store(settings) if store is _NO_STORE else store
+        self.process = process if process is not None else ComfyProcess(settings.comfy_pid_file)
+        self.folders = JobFolders.of(settings.comfyui_path)
+        self._progress = progress
+        self._output_classes: frozenset[str] | None = None
+        self._one_job_at_a_time = asyncio.Lock()
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Wait until ComfyUI answers, then learn its output node classes (once)."""
+        if self._output_classes is not None:
+            return
+        await wait_until_ready(self.comfy, self.process, self.settings)
+        self._output_classes = output_node_classes(await self.comfy.object_info())
+
+    async def close(self) -> None:
+        await self.comfy.close()
+
+    async def handle(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The RunPod handler: run the job once the previous one has finished."""
+        if self._one_job_at_a_time.locked():
+            log.warning("job %s waits: another job is running on this worker's ComfyUI", job.get("id"))
+            self._progress(job, {"status": "waiting", "message": "waiting for the worker's previous job to finish"})
+        async with self._one_job_at_a_time:
+            return await self.run_job(job)
+
+    async def handle_then_close(self, job: dict[str, Any]) -> dict[str, Any]:
+        """For runs that end their event loop after one job (--test_input, warm-up)."""
+        try:
+            return await self.handle(job)
+        finally:
+            await self.close()
+
+    async def run_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The error boundary and the clean-up around the job's stages."""
+        job_files = JobFiles(self.folders)
+        async with contextlib.AsyncExitStack() as cleanup:
+            cleanup.push_async_callback(self._guarded, "drop a dead ComfyUI's connection", self._drop_if_comfy_died)
+            cleanup.push_async_callback(self._guarded, "remove the job's files", _as_async(job_files.remove_all))
+            try:
+                result = await self._run_stages(job, job_files, cleanup)
+            except WorkerError as error:
+                log.warning("job %s failed: %s", job.get("id"), error.message)
+                result = error_result(error)
+            except Exception as exc:  # the last resort: a bug must still give a documented result
+                log.exception("job %s failed with an unexpected error", job.get("id"))
+                result = error_result(InternalError.from_exception(exc))
+        return result
+
+    async def _run_stages(
+        self, job: dict[str, Any], job_files: JobFiles, cleanup: contextlib.AsyncExitStack
+    ) -> dict[str, Any]:
+        """The job's story, stage by stage."""
+        job_id = str(job.get("id"))
+        timings = StageTimings()
+        request = self._validate(job.get("input"))
+        with timings.stage("wait_for_comfyui_s"):
+            output_classes = await self._ready()
+        with timings.stage("upload_inputs_s"):
+            await upload_inputs(self.comfy, request.images, self.settings, job_files)
+        workflow = request.workflow.tagged(job_id, output_classes)
+        tracker = ProgressTracker(
+            workflow, request.preview, self.settings.progress_preview_max_bytes, timings.started_at
+        )
+        with timings.stage("execute_s"):
+            prompt_id = await submit_prompt(self.comfy, workflow, request.extra_data())
+            release = functools.partial(self._release_prompt, prompt_id, job_files)
+            cleanup.push_async_callback(self._guarded, f"release prompt {prompt_id}", release)
+            await self._follow(job, prompt_id, tracker, request.timeout_s or self.settings.job_timeout_s)
+        with timings.stage("collect_outputs_s"):
+            history = await self.comfy.history(prompt_id)
+            files = files_in_history(history, self.folders)
+            job_files.add_outputs(file.path for file in files if file.created_by_job)
+            outputs = await asyncio.to_thread(
+                deliver_outputs,
+                files,
+                texts_in_history(history),
+                request.output,
+                self.store,
+                self.settings.max_response_bytes,
+                job_id,
+                job_files,
+            )
+        return {**outputs, "timings": timings.as_dict()}
+
+    # -- the stages' glue --------------------------------------------------------
+
+    def _validate(self, raw_input: Any) -> JobInput:
+        """Everything that can be refused before ComfyUI does any work."""
+        request = parse_job_input(raw_input, self.settings.job_timeout_max_s)
+        if request.output.storage == "s3" and self.store is None:
+            raise InvalidJobInput(
+                [("input.output.storage", "is 's3' but this endpoint has no bucket (set BUCKET_ENDPOINT_URL and keys)")]
+            )
+        return request
+
+    async def _ready(self) -> frozenset[str]:
+        """ComfyUI's output classes, once it is up (the first job after a bare start waits here)."""
+        if self.process.is_dead():
+            raise self.process.death_error()
+        await self.start()
+        assert self._output_classes is not None
+        return self._output_classes
+
+    async def _follow(self, job: dict[str, Any], prompt_id: str, tracker: ProgressTracker, timeout_s: float) -> None:
+        """Relay the prompt's progress until it ends; stop it on timeout or cancel."""
+        relay = ProgressRelay(functools.partial(self._progress, job), self.settings.progress_updates_per_s)
+
+        def on_event(event: ComfyEvent) -> None:
+            change = tracker.apply(event)
+            if change is not Change.NONE:
+                relay.offer(tracker.payload(), change)
+
+        relay.offer(tracker.payload(), Change.MILESTONE)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await wait_for_prompt(self.comfy, prompt_id, on_event, self.process.is_dead)
+        except TimeoutError:
+            await stop_prompt(self.comfy, prompt_id, self.settings.stop_grace_s)
+            raise JobTimedOut(
+                f"the workflow ran longer than its timeout of {timeout_s:g} s and was stopped "
+                "(set timeout_s in the job, or JOB_TIMEOUT_S)",
+                {"timeout_s": timeout_s},
+            ) from None
+        except asyncio.CancelledError:
+            # RunPod cancel, execution timeout or expiry: free ComfyUI, then let the SDK see it.
+            log.info("job %s cancelled: stopping prompt %s", job.get("id"), prompt_id)
+            await stop_prompt(self.comfy, prompt_id, self.settings.stop_grace_s)
+            raise
+        finally:
+            relay.close()
+        tracker.finish()
+        relay.offer(tracker.payload(), Change.MILESTONE)
+
+    # -- clean-up steps (each runs, whatever the others do) -----------------------
+
+    async def _release_prompt(self, prompt_id: str, job_files: JobFiles) -> None:
+        """Drop the prompt from ComfyUI's history, which otherwise grows on a warm worker,
+        after registering whatever files it wrote (a failed job's partial outputs)."""
+        if self.process.is_dead():
+            return
+        try:
+            if not job_files.has_outputs:
+                history = await self.comfy.history(prompt_id)
+                job_files.add_outputs(
+                    file.path for file in files_in_history(history, self.folders) if file.created_by_job
+                )
+        finally:
+            await self.comfy.forget_history(prompt_id)
+
+    async def _drop_if_comfy_died(self) -> None:
+        if self.process.is_dead():
+            await self.close()  # a later job (if RunPod keeps this worker) waits for a new ComfyUI
+            self._output_classes = None
+
+    @staticmethod
+    async def _guarded(what: str, step: Callable[[], Any]) -> None:
+        try:
+            await step()
+        except WorkerError as error:
+            log.warning("clean-up step failed (%s): %s", what, error.message)
+        except Exception:
+            log.exception("clean-up step failed (%s)", what)
+
+
+def _as_async(function: Callable[[], None]) -> Callable[[], Any]:
+    async def call() -> None:
+        function()
+
+    return call

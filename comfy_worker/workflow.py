@@ -1,0 +1,107 @@
+"""The workflow as a value: an API-format ComfyUI graph, and what the worker asks of it.
+
+Contract: a `Workflow` is built by `parse_job_input` (pydantic validates each node
+as a `WorkflowNode`, then wraps the graph) and never changes afterwards:
+`tagged` returns a new one. It answers the questions other stages have about the
+graph: node ids, each node's class and title, which nodes are outputs, and the
+prompt to POST (`to_prompt`). No other module reads a node's raw shape.
+
+Why output nodes are tagged: ComfyUI caches node results, and on a cache hit it
+re-reports the files an output node wrote for an earlier prompt without writing
+them again. The worker deletes each job's files after the job, so a repeated
+workflow would come back empty. `tagged` adds an input ComfyUI does not pass to
+the node (`execution.get_input_data` skips unknown names) but does hash into the
+cache key, so output nodes run again per job while everything upstream (model
+loading, sampling) stays cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+JOB_TAG_INPUT = "_runpod_job_id"
+
+
+class WorkflowNode(BaseModel):
+    """One node of an API-format workflow, as the job sends it."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    class_type: str = Field(min_length=1)
+    inputs: dict[str, Any]
+
+
+def output_node_classes(object_info: Mapping[str, Any]) -> frozenset[str]:
+    """Class names that ComfyUI treats as outputs (they write files or show results),
+    from its GET /object_info."""
+    return frozenset(name for name, info in object_info.items() if info.get("output_node"))
+
+
+class Workflow:
+    """An API-format graph: node id -> {"class_type", "inputs", "_meta"?, ...}. Read-only."""
+
+    __slots__ = ("_nodes",)
+
+    def __init__(self, nodes: Mapping[str, Mapping[str, Any]]):
+        self._nodes: dict[str, Mapping[str, Any]] = dict(nodes)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        # Validate as {node id: WorkflowNode} (errors keep their paths, e.g.
+        # input.workflow.3.class_type), then keep the nodes as plain JSON.
+        def build(nodes: dict[str, WorkflowNode]) -> Workflow:
+            if not nodes:
+                raise ValueError("has no nodes")
+            return cls({node_id: node.model_dump() for node_id, node in nodes.items()})
+
+        return core_schema.no_info_after_validator_function(build, handler.generate_schema(dict[str, WorkflowNode]))
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._nodes)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._nodes
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Workflow) and other._nodes == self._nodes
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking contents: compare, don't hash
+
+    def __repr__(self) -> str:
+        return f"Workflow({len(self)} nodes)"
+
+    def class_type(self, node_id: str | None) -> str | None:
+        node = self._nodes.get(node_id or "")
+        return node.get("class_type") if node else None
+
+    def title(self, node_id: str | None) -> str | None:
+        """The node's title in the editor (`_meta.title`), if the export kept it."""
+        node = self._nodes.get(node_id or "")
+        meta = node.get("_meta") if node else None
+        return meta.get("title") if isinstance(meta, Mapping) else None
+
+    def display_name(self, node_id: str) -> str:
+        """What to call the node in messages: its title, else its class, else its id."""
+        return self.title(node_id) or self.class_type(node_id) or f"node {node_id}"
+
+    def output_nodes(self, output_classes: frozenset[str]) -> list[str]:
+        return [node_id for node_id, node in self._nodes.items() if node.get("class_type") in output_classes]
+
+    def tagged(self, job_id: str, output_classes: frozenset[str]) -> Workflow:
+        """A copy whose output nodes carry the job id (see the module docstring)."""
+        nodes = dict(self._nodes)
+        for node_id in self.output_nodes(output_classes):
+            node = nodes[node_id]
+            nodes[node_id] = {**node, "inputs": {**node["inputs"], JOB_TAG_INPUT: job_id}}
+        return Workflow(nodes)
+
+    def to_prompt(self) -> dict[str, Any]:
+        """The graph for POST /prompt (JSON-ready; do not modify)."""
+        return self._nodes

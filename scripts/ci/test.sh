@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): set up what is missing, lint, type-check, then
+# run the unit tests and the integration tests against a real ComfyUI on CPU. Extra
+# arguments go to pytest, e.g. scripts/ci/test.sh tests/unit -k job_input
+set -euo pipefail
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+local_dir=${LOCAL_DIR:-$repo_root/.local}
+cd "$repo_root"
+
+bash scripts/dev/setup_local.sh
+python=$local_dir/venv/bin/python
+
+echo "== ruff"
+"$python" -m ruff check .
+"$python" -m ruff format --check . >/dev/null || {
+  echo "ruff format would change files: run '$python -m ruff format .'" >&2; exit 1; }
+echo "== mypy (the worker, the local endpoint, the client: pyproject.toml [tool.mypy])"
+"$python" -m mypy
+echo "== hadolint, shellcheck"
+"$local_dir/venv/bin/hadolint" Dockerfile
+"$local_dir/venv/bin/shellcheck" -x start.sh scripts/*/*.sh .ci/run
+echo "== pytest"
+exec "$python" -m pytest "$@"

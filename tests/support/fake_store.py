@@ -1,0 +1,19 @@
+"""An in-memory `OutputStore` for unit tests: keeps each put file's bytes under its name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from comfy_worker.errors import StorageError
+
+
+class FakeStore:
+    def __init__(self, fail: bool = False):
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.fail = fail
+
+    def put(self, path: Path, name: str, content_type: str) -> str:
+        if self.fail:
+            raise StorageError(f"upload of {path.name} to bucket 'fake' failed", {"bucket": "fake", "key": name})
+        self.objects[name] = (path.read_bytes(), content_type)
+        return f"https://store.invalid/{name}"

@@ -1,0 +1,42 @@
+"""The entry point's lifecycle: no job is taken before ComfyUI serves, and a ComfyUI
+that died during start-up becomes every job's error instead of a crash."""
+
+import rp_handler
+from comfy_worker.comfy_process import ComfyProcess
+from comfy_worker.settings import Settings
+from comfy_worker.worker import Worker
+from tests.support.fake_comfy import FakeComfy
+
+
+class SlowStart(FakeComfy):
+    """Answers HTTP only after a few polls, as ComfyUI does while it boots."""
+
+    polls = 0
+
+    async def is_responding(self) -> bool:
+        self.polls += 1
+        return self.polls > 3
+
+
+async def test_waits_until_comfyui_answers_then_closes_for_the_sdks_loop(tmp_path):
+    comfy = SlowStart(tmp_path)
+    settings = Settings(comfyui_path=tmp_path, comfy_pid_file=tmp_path / "none", ready_poll_interval_s=0.001)
+    worker = Worker(settings, comfy=comfy, store=None)
+
+    await rp_handler.wait_for_comfyui(worker)
+
+    assert comfy.polls == 4 and comfy.calls == ["object_info", "close"]
+
+
+async def test_a_comfyui_dead_at_start_fails_each_job_with_the_cause(tmp_path):
+    (tmp_path / "comfy.pid").write_text("gone")
+    comfy = FakeComfy(tmp_path)
+    comfy.responding = False
+    settings = Settings(comfyui_path=tmp_path, comfy_pid_file=tmp_path / "comfy.pid")
+    worker = Worker(settings, comfy=comfy, store=None, process=ComfyProcess(settings.comfy_pid_file))
+
+    await rp_handler.wait_for_comfyui(worker)  # logs, does not raise
+    result = await worker.handle({"id": "j", "input": {"workflow": {"1": {"class_type": "EmptyImage", "inputs": {}}}}})
+
+    assert result["error_type"] == "comfyui_unavailable" and result["refresh_worker"] is True
+    assert "has exited" in result["error"] and "queue_prompt" not in comfy.calls

@@ -1,0 +1,227 @@
+"""The Worker against a scripted ComfyUI and an in-memory store: the job's story, the
+error boundary and every clean-up path, in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from pathlib import Path
+
+import pytest
+
+from comfy_worker.comfy_process import ComfyProcess
+from comfy_worker.settings import Settings
+from comfy_worker.worker import Worker
+from comfy_worker.workflow import JOB_TAG_INPUT
+from tests.support.fake_comfy import FakeComfy, Run, png_bytes
+from tests.support.fake_store import FakeStore
+
+WORKFLOW = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4}, "_meta": {"title": "Blank"}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
+}
+
+
+@pytest.fixture
+def comfyui_path(tmp_path) -> Path:
+    for folder in ("input", "output", "temp"):
+        (tmp_path / "comfyui" / folder).mkdir(parents=True)
+    return tmp_path / "comfyui"
+
+
+@pytest.fixture
+def comfy(comfyui_path) -> FakeComfy:
+    return FakeComfy(comfyui_path)
+
+
+@pytest.fixture
+def progress() -> list[dict]:
+    return []
+
+
+@pytest.fixture
+def make_worker(comfyui_path, comfy, progress, tmp_path):
+    def make(store=None, pid_file: Path | None = None, **settings) -> Worker:
+        settings = Settings(comfyui_path=comfyui_path, comfy_pid_file=tmp_path / "no-pid-file", **settings)
+        process = ComfyProcess(pid_file or settings.comfy_pid_file)
+        return Worker(
+            settings, lambda job, payload: progress.append(payload), comfy=comfy, store=store, process=process
+        )
+
+    return make
+
+
+def job_files(comfyui_path: Path) -> set[Path]:
+    return {path for path in comfyui_path.rglob("*") if path.is_file()}
+
+
+async def test_a_job_runs_and_leaves_nothing_behind(make_worker, comfy, comfyui_path, progress):
+    worker = make_worker()
+    image = base64.b64encode(png_bytes()).decode()
+
+    result = await worker.handle(
+        {"id": "job-1", "input": {"workflow": WORKFLOW, "images": [{"name": "in.png", "image": image}]}}
+    )
+
+    assert "error" not in result, result
+    [entry] = result["images"]
+    assert base64.b64decode(entry["data"]) == png_bytes() and entry["node_id"] == "2"
+    [prompt] = comfy.prompts.values()
+    assert prompt["2"]["inputs"][JOB_TAG_INPUT] == "job-1" and JOB_TAG_INPUT not in prompt["1"]["inputs"]
+    assert progress[0]["status"] == "queued" and progress[-1]["progress"] == 1.0
+    assert any(update["message"] == "Blank" for update in progress), "titles come from the workflow"
+    assert comfy.histories == {} and job_files(comfyui_path) == set()
+    assert set(result["timings"]) >= {"execute_s", "collect_outputs_s", "total_s"}
+
+
+async def test_a_dropped_event_stream_is_survived_from_the_history(make_worker, comfy, comfyui_path):
+    comfy.runs.append(Run.success(drop_after=3))
+    worker = make_worker()
+
+    result = await worker.handle({"id": "drop", "input": {"workflow": WORKFLOW}})
+
+    assert "error" not in result, result
+    assert comfy.calls.count("reconnect_events") == 1
+    assert len(result["images"]) == 1 and job_files(comfyui_path) == set()
+
+
+async def test_a_failure_missed_while_disconnected_is_read_from_the_history(make_worker, comfy):
+    comfy.runs.append(Run.failure("2", "SaveImage", "disk full", drop_after=2))
+    worker = make_worker()
+
+    result = await worker.handle({"id": "drop-fail", "input": {"workflow": WORKFLOW}})
+
+    assert result["error_type"] == "execution_failed"
+    assert result["details"]["node_id"] == "2" and "disk full" in result["error"]
+
+
+async def test_a_drop_with_comfyui_dead_fails_at_once_and_asks_for_a_new_worker(make_worker, comfy, tmp_path):
+    pid_file = tmp_path / "comfy.pid"
+    comfy.runs.append(Run.success(drop_after=2))
+    worker = make_worker(pid_file=pid_file)
+    comfy.on_drop = lambda: pid_file.write_text("not a pid: the process is gone")  # the drop's cause
+
+    first = await worker.handle({"id": "dies", "input": {"workflow": WORKFLOW}})
+    second = await worker.handle({"id": "next", "input": {"workflow": WORKFLOW}})
+
+    assert first["error_type"] == second["error_type"] == "comfyui_unavailable"
+    assert first["refresh_worker"] is True and "close" in comfy.calls
+    assert "reconnect_events" not in comfy.calls, "no reconnect to a dead ComfyUI"
+    assert comfy.calls.count("queue_prompt") == 1, "no job is submitted to a dead ComfyUI"
+
+
+async def test_timeout_interrupts_the_prompt_and_cleans_up(make_worker, comfy, comfyui_path):
+    comfy.runs.append(Run.success(hang=True))
+    worker = make_worker()
+
+    result = await worker.handle({"id": "slow", "input": {"workflow": WORKFLOW, "timeout_s": 0.05}})
+
+    assert result["error_type"] == "timeout" and result["details"] == {"timeout_s": 0.05}
+    assert "interrupt" in comfy.calls and "forget_history" in comfy.calls
+    assert job_files(comfyui_path) == set()
+
+
+async def test_cancel_interrupts_the_prompt_and_reaches_the_sdk(make_worker, comfy):
+    comfy.runs.append(Run.success(hang=True))
+    worker = make_worker()
+    job = asyncio.create_task(worker.handle({"id": "cancelled", "input": {"workflow": WORKFLOW}}))
+    while comfy.running is None:  # noqa: ASYNC110 (the fake sets it synchronously)
+        await asyncio.sleep(0)
+
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert "interrupt" in comfy.calls and comfy.histories == {}
+
+
+async def test_a_failing_cleanup_step_neither_skips_the_others_nor_replaces_the_result(
+    make_worker, comfy, comfyui_path, caplog
+):
+    comfy.fail_on["forget_history"] = RuntimeError("history endpoint broke")
+    worker = make_worker()
+
+    with caplog.at_level(logging.WARNING):
+        result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
+
+    assert "error" not in result and len(result["images"]) == 1
+    assert job_files(comfyui_path) == set(), "the files were removed although an earlier step failed"
+    assert "history endpoint broke" in caplog.text
+
+
+async def test_an_unsafe_path_in_a_failed_prompts_history_keeps_the_jobs_error(make_worker, comfy, comfyui_path):
+    # Node 2 reports a partial output outside the output folder, then node 3 fails.
+    workflow = {**WORKFLOW, "3": {"class_type": "KSampler", "inputs": {}}}
+    comfy.runs.append(Run.failure("3", "KSampler", "boom", subfolder="../.."))
+    worker = make_worker()
+    image = base64.b64encode(png_bytes()).decode()
+
+    result = await worker.handle(
+        {"id": "j", "input": {"workflow": workflow, "images": [{"name": "in.png", "image": image}]}}
+    )
+
+    assert result["error_type"] == "execution_failed" and "boom" in result["error"]
+    assert job_files(comfyui_path) == set(), "the uploaded input was still removed"
+    assert comfy.histories == {}, "the history was still forgotten"
+
+
+async def test_an_unsafe_output_path_is_refused_without_touching_it(make_worker, comfy, comfyui_path):
+    outside = comfyui_path.parent / "precious.png"
+    outside.write_bytes(b"keep me")
+    comfy.runs.append(Run.success(subfolder="../.."))
+    worker = make_worker()
+
+    result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
+
+    assert result["error_type"] == "unsafe_path"
+    assert outside.read_bytes() == b"keep me"
+
+
+async def test_an_unexpected_exception_is_an_internal_error_logged_once(make_worker, comfy, caplog):
+    comfy.fail_on["queue_prompt"] = KeyError("prompt_id")
+    worker = make_worker()
+
+    with caplog.at_level(logging.ERROR):
+        result = await worker.handle({"id": "bug", "input": {"workflow": WORKFLOW}})
+
+    assert result["error_type"] == "internal_error" and "KeyError" in result["error"]
+    assert [r.exc_info is not None for r in caplog.records if r.levelno >= logging.ERROR] == [True]
+    comfy.fail_on.clear()
+    assert "error" not in await worker.handle({"id": "after", "input": {"workflow": WORKFLOW}})
+
+
+async def test_outputs_go_to_the_store_under_job_subfolder_and_name(make_worker, comfy):
+    store = FakeStore()
+    comfy.runs.append(Run.success(subfolder="portraits"))
+    worker = make_worker(store=store)
+
+    result = await worker.handle({"id": "job-7", "input": {"workflow": WORKFLOW}})
+
+    [entry] = result["images"]
+    [name] = store.objects
+    assert name.startswith("job-7/portraits/fake_2_") and entry["type"] == "s3_url"
+    assert entry["data"] == f"https://store.invalid/{name}"
+    assert store.objects[name] == (png_bytes(), "image/png")
+
+
+async def test_a_store_failure_is_a_storage_error(make_worker):
+    worker = make_worker(store=FakeStore(fail=True))
+    result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
+    assert result["error_type"] == "storage_error"
+
+
+async def test_s3_without_a_store_is_refused_before_comfyui_works(make_worker, comfy):
+    worker = make_worker(store=None)
+    result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW, "output": {"storage": "s3"}}})
+    assert result["error_type"] == "invalid_input"
+    assert comfy.prompts == {}
+
+
+async def test_a_second_job_waits_for_the_first(make_worker, comfy, progress):
+    worker = make_worker()
+    first, second = await asyncio.gather(
+        worker.handle({"id": "a", "input": {"workflow": WORKFLOW}}),
+        worker.handle({"id": "b", "input": {"workflow": WORKFLOW}}),
+    )
+    assert "error" not in first and "error" not in second
+    assert any(update["status"] == "waiting" for update in progress)
