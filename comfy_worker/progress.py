@@ -64,7 +64,7 @@ class ProgressTracker:
         self.node_id: str | None = None
         self.step: int | None = None
         self.max: int | None = None
-        self.done: set[str | None] = set()
+        self.done: set[str] = set()  # nodes of this workflow that finished or were cached
         self._fraction = 0.0
         self._preview: dict[str, str] | None = None
         self._routes: dict[str, Callable[[ComfyEvent], Change]] = {
@@ -111,7 +111,7 @@ class ProgressTracker:
         return Change.MILESTONE
 
     def _on_cached(self, event: ComfyEvent) -> Change:
-        self.done.update(event.data.get("nodes") or [])
+        self._mark_done(*(event.data.get("nodes") or []))
         return Change.ROUTINE
 
     def _on_executing(self, event: ComfyEvent) -> Change:
@@ -119,7 +119,7 @@ class ProgressTracker:
         if node_id is None:  # the prompt ended; finish() sets the final state
             return Change.NONE
         if self.node_id is not None:
-            self.done.add(self.node_id)
+            self._mark_done(self.node_id)
         self.status, self.node_id, self.step, self.max = "running", node_id, None, None
         return Change.MILESTONE
 
@@ -131,7 +131,7 @@ class ProgressTracker:
         return Change.MILESTONE if first or value >= maximum else Change.ROUTINE
 
     def _on_executed(self, event: ComfyEvent) -> Change:
-        self.done.add(event.data.get("node"))
+        self._mark_done(event.data.get("node"))
         return Change.ROUTINE
 
     def _on_preview(self, event: ComfyEvent) -> Change:
@@ -149,8 +149,12 @@ class ProgressTracker:
 
     # -- derived values ----------------------------------------------------------
 
+    def _mark_done(self, *node_ids: str | None) -> None:
+        # Only this workflow's nodes count (ComfyUI may report expanded subgraph nodes).
+        self.done.update(node_id for node_id in node_ids if node_id is not None and node_id in self._workflow)
+
     def _nodes_done(self) -> int:
-        return sum(1 for node_id in self.done if node_id in self._workflow)
+        return len(self.done)
 
     def _overall_fraction(self) -> float:
         if self._fraction >= 1.0 or not self._workflow:
