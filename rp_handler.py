@@ -18,6 +18,7 @@ import runpod
 from runpod.serverless.modules.rp_logger import RunPodLogger
 
 from comfy_worker.errors import WorkerError
+from comfy_worker.runpod_progress import OrderedProgress, post_to_runpod
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker, log_progress
 
@@ -50,7 +51,7 @@ def main() -> None:
     settings = Settings.from_env()
     # The SDK's own rule: without the job-take URL it runs one local job, not the worker loop.
     on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
-    worker = Worker(settings, progress=runpod.serverless.progress_update if on_runpod else log_progress)
+    worker = Worker(settings, progress=OrderedProgress(post_to_runpod()) if on_runpod else log_progress)
     asyncio.run(wait_for_comfyui(worker))
     runpod.serverless.start({"handler": worker.handle if on_runpod else worker.handle_then_close})
 

@@ -6,11 +6,12 @@
 # network volume (/runpod-volume/models), and COMFY_EXTRA_ARGS (e.g. "--cpu" to run
 # on a machine without a GPU).
 # Its PID goes to COMFY_PID_FILE: the worker waits for ComfyUI while that process
-# lives and fails fast once it has died. tcmalloc is preloaded into ComfyUI when
+# lives and fails fast once it has died; start.sh starts it again when it exits
+# after running a while (see the end). tcmalloc is preloaded into ComfyUI when
 # installed (lower memory fragmentation when models load and unload).
 #
 # Settings (environment): COMFYUI_PATH, COMFY_HOST, COMFY_PID_FILE, COMFY_EXTRA_ARGS,
-# PYTHON, WARMUP_JOB (a job JSON file to run once before taking jobs),
+# COMFY_RESTART_MIN_UPTIME_S, PYTHON, WARMUP_JOB (a job JSON file to run once before taking jobs),
 # MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
 # SERVE_API_LOCALLY (true: the SDK's local HTTP API on port 8000 for development).
 # Arguments are passed to rp_handler.py (e.g. --test_input '{...}').
@@ -44,16 +45,20 @@ fi
 
 read -r -a launch_flags <<<"$(sed 's/#.*//' "$worker_dir/ComfyUI/launch.args" | tr '\n' ' ')"
 read -r -a extra_args <<<"${COMFY_EXTRA_ARGS:-}"
-(
-  cd "$COMFYUI_PATH"
-  LD_PRELOAD=${tcmalloc:-${LD_PRELOAD:-}} exec "$python_bin" main.py \
-    --listen "${COMFY_HOST%:*}" --port "${COMFY_HOST##*:}" "${launch_flags[@]}" \
-    --extra-model-paths-config "${EXTRA_MODEL_PATHS:-$worker_dir/ComfyUI/extra_model_paths.yaml}" \
-    "${extra_args[@]}"
-) &
-comfy_pid=$!
-echo "$comfy_pid" >"$COMFY_PID_FILE"
-log "ComfyUI starting (pid $comfy_pid) on $COMFY_HOST"
+start_comfyui() {
+  (
+    cd "$COMFYUI_PATH"
+    LD_PRELOAD=${tcmalloc:-${LD_PRELOAD:-}} exec "$python_bin" main.py \
+      --listen "${COMFY_HOST%:*}" --port "${COMFY_HOST##*:}" "${launch_flags[@]}" \
+      --extra-model-paths-config "${EXTRA_MODEL_PATHS:-$worker_dir/ComfyUI/extra_model_paths.yaml}" \
+      "${extra_args[@]}"
+  ) &
+  comfy_pid=$!
+  comfy_started=$SECONDS
+  echo "$comfy_pid" >"$COMFY_PID_FILE"
+  log "ComfyUI starting (pid $comfy_pid) on $COMFY_HOST"
+}
+start_comfyui
 
 worker_pid=
 stop_all() {
@@ -75,4 +80,24 @@ else
   "$python_bin" "$worker_dir/rp_handler.py" "$@" &
 fi
 worker_pid=$!
-wait "$worker_pid"
+
+# Supervise until the worker exits. A ComfyUI that exits after running a while is
+# started again: the worker ends one whose prompt ignored an interrupt, so that the
+# next job does not wait for it. One that dies during start-up
+# (COMFY_RESTART_MIN_UPTIME_S) stays down: jobs then fail with ComfyUI's death as
+# the cause, and its log above says why.
+while true; do
+  status=0
+  wait -n -p exited "$worker_pid" "$comfy_pid" || status=$?
+  if [ "${exited:-}" = "$worker_pid" ]; then
+    exit "$status"
+  fi
+  if (( SECONDS - comfy_started < ${COMFY_RESTART_MIN_UPTIME_S:-60} )); then
+    log "ComfyUI exited (status $status) during start-up; not restarting it"
+    status=0
+    wait "$worker_pid" || status=$?
+    exit "$status"
+  fi
+  log "ComfyUI exited (status $status); starting a new one"
+  start_comfyui
+done

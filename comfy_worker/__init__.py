@@ -9,6 +9,7 @@
     input_files    fetch URL inputs (SSRF-safe) and upload input files to ComfyUI
     prompt         submit the prompt, follow it to the end, stop it
     progress       fold events into the progress payload; throttle the relay
+    runpod_progress  send progress to RunPod in order (one sender, newest wins)
     history        find the prompt's output files and texts in its history (pure)
     delivery       still-image format, base64 or store URLs, the size guard
     storage        the OutputStore interface, and S3-compatible buckets

@@ -1,17 +1,19 @@
 """The worker's edge to ComfyUI: the interface every stage talks to, and its event type.
 
 Contract: `ComfyAPI` is what the worker needs from one ComfyUI server: its HTTP API
-(prompts, queue, history, uploads, node info) and its event stream. `ComfyClient`
+(prompts, queue, history, node info) and its event stream. Files go through the
+shared folders, not this interface (`input_files`, `history`). `ComfyClient`
 (comfy_client.py) implements it over aiohttp; `tests/support/fake_comfy.py` is a
 scripted fake for unit tests. Implementations raise only `WorkerError`s
-(`ComfyUnavailable`, `WorkflowRejected`) and, from `events()`, `EventStreamClosed`.
+(`ComfyUnavailable`, `ComfyError`, `WorkflowRejected`) and, from `events()`,
+`EventStreamClosed`.
 Jobs run one at a time, so the one event stream (this worker's client id) carries
 the events of whichever prompt is running; callers filter by prompt id.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,10 +46,6 @@ class ComfyAPI(Protocol):
         """GET /object_info: every node class with its inputs and `output_node` flag."""
         ...
 
-    async def upload_input(self, name: str, data: bytes, subfolder: str = "") -> dict[str, str]:
-        """Store a file in ComfyUI's input folder; returns {"name", "subfolder", "type"}."""
-        ...
-
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
         """POST /prompt for this client's event stream; the prompt id, or `WorkflowRejected`."""
         ...
@@ -78,10 +76,10 @@ class ComfyAPI(Protocol):
         ...
 
     async def reconnect_events(self) -> None:
-        """Close the event stream and open it again (same client id)."""
+        """Close the event stream and open a new one (under a new client id)."""
         ...
 
-    def events(self) -> AsyncIterator[ComfyEvent]:
+    def events(self) -> AsyncGenerator[ComfyEvent, None]:
         """Events until the stream closes; then raises `EventStreamClosed`."""
         ...
 

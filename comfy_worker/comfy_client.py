@@ -6,27 +6,39 @@ is opened lazily, in the event loop that first uses it, and `close()` lets it be
 reopened later in another loop (the worker waits for ComfyUI before the RunPod
 SDK starts its own loop).
 
-aiohttp and OSError failures are translated here, at this one boundary:
-connection problems and answers that are not ComfyUI's become `ComfyUnavailable`,
-a refused prompt `WorkflowRejected`.
+aiohttp and OSError failures are translated here, at this one boundary: a
+connection that fails becomes `ComfyUnavailable` (the worker asks to be replaced);
+an error status or an answer that is not ComfyUI's, from a ComfyUI that answers,
+becomes `ComfyError` (the worker keeps serving; GETs are retried on a 5xx first);
+a refused prompt becomes `WorkflowRejected`.
+
+The websocket sends heartbeats, so a frozen, half-open connection is noticed and
+closed. A reconnect takes a new client id: ComfyUI's handler for the old socket
+forgets "its" client id when it closes, and with the same id it would forget the
+new socket instead. Events of a prompt queued under the old id are then lost;
+`prompt` reads its outcome from /history.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
 
 from .comfy_api import ComfyEvent, EventStreamClosed
-from .errors import ComfyUnavailable, WorkflowRejected
+from .errors import ComfyError, ComfyUnavailable, WorkflowRejected
 
 log = logging.getLogger(__name__)
 
-TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, ValueError)  # ValueError: a body that is not JSON
+CONNECTION_ERRORS = (aiohttp.ClientConnectionError, OSError, TimeoutError)
+GET_ATTEMPTS = 3
+RETRY_PAUSE_S = 0.2
+WEBSOCKET_HEARTBEAT_S = 10.0
 
 
 class ComfyClient:
@@ -62,27 +74,25 @@ class ComfyClient:
     async def object_info(self) -> dict[str, Any]:
         return await self._request_json("GET", "/object_info")
 
-    async def upload_input(self, name: str, data: bytes, subfolder: str = "") -> dict[str, str]:
-        form = aiohttp.FormData()
-        form.add_field("image", data, filename=name, content_type="application/octet-stream")
-        form.add_field("overwrite", "true")
-        form.add_field("subfolder", subfolder)
-        form.add_field("type", "input")
-        return await self._request_json("POST", "/upload/image", data=form)
-
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
         body = {"prompt": prompt, "client_id": self.client_id, "extra_data": extra_data}
         try:
             async with self.session.post(f"{self.base_url}/prompt", json=body) as resp:
-                payload = await resp.json(content_type=None)
-                if resp.status == 400 and isinstance(payload, dict):
-                    raise rejection_from_response(payload)
-                resp.raise_for_status()
-        except TRANSPORT_ERRORS as exc:
+                text = await resp.text()
+                status = resp.status
+        except CONNECTION_ERRORS as exc:
             raise ComfyUnavailable(f"ComfyUI did not take the prompt: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise ComfyError(f"ComfyUI's answer to POST /prompt broke off: {exc}", {"request": "POST /prompt"}) from exc
+        payload = _json_or_none(text)
+        if status == 400 and isinstance(payload, dict):
+            raise rejection_from_response(payload)
         prompt_id = payload.get("prompt_id") if isinstance(payload, dict) else None
-        if not isinstance(prompt_id, str):
-            raise ComfyUnavailable(f"ComfyUI answered POST /prompt without a prompt id: {str(payload)[:200]}")
+        if status != 200 or not isinstance(prompt_id, str):
+            raise ComfyError(
+                f"ComfyUI answered POST /prompt with HTTP {status} and no prompt id: {text[:200]!r}",
+                {"request": "POST /prompt", "status": status},
+            )
         return prompt_id
 
     async def history(self, prompt_id: str) -> dict[str, Any]:
@@ -101,14 +111,35 @@ class ComfyClient:
         await self._request_json("POST", "/queue", json={"delete": [prompt_id]})
 
     async def _request_json(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            async with self.session.request(method, f"{self.base_url}{path}", **kwargs) as resp:
-                resp.raise_for_status()
-                if resp.content_length == 0:
-                    return None
-                return await resp.json(content_type=None)
-        except TRANSPORT_ERRORS as exc:
-            raise ComfyUnavailable(f"ComfyUI request {method} {path} failed: {exc}") from exc
+        attempts = GET_ATTEMPTS if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.session.request(method, f"{self.base_url}{path}", **kwargs) as resp:
+                    text = await resp.text()
+                    status = resp.status
+            except CONNECTION_ERRORS as exc:
+                raise ComfyUnavailable(f"ComfyUI request {method} {path} failed: {exc}") from exc
+            except aiohttp.ClientError as exc:
+                raise ComfyError(f"ComfyUI's answer to {method} {path} broke off: {exc}", {"request": path}) from exc
+            if status >= 500 and attempt < attempts:
+                log.warning("ComfyUI answered %s %s with HTTP %d; retrying", method, path, status)
+                await asyncio.sleep(RETRY_PAUSE_S * attempt)
+                continue
+            if status >= 400:
+                raise ComfyError(
+                    f"ComfyUI answered {method} {path} with HTTP {status}: {text[:200]!r}",
+                    {"request": f"{method} {path}", "status": status},
+                )
+            if not text:
+                return None
+            payload = _json_or_none(text)
+            if payload is None:
+                raise ComfyError(
+                    f"ComfyUI answered {method} {path} with something that is not JSON: {text[:200]!r}",
+                    {"request": f"{method} {path}", "status": status},
+                )
+            return payload
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     # -- websocket -------------------------------------------------------------
 
@@ -117,7 +148,7 @@ class ComfyClient:
             return
         try:
             self._ws = await self.session.ws_connect(
-                f"{self.base_url}/ws?clientId={self.client_id}", max_msg_size=0, heartbeat=None
+                f"{self.base_url}/ws?clientId={self.client_id}", max_msg_size=0, heartbeat=WEBSOCKET_HEARTBEAT_S
             )
         except (aiohttp.ClientError, OSError) as exc:
             raise ComfyUnavailable(f"cannot open ComfyUI's websocket: {exc}") from exc
@@ -126,9 +157,10 @@ class ComfyClient:
         if self._ws is not None:
             await self._ws.close()
             self._ws = None
+        self.client_id = uuid.uuid4().hex  # see the module docstring
         await self.connect_events()
 
-    async def events(self) -> AsyncIterator[ComfyEvent]:
+    async def events(self) -> AsyncGenerator[ComfyEvent, None]:
         await self.connect_events()
         ws = self._ws
         assert ws is not None
@@ -146,6 +178,13 @@ class ComfyClient:
             elif message.type == aiohttp.WSMsgType.ERROR:
                 break
         raise EventStreamClosed(f"websocket closed (code {ws.close_code})")
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def rejection_from_response(payload: dict[str, Any]) -> WorkflowRejected:

@@ -7,6 +7,11 @@ every COMFY_READY_POLL_INTERVAL_S; it returns as soon as ComfyUI answers, and
 raises `ComfyUnavailable` as soon as the process is DEAD, or after
 COMFY_READY_TIMEOUT_S of a live process that never answers. With no PID file it
 cannot tell death from slowness and simply waits up to the timeout.
+
+`kill` is the last resort for a prompt that ignores interrupts: it ends ComfyUI
+(SIGKILL, so the GPU is free at once) and expects start.sh, which supervises it, to
+start a new one: for RESTART_WAIT_S the killed process reads as UNKNOWN rather than
+DEAD, so the next job waits for the new ComfyUI instead of failing.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
+import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -27,27 +33,53 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
+RESTART_WAIT_S = 30.0
+
+
 class Liveness(enum.Enum):
     ALIVE = "alive"
     DEAD = "dead"
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
 class ComfyProcess:
-    pid_file: Path
+    def __init__(self, pid_file: Path):
+        self.pid_file = pid_file
+        self._killed: tuple[int, float] | None = None  # (pid, until when a restart is awaited)
+
+    def _pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return -1
 
     def liveness(self) -> Liveness:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except FileNotFoundError:
+        pid = self._pid()
+        if pid is None:
             return Liveness.UNKNOWN
-        except ValueError:
-            return Liveness.DEAD
+        if self._killed is not None and self._killed[0] == pid and time.monotonic() < self._killed[1]:
+            return Liveness.UNKNOWN  # killed on purpose; start.sh is starting a new one
         try:
             return Liveness.DEAD if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE else Liveness.ALIVE
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, ValueError):
             return Liveness.DEAD
+
+    def kill(self) -> bool:
+        """End ComfyUI now; False when its PID is unknown (nobody to kill, nobody to restart it)."""
+        pid = self._pid()
+        if pid is None or pid <= 0:
+            return False
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False
+        log.warning("killed ComfyUI (pid %d); start.sh starts a new one", pid)
+        self._killed = (pid, time.monotonic() + RESTART_WAIT_S)
+        return True
 
     def is_dead(self) -> bool:
         return self.liveness() is Liveness.DEAD

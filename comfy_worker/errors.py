@@ -3,6 +3,7 @@
     WorkerError                 anything the worker reports as a failed job
     ├── InvalidJobInput         the job's input does not match the schema (every problem listed)
     ├── ComfyUnavailable        ComfyUI died or never answered; the worker asks to be replaced
+    ├── ComfyError              a live ComfyUI answered with an error that is not the workflow's
     ├── WorkflowRejected        ComfyUI refused the prompt (POST /prompt 400), per node
     ├── ExecutionFailed         a node raised while the workflow ran
     │   └── PromptInterrupted   the prompt was interrupted (by the worker's stop, or by someone else)
@@ -60,6 +61,14 @@ class ComfyUnavailable(WorkerError):
     refresh_worker = True
 
 
+class ComfyError(WorkerError):
+    """ComfyUI is alive but answered a request with an error status or with something
+    that is not its API's answer. The worker keeps serving (no replacement): the next
+    job may well succeed. `details` has the request and the status."""
+
+    error_type = "comfyui_error"
+
+
 class WorkflowRejected(WorkerError):
     """ComfyUI's validation refused the prompt. `details["node_errors"]` has one entry
     per failing node: node_id, class_type and its errors (type, message, details, input)."""
@@ -81,9 +90,15 @@ class PromptInterrupted(ExecutionFailed):
 
 
 class JobTimedOut(WorkerError):
-    """The workflow ran longer than the job's timeout; ComfyUI was interrupted."""
+    """The workflow ran longer than the job's timeout; ComfyUI was interrupted (or, if
+    a node ignored that, restarted). When it could be neither, the worker asks to be
+    replaced, since ComfyUI may still be busy."""
 
     error_type = "timeout"
+
+    def __init__(self, message: str, details: dict[str, Any], refresh_worker: bool = False):
+        super().__init__(message, details)
+        self.refresh_worker = refresh_worker
 
 
 class OutputTooLarge(WorkerError):

@@ -1,69 +1,122 @@
 """Put the job's input files into ComfyUI's input folder before the prompt runs.
 
-Contract: `upload_inputs` takes each file's bytes (decoded base64, or fetched from
-its URL), uploads them through ComfyUI's /upload/image (overwrite on, so a name
-always means this job's bytes) and registers the stored path with the job's
-`JobFiles` as it goes, so a failure half-way still leaves nothing behind.
+Contract: `place_inputs` takes each file's bytes (decoded base64, or fetched from
+its URL) and writes it to `input/<subfolder>/<name>`, exactly under that name (no
+HTTP upload: the worker shares ComfyUI's folders, as it does for outputs, so names
+stay verbatim and size is limited only by INPUT_MAX_BYTES). A job never replaces
+or removes what it did not create: when the name is taken (a file baked into the
+image, on a volume, or left by someone else) the job's file goes to a folder of
+its own, `input/_job-<id>/...`, and the returned renames tell the worker which
+workflow references to point there. Every file and folder the job creates is
+registered with its `JobFiles` as it goes, so a failure half-way leaves nothing.
 
 URLs are fetched with the RunPod SDK's SSRF-safe `safe_get` (public addresses
 only, the address pinned against DNS rebinding, redirects re-checked) unless
 RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS is set; the body is streamed with a size cap
-(INPUT_MAX_BYTES) and a time limit (INPUT_URL_TIMEOUT_S). A failed fetch is an
-`InvalidJobInput` naming the field. URLs are shown without their query string,
-which often holds a signature.
+(INPUT_MAX_BYTES) and a hard deadline (INPUT_URL_TIMEOUT_S): on the deadline or a
+cancel the socket is shut down, so a slow drip cannot hold the job. A failed fetch
+is an `InvalidJobInput` naming the field. URLs in messages lose their query string
+and credentials, which often hold a signature.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import re
+import uuid
+from typing import Any
 from urllib.parse import urlparse
 
 import requests
 from runpod.serverless.utils.rp_ssrf import SSRFError, iter_content_capped, safe_get
 
-from .comfy_api import ComfyAPI
 from .errors import InvalidJobInput
 from .job_files import JobFiles
 from .job_input import InputFile
 from .settings import Settings
 
-CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 
 
-async def upload_inputs(comfy: ComfyAPI, files: list[InputFile], settings: Settings, job_files: JobFiles) -> None:
-    input_folder = job_files.folders.input
+async def place_inputs(files: list[InputFile], settings: Settings, job_files: JobFiles) -> dict[str, str]:
+    """Write the job's input files; returns {reference: new reference} for names that were taken."""
+    renames: dict[str, str] = {}
+    own_folder = f"_job-{uuid.uuid4().hex[:12]}"
     for index, file in enumerate(files):
         if isinstance(file.image, bytes):
             data = file.image
         else:
             data = await fetch_input(file.image, f"input.images[{index}].image", settings)
-        stored = await comfy.upload_input(file.name, data, file.subfolder)
-        job_files.add(job_files.folders.resolve(input_folder, stored.get("subfolder", ""), stored["name"]))
+        reference = "/".join(part for part in (file.subfolder, file.name) if part)
+        placed = await asyncio.to_thread(write_input, job_files, reference, data, own_folder)
+        if placed != reference:
+            renames[reference] = placed
+    return renames
+
+
+def write_input(job_files: JobFiles, reference: str, data: bytes, own_folder: str) -> str:
+    """Blocking: write data at input/<reference>, or under own_folder if that name is taken.
+    Returns the reference the workflow must use."""
+    for candidate in (reference, f"{own_folder}/{reference}"):
+        target = job_files.folders.resolve(job_files.folders.input, "", candidate)
+        job_files.make_folders(target.parent)
+        try:
+            with open(target, "xb") as out:  # never replace a file the job did not create
+                job_files.add(target)
+                out.write(data)
+            return candidate
+        except FileExistsError:
+            continue
+    raise InvalidJobInput([("input.images", f"{reference} exists twice in the job's own folder")])
 
 
 async def fetch_input(url: str, field: str, settings: Settings) -> bytes:
+    download = Download(url, settings.input_max_bytes)
     try:
-        return await asyncio.to_thread(download, url, settings.input_max_bytes, settings.input_url_timeout_s)
+        async with asyncio.timeout(settings.input_url_timeout_s):
+            return await asyncio.to_thread(download.run)
+    except TimeoutError:
+        limit = f"{settings.input_url_timeout_s:g} s (INPUT_URL_TIMEOUT_S)"
+        raise InvalidJobInput([(field, f"download of {redact(url)} took longer than {limit}")]) from None
     except SSRFError as exc:
         private = "non-public" in str(exc)
         hint = " (set RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS=true to allow private addresses)" if private else ""
-        raise InvalidJobInput([(field, f"download of {redact(url)} refused: {exc}{hint}")]) from None
-    except (requests.RequestException, TimeoutError) as exc:
+        raise InvalidJobInput([(field, f"download of {redact(url)} refused: {scrub_urls(str(exc))}{hint}")]) from None
+    except (requests.RequestException, ValueError, OSError) as exc:
         raise InvalidJobInput([(field, f"download of {redact(url)} failed: {describe(exc)}")]) from None
+    finally:
+        download.abort()  # after a deadline or a cancel: end the thread's blocked read now
 
 
-def download(url: str, max_bytes: int, timeout_s: float) -> bytes:
-    """Blocking: run in a thread. Raises SSRFError, requests errors or TimeoutError."""
-    deadline = time.monotonic() + timeout_s
-    with safe_get(url, stream=True, timeout=min(timeout_s, 30), max_bytes=max_bytes) as response:
-        response.raise_for_status()
-        body = bytearray()
-        for chunk in iter_content_capped(response, CHUNK_BYTES, max_bytes):
-            body += chunk
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"took longer than {timeout_s:g} s (INPUT_URL_TIMEOUT_S)")
-        return bytes(body)
+class Download:
+    """One URL fetch, run in a thread; `abort` from another thread ends it."""
+
+    def __init__(self, url: str, max_bytes: int):
+        self.url = url
+        self.max_bytes = max_bytes
+        self._response: requests.Response | None = None
+        self._aborted = False
+
+    def run(self) -> bytes:
+        with safe_get(self.url, stream=True, timeout=30, max_bytes=self.max_bytes) as response:
+            self._response = response
+            if self._aborted:
+                raise TimeoutError("aborted")
+            response.raise_for_status()
+            body = bytearray()
+            for chunk in iter_content_capped(response, CHUNK_BYTES, self.max_bytes):
+                body += chunk
+            return bytes(body)
+
+    def abort(self) -> None:
+        self._aborted = True
+        raw: Any = self._response.raw if self._response is not None else None
+        if raw is not None and hasattr(raw, "shutdown"):  # urllib3 >= 2.3: interrupts a blocked read
+            try:
+                raw.shutdown()
+            except (OSError, ValueError):  # already closed, or never connected
+                pass
 
 
 def redact(url: str) -> str:
@@ -71,11 +124,22 @@ def redact(url: str) -> str:
     return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path}"
 
 
-def describe(exc: Exception) -> str:
+def scrub_urls(text: str) -> str:
+    """The text with every URL in it redacted (the SDK's messages quote whole URLs)."""
+    return _URL.sub(lambda match: redact(match.group(0)), text)
+
+
+def describe(exc: BaseException) -> str:
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return f"HTTP {exc.response.status_code} {exc.response.reason}"
+    if isinstance(exc, requests.TooManyRedirects):
+        return "too many redirects"
+    if isinstance(exc, requests.exceptions.InvalidSchema | requests.exceptions.MissingSchema):
+        return "redirected to something that is not an http(s) URL"
+    if isinstance(exc, requests.exceptions.InvalidURL | ValueError):
+        return "invalid URL (a redirect may point to a bad host or port)"
     if isinstance(exc, requests.Timeout):
         return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "could not connect"
-    return str(exc) if isinstance(exc, TimeoutError) else type(exc).__name__
+    if isinstance(exc, requests.ConnectionError | OSError):
+        return "could not connect, or the connection broke"
+    return type(exc).__name__

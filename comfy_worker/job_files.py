@@ -4,10 +4,12 @@ Contract: `JobFolders` names ComfyUI's `input/`, `output/` and `temp/` and turns
 (folder type, subfolder, file name) that ComfyUI reports into a path, refusing
 anything that escapes its folder (`UnsafePath`): a crafted subfolder or file name
 can never point the worker at other files. `JobFiles` is the job's ledger: stages
-`add` every path they cause to exist (uploaded inputs, converted copies), the
-worker adds the prompt's outputs it found in the history (`add_outputs`, once),
-and `remove_all` runs when the job ends, whatever its outcome, so nothing piles up
-on a warm worker.
+`add` every path they cause to exist (input files, converted copies) and create
+folders through it (`make_folders`), the worker adds the prompt's outputs it found
+in the history (`add_outputs`, once), and `remove_all` runs when the job ends,
+whatever its outcome, so nothing piles up on a warm worker. It removes only what
+the job created: the files it added, and the folders it made once they are empty;
+a folder that existed before the job stays.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class JobFiles:
         self.folders = folders
         self.has_outputs = False
         self._paths: list[Path] = []
+        self._folders: list[Path] = []
 
     def add(self, path: Path) -> None:
         if not any(path.is_relative_to(root) for root in self.folders.roots):
@@ -69,23 +72,32 @@ class JobFiles:
             self.add(path)
         self.has_outputs = True
 
+    def make_folders(self, folder: Path) -> None:
+        """Create folder and its missing parents inside a root, remembering which were new."""
+        if not any(folder.is_relative_to(root) for root in self.folders.roots):
+            raise UnsafePath(f"{folder.name} is outside ComfyUI's job folders", {"path": str(folder)})
+        missing = []
+        while not folder.exists() and folder not in self.folders.roots:
+            missing.append(folder)
+            folder = folder.parent
+        for new in reversed(missing):
+            try:
+                new.mkdir()
+            except FileExistsError:  # made meanwhile by someone else: not ours
+                continue
+            self._folders.append(new)
+
     def remove_all(self) -> None:
-        """Remove the files, then any folder under a root they leave empty (a job's subfolder)."""
+        """Remove the files, then the folders the job made, deepest first, if empty."""
         for path in self._paths:
             try:
                 path.unlink(missing_ok=True)
             except OSError as exc:  # keep going: one stuck file must not keep the rest
                 log.warning("could not remove %s: %s", path, exc)
-                continue
-            self._remove_empty_parents(path)
-        self._paths.clear()
-
-    def _remove_empty_parents(self, path: Path) -> None:
-        roots = self.folders.roots
-        folder = path.parent
-        while folder not in roots and any(folder.is_relative_to(root) for root in roots):
+        for folder in sorted(self._folders, key=lambda f: len(f.parts), reverse=True):
             try:
                 folder.rmdir()
-            except OSError:  # not empty (or gone): stop climbing
-                return
-            folder = folder.parent
+            except OSError:  # not empty: something else lives there now
+                pass
+        self._paths.clear()
+        self._folders.clear()

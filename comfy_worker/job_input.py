@@ -35,7 +35,42 @@ from pydantic_core import ErrorDetails
 from .errors import InvalidJobInput
 from .workflow import Workflow
 
-_DATA_URI = re.compile(r"^data:[\w/+.-]+;base64,", re.IGNORECASE)
+_DATA_URI = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)  # media type and parameters, e.g. ;charset=utf-8
+_WHITESPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_NAME_BYTES = 255  # the longest file name Linux file systems store
+
+
+def check_name_part(part: str, what: str) -> None:
+    """A file or folder name must fit the file system and be safe to show in a log line."""
+    if _CONTROL.search(part):
+        raise ValueError(f"{what} contains a control character (such as a line break)")
+    if len(part.encode()) > MAX_NAME_BYTES:
+        raise ValueError(f"{what} is {len(part.encode())} bytes long; at most {MAX_NAME_BYTES} bytes (UTF-8) fit")
+
+
+def check_url(url: str) -> str:
+    parsed = urlparse(url)
+    if not parsed.hostname:
+        raise ValueError("is a URL without a host")
+    try:
+        parsed.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
+    except ValueError:
+        raise ValueError("is a URL with an invalid port") from None
+    if _CONTROL.search(url) or " " in url:
+        raise ValueError("is a URL with spaces or control characters")
+    return url
+
+
+def decode_base64(value: str) -> bytes:
+    """Standard or URL-safe base64, wrapped or not, padded or not, with or without a data URI."""
+    payload = _WHITESPACE.sub("", _DATA_URI.sub("", value, count=1))
+    payload = payload.replace("-", "+").replace("_", "/")
+    payload += "=" * (-len(payload) % 4)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not valid base64, a base64 data URI or an http(s) URL") from None
 
 
 class InputFile(BaseModel):
@@ -50,16 +85,19 @@ class InputFile(BaseModel):
     @field_validator("name")
     @classmethod
     def _plain_file_name(cls, name: str) -> str:
-        if not name or name in {".", ".."} or "/" in name or "\\" in name or "\0" in name:
+        if not name or name in {".", ".."} or "/" in name or "\\" in name:
             raise ValueError("must be a plain file name such as 'photo.png' (no folders, no '..')")
+        check_name_part(name, "the name")
         return name
 
     @field_validator("subfolder")
     @classmethod
     def _relative_folder(cls, subfolder: str) -> str:
-        parts = subfolder.split("/")
-        if subfolder.startswith("/") or "\\" in subfolder or "\0" in subfolder or ".." in parts or "." in parts:
+        parts = subfolder.strip("/").split("/")
+        if subfolder.startswith("/") or "\\" in subfolder or ".." in parts or "." in parts:
             raise ValueError("must be a relative folder inside ComfyUI's input folder (no '..', no leading '/')")
+        for part in parts:
+            check_name_part(part, f"the folder name '{part[:40]}'")
         return subfolder.strip("/")
 
     @field_validator("image", mode="before")
@@ -68,14 +106,8 @@ class InputFile(BaseModel):
         if not isinstance(value, str):
             raise ValueError("must be a base64 string, a data URI or an http(s) URL")
         if value.startswith(("http://", "https://")):
-            if not urlparse(value).hostname:
-                raise ValueError("is a URL without a host")
-            return value
-        payload = _DATA_URI.sub("", value, count=1)
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("is not valid base64, a base64 data URI or an http(s) URL") from None
+            return check_url(value)
+        data = decode_base64(value)
         if not data:
             raise ValueError("is empty")
         return data
@@ -87,9 +119,9 @@ class OutputOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     format: Literal["png", "webp", "jpeg"] = "png"
-    quality: int = Field(default=90, ge=1, le=100)
+    quality: int = Field(default=90, ge=1, le=100, strict=True)
     storage: Literal["auto", "base64", "s3"] = "auto"
-    include_previews: bool = False
+    include_previews: bool = Field(default=False, strict=True)
 
 
 class JobInput(BaseModel):
@@ -100,8 +132,8 @@ class JobInput(BaseModel):
     workflow: Workflow
     images: list[InputFile] = Field(default_factory=list)
     comfy_org_api_key: SecretStr | None = None
-    timeout_s: float | None = Field(default=None, gt=0)
-    preview: bool = False
+    timeout_s: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
+    preview: bool = Field(default=False, strict=True)
     output: OutputOptions = Field(default_factory=OutputOptions)
 
     @field_validator("timeout_s")
@@ -151,9 +183,13 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None) -> JobInput:
             ]
         )
     try:
-        return JobInput.model_validate(raw, context={"max_timeout_s": max_timeout_s})
+        job_input = JobInput.model_validate(raw, context={"max_timeout_s": max_timeout_s})
     except ValidationError as exc:
         raise InvalidJobInput([(_field_path(err["loc"]), _problem(err)) for err in exc.errors()]) from None
+    problems = job_input.workflow.link_problems()
+    if problems:
+        raise InvalidJobInput(problems)
+    return job_input
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

@@ -9,8 +9,15 @@ Contract:
   interrupt `PromptInterrupted`. If the stream drops while ComfyUI lives, it
   reconnects and reads the outcome from /history for what it missed; if ComfyUI
   died, it raises `ComfyUnavailable` at once.
+- While following, silence is not trusted: after `silence_check_s` (the setting
+  EVENT_SILENCE_CHECK_S) without an event
+  of the prompt, its history (and, if it has none, the queue) is read. A prompt
+  that finished while its events went elsewhere (a reconnect under a new client
+  id) ends there; one that vanished from both is `ComfyError`.
 - `stop_prompt` takes a prompt out of ComfyUI's queue, or interrupts it if it is
-  running and waits (bounded) for it to end, so its files exist before cleanup.
+  running and waits (bounded) for it to end, so its files exist before cleanup;
+  it returns False if the prompt is still running after the grace period (a node
+  that never checks for interrupts): the caller must then free ComfyUI otherwise.
 Events of other prompts (an earlier, stopped job) are ignored. What the events
 mean for progress is `progress`'s business; this module only routes them.
 """
@@ -23,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .comfy_api import ComfyAPI, ComfyEvent, EventStreamClosed
-from .errors import ComfyUnavailable, ExecutionFailed, PromptInterrupted, WorkerError
+from .errors import ComfyError, ComfyUnavailable, ExecutionFailed, PromptInterrupted, WorkerError
 from .workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -51,38 +58,77 @@ async def submit_prompt(comfy: ComfyAPI, workflow: Workflow, extra_data: dict[st
 
 
 async def wait_for_prompt(
-    comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEvent], None], comfy_died: Callable[[], bool]
+    comfy: ComfyAPI,
+    prompt_id: str,
+    on_event: Callable[[ComfyEvent], None],
+    comfy_died: Callable[[], bool],
+    silence_check_s: float,
 ) -> None:
     while True:
         try:
-            await _follow_events(comfy, prompt_id, on_event)
+            await _follow_events(comfy, prompt_id, on_event, silence_check_s)
             return
         except EventStreamClosed as closed:
             log.warning("ComfyUI websocket dropped during prompt %s (%s)", prompt_id, closed)
             await _reconnect(comfy, comfy_died)
         # Events sent while the socket was down are lost: ask the history.
-        if _outcome_from_history(await comfy.history(prompt_id)):
+        if await _finished(comfy, prompt_id):
             return
 
 
-async def _follow_events(comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEvent], None]) -> None:
+async def _follow_events(
+    comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEvent], None], silence_check_s: float
+) -> None:
     # A failure is raised only at the final `executing: null`: ComfyUI records the
     # prompt in its history (and off its queue) just before sending it, and cleanup
     # reads the history.
     failure: ExecutionFailed | None = None
-    async for event in comfy.events():
-        # Preview frames carry no prompt id; jobs run one at a time, so they are ours.
-        if event.prompt_id != prompt_id and event.type != "preview_frame":
-            continue
-        on_event(event)
-        if event.type == "executing" and event.data.get("node") is None:
-            if failure is not None:
-                raise failure
-            return
-        if event.type == "execution_error":
-            failure = execution_error(event.data)
-        elif event.type == "execution_interrupted":
-            failure = interrupted_error(event.data)
+    stream = comfy.events()
+    pending: asyncio.Future[ComfyEvent] | None = None
+    try:
+        while True:
+            # One read stays pending across silent spells: cancelling it would end the stream.
+            pending = pending or asyncio.ensure_future(anext(stream))
+            done, _ = await asyncio.wait({pending}, timeout=silence_check_s)
+            if not done:
+                if await _finished(comfy, prompt_id):
+                    return
+                continue
+            event, pending = pending.result(), None
+            # Preview frames carry no prompt id; jobs run one at a time, so they are ours.
+            if event.prompt_id != prompt_id and event.type != "preview_frame":
+                continue
+            on_event(event)
+            if event.type == "executing" and event.data.get("node") is None:
+                if failure is not None:
+                    raise failure
+                return
+            if event.type == "execution_error":
+                failure = execution_error(event.data)
+            elif event.type == "execution_interrupted":
+                failure = interrupted_error(event.data)
+    except StopAsyncIteration:
+        raise EventStreamClosed("the event stream ended") from None
+    finally:
+        if pending is not None:  # stopped while a read was pending: end it before closing the stream
+            pending.cancel()
+            await asyncio.wait({pending})
+        await stream.aclose()
+
+
+async def _finished(comfy: ComfyAPI, prompt_id: str) -> bool:
+    """True if ComfyUI's history shows the prompt finished (raises if it failed);
+    `ComfyError` if ComfyUI has forgotten it altogether."""
+    entry = await comfy.history(prompt_id)
+    if entry:
+        return _outcome_from_history(entry)
+    queue = await comfy.queue()
+    if any(item[1] == prompt_id for key in ("queue_running", "queue_pending") for item in queue.get(key, [])):
+        return False
+    entry = await comfy.history(prompt_id)  # it may have finished between the two reads
+    if entry:
+        return _outcome_from_history(entry)
+    raise ComfyError(f"prompt {prompt_id} vanished from ComfyUI: neither queued nor in its history")
 
 
 async def _reconnect(comfy: ComfyAPI, comfy_died: Callable[[], bool]) -> None:
@@ -108,19 +154,22 @@ def _outcome_from_history(entry: dict[str, Any]) -> bool:
     return bool(status.get("completed")) or status.get("status_str") == "success"
 
 
-async def stop_prompt(comfy: ComfyAPI, prompt_id: str, grace_s: float) -> None:
-    """Free ComfyUI from this prompt: drop it if queued, interrupt it if running."""
+async def stop_prompt(comfy: ComfyAPI, prompt_id: str, grace_s: float) -> bool:
+    """Free ComfyUI from this prompt: drop it if queued, interrupt it if running.
+    True once it no longer runs; False if it still runs after grace_s."""
     try:
         queue = await comfy.queue()
         if any(item[1] == prompt_id for item in queue.get("queue_pending", [])):
             await comfy.delete_queued(prompt_id)
-            return
+            return True
         if not any(item[1] == prompt_id for item in queue.get("queue_running", [])):
-            return  # already finished
+            return True  # already finished
         await comfy.interrupt(prompt_id)
         async with asyncio.timeout(grace_s):
-            await _follow_events(comfy, prompt_id, lambda event: None)
+            await _follow_events(comfy, prompt_id, lambda event: None, silence_check_s=min(1.0, grace_s))
+        return True
     except ExecutionFailed:
-        pass  # it ended (interrupted, as asked, or failing on its own)
+        return True  # it ended (interrupted, as asked, or failing on its own)
     except (WorkerError, EventStreamClosed, TimeoutError) as exc:
-        log.warning("prompt %s may still be running after the stop: %s", prompt_id, exc)
+        log.warning("prompt %s is still running %g s after the interrupt: %s", prompt_id, grace_s, exc)
+        return False

@@ -76,6 +76,9 @@ class Settings:
     """Default limit on a workflow's run, in seconds; a job may set its own `timeout_s`."""
     job_timeout_max_s: float = setting("JOB_TIMEOUT_MAX_S", _positive_float, 3600.0)
     """The largest `timeout_s` a job may ask for."""
+    event_silence_check_s: float = setting("EVENT_SILENCE_CHECK_S", _positive_float, 5.0)
+    """After this many seconds without an event of the running prompt, read its history: a prompt
+    whose events were lost (a dropped or frozen websocket) still ends when ComfyUI finishes it."""
     stop_grace_s: float = setting("STOP_GRACE_S", _positive_float, 10.0)
     """After interrupting a prompt (timeout, cancel), how long to wait for ComfyUI to stop it
     before cleaning up."""
@@ -105,6 +108,9 @@ class Settings:
     """Signing region, for stores that need one."""
     bucket_url_expiry_s: int = setting("BUCKET_URL_EXPIRY_S", _url_expiry, 7 * 24 * 3600)
     """Lifetime of the returned presigned URLs (S3 allows at most 7 days)."""
+    bucket_timeout_s: float = setting("BUCKET_TIMEOUT_S", _positive_float, 30.0)
+    """Connect and read timeout of each bucket request (two attempts): a stalled store fails the
+    job with `storage_error` instead of holding it for minutes."""
 
     @property
     def bucket_configured(self) -> bool:

@@ -5,8 +5,9 @@ Contract: `OutputStore.put(path, name, content_type)` stores one file under `nam
 blocking: `delivery` runs in a worker thread. Failures raise `StorageError`.
 `S3Storage` is the implementation for S3-compatible buckets (boto3): it streams
 the file from disk (multipart for large files) and returns a presigned GET URL
-valid for BUCKET_URL_EXPIRY_S; boto3 errors become `StorageError` naming the file
-and the bucket, never the credentials. The worker builds its store once
+valid for BUCKET_URL_EXPIRY_S; each request has BUCKET_TIMEOUT_S to connect and to
+answer, and two attempts, so a stalled store fails the job in bounded time; boto3
+errors become `StorageError` naming the file and the bucket, never the credentials. The worker builds its store once
 (`output_store`): making a boto3 client costs ~100 ms. `tests/support/fake_store.py`
 is an in-memory store for unit tests.
 """
@@ -51,7 +52,12 @@ class S3Storage:
             aws_access_key_id=settings.bucket_access_key_id,
             aws_secret_access_key=settings.bucket_secret_access_key,
             region_name=settings.bucket_region,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
+            config=Config(
+                signature_version="s3v4",
+                connect_timeout=settings.bucket_timeout_s,
+                read_timeout=settings.bucket_timeout_s,
+                retries={"total_max_attempts": 2, "mode": "standard"},
+            ),
         )
 
     def put(self, path: Path, name: str, content_type: str) -> str:

@@ -2,20 +2,24 @@
 
 Contract: `Worker(settings, progress)` builds nothing that needs an event loop.
 `await start()` waits until ComfyUI can serve (while its process lives) and learns
-its output node classes; `await handle(job)` runs one RunPod job and always
+its nodes (`NodeCatalog`); `await handle(job)` runs one RunPod job and always
 returns a result dict, never raises (except `CancelledError`, which RunPod's
 cancel must see); `await close()` closes the connections, which the next job
 reopens in whatever event loop runs it.
 
-`run_job` reads as the job's story: parse the input, connect, upload the input
-files, submit the tagged workflow, follow it (progress, timeout, cancel), find
-its outputs, deliver them. It is also the one error boundary: a `WorkerError`
-becomes the documented error result; anything else becomes an `internal_error`
-with its traceback logged once. Clean-up steps sit on an `AsyncExitStack`, each
-guarded, so every one runs even when another fails and none can replace the
-job's result: release the prompt (forget its history, and on failure register
-its partial outputs), remove the job's files, and drop the connection if ComfyUI
-died.
+`_run_stages` reads as the job's story: parse the input, connect, check the
+workflow against ComfyUI's nodes, place the input files, submit the tagged
+workflow, follow it (progress, timeout, cancel), find its outputs, deliver them.
+`run_job` around it is the one error boundary: a `WorkerError` becomes the
+documented error result; anything else becomes an `internal_error` with its
+traceback logged once. Clean-up steps sit on an `AsyncExitStack`, each guarded,
+so every one runs even when another fails and none can replace the job's result:
+release the prompt (forget its history, and on failure register its partial
+outputs), remove the job's files, and drop the connection if ComfyUI died.
+
+A prompt that ignores the interrupt of a timeout or cancel is not left to hold
+the GPU: the worker ends ComfyUI, which start.sh restarts, and the next job waits
+for the new one.
 
 Jobs run one at a time: the worker has one ComfyUI. RunPod's SDK takes one job at
 a time (concurrency 1); should a second arrive anyway, it waits for the first to
@@ -28,6 +32,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +42,7 @@ from .comfy_process import ComfyProcess, wait_until_ready
 from .delivery import deliver_outputs
 from .errors import InternalError, InvalidJobInput, JobTimedOut, WorkerError, error_result
 from .history import files_in_history, texts_in_history
-from .input_files import upload_inputs
+from .input_files import place_inputs
 from .job_files import JobFiles, JobFolders
 from .job_input import JobInput, parse_job_input
 from .progress import Change, ProgressRelay, ProgressSink, ProgressTracker
@@ -45,11 +50,14 @@ from .prompt import stop_prompt, submit_prompt, wait_for_prompt
 from .settings import Settings
 from .storage import OutputStore, output_store
 from .timings import StageTimings
-from .workflow import output_node_classes
+from .workflow import NodeCatalog, Workflow
 
 log = logging.getLogger(__name__)
 
 _NO_STORE: Any = object()
+STOPPED = "and was stopped"
+RESTARTED = "and ignored the interrupt, so ComfyUI was restarted (the next job waits for it)"
+STOP_FAILED = "and ignored the interrupt; it may still run, so the worker asks to be replaced"
 
 
 def log_progress(job: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -75,7 +83,7 @@ class Worker:
         self.process = process if process is not None else ComfyProcess(settings.comfy_pid_file)
         self.folders = JobFolders.of(settings.comfyui_path)
         self._progress = progress
-        self._output_classes: frozenset[str] | None = None
+        self._nodes: NodeCatalog | None = None
         self._one_job_at_a_time = asyncio.Lock()
 
     async def __aenter__(self) -> Worker:
@@ -86,11 +94,11 @@ class Worker:
         await self.close()
 
     async def start(self) -> None:
-        """Wait until ComfyUI answers, then learn its output node classes (once)."""
-        if self._output_classes is not None:
+        """Wait until ComfyUI answers, then learn its nodes (once)."""
+        if self._nodes is not None:
             return
         await wait_until_ready(self.comfy, self.process, self.settings)
-        self._output_classes = output_node_classes(await self.comfy.object_info())
+        self._nodes = NodeCatalog.from_object_info(await self.comfy.object_info())
 
     async def close(self) -> None:
         await self.comfy.close()
@@ -134,18 +142,19 @@ class Worker:
         timings = StageTimings()
         request = self._validate(job.get("input"))
         with timings.stage("wait_for_comfyui_s"):
-            output_classes = await self._ready()
+            nodes = await self._ready()
+        self._check_against(nodes, request.workflow)
         with timings.stage("upload_inputs_s"):
-            await upload_inputs(self.comfy, request.images, self.settings, job_files)
-        workflow = request.workflow.tagged(job_id, output_classes)
+            renames = await place_inputs(request.images, self.settings, job_files)
+        # A tag of its own per run: a repeated job id must not be served from ComfyUI's cache.
+        run_tag = f"{job_id}/{uuid.uuid4().hex[:8]}"
+        workflow = request.workflow.with_files_renamed(renames).tagged(run_tag, nodes.output_classes)
         tracker = ProgressTracker(
             workflow, request.preview, self.settings.progress_preview_max_bytes, timings.started_at
         )
         with timings.stage("execute_s"):
-            prompt_id = await submit_prompt(self.comfy, workflow, request.extra_data())
-            release = functools.partial(self._release_prompt, prompt_id, job_files)
-            cleanup.push_async_callback(self._guarded, f"release prompt {prompt_id}", release)
-            await self._follow(job, prompt_id, tracker, request.timeout_s or self.settings.job_timeout_s)
+            prompt_id = await self._submit(workflow, request.extra_data(), job_files, cleanup)
+            await self._follow(job, prompt_id, tracker, request.timeout_s or self.settings.job_timeout_s, job_files)
         with timings.stage("collect_outputs_s"):
             history = await self.comfy.history(prompt_id)
             files = files_in_history(history, self.folders)
@@ -173,19 +182,60 @@ class Worker:
             )
         return request
 
-    async def _ready(self) -> frozenset[str]:
-        """ComfyUI's output classes, once it is up (the first job after a bare start waits here)."""
+    async def _ready(self) -> NodeCatalog:
+        """ComfyUI's nodes, once it is up (the first job after a bare start waits here)."""
         if self.process.is_dead():
             raise self.process.death_error()
         await self.start()
-        assert self._output_classes is not None
-        return self._output_classes
+        assert self._nodes is not None
+        return self._nodes
 
-    async def _follow(self, job: dict[str, Any], prompt_id: str, tracker: ProgressTracker, timeout_s: float) -> None:
+    @staticmethod
+    def _check_against(nodes: NodeCatalog, workflow: Workflow) -> None:
+        problems = workflow.unsafe_file_inputs(nodes.file_inputs)
+        if problems:
+            raise InvalidJobInput(problems)
+
+    async def _submit(
+        self, workflow: Workflow, extra_data: dict[str, Any], job_files: JobFiles, cleanup: contextlib.AsyncExitStack
+    ) -> str:
+        """Queue the prompt and register its release. A cancel that arrives while POST /prompt
+        is on its way still learns the prompt id, so the prompt is stopped, not orphaned."""
+        submitting = asyncio.ensure_future(submit_prompt(self.comfy, workflow, extra_data))
+        try:
+            prompt_id = await asyncio.shield(submitting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                prompt_id = await asyncio.wait_for(submitting, self.settings.stop_grace_s)
+                await self._stop(prompt_id)
+                await self._release_prompt(prompt_id, job_files)
+            raise
+        release = functools.partial(self._release_prompt, prompt_id, job_files)
+        cleanup.push_async_callback(self._guarded, f"release prompt {prompt_id}", release)
+        return prompt_id
+
+    def _note_written_files(self, event: ComfyEvent, job_files: JobFiles) -> None:
+        """Register the files a node reports as it finishes, so they are removed even if
+        the history cannot be read later. The history stays the source of the outputs."""
+        try:
+            written = files_in_history(
+                {"outputs": {event.data.get("node"): event.data.get("output") or {}}}, self.folders
+            )
+        except (WorkerError, AttributeError, TypeError):
+            return  # malformed or unsafe: the history check reports it
+        for file in written:
+            if file.created_by_job:
+                job_files.add(file.path)
+
+    async def _follow(
+        self, job: dict[str, Any], prompt_id: str, tracker: ProgressTracker, timeout_s: float, job_files: JobFiles
+    ) -> None:
         """Relay the prompt's progress until it ends; stop it on timeout or cancel."""
         relay = ProgressRelay(functools.partial(self._progress, job), self.settings.progress_updates_per_s)
 
         def on_event(event: ComfyEvent) -> None:
+            if event.type == "executed":
+                self._note_written_files(event, job_files)
             change = tracker.apply(event)
             if change is not Change.NONE:
                 relay.offer(tracker.payload(), change)
@@ -193,23 +243,34 @@ class Worker:
         relay.offer(tracker.payload(), Change.MILESTONE)
         try:
             async with asyncio.timeout(timeout_s):
-                await wait_for_prompt(self.comfy, prompt_id, on_event, self.process.is_dead)
+                await wait_for_prompt(
+                    self.comfy, prompt_id, on_event, self.process.is_dead, self.settings.event_silence_check_s
+                )
         except TimeoutError:
-            await stop_prompt(self.comfy, prompt_id, self.settings.stop_grace_s)
+            how = await self._stop(prompt_id)
             raise JobTimedOut(
-                f"the workflow ran longer than its timeout of {timeout_s:g} s and was stopped "
+                f"the workflow ran longer than its timeout of {timeout_s:g} s {how} "
                 "(set timeout_s in the job, or JOB_TIMEOUT_S)",
                 {"timeout_s": timeout_s},
+                refresh_worker=how == STOP_FAILED,
             ) from None
         except asyncio.CancelledError:
             # RunPod cancel, execution timeout or expiry: free ComfyUI, then let the SDK see it.
             log.info("job %s cancelled: stopping prompt %s", job.get("id"), prompt_id)
-            await stop_prompt(self.comfy, prompt_id, self.settings.stop_grace_s)
+            await self._stop(prompt_id)
             raise
         finally:
             relay.close()
         tracker.finish()
         relay.offer(tracker.payload(), Change.MILESTONE)
+
+    async def _stop(self, prompt_id: str) -> str:
+        """Stop the prompt; if it ignores the interrupt, end ComfyUI itself (start.sh starts a
+        new one) so the next job does not wait for it. Says what happened, for the error."""
+        if await stop_prompt(self.comfy, prompt_id, self.settings.stop_grace_s):
+            return STOPPED
+        await self._forget_connection()
+        return RESTARTED if self.process.kill() else STOP_FAILED
 
     # -- clean-up steps (each runs, whatever the others do) -----------------------
 
@@ -229,8 +290,12 @@ class Worker:
 
     async def _drop_if_comfy_died(self) -> None:
         if self.process.is_dead():
-            await self.close()  # a later job (if RunPod keeps this worker) waits for a new ComfyUI
-            self._output_classes = None
+            await self._forget_connection()
+
+    async def _forget_connection(self) -> None:
+        """A later job (if RunPod keeps this worker) waits for a new ComfyUI and learns its nodes."""
+        await self.close()
+        self._nodes = None
 
     @staticmethod
     async def _guarded(what: str, step: Callable[[], Any]) -> None:

@@ -6,6 +6,11 @@ as a `WorkflowNode`, then wraps the graph) and never changes afterwards:
 graph: node ids, each node's class and title, which nodes are outputs, and the
 prompt to POST (`to_prompt`). No other module reads a node's raw shape.
 
+`link_problems` finds links to missing nodes and cycles (ComfyUI's own messages
+for these name no node); `unsafe_file_inputs` finds file-name inputs (COMBO and
+upload inputs, from /object_info) that point outside ComfyUI's folders: ComfyUI
+itself lets LoadImage read an absolute path or `../`.
+
 Why output nodes are tagged: ComfyUI caches node results, and on a cache hit it
 re-reports the files an output node wrote for an earlier prompt without writing
 them again. The worker deletes each job's files after the job, so a repeated
@@ -18,6 +23,7 @@ loading, sampling) stays cached.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
@@ -39,6 +45,53 @@ def output_node_classes(object_info: Mapping[str, Any]) -> frozenset[str]:
     """Class names that ComfyUI treats as outputs (they write files or show results),
     from its GET /object_info."""
     return frozenset(name for name, info in object_info.items() if info.get("output_node"))
+
+
+FileInputs = Mapping[str, frozenset[str]]
+"""class_type -> names of its inputs that take a file name (a COMBO of files, or an upload)."""
+
+
+@dataclass(frozen=True)
+class NodeCatalog:
+    """What the worker needs to know of ComfyUI's installed nodes, from GET /object_info."""
+
+    output_classes: frozenset[str]
+    file_inputs: FileInputs
+
+    @classmethod
+    def from_object_info(cls, object_info: Mapping[str, Any]) -> NodeCatalog:
+        return cls(output_node_classes(object_info), file_name_inputs(object_info))
+
+
+def file_name_inputs(object_info: Mapping[str, Any]) -> FileInputs:
+    found: dict[str, frozenset[str]] = {}
+    for class_type, info in object_info.items():
+        names = set()
+        for group in ("required", "optional"):
+            for name, spec in ((info.get("input") or {}).get(group) or {}).items():
+                if _takes_a_choice_or_upload(spec):
+                    names.add(name)
+        if names:
+            found[class_type] = frozenset(names)
+    return found
+
+
+def _takes_a_choice_or_upload(spec: Any) -> bool:
+    if not isinstance(spec, list | tuple) or not spec:
+        return False
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    uploads = ("image_upload", "video_upload", "audio_upload", "upload")
+    return isinstance(spec[0], list) or spec[0] == "COMBO" or any(options.get(key) for key in uploads)
+
+
+def _escapes(value: str) -> bool:
+    path = value.removesuffix(" [input]").removesuffix(" [output]").removesuffix(" [temp]")
+    parts = path.replace("\\", "/").split("/")
+    return path.startswith(("/", "\\", "~")) or ".." in parts or "\0" in path or (len(path) > 1 and path[1] == ":")
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
 class Workflow:
@@ -100,6 +153,81 @@ class Workflow:
         for node_id in self.output_nodes(output_classes):
             node = nodes[node_id]
             nodes[node_id] = {**node, "inputs": {**node["inputs"], JOB_TAG_INPUT: job_id}}
+        return Workflow(nodes)
+
+    def link_problems(self) -> list[tuple[str, str]]:
+        """(field path, problem) for each link to a missing node and each cycle."""
+        problems = []
+        for node_id, node in self._nodes.items():
+            for name, value in node["inputs"].items():
+                if _is_link(value) and value[0] not in self._nodes:
+                    problems.append(
+                        (
+                            f"input.workflow.{node_id}.inputs.{name}",
+                            f"links to node {value[0]}, which is not in the workflow",
+                        )
+                    )
+        cycle = self._find_cycle()
+        if cycle:
+            names = " -> ".join(f"{node_id} ({self.display_name(node_id)})" for node_id in cycle)
+            problems.append(("input.workflow", f"has a cycle: {names}"))
+        return problems
+
+    def _find_cycle(self) -> list[str]:
+        upstream = {
+            node_id: [value[0] for value in node["inputs"].values() if _is_link(value) and value[0] in self._nodes]
+            for node_id, node in self._nodes.items()
+        }
+        on_path, done = 1, 2
+        state = dict.fromkeys(upstream, 0)
+        for start in upstream:
+            if state[start]:
+                continue
+            state[start] = on_path
+            path, children = [start], [iter(upstream[start])]
+            while children:
+                child = next(children[-1], None)
+                if child is None:
+                    state[path.pop()] = done
+                    children.pop()
+                elif state[child] == on_path:
+                    return path[path.index(child) :] + [child]
+                elif not state[child]:
+                    state[child] = on_path
+                    path.append(child)
+                    children.append(iter(upstream[child]))
+        return []
+
+    def unsafe_file_inputs(self, file_inputs: FileInputs) -> list[tuple[str, str]]:
+        """(field path, problem) for each file-name input that leaves ComfyUI's folders."""
+        problems = []
+        for node_id, node in self._nodes.items():
+            for name in file_inputs.get(node.get("class_type", ""), ()):
+                value = node["inputs"].get(name)
+                if isinstance(value, str) and _escapes(value):
+                    problems.append(
+                        (
+                            f"input.workflow.{node_id}.inputs.{name}",
+                            f"names a file outside ComfyUI's folders ({self.display_name(node_id)}): "
+                            "use a name inside them, without '..' or a leading '/'",
+                        )
+                    )
+        return problems
+
+    def with_files_renamed(self, renames: Mapping[str, str]) -> Workflow:
+        """A copy whose inputs naming a file in `renames` (as `name` or `name [input]`) name its new place."""
+        if not renames:
+            return self
+        annotated = {f"{old} [input]": f"{new} [input]" for old, new in renames.items()}
+        nodes = {}
+        for node_id, node in self._nodes.items():
+            inputs = node["inputs"]
+            changed = {
+                name: renames.get(value) or annotated[value]
+                for name, value in inputs.items()
+                if isinstance(value, str) and (value in renames or value in annotated)
+            }
+            nodes[node_id] = {**node, "inputs": {**inputs, **changed}} if changed else node
         return Workflow(nodes)
 
     def to_prompt(self) -> dict[str, Any]:

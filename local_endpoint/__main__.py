@@ -70,7 +70,9 @@ async def serve(args: argparse.Namespace) -> None:
     log.info("RunPod endpoint on %s/v2/%s", base_url, args.endpoint_id)
     supervisor = None
     if args.worker_command:
-        supervisor = WorkerSupervisor(args.worker_command, {**os.environ, **worker_environment(base_url)})
+        supervisor = WorkerSupervisor(
+            args.worker_command, {**os.environ, **worker_environment(base_url, endpoint.worker_key)}
+        )
         endpoint.on_refresh = supervisor.replace_requested.set
         worker = asyncio.ensure_future(supervisor.run())
     stop = asyncio.Event()

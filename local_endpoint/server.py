@@ -12,10 +12,13 @@ Client side, under /v2/{endpoint_id} (RunPod's paths and JSON shapes):
 
 States: IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT. While a
 job is IN_PROGRESS, `output` is the last progress update the worker sent. With an
-API key set, requests need `Authorization: Bearer <key>`.
+API key set, client requests need `Authorization: Bearer <key>` (or the bare key,
+as RunPod also takes). Malformed requests get 400 with the reason, never a 500.
 
 Worker side, under /worker (the URLs the SDK reads from RUNPOD_WEBHOOK_*; see
-`worker_environment`): job-take (long poll, one job at a time), job-done (final
+`worker_environment`), always authenticated with the worker's own key (the SDK
+sends RUNPOD_AI_API_KEY; a random one unless given), so nobody else can take a job
+or post a result: job-take (long poll, one job at a time), job-done (final
 results and progress), job-stream, job-stop (long poll: {"jobsToStop": [...]},
 how cancels and execution timeouts reach the worker), ping. A result with
 `stopPod` (the worker's refresh_worker) is recorded and reported by /health,
@@ -25,8 +28,11 @@ where RunPod would replace the worker.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import math
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -74,9 +80,16 @@ class Job:
 
 
 class LocalEndpoint:
-    def __init__(self, endpoint_id: str = "local", api_key: str | None = None, long_poll_s: float = LONG_POLL_S):
+    def __init__(
+        self,
+        endpoint_id: str = "local",
+        api_key: str | None = None,
+        long_poll_s: float = LONG_POLL_S,
+        worker_key: str | None = None,
+    ):
         self.endpoint_id = endpoint_id
         self.api_key = api_key
+        self.worker_key = worker_key or secrets.token_urlsafe(24)
         self.long_poll_s = long_poll_s
         self.jobs: dict[str, Job] = {}
         self.queue: list[str] = []
@@ -111,10 +124,12 @@ class LocalEndpoint:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.api_key and request.path.startswith("/v2/"):
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if given != self.api_key:
-                return web.json_response({"error": "Unauthorized: missing or wrong API key"}, status=401)
+        if request.path.startswith("/worker/"):
+            expected: str | None = self.worker_key
+        else:
+            expected = self.api_key if request.path.startswith("/v2/") else None
+        if expected is not None and not key_matches(request.headers.get("Authorization", ""), expected):
+            return web.json_response({"error": "Unauthorized: missing or wrong API key"}, status=401)
         return await handler(request)
 
     async def _notify(self) -> None:
@@ -140,14 +155,16 @@ class LocalEndpoint:
     # -- client API ------------------------------------------------------------
 
     async def _submit(self, request: web.Request) -> Job:
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            raise bad_request("body is not JSON") from None
+        body = await json_body(request)
         if not isinstance(body, dict) or "input" not in body:
             raise bad_request("'input' is required")
         policy = body.get("policy") or {}
-        timeout_ms = int(policy.get("executionTimeout") or DEFAULT_EXECUTION_TIMEOUT_MS)
+        if not isinstance(policy, dict):
+            raise bad_request("'policy' must be an object")
+        timeout_ms = policy.get("executionTimeout", DEFAULT_EXECUTION_TIMEOUT_MS)
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float) or not 0 < timeout_ms < math.inf:
+            raise bad_request("'policy.executionTimeout' must be a positive number of milliseconds")
+        timeout_ms = int(timeout_ms)
         job = Job(id=f"local-{uuid.uuid4()}", input=body["input"], execution_timeout_ms=timeout_ms)
         self.jobs[job.id] = job
         self.queue.append(job.id)
@@ -161,7 +178,10 @@ class LocalEndpoint:
 
     async def runsync(self, request: web.Request) -> web.Response:
         job = await self._submit(request)
-        wait_ms = int(request.query.get("wait", RUNSYNC_WAIT_MS))
+        try:
+            wait_ms = int(request.query.get("wait", RUNSYNC_WAIT_MS))
+        except ValueError:
+            raise bad_request("'wait' must be a whole number of milliseconds") from None
         try:
             await asyncio.wait_for(job.done.wait(), wait_ms / 1000)
         except TimeoutError:
@@ -232,8 +252,9 @@ class LocalEndpoint:
 
     async def job_done(self, request: web.Request) -> web.Response:
         job = self._job(request)
-        # The SDK posts JSON with a form content type.
-        body = json.loads(await request.text())
+        body = await json_body(request)  # the SDK posts JSON with a form content type
+        if not isinstance(body, dict):
+            raise bad_request("the result must be a JSON object")
         if job.status != "IN_PROGRESS":
             return web.json_response({"ignored": f"job is {job.status}"})
         if body.get("status") == "IN_PROGRESS":
@@ -252,7 +273,9 @@ class LocalEndpoint:
 
     async def job_stream(self, request: web.Request) -> web.Response:
         job = self._job(request)
-        body = json.loads(await request.text())
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise bad_request("the stream chunk must be a JSON object")
         job.stream.append({"output": body.get("output")})
         return web.json_response({})
 
@@ -283,11 +306,25 @@ class LocalEndpoint:
             asyncio.ensure_future(self._notify())
 
 
+def key_matches(header: str, expected: str) -> bool:
+    """`Bearer <key>` (any case) or the bare key, compared in constant time."""
+    scheme, _, rest = header.strip().partition(" ")
+    given = rest.strip() if scheme.lower() == "bearer" else header.strip()
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def json_body(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("the body is not valid JSON (UTF-8)") from None
+
+
 def bad_request(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
 
 
-def worker_environment(base_url: str, api_key: str = "local-worker-key") -> dict[str, str]:
+def worker_environment(base_url: str, api_key: str) -> dict[str, str]:
     """The environment that points the RunPod SDK's production mode at this server."""
     return {
         "RUNPOD_WEBHOOK_GET_JOB": f"{base_url}/worker/job-take/$ID?gpu=local",

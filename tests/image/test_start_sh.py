@@ -101,3 +101,66 @@ def test_start_sh_runs_comfyui_warmup_and_a_job(tmp_path):
         assert "preloading" in log
     else:
         assert "tcmalloc not installed" in log
+
+
+def fake_comfyui(tmp_path: Path, main_py: str) -> dict[str, str]:
+    """start.sh's environment around a stand-in ComfyUI (its main.py) that never answers HTTP."""
+    base = tmp_path / "fake-comfyui"
+    base.mkdir()
+    (base / "main.py").write_text(main_py)
+    return {
+        **os.environ,
+        "COMFYUI_PATH": str(base),
+        "COMFY_HOST": f"127.0.0.1:{free_port()}",
+        "COMFY_PID_FILE": str(tmp_path / "comfyui.pid"),
+        "PYTHON": str(PYTHON),
+        "VOLUME_MODELS_DIR": str(tmp_path / "no-volume" / "models"),
+    }
+
+
+def wait_for(condition, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def live_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text())
+        return pid if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE else None
+    except (OSError, ValueError, psutil.NoSuchProcess):
+        return None
+
+
+def test_start_sh_starts_a_new_comfyui_when_the_worker_ended_one(tmp_path):
+    env = {**fake_comfyui(tmp_path, "import time\ntime.sleep(600)\n"), "COMFY_RESTART_MIN_UPTIME_S": "0"}
+    pid_file = Path(env["COMFY_PID_FILE"])
+    start_sh = subprocess.Popen(["bash", str(REPO_ROOT / "start.sh")], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: live_pid(pid_file) is not None)
+        first = live_pid(pid_file)
+        os.kill(first, 9)  # what the worker does to a ComfyUI stuck in a node
+        wait_for(lambda: live_pid(pid_file) not in (None, first))
+        assert start_sh.poll() is None, "start.sh and its worker keep running"
+    finally:
+        start_sh.terminate()
+        _, stderr = start_sh.communicate(timeout=30)
+    assert "starting a new one" in stderr.decode()
+    assert live_pid(pid_file) is None, "start.sh stops ComfyUI when it exits"
+
+
+def test_start_sh_leaves_a_comfyui_that_dies_while_starting_down(tmp_path):
+    env = fake_comfyui(tmp_path, "raise SystemExit(3)\n")
+    job = json.dumps({"input": {"workflow": txt2img()}})
+    result = subprocess.run(
+        ["bash", str(REPO_ROOT / "start.sh"), "--test_input", job],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "during start-up; not restarting it" in result.stderr
+    assert result.returncode != 0, "the worker's local job failed: ComfyUI is not running"
+    assert "ComfyUI is not running" in result.stdout + result.stderr, "the job names the cause"

@@ -23,6 +23,7 @@ LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", REPO_ROOT / ".local"))
 COMFYUI_DIR = LOCAL_DIR / "ComfyUI"
 PYTHON = LOCAL_DIR / "venv" / "bin" / "python"
 LAUNCH_FLAGS = shlex.split((REPO_ROOT / "ComfyUI" / "launch.args").read_text(), comments=True)
+TEST_CUSTOM_NODES = Path(__file__).resolve().parent / "custom_nodes"
 
 
 @dataclass
@@ -65,16 +66,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = ()) -> ComfyServer:
+def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = (), port: int | None = None) -> ComfyServer:
+    """A ComfyUI with the tests' custom nodes (tests/support/custom_nodes), on `port` or a free one."""
     if not (COMFYUI_DIR / "main.py").exists() or not PYTHON.exists():
         raise RuntimeError(
             f"no local ComfyUI at {COMFYUI_DIR}: run scripts/dev/setup_local.sh (scripts/ci/test.sh does)"
         )
     base_dir.mkdir(parents=True, exist_ok=True)
     (base_dir / "custom_nodes").mkdir(exist_ok=True)
+    for node in TEST_CUSTOM_NODES.iterdir():
+        if node.is_dir() and not node.name.startswith("__") and not (base_dir / "custom_nodes" / node.name).exists():
+            (base_dir / "custom_nodes" / node.name).symlink_to(node)
     if not (base_dir / "models").exists():
         (base_dir / "models").symlink_to(COMFYUI_DIR / "models")
-    port = free_port()
+    port = port or free_port()
     log_file = base_dir / "comfyui.log"
     args = [
         str(PYTHON),

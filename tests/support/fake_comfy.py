@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,13 +93,6 @@ class FakeComfy:
         self._record("object_info")
         return self.object_info_data
 
-    async def upload_input(self, name: str, data: bytes, subfolder: str = "") -> dict[str, str]:
-        self._record("upload_input")
-        target = self.input_dir / subfolder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        return {"name": name, "subfolder": subfolder, "type": "input"}
-
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
         self._record("queue_prompt")
         prompt_id = f"prompt-{next(self._ids)}"
@@ -139,7 +132,7 @@ class FakeComfy:
         self._record("reconnect_events")
         self._stream = asyncio.Queue()
 
-    async def events(self) -> AsyncIterator[ComfyEvent]:
+    async def events(self) -> AsyncGenerator[ComfyEvent, None]:
         await self.connect_events()
         stream = self._stream
         assert stream is not None

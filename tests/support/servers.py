@@ -64,3 +64,67 @@ def http_file_server(folder: Path) -> Iterator[str]:
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the base class's signature
         pass
+
+
+@contextmanager
+def misbehaving_http_server(png: bytes) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 whose paths misbehave as hostile or broken URLs do:
+    /png, /redirect-loop, /redirect-ftp, /redirect-no-location, /redirect-bad-port,
+    /drip (a body trickling a byte at a time), /missing (404). Query strings are
+    echoed into Location headers, as signed URLs' are."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the base class's name
+            path, _, query = self.path.partition("?")
+            suffix = f"?{query}" if query else ""
+            if path == "/png":
+                self._send(200, png, "image/png")
+            elif path == "/redirect-loop":
+                self._redirect(f"/redirect-loop{suffix}")
+            elif path == "/redirect-ftp":
+                self._redirect(f"ftp://127.0.0.1/file.png{suffix}")
+            elif path == "/redirect-bad-port":
+                self._redirect(f"http://127.0.0.1:99999/x.png{suffix}")
+            elif path == "/redirect-no-location":
+                self.send_response(302)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif path == "/drip":
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                try:
+                    for _ in range(1000):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except OSError:
+                    pass
+            else:
+                self._send(404, b"missing", "text/plain")
+
+        def _redirect(self, location: str) -> None:
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -63,3 +63,21 @@ def test_previews_are_left_out_unless_asked(tmp_path, file_of_3000_bytes):
     )
     assert [e["node_id"] for e in plain["images"]] == ["9"]
     assert [e["node_id"] for e in both["images"]] == ["9", "7"]
+
+
+def test_same_names_in_different_subfolders_get_different_keys(tmp_path):
+    store = FakeStore()
+    files = []
+    for subfolder in ("a", "b"):
+        (tmp_path / subfolder).mkdir()
+        path = tmp_path / subfolder / "x.png"
+        path.write_bytes(subfolder.encode())
+        files.append(OutputFile("9", "x.png", subfolder, "output", path, "image/png"))
+
+    result = deliver_outputs(files, [], OutputOptions(), store, 10**6, "job", JobFiles(JobFolders.of(tmp_path)))
+
+    assert sorted(store.objects) == ["job/a/x.png", "job/b/x.png"]
+    assert [entry["data"] for entry in result["images"]] == [
+        "https://store.invalid/job/a/x.png",
+        "https://store.invalid/job/b/x.png",
+    ]

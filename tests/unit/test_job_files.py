@@ -29,14 +29,16 @@ def test_add_refuses_foreign_paths(folders):
         JobFiles(folders).add(Path("/etc/passwd"))
 
 
-def test_remove_all_removes_files_and_the_folders_they_leave_empty(folders):
+def test_remove_all_removes_the_files_and_only_the_folders_the_job_made(folders):
+    existing = folders.output / "existing"  # made before the job: stays, even emptied
+    existing.mkdir()
     kept = folders.output / "shared" / "kept.png"
     kept.parent.mkdir()
     kept.write_bytes(b"not the job's")
     files = JobFiles(folders)
-    made = [folders.output / "shared" / "a.png", folders.input / "job" / "deep" / "b.png"]
+    files.make_folders(folders.input / "job" / "deep")
+    made = [existing / "a.png", folders.output / "shared" / "b.png", folders.input / "job" / "deep" / "c.png"]
     for path in made:
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
         files.add(path)
     files.add(folders.temp / "never-written.png")  # a missing file is not an error
@@ -44,8 +46,13 @@ def test_remove_all_removes_files_and_the_folders_they_leave_empty(folders):
     files.remove_all()
 
     assert not any(path.exists() for path in made)
-    assert kept.exists(), "a folder that still holds other files stays"
+    assert kept.exists() and existing.is_dir()
     assert not (folders.input / "job").exists() and folders.input.exists()
+
+
+def test_make_folders_refuses_foreign_places(folders):
+    with pytest.raises(UnsafePath):
+        JobFiles(folders).make_folders(folders.input.parent.parent / "elsewhere")
 
 
 def test_add_outputs_marks_the_outputs_as_registered(folders):

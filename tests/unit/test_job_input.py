@@ -125,3 +125,58 @@ def test_timeout_is_bounded_by_the_maximum():
     with pytest.raises(InvalidJobInput, match=r"input.timeout_s: must be at most 60 \(JOB_TIMEOUT_MAX_S\)"):
         parse_job_input({"workflow": WORKFLOW, "timeout_s": 61}, max_timeout_s=60)
     assert "greater than 0" in problems({"workflow": WORKFLOW, "timeout_s": 0})["input.timeout_s"]
+
+
+# -- forms and limits (issue 11: defects 3, 5, 14, 15) ---------------------------------
+
+RAW = bytes(range(256)) * 3
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        base64.encodebytes(RAW).decode(),  # wrapped at 76 columns
+        base64.b64encode(RAW).decode().rstrip("="),  # no padding
+        base64.urlsafe_b64encode(RAW).decode(),  # URL-safe alphabet
+        "data:image/png;charset=utf-8;base64," + base64.b64encode(RAW).decode(),  # data URI with parameters
+    ],
+)
+def test_common_base64_forms_are_accepted(encoded):
+    job = parse_job_input({"workflow": WORKFLOW, "images": [{"name": "a.png", "image": encoded}]})
+    assert job.images[0].image == RAW
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("a\nb.png", "control character"),
+        ("a\rb.png", "control character"),
+        ("é" * 130 + ".png", "at most 255 bytes"),
+    ],
+)
+def test_names_that_no_file_system_or_log_takes_are_refused(name, problem):
+    assert (
+        problem in problems({"workflow": WORKFLOW, "images": [{"name": name, "image": "eA=="}]})["input.images[0].name"]
+    )
+
+
+@pytest.mark.parametrize("url", ["http://example.com:abc/x.png", "http://example.com:70000/x.png"])
+def test_urls_with_invalid_ports_are_refused(url):
+    found = problems({"workflow": WORKFLOW, "images": [{"name": "a.png", "image": url}]})
+    assert found["input.images[0].image"] == "is a URL with an invalid port"
+
+
+@pytest.mark.parametrize("field, value", [("timeout_s", True), ("timeout_s", "5"), ("preview", "yes"), ("preview", 1)])
+def test_types_are_strict(field, value):
+    assert field in str(problems({"workflow": WORKFLOW, field: value}))
+
+
+def test_links_to_missing_nodes_and_cycles_are_named():
+    workflow = {
+        "1": {"class_type": "A", "inputs": {"x": ["3", 0]}},
+        "2": {"class_type": "B", "inputs": {"x": ["1", 0]}, "_meta": {"title": "Bee"}},
+        "3": {"class_type": "C", "inputs": {"x": ["2", 0], "y": ["9", 0]}},
+    }
+    found = problems({"workflow": workflow})
+    assert found["input.workflow.3.inputs.y"] == "links to node 9, which is not in the workflow"
+    assert found["input.workflow"] == "has a cycle: 1 (A) -> 3 (C) -> 2 (Bee) -> 1 (A)"

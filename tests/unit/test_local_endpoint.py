@@ -10,7 +10,7 @@ from local_endpoint.server import LocalEndpoint, worker_environment
 
 @pytest.fixture
 async def api():
-    endpoint = LocalEndpoint(api_key="k", long_poll_s=0.2)
+    endpoint = LocalEndpoint(api_key="k", long_poll_s=0.2, worker_key="k")
     client = TestClient(TestServer(endpoint.app()), headers={"Authorization": "Bearer k"})
     await client.start_server()
     yield endpoint, client
@@ -91,8 +91,45 @@ async def test_queue_purge_runsync_and_errors(api):
 
 
 def test_worker_environment_matches_what_the_sdk_derives():
-    env = worker_environment("http://127.0.0.1:9")
+    env = worker_environment("http://127.0.0.1:9", "worker-key")
     take = env["RUNPOD_WEBHOOK_GET_JOB"]
     assert "/job-take/" in take and "?" in take  # the SDK appends &job_in_progress=...
     assert take.replace("/job-take/", "/job-stop/").startswith("http://127.0.0.1:9/worker/job-stop/")
     assert "$ID" in env["RUNPOD_WEBHOOK_POST_OUTPUT"] and env["RUNPOD_POD_ID"]
+
+
+async def test_the_worker_api_needs_the_worker_key():
+    endpoint = LocalEndpoint(api_key="client-key", worker_key="worker-key", long_poll_s=0.1)
+    async with TestClient(TestServer(endpoint.app())) as client:
+        await client.post("/v2/local/run", json={"input": {}}, headers={"Authorization": "Bearer client-key"})
+        for headers in ({}, {"Authorization": "client-key"}, {"Authorization": "Bearer wrong"}):
+            response = await client.get("/worker/job-take/w1", headers=headers)
+            assert response.status == 401, headers
+        for header in ("worker-key", "bearer worker-key", "Bearer  worker-key "):
+            response = await client.get("/worker/ping/w1", headers={"Authorization": header})
+            assert response.status == 200, header
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"\xff\xfe",
+        json.dumps({"input": {}, "policy": "fast"}).encode(),
+        json.dumps({"input": {}, "policy": {"executionTimeout": "abc"}}).encode(),
+        json.dumps({"input": {}, "policy": {"executionTimeout": -5}}).encode(),
+        b'{"input": {}, "policy": {"executionTimeout": NaN}}',
+        json.dumps(["input"]).encode(),
+    ],
+)
+async def test_malformed_requests_are_400s_with_a_reason(api, body):
+    _, client = api
+    response = await client.post("/v2/local/run", data=body)
+    assert response.status == 400
+    assert (await response.json())["error"]
+
+
+async def test_a_bad_wait_is_a_400(api):
+    _, client = api
+    response = await client.post("/v2/local/runsync?wait=abc", json={"input": {}})
+    assert response.status == 400

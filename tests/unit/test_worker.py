@@ -17,6 +17,7 @@ from comfy_worker.workflow import JOB_TAG_INPUT
 from tests.support.fake_comfy import FakeComfy, Run, png_bytes
 from tests.support.fake_store import FakeStore
 
+PNG_BASE64 = base64.b64encode(png_bytes()).decode()
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 4, "height": 4}, "_meta": {"title": "Blank"}},
     "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
@@ -68,7 +69,7 @@ async def test_a_job_runs_and_leaves_nothing_behind(make_worker, comfy, comfyui_
     [entry] = result["images"]
     assert base64.b64decode(entry["data"]) == png_bytes() and entry["node_id"] == "2"
     [prompt] = comfy.prompts.values()
-    assert prompt["2"]["inputs"][JOB_TAG_INPUT] == "job-1" and JOB_TAG_INPUT not in prompt["1"]["inputs"]
+    assert prompt["2"]["inputs"][JOB_TAG_INPUT].startswith("job-1/") and JOB_TAG_INPUT not in prompt["1"]["inputs"]
     assert progress[0]["status"] == "queued" and progress[-1]["progress"] == 1.0
     assert any(update["message"] == "Blank" for update in progress), "titles come from the workflow"
     assert comfy.histories == {} and job_files(comfyui_path) == set()
@@ -225,3 +226,65 @@ async def test_a_second_job_waits_for_the_first(make_worker, comfy, progress):
     )
     assert "error" not in first and "error" not in second
     assert any(update["status"] == "waiting" for update in progress)
+
+
+async def test_a_taken_input_name_is_neither_replaced_nor_removed(make_worker, comfy, comfyui_path):
+    baked = comfyui_path / "input" / "in.png"
+    baked.write_bytes(b"baked into the image")
+    (comfyui_path / "input" / "empty-but-mine").mkdir()
+    workflow = {**WORKFLOW, "3": {"class_type": "LoadImage", "inputs": {"image": "in.png"}}}
+    worker = make_worker()
+
+    result = await worker.handle(
+        {"id": "j", "input": {"workflow": workflow, "images": [{"name": "in.png", "image": PNG_BASE64}]}}
+    )
+
+    assert "error" not in result, result
+    [prompt] = comfy.prompts.values()
+    placed = prompt["3"]["inputs"]["image"]
+    assert placed.startswith("_job-") and placed.endswith("/in.png"), "the job's file went to a folder of its own"
+    assert baked.read_bytes() == b"baked into the image"
+    assert (comfyui_path / "input" / "empty-but-mine").is_dir()
+    assert job_files(comfyui_path) == {baked} and sorted(p.name for p in (comfyui_path / "input").iterdir()) == [
+        "empty-but-mine",
+        "in.png",
+    ]
+
+
+async def test_a_cancel_while_the_prompt_is_being_queued_still_stops_it(make_worker, comfy):
+    comfy.runs.append(Run.success(hang=True))
+    queued = comfy.queue_prompt
+    answering = asyncio.Event()
+
+    async def slow_queue_prompt(prompt, extra_data):
+        prompt_id = await queued(prompt, extra_data)  # ComfyUI has it...
+        answering.set()
+        await asyncio.sleep(0.2)  # ...but its answer is still on the way
+        return prompt_id
+
+    comfy.queue_prompt = slow_queue_prompt
+    worker = make_worker()
+    job = asyncio.create_task(worker.handle({"id": "j", "input": {"workflow": WORKFLOW}}))
+    await answering.wait()
+
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert "interrupt" in comfy.calls and comfy.running is None
+    assert comfy.histories == {}, "the prompt was released, not orphaned"
+
+
+async def test_a_prompt_that_ignores_the_interrupt_gets_comfyui_restarted(make_worker, comfy, tmp_path):
+    pid_file = tmp_path / "comfy.pid"
+    sleeper = await asyncio.create_subprocess_exec("sleep", "60")
+    pid_file.write_text(str(sleeper.pid))
+    comfy.runs.append(Run.success(hang=True))
+    comfy.interrupt = lambda prompt_id: asyncio.sleep(0)  # the node never notices
+    worker = make_worker(pid_file=pid_file, stop_grace_s=0.1)
+
+    result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW, "timeout_s": 0.05}})
+
+    assert result["error_type"] == "timeout" and "ComfyUI was restarted" in result["error"]
+    assert "was stopped" not in result["error"] and "refresh_worker" not in result
+    assert await asyncio.wait_for(sleeper.wait(), 5) == -9, "ComfyUI was killed"
+    assert not worker.process.is_dead(), "a restart is awaited, not a death reported"

@@ -1,5 +1,7 @@
+import pytest
+
 from comfy_worker.job_input import parse_job_input
-from comfy_worker.workflow import JOB_TAG_INPUT, Workflow, output_node_classes
+from comfy_worker.workflow import JOB_TAG_INPUT, Workflow, file_name_inputs, output_node_classes
 
 NODES = {
     "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m"}, "_meta": {"title": "Model"}},
@@ -34,3 +36,65 @@ def test_the_parsed_workflow_is_the_sent_json():
     request = parse_job_input({"workflow": NODES})
     assert request.workflow == Workflow(NODES)
     assert request.workflow.to_prompt() == NODES
+
+
+def test_file_name_inputs_come_from_combos_and_uploads():
+    info = {
+        "LoadImage": {"input": {"required": {"image": [["a.png"], {"image_upload": True}]}}},
+        "CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["m.safetensors"], {}]}}},
+        "LoadVideo": {"input": {"required": {"file": ["COMBO", {"options": [], "video_upload": True}]}}},
+        "KSampler": {"input": {"required": {"seed": ["INT", {}], "sampler_name": [["euler"], {}]}}},
+        "Odd": {"input": {"required": {"x": "INT"}}},
+    }
+    found = file_name_inputs(info)
+    assert found["LoadImage"] == {"image"} and found["CheckpointLoaderSimple"] == {"ckpt_name"}
+    assert found["LoadVideo"] == {"file"} and found["KSampler"] == {"sampler_name"} and "Odd" not in found
+
+
+@pytest.mark.parametrize(
+    "value, unsafe",
+    [
+        ("photo.png", False),
+        ("clips/day1/a.mp4", False),
+        ("photo.png [input]", False),
+        ("/etc/passwd", True),
+        ("../../secret.png", True),
+        ("a/../../b.png [input]", True),
+        ("C:/Windows/win.ini", True),
+        ("~/.ssh/id_rsa", True),
+    ],
+)
+def test_file_inputs_that_leave_comfyuis_folders_are_found(value, unsafe):
+    workflow = Workflow({"7": {"class_type": "LoadImage", "inputs": {"image": value}}})
+    found = workflow.unsafe_file_inputs({"LoadImage": frozenset({"image"})})
+    assert bool(found) is unsafe
+    if unsafe:
+        assert found[0][0] == "input.workflow.7.inputs.image"
+
+
+def test_file_references_are_renamed_in_every_node():
+    workflow = Workflow(
+        {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+            "2": {"class_type": "LoadImageMask", "inputs": {"image": "a.png [input]", "channel": "alpha"}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "a.png is a file name in a prompt"}},
+        }
+    )
+    renamed = workflow.with_files_renamed({"a.png": "_job-1/a.png"}).to_prompt()
+    assert renamed["1"]["inputs"]["image"] == "_job-1/a.png"
+    assert renamed["2"]["inputs"]["image"] == "_job-1/a.png [input]"
+    assert renamed["3"] == workflow.to_prompt()["3"]
+    assert workflow.with_files_renamed({}) is workflow
+
+
+def test_shared_upstream_nodes_are_not_a_cycle():
+    diamond = {
+        "1": {"class_type": "Model", "inputs": {}},
+        "2": {"class_type": "A", "inputs": {"m": ["1", 0]}},
+        "3": {"class_type": "B", "inputs": {"m": ["1", 0], "a": ["2", 0]}},
+        "4": {"class_type": "C", "inputs": {"a": ["2", 0], "b": ["3", 0], "m": ["1", 1]}},
+    }
+    assert Workflow(diamond).link_problems() == []
+    assert Workflow({"1": {"class_type": "Loop", "inputs": {"x": ["1", 0]}}}).link_problems() == [
+        ("input.workflow", "has a cycle: 1 (Loop) -> 1 (Loop)")
+    ]

@@ -1,4 +1,5 @@
-"""Integration fixtures: one real ComfyUI per test run, and a worker pointed at it."""
+"""Shared fixtures: one real ComfyUI per test run (started only by the tests that ask
+for it), and a worker pointed at it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.support.comfyui_server import ComfyServer, start_comfyui
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "integration" in str(item.fspath):
+        if "integration" in str(item.fspath) or "reliability" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
 
 

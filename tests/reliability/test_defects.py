@@ -1,0 +1,169 @@
+"""The defects the adversarial review found (issue 11), each against a real ComfyUI.
+The test names carry the defect's number; the unit tests cover the rest (see README's
+reliability table)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from comfy_worker.settings import Settings
+from comfy_worker.worker import Worker
+from tests.support.comfyui_server import start_comfyui
+from tests.support.servers import misbehaving_http_server
+from tests.support.workflows import decode_image, empty_image, load_image, png_base64
+
+
+def png(color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_1_the_same_job_id_twice_returns_its_outputs_both_times(run_job, then_healthy):
+    job = {"workflow": empty_image(color=0x515151, prefix="same-id")}
+    first = await run_job(job, job_id="local_test")
+    second = await run_job(job, job_id="local_test")
+    for result in (first, second):
+        assert "error" not in result, result
+        assert decode_image(result["images"][0]).getpixel((0, 0)) == (0x51, 0x51, 0x51)
+
+
+@pytest.mark.parametrize("name", ["my photo.png", 'été (1);"x".png', "日本語 ✓.png", ".hidden.png"])
+async def test_2_input_names_are_kept_verbatim(run_job, then_healthy, name):
+    result = await run_job({"workflow": load_image(name), "images": [{"name": name, "image": png_base64((9, 8, 7))}]})
+    assert "error" not in result, result
+    assert decode_image(result["images"][0]).getpixel((0, 0)) == (9, 8, 7)
+
+
+async def test_3_a_name_too_long_is_an_input_error_not_a_dead_comfyui(run_job, then_healthy):
+    name = "é" * 130 + ".png"
+    result = await run_job({"workflow": load_image(name), "images": [{"name": name, "image": png_base64((1, 1, 1))}]})
+    assert result["error_type"] == "invalid_input" and "refresh_worker" not in result
+    assert "at most 255 bytes" in result["error"]
+
+
+async def test_4_a_job_never_replaces_or_removes_what_it_did_not_create(run_job, comfyui, then_healthy):
+    baked = comfyui.base_dir / "input" / "baked.png"
+    baked.write_bytes(png((200, 0, 0)))
+    empty_folder = comfyui.base_dir / "input" / "volume-folder"
+    empty_folder.mkdir()
+    try:
+        result = await run_job(
+            {"workflow": load_image("baked.png"), "images": [{"name": "baked.png", "image": png_base64((0, 0, 200))}]}
+        )
+        assert "error" not in result, result
+        assert decode_image(result["images"][0]).getpixel((0, 0)) == (0, 0, 200), "the job saw its own file"
+        assert baked.read_bytes() == png((200, 0, 0)), "the baked file is untouched"
+        assert empty_folder.is_dir()
+    finally:
+        baked.unlink()
+        empty_folder.rmdir()
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/redirect-bad-port?sig=SECRET-SIG", "invalid URL"),
+        ("/redirect-loop?sig=SECRET-SIG", "maximum redirects"),
+        ("/redirect-ftp?sig=SECRET-SIG", "refused"),
+        ("/redirect-no-location?sig=SECRET-SIG", "refused"),
+        ("/missing?sig=SECRET-SIG", "HTTP 404"),
+    ],
+)
+async def test_5_and_9_broken_urls_are_input_errors_that_show_no_signature(
+    run_job, then_healthy, monkeypatch, caplog, path, expected
+):
+    monkeypatch.setenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", "true")
+    with misbehaving_http_server(png((1, 2, 3))) as base:
+        result = await run_job({"workflow": load_image("u.png"), "images": [{"name": "u.png", "image": base + path}]})
+    assert result["error_type"] == "invalid_input", result
+    assert result["details"]["problems"][0]["field"] == "input.images[0].image"
+    assert expected in result["error"]
+    assert "SECRET-SIG" not in str(result) and "SECRET-SIG" not in caplog.text
+
+
+async def test_10_a_slow_drip_download_is_cut_at_its_deadline(run_job, use_settings, monkeypatch):
+    monkeypatch.setenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", "true")
+    use_settings(INPUT_URL_TIMEOUT_S="1")
+    with misbehaving_http_server(png((1, 2, 3))) as base:
+        started = time.monotonic()
+        result = await run_job(
+            {"workflow": load_image("d.png"), "images": [{"name": "d.png", "image": f"{base}/drip"}]}
+        )
+        elapsed = time.monotonic() - started
+    assert result["error_type"] == "invalid_input" and "INPUT_URL_TIMEOUT_S" in result["error"]
+    assert elapsed < 3, elapsed
+
+
+@pytest.mark.parametrize("path", ["/etc/hostname", "../../../../etc/hostname", "a/../../../x.png [input]"])
+async def test_16_a_loader_may_not_read_outside_comfyuis_folders(run_job, then_healthy, path):
+    result = await run_job({"workflow": load_image(path)})
+    assert result["error_type"] == "invalid_input"
+    assert result["details"]["problems"][0]["field"] == "input.workflow.1.inputs.image"
+
+
+async def test_7_a_node_that_ignores_the_interrupt_gets_comfyui_restarted(tmp_path, captured_progress, progress):
+    stubborn = start_comfyui(tmp_path / "stubborn")
+    port = int(stubborn.host.rpartition(":")[2])
+    settings = Settings.from_env({**stubborn.env(), "STOP_GRACE_S": "1", "EVENT_SILENCE_CHECK_S": "1"})
+    worker = Worker(settings, captured_progress)
+    replacement = None
+    try:
+        await worker.start()
+        workflow = {"1": {"class_type": "StubbornSleep", "inputs": {"seconds": 120.0}}}
+        started = time.monotonic()
+        result = await worker.handle({"id": "stuck", "input": {"workflow": workflow, "timeout_s": 1}})
+
+        assert time.monotonic() - started < 1 + 1 + 2, "timeout + grace, then the kill"
+        assert result["error_type"] == "timeout" and "ComfyUI was restarted" in result["error"]
+        assert "was stopped" not in result["error"]
+        assert stubborn.process.wait(5) == -9, "ComfyUI was killed, freeing the GPU at once"
+
+        # start.sh's part: a new ComfyUI on the same port, its PID in the same file.
+        replacement = start_comfyui(tmp_path / "stubborn", port=port)
+        after = await worker.handle({"id": "after", "input": {"workflow": empty_image(color=0x616161)}})
+        assert "error" not in after, after
+    finally:
+        await worker.close()
+        stubborn.stop()
+        if replacement is not None:
+            replacement.stop()
+
+
+async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog, then_healthy):
+    caplog.set_level("DEBUG")
+    use_settings(
+        BUCKET_ENDPOINT_URL="http://127.0.0.1:9",
+        BUCKET_SECRET_ACCESS_KEY="BUCKET-SECRET-42",
+        BUCKET_ACCESS_KEY_ID="id",
+        BUCKET_TIMEOUT_S="0.5",
+    )
+    api_key = "comfy-org-SECRET-KEY-43"
+    workflow = empty_image(color=0x717171)
+    failed = await run_job({"workflow": workflow, "comfy_org_api_key": api_key})
+    rejected = await run_job(
+        {"workflow": {**workflow, "2": {"class_type": "Nope", "inputs": {}}}, "comfy_org_api_key": api_key}
+    )
+    assert failed["error_type"] == "storage_error" and rejected["error_type"] == "workflow_rejected"
+    for secret in ("BUCKET-SECRET-42", api_key):
+        assert secret not in str(failed) + str(rejected) and secret not in caplog.text
+
+
+async def test_a_flood_of_bad_jobs_leaves_the_worker_serving(run_job, then_healthy):
+    bad_inputs = [
+        None,
+        5,
+        "not json",
+        [],
+        {"workflow": {}},
+        {"workflow": {"1": {"inputs": {}}}},
+        {"workflow": empty_image(), "timeout_s": -1},
+        {"workflow": empty_image(), "output": {"format": "gif"}},
+    ]
+    results = await asyncio.gather(*(run_job(raw) for raw in bad_inputs))
+    assert {result["error_type"] for result in results} == {"invalid_input"}
