@@ -6,7 +6,7 @@
     comfy_api      the interface to ComfyUI (a Protocol) and its event type
     comfy_client   that interface over HTTP + websocket (aiohttp)
     comfy_process  ComfyUI's process: alive or dead; wait while it starts
-    input_files    fetch URL inputs (SSRF-safe) and upload input files to ComfyUI
+    input_files    fetch URL inputs (SSRF-safe), write input files into ComfyUI's input folder
     prompt         submit the prompt, follow it to the end, stop it
     progress       fold events into the progress payload; throttle the relay
     runpod_progress  send progress to RunPod in order (one sender, newest wins)

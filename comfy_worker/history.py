@@ -34,7 +34,7 @@ class OutputFile:
 
     @property
     def created_by_job(self) -> bool:
-        """Output and temp files are the prompt's own; an input file belongs to an upload or the image."""
+        """Output and temp files are the prompt's own; an input file belongs to the job's inputs or the image."""
         return self.folder_type != "input"
 
     @property

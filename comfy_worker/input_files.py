@@ -97,26 +97,32 @@ class Download:
         self.max_bytes = max_bytes
         self._response: requests.Response | None = None
         self._aborted = False
+        self._finished = False
 
     def run(self) -> bytes:
-        with safe_get(self.url, stream=True, timeout=30, max_bytes=self.max_bytes) as response:
-            self._response = response
-            if self._aborted:
-                raise TimeoutError("aborted")
-            response.raise_for_status()
-            body = bytearray()
-            for chunk in iter_content_capped(response, CHUNK_BYTES, self.max_bytes):
-                body += chunk
-            return bytes(body)
+        try:
+            with safe_get(self.url, stream=True, timeout=30, max_bytes=self.max_bytes) as response:
+                self._response = response
+                if self._aborted:
+                    raise TimeoutError("aborted")
+                response.raise_for_status()
+                body = bytearray()
+                for chunk in iter_content_capped(response, CHUNK_BYTES, self.max_bytes):
+                    body += chunk
+                return bytes(body)
+        finally:
+            self._finished = True
 
     def abort(self) -> None:
+        """End a download still running (its thread is blocked in a read); no-op after it ended."""
         self._aborted = True
         raw: Any = self._response.raw if self._response is not None else None
-        if raw is not None and hasattr(raw, "shutdown"):  # urllib3 >= 2.3: interrupts a blocked read
-            try:
-                raw.shutdown()
-            except (OSError, ValueError):  # already closed, or never connected
-                pass
+        if self._finished or raw is None or not hasattr(raw, "shutdown"):  # urllib3 >= 2.3 has shutdown
+            return
+        try:
+            raw.shutdown()
+        except (OSError, ValueError, RuntimeError):  # closed or released meanwhile: it has ended anyway
+            pass
 
 
 def redact(url: str) -> str:

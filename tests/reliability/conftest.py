@@ -1,8 +1,11 @@
 """The reliability suite's shared checks: after every case, the same worker serves the
-next job, and ComfyUI's folders hold exactly what they held before."""
+next job, and ComfyUI's folders hold exactly what they held before. Each case belongs
+to a class (`pytest.mark.case_class`, or its module's); every run that includes the
+suite ends with a table of cases per class and how many passed (README shows one)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,34 @@ async def proxied_worker(comfyui, proxy, captured_progress):
     await assert_serves_next_job(worker)
     assert job_tree(comfyui.base_dir) == before
     await worker.close()
+
+
+MODULE_CLASSES = {
+    "test_faults": "faults between worker and ComfyUI",
+    "test_properties": "malformed input",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marker = item.get_closest_marker("case_class")
+        case_class = marker.args[0] if marker else MODULE_CLASSES.get(item.module.__name__.rpartition(".")[2])
+        if case_class:
+            item.user_properties.append(("case_class", case_class))
+
+
+def pytest_terminal_summary(terminalreporter):
+    cases: Counter[str] = Counter()
+    passed: Counter[str] = Counter()
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            case_class = dict(getattr(report, "user_properties", [])).get("case_class")
+            if case_class and report.when == "call":
+                cases[case_class] += 1
+                passed[case_class] += outcome == "passed"
+    if cases:
+        terminalreporter.section("reliability suite")
+        terminalreporter.write_line("| class | cases | passed |")
+        terminalreporter.write_line("|---|---|---|")
+        for case_class in sorted(cases):
+            terminalreporter.write_line(f"| {case_class} | {cases[case_class]} | {passed[case_class]} |")

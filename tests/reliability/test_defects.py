@@ -24,6 +24,7 @@ def png(color: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.case_class("file names and files")
 async def test_1_the_same_job_id_twice_returns_its_outputs_both_times(run_job, then_healthy):
     job = {"workflow": empty_image(color=0x515151, prefix="same-id")}
     first = await run_job(job, job_id="local_test")
@@ -33,6 +34,7 @@ async def test_1_the_same_job_id_twice_returns_its_outputs_both_times(run_job, t
         assert decode_image(result["images"][0]).getpixel((0, 0)) == (0x51, 0x51, 0x51)
 
 
+@pytest.mark.case_class("file names and files")
 @pytest.mark.parametrize("name", ["my photo.png", 'été (1);"x".png', "日本語 ✓.png", ".hidden.png"])
 async def test_2_input_names_are_kept_verbatim(run_job, then_healthy, name):
     result = await run_job({"workflow": load_image(name), "images": [{"name": name, "image": png_base64((9, 8, 7))}]})
@@ -40,6 +42,7 @@ async def test_2_input_names_are_kept_verbatim(run_job, then_healthy, name):
     assert decode_image(result["images"][0]).getpixel((0, 0)) == (9, 8, 7)
 
 
+@pytest.mark.case_class("file names and files")
 async def test_3_a_name_too_long_is_an_input_error_not_a_dead_comfyui(run_job, then_healthy):
     name = "é" * 130 + ".png"
     result = await run_job({"workflow": load_image(name), "images": [{"name": name, "image": png_base64((1, 1, 1))}]})
@@ -47,6 +50,7 @@ async def test_3_a_name_too_long_is_an_input_error_not_a_dead_comfyui(run_job, t
     assert "at most 255 bytes" in result["error"]
 
 
+@pytest.mark.case_class("file names and files")
 async def test_4_a_job_never_replaces_or_removes_what_it_did_not_create(run_job, comfyui, then_healthy):
     baked = comfyui.base_dir / "input" / "baked.png"
     baked.write_bytes(png((200, 0, 0)))
@@ -65,6 +69,7 @@ async def test_4_a_job_never_replaces_or_removes_what_it_did_not_create(run_job,
         empty_folder.rmdir()
 
 
+@pytest.mark.case_class("URLs")
 @pytest.mark.parametrize(
     "path, expected",
     [
@@ -87,6 +92,7 @@ async def test_5_and_9_broken_urls_are_input_errors_that_show_no_signature(
     assert "SECRET-SIG" not in str(result) and "SECRET-SIG" not in caplog.text
 
 
+@pytest.mark.case_class("URLs")
 async def test_10_a_slow_drip_download_is_cut_at_its_deadline(run_job, use_settings, monkeypatch):
     monkeypatch.setenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", "true")
     use_settings(INPUT_URL_TIMEOUT_S="1")
@@ -100,6 +106,7 @@ async def test_10_a_slow_drip_download_is_cut_at_its_deadline(run_job, use_setti
     assert elapsed < 3, elapsed
 
 
+@pytest.mark.case_class("file names and files")
 @pytest.mark.parametrize("path", ["/etc/hostname", "../../../../etc/hostname", "a/../../../x.png [input]"])
 async def test_16_a_loader_may_not_read_outside_comfyuis_folders(run_job, then_healthy, path):
     result = await run_job({"workflow": load_image(path)})
@@ -107,6 +114,7 @@ async def test_16_a_loader_may_not_read_outside_comfyuis_folders(run_job, then_h
     assert result["details"]["problems"][0]["field"] == "input.workflow.1.inputs.image"
 
 
+@pytest.mark.case_class("faults between worker and ComfyUI")
 async def test_7_a_node_that_ignores_the_interrupt_gets_comfyui_restarted(tmp_path, captured_progress, progress):
     stubborn = start_comfyui(tmp_path / "stubborn")
     port = int(stubborn.host.rpartition(":")[2])
@@ -135,6 +143,7 @@ async def test_7_a_node_that_ignores_the_interrupt_gets_comfyui_restarted(tmp_pa
             replacement.stop()
 
 
+@pytest.mark.case_class("secrets")
 async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog, then_healthy):
     caplog.set_level("DEBUG")
     use_settings(
@@ -154,6 +163,7 @@ async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog
         assert secret not in str(failed) + str(rejected) and secret not in caplog.text
 
 
+@pytest.mark.case_class("malformed input")
 async def test_a_flood_of_bad_jobs_leaves_the_worker_serving(run_job, then_healthy):
     bad_inputs = [
         None,
