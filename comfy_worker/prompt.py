@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from .comfy_api import ComfyAPI, ComfyEvent, EventStreamClosed
@@ -79,41 +79,55 @@ async def wait_for_prompt(
 async def _follow_events(
     comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEvent], None], silence_check_s: float
 ) -> None:
-    # A failure is raised only at the final `executing: null`: ComfyUI records the
-    # prompt in its history (and off its queue) just before sending it, and cleanup
-    # reads the history.
-    failure: ExecutionFailed | None = None
-    stream = comfy.events()
-    pending: asyncio.Future[ComfyEvent] | None = None
+    # Events are read by a task of their own; this coroutine only wakes once per
+    # silent spell (no timer per event), to ask the history whether the prompt ended.
+    follower = _Follower(prompt_id, on_event)
+    reader = asyncio.ensure_future(follower.read(comfy.events()))
     try:
         while True:
-            # One read stays pending across silent spells: cancelling it would end the stream.
-            pending = pending or asyncio.ensure_future(anext(stream))
-            done, _ = await asyncio.wait({pending}, timeout=silence_check_s)
-            if not done:
-                if await _finished(comfy, prompt_id):
-                    return
-                continue
-            event, pending = pending.result(), None
-            # Preview frames carry no prompt id; jobs run one at a time, so they are ours.
-            if event.prompt_id != prompt_id and event.type != "preview_frame":
-                continue
-            on_event(event)
-            if event.type == "executing" and event.data.get("node") is None:
-                if failure is not None:
-                    raise failure
+            seen = follower.events_seen
+            done, _ = await asyncio.wait({reader}, timeout=silence_check_s)
+            if done:
+                return reader.result()  # raises the prompt's failure, or EventStreamClosed
+            if follower.events_seen == seen and await _finished(comfy, prompt_id):
                 return
-            if event.type == "execution_error":
-                failure = execution_error(event.data)
-            elif event.type == "execution_interrupted":
-                failure = interrupted_error(event.data)
-    except StopAsyncIteration:
-        raise EventStreamClosed("the event stream ended") from None
     finally:
-        if pending is not None:  # stopped while a read was pending: end it before closing the stream
-            pending.cancel()
-            await asyncio.wait({pending})
-        await stream.aclose()
+        if not reader.done():
+            reader.cancel()
+            await asyncio.wait({reader})
+
+
+class _Follower:
+    """Routes one prompt's events to `on_event` until ComfyUI reports the prompt's end."""
+
+    def __init__(self, prompt_id: str, on_event: Callable[[ComfyEvent], None]):
+        self.prompt_id = prompt_id
+        self.on_event = on_event
+        self.events_seen = 0
+
+    async def read(self, stream: AsyncGenerator[ComfyEvent, None]) -> None:
+        # A failure is raised only at the final `executing: null`: ComfyUI records the
+        # prompt in its history (and off its queue) just before sending it, and cleanup
+        # reads the history.
+        failure: ExecutionFailed | None = None
+        try:
+            async for event in stream:
+                # Preview frames carry no prompt id; jobs run one at a time, so they are ours.
+                if event.prompt_id != self.prompt_id and event.type != "preview_frame":
+                    continue
+                self.events_seen += 1
+                self.on_event(event)
+                if event.type == "executing" and event.data.get("node") is None:
+                    if failure is not None:
+                        raise failure
+                    return
+                if event.type == "execution_error":
+                    failure = execution_error(event.data)
+                elif event.type == "execution_interrupted":
+                    failure = interrupted_error(event.data)
+        finally:
+            await stream.aclose()
+        raise EventStreamClosed("the event stream ended")
 
 
 async def _finished(comfy: ComfyAPI, prompt_id: str) -> bool:

@@ -277,8 +277,6 @@ class Worker:
     async def _release_prompt(self, prompt_id: str, job_files: JobFiles) -> None:
         """Drop the prompt from ComfyUI's history, which otherwise grows on a warm worker,
         after registering whatever files it wrote (a failed job's partial outputs)."""
-        if self.process.is_dead():
-            return
         try:
             if not job_files.has_outputs:
                 history = await self.comfy.history(prompt_id)
