@@ -1,9 +1,24 @@
-# The worker image: CUDA 12.4 runtime, Python 3.12, the pinned ComfyUI, the models and
-# custom nodes from the manifests in ComfyUI/, then the worker. Each real step is a
-# script in scripts/image/ that the tests also run. Layers go from slowest- to
+# The worker image: CUDA 12.4, Python 3.12, the pinned ComfyUI, the models and custom
+# nodes from the manifests in ComfyUI/, then the worker. Each real step is a script
+# in scripts/image/ that the tests also run. Layers go from slowest- to
 # fastest-changing, so a code change rebuilds only the worker's own layers (step 5)
 # and never re-downloads models.
-FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
+#
+# Every build argument defaults to what RunPod's builder uses; scripts/image_test.sh
+# overrides them with local stand-ins where this network cannot reach the real ones
+# (README: "Build and try the image locally").
+#
+# Base: the smallest CUDA 12.4 flavour, `base`. PyTorch's wheels bring their own CUDA
+# 12.4 runtime, cuBLAS, cuDNN, NCCL... (the nvidia-*-cu12 packages of
+# requirements.lock); all they need from the system is the driver, which the NVIDIA
+# container runtime mounts. The `runtime`/`cudnn-runtime` flavours would add the same
+# libraries a second time (~3 GB), only to be shadowed by the wheels'.
+ARG BASE_IMAGE=nvidia/cuda:12.4.1-base-ubuntu22.04
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+
+FROM ${UV_IMAGE} AS uv
+
+FROM ${BASE_IMAGE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -16,38 +31,41 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PATH=/opt/venv/bin:$PATH
 
 # 1. System packages, Python 3.12 (uv, pinned).
-COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /usr/local/bin/
+COPY --from=uv /uv /uvx /usr/local/bin/
 COPY scripts/image/install_system.sh /worker/scripts/image/
 RUN bash /worker/scripts/image/install_system.sh
 
-# 2. ComfyUI at the pinned version, with PyTorch for CUDA 12.4.
+# 2. ComfyUI at the pinned version, and every Python package of the image from one
+#    lock file with hashes (torch 2.6.0 for CUDA 12.4 from PyPI, ComfyUI's
+#    requirements, the worker's): scripts/image/lock_requirements.sh writes it.
 COPY ComfyUI/comfyui.lock /worker/ComfyUI/
-COPY requirements-cuda.txt /worker/
-COPY scripts/image/fetch_comfyui.sh scripts/image/install_python_deps.sh /worker/scripts/image/
-RUN bash /worker/scripts/image/fetch_comfyui.sh /comfyui \
- && bash /worker/scripts/image/install_python_deps.sh python /comfyui /worker/requirements-cuda.txt
+COPY scripts/image/fetch_comfyui.sh /worker/scripts/image/
+RUN bash /worker/scripts/image/fetch_comfyui.sh /comfyui
+COPY requirements.lock /worker/
+RUN python -m pip install --require-hashes --no-deps -r /worker/requirements.lock
 
-# 3. Models from ComfyUI/models.json, verified by sha256. Public models need no token;
+# 3. Models from the models manifest, verified by sha256. Public models need no token;
 #    for gated ones pass --build-arg HF_TOKEN=... (RunPod's builds have no secrets;
 #    the value is visible in the image's history, so use a read-only token).
 # hadolint ignore=DL3064
 ARG HF_TOKEN=""
-COPY ComfyUI/models.json /worker/ComfyUI/
+ARG HF_ENDPOINT=https://huggingface.co
+ARG MODELS_MANIFEST=ComfyUI/models.json
+COPY ${MODELS_MANIFEST} /worker/ComfyUI/models.json
 COPY scripts/image/manifests.py scripts/image/fetch_models.py /worker/scripts/image/
-RUN HF_TOKEN="$HF_TOKEN" HF_XET_HIGH_PERFORMANCE=1 \
+RUN HF_TOKEN="$HF_TOKEN" HF_ENDPOINT="$HF_ENDPOINT" HF_XET_HIGH_PERFORMANCE=1 \
     python /worker/scripts/image/fetch_models.py --manifest /worker/ComfyUI/models.json --models-dir /comfyui/models
 
-# 4. Custom nodes from ComfyUI/custom_nodes.json: pinned commits, .git removed,
+# 4. Custom nodes from the custom nodes manifest: pinned commits, .git removed,
 #    requirements installed, each one loaded once or the build fails with its name.
-COPY ComfyUI/custom_nodes.json /worker/ComfyUI/
+ARG CUSTOM_NODES_MANIFEST=ComfyUI/custom_nodes.json
+COPY ${CUSTOM_NODES_MANIFEST} /worker/ComfyUI/custom_nodes.json
 COPY scripts/image/install_custom_nodes.py scripts/image/check_custom_nodes.py /worker/scripts/image/
 RUN python /worker/scripts/image/install_custom_nodes.py --lock /worker/ComfyUI/custom_nodes.json --comfyui /comfyui
 
-# 5. The worker's pinned dependencies, then its code, installed as a package
-#    (pyproject.toml; --no-deps: the dependencies are the pinned ones above).
-COPY requirements.txt /worker/
-RUN python -m pip install -r /worker/requirements.txt
-COPY pyproject.toml requirements-client.txt requirements-dev.txt /worker/
+# 5. The worker, installed as a package (pyproject.toml; --no-deps: its dependencies
+#    are in requirements.lock, installed above).
+COPY pyproject.toml requirements.txt requirements-client.txt requirements-dev.txt /worker/
 COPY rp_handler.py /worker/
 COPY comfy_worker /worker/comfy_worker
 COPY local_endpoint /worker/local_endpoint

@@ -62,7 +62,7 @@ class WorkerSupervisor:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    endpoint = LocalEndpoint(endpoint_id=args.endpoint_id, api_key=args.api_key)
+    endpoint = LocalEndpoint(endpoint_id=args.endpoint_id, api_key=args.api_key, worker_key=args.worker_key)
     runner = web.AppRunner(endpoint.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
@@ -94,6 +94,11 @@ def main() -> None:
     parser.add_argument("--endpoint-id", default="local")
     parser.add_argument("--api-key", default=os.environ.get("LOCAL_ENDPOINT_API_KEY"), help="require this bearer token")
     parser.add_argument("--worker-command", help="run this worker with RUNPOD_WEBHOOK_* pointing here")
+    parser.add_argument(
+        "--worker-key",
+        default=os.environ.get("LOCAL_ENDPOINT_WORKER_KEY"),
+        help="the key workers must send (RUNPOD_AI_API_KEY); random unless given, for a worker started elsewhere",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [local_endpoint] %(message)s")
     asyncio.run(serve(args))

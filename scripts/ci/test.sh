@@ -18,6 +18,6 @@ echo "== mypy (the worker, the local endpoint, the client: pyproject.toml [tool.
 "$python" -m mypy
 echo "== hadolint, shellcheck"
 "$local_dir/venv/bin/hadolint" Dockerfile
-"$local_dir/venv/bin/shellcheck" -x start.sh scripts/*/*.sh .ci/run
+"$local_dir/venv/bin/shellcheck" -x start.sh scripts/*.sh scripts/*/*.sh .ci/run
 echo "== pytest"
 exec "$python" -m pytest "$@"

@@ -31,7 +31,7 @@ if [ ! -f "$venv/.req-$req_stamp" ]; then
   log "installing Python packages into $venv"
   [ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv"
   rm -f "$venv"/.req-*
-  bash "$repo_root/scripts/image/install_python_deps.sh" "$venv/bin/python" "$comfy_dir" \
+  bash "$repo_root/scripts/dev/install_python_deps.sh" "$venv/bin/python" "$comfy_dir" \
     "$repo_root/requirements-local.txt" "$repo_root/requirements.txt" \
     "$repo_root/requirements-client.txt" "$repo_root/requirements-dev.txt"
   # The package itself (dependencies are in place above; setuptools is the venv's own).

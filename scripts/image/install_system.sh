@@ -11,6 +11,8 @@ apt-get install -y --no-install-recommends \
   ca-certificates git libgl1 libglib2.0-0 libgoogle-perftools4 ffmpeg
 rm -rf /var/lib/apt/lists/*
 
-uv python install "${PYTHON_VERSION:?}"
+# A base that already has this Python (a stand-in base, see scripts/image_test.sh)
+# needs no download; the CUDA base has none, so uv installs its own build.
+uv python find "${PYTHON_VERSION:?}" >/dev/null 2>&1 || uv python install "$PYTHON_VERSION"
 uv venv --seed --python "$PYTHON_VERSION" "${VIRTUAL_ENV:?}"
 "$VIRTUAL_ENV/bin/python" --version

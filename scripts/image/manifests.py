@@ -72,8 +72,10 @@ def load_custom_nodes(path: Path) -> list[CustomNode]:
             continue
         if not SAFE_NAME.match(str(entry["name"])):
             problems.append(f"{where}.name: must be a folder name (letters, digits, '.', '_', '-')")
-        if not re.match(r"^(https://|file://|/)", str(entry["repo"])):
-            problems.append(f"{where}.repo: must be an https:// git URL (or a local path for tests)")
+        if not re.match(r"^(https://|file://|/|http://(127\.0\.0\.1|localhost)[:/])", str(entry["repo"])):
+            problems.append(
+                f"{where}.repo: must be an https:// git URL (or, for tests, a local path or a loopback http:// URL)"
+            )
         if not HEX40.match(str(entry["commit"])):
             problems.append(f"{where}.commit: must be a full 40-hex commit id, not a branch or tag")
         nodes.append(CustomNode(str(entry["name"]), str(entry["repo"]), str(entry["commit"])))

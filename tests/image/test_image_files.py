@@ -14,8 +14,12 @@ from .conftest import REPO_ROOT
 
 
 def dockerfile_sources() -> list[str]:
+    """What the Dockerfile COPYs from the context, build arguments at their defaults."""
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S*)", text, flags=re.M))
     sources = []
-    for line in (REPO_ROOT / "Dockerfile").read_text().splitlines():
+    for line in text.splitlines():
+        line = re.sub(r"\$\{(\w+)\}", lambda match: defaults[match.group(1)], line)
         words = line.split()
         if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
             sources += [w for w in words[1:-1] if not w.startswith("--")]
@@ -88,3 +92,20 @@ def test_default_jobs_use_the_model_the_image_bakes(job):
         node["inputs"]["ckpt_name"] for node in workflow.values() if node["class_type"] == "CheckpointLoaderSimple"
     }
     assert names and names <= baked
+
+
+def pins(path) -> dict[str, str]:
+    found = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s\\;]+)", line)
+        if match:
+            found[re.sub(r"\[.*\]", "", match.group(1)).lower().replace("_", "-")] = match.group(2)
+    return found
+
+
+def test_the_image_lock_holds_every_pin_of_its_inputs():
+    lock = pins(REPO_ROOT / "requirements.lock")
+    for source in ("requirements.txt", "requirements-cuda.txt"):
+        for name, version in pins(REPO_ROOT / source).items():
+            assert lock.get(name) == version, f"{source} pins {name}=={version}; regenerate requirements.lock"
+    assert all("--hash=sha256:" in block for block in (REPO_ROOT / "requirements.lock").read_text().split("==")[1:])

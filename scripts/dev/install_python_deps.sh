@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install ComfyUI's Python requirements beside a pinned PyTorch, into PYTHON's environment.
-#   scripts/image/install_python_deps.sh PYTHON COMFYUI_DIR TORCH_REQUIREMENTS [MORE_REQUIREMENTS ...]
-# TORCH_REQUIREMENTS pins torch for the platform: requirements-cuda.txt (the image,
-# CUDA 12.4) or requirements-local.txt (CPU). ComfyUI's own unpinned torch lines are
-# dropped so nothing can replace that pin. Used by the Dockerfile and setup_local.sh.
+# The local runtime's Python packages: ComfyUI's requirements beside a pinned PyTorch,
+# into PYTHON's environment. (The image installs requirements.lock instead.)
+#   scripts/dev/install_python_deps.sh PYTHON COMFYUI_DIR TORCH_REQUIREMENTS [MORE_REQUIREMENTS ...]
+# TORCH_REQUIREMENTS pins torch for the platform (requirements-local.txt: CPU).
+# ComfyUI's own unpinned torch lines are dropped so nothing can replace that pin.
+# Used by setup_local.sh.
 set -euo pipefail
 
 python_bin=${1:?usage: install_python_deps.sh PYTHON COMFYUI_DIR TORCH_REQUIREMENTS [MORE ...]}

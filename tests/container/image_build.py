@@ -1,0 +1,278 @@
+"""Build the real Dockerfile here, with local stand-ins for what this network cannot reach,
+then run the container tests against the image (scripts/image_test.sh runs this).
+
+Stand-ins, each behind a build argument whose default is the real thing:
+- BASE_IMAGE: a Debian bookworm root file system (debootstrap) with this machine's
+  CA bundle and its CPython 3.12 (at the same absolute path, where it runs), in
+  place of nvidia/cuda:12.4.1-base-ubuntu22.04 (a registry this network cannot reach);
+- UV_IMAGE: the uv binary of PyPI's uv wheel at the pinned version, in place of
+  ghcr.io/astral-sh/uv;
+- HF_ENDPOINT and MODELS_MANIFEST: a Hugging Face-compatible server on 127.0.0.1
+  carrying the generated tiny checkpoint, and a manifest naming it with its sha256;
+- CUSTOM_NODES_MANIFEST: a manifest naming a git repository served on 127.0.0.1,
+  holding a small custom node of the tests' own that declares a pip requirement.
+Everything else is the real build: the same Dockerfile, scripts and lock file.
+
+    python -m tests.container.image_build [--keep-going] [-- PYTEST ARGS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from tests.support.fake_hub import fake_hub
+from tests.support.servers import http_file_server
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", REPO_ROOT / ".local"))
+WORK_DIR = Path(os.environ.get("IMAGE_TEST_DIR", "/var/tmp/comfy-worker-image-test"))
+STAGING = REPO_ROOT / ".image-test"  # inside the build context, git- and docker-ignored but for the manifests
+IMAGE = os.environ.get("COMFY_WORKER_IMAGE", "comfy-worker:image-test")
+UV_VERSION = "0.13.9"
+BASE_TAG = "comfy-worker-standin/base:bookworm-py3.12"
+ROOTFS_TAG = "comfy-worker-standin/rootfs:bookworm-py3.12"
+# Shared libraries this machine's CPython 3.12 links (its sqlite3, ssl, ctypes... modules).
+PYTHON_LIBRARIES = (
+    "libsqlite3-0 libssl3 libffi8 libbz2-1.0 liblzma5 zlib1g libreadline8 libncursesw6 libexpat1 libtirpc3 "
+    "libuuid1 libgdbm6"
+)
+UV_TAG = f"comfy-worker-standin/uv:{UV_VERSION}"
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# Its own path: the build's `apt-get install ca-certificates` rewrites Debian's bundle.
+CA_BUNDLE = "/etc/ssl/standin/ca-bundle.crt"
+TINY_CHECKPOINT = LOCAL_DIR / "ComfyUI" / "models" / "checkpoints" / "tiny-random-sd15-noise.safetensors"
+NODE_REQUIREMENT = "humanize==4.17.0"  # small, pure Python, not otherwise in the image
+
+
+def log(message: str) -> None:
+    print(f"[image_build] {message}", flush=True)  # noqa: T201 - a command-line report
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=True, **kwargs)
+
+
+def image_exists(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+
+
+def python312() -> Path:
+    found = sorted(glob.glob("/root/.pyenv/versions/3.12.*/bin/python3.12"))
+    if not found:
+        raise SystemExit("this machine's CPython 3.12 (pyenv) is missing: the stand-in base needs it")
+    return Path(found[-1]).parents[1]
+
+
+def build_standin_base() -> None:
+    if image_exists(BASE_TAG):
+        return
+    python_root = python312()
+    rootfs = WORK_DIR / "rootfs"
+    if not (rootfs / "usr" / "bin" / "apt-get").exists():
+        log("debootstrap bookworm (minbase) for the stand-in base")
+        shutil.rmtree(rootfs, ignore_errors=True)
+        run("debootstrap", "--variant=minbase", "bookworm", str(rootfs), "http://deb.debian.org/debian")
+    target = rootfs / str(python_root).lstrip("/")
+    if not target.exists():
+        shutil.copytree(python_root, target, symlinks=True)
+    (rootfs / CA_BUNDLE.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(HOST_CA_BUNDLE, rootfs / CA_BUNDLE.lstrip("/"))
+    changes = [
+        f"ENV PATH={python_root}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        f"ENV SSL_CERT_FILE={CA_BUNDLE}",
+        f"ENV PIP_CERT={CA_BUNDLE}",
+        f"ENV REQUESTS_CA_BUNDLE={CA_BUNDLE}",
+        "ENV UV_NATIVE_TLS=true",
+    ]
+    log(f"importing {ROOTFS_TAG}")
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    args = ["docker", "import", *(arg for change in changes for arg in ("--change", change)), "-", ROOTFS_TAG]
+    run(*args, stdin=tar.stdout)
+    tar.wait()
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {ROOTFS_TAG}\n"
+            f"RUN apt-get update && apt-get install -y --no-install-recommends {PYTHON_LIBRARIES} "
+            "&& rm -rf /var/lib/apt/lists/*\n"
+        )
+        log(f"building {BASE_TAG}")
+        run("docker", "build", "-q", "--network", "host", "-t", BASE_TAG, context)
+
+
+def build_standin_uv() -> None:
+    if image_exists(UV_TAG):
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        run(
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            tmp,
+            f"uv=={UV_VERSION}",
+            "--platform",
+            "manylinux_2_17_x86_64",
+        )
+        [wheel] = Path(tmp).glob("uv-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                if name.endswith(("/scripts/uv", "/scripts/uvx")):
+                    target = Path(tmp) / Path(name).name
+                    target.write_bytes(archive.read(name))
+                    target.chmod(0o755)
+        (Path(tmp) / "Dockerfile").write_text("FROM scratch\nCOPY uv uvx /\n")
+        log(f"building {UV_TAG}")
+        run("docker", "build", "-q", "-t", UV_TAG, tmp)
+
+
+def test_node_repository(root: Path) -> Path:
+    """A git repository holding the tests' custom node, served as a 'dumb' HTTP remote."""
+    work = root / "image_test_node"
+    work.mkdir(parents=True)
+    (work / "requirements.txt").write_text(NODE_REQUIREMENT + "\n")
+    (work / "__init__.py").write_text(
+        '"""A custom node of the image test: proves its requirement is importable by ComfyUI\'s Python."""\n'
+        "import humanize\n\n\n"
+        "class ImageTestNode:\n"
+        "    RETURN_TYPES = ('STRING',)\n"
+        "    FUNCTION = 'describe'\n"
+        "    CATEGORY = 'testing'\n\n"
+        "    @classmethod\n"
+        "    def INPUT_TYPES(cls):\n"
+        "        return {'required': {'size': ('INT', {'default': 1024})}}\n\n"
+        "    def describe(self, size):\n"
+        "        return (humanize.naturalsize(size),)\n\n\n"
+        "NODE_CLASS_MAPPINGS = {'ImageTestNode': ImageTestNode}\n"
+    )
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t"]
+    run("git", "init", "-q", str(work))
+    run(*git, "add", ".")
+    run(*git, "commit", "-qm", "image test node")
+    bare = root / "served" / "image_test_node.git"
+    run("git", "clone", "-q", "--bare", str(work), str(bare))
+    run("git", "-C", str(bare), "update-server-info")
+    return bare
+
+
+def docker_build(build_args: dict[str, str]) -> float:
+    args = ["docker", "build", "--network", "host", "-t", IMAGE]
+    for name, value in build_args.items():
+        args += ["--build-arg", f"{name}={value}"]
+    started = time.monotonic()
+    run(*args, str(REPO_ROOT))
+    return time.monotonic() - started
+
+
+def image_report(build_s: float, rebuild_s: float) -> str:
+    size = int(
+        subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Size}}", IMAGE], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", IMAGE],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    layers = sorted((line.split("\t", 1) for line in history), key=lambda row: -parse_size(row[0]))[:6]
+    lines = [
+        f"image {IMAGE}: {size / 1e9:.2f} GB",
+        f"build: {build_s:.0f} s; rebuild after a code change: {rebuild_s:.0f} s",
+        "largest layers:",
+    ]
+    lines += [f"  {row[0]:>8}  {row[1].replace('|', ' ')[:110]}" for row in layers]
+    return "\n".join(lines)
+
+
+def parse_size(text: str) -> float:
+    units = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+    for unit in sorted(units, key=len, reverse=True):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * units[unit]
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pytest_args", nargs="*", help="passed to pytest (tests/container)")
+    args = parser.parse_args()
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    build_standin_base()
+    build_standin_uv()
+    checkpoint = TINY_CHECKPOINT.read_bytes()
+    shutil.rmtree(STAGING, ignore_errors=True)
+    STAGING.mkdir()
+    with tempfile.TemporaryDirectory() as tmp, fake_hub({"local/tiny-sd15/tiny.safetensors": checkpoint}) as hub:
+        bare = test_node_repository(Path(tmp))
+        (STAGING / "models.json").write_text(
+            json.dumps(
+                {
+                    "models": [
+                        {
+                            "repo_id": "local/tiny-sd15",
+                            "file": "tiny.safetensors",
+                            "revision": "main",
+                            "sha256": hashlib.sha256(checkpoint).hexdigest(),
+                            "folder": "checkpoints",
+                            "name": TINY_CHECKPOINT.name,
+                        }
+                    ]
+                }
+            )
+        )
+        with http_file_server(bare.parent) as git_server:
+            commit = subprocess.run(
+                ["git", "-C", str(bare), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+            ).stdout.strip()
+            (STAGING / "custom_nodes.json").write_text(
+                json.dumps(
+                    {
+                        "custom_nodes": [
+                            {"name": "image_test_node", "repo": f"{git_server}/image_test_node.git", "commit": commit}
+                        ]
+                    }
+                )
+            )
+            build_args = {
+                "BASE_IMAGE": BASE_TAG,
+                "UV_IMAGE": UV_TAG,
+                "HF_ENDPOINT": hub,
+                "MODELS_MANIFEST": ".image-test/models.json",
+                "CUSTOM_NODES_MANIFEST": ".image-test/custom_nodes.json",
+            }
+            log("building the Dockerfile with the stand-ins")
+            build_s = docker_build(build_args)
+            marker = REPO_ROOT / "comfy_worker" / "_image_test_rebuild.py"
+            marker.write_text('"""Written and removed by tests/container/image_build.py to time a rebuild."""\n')
+            try:
+                rebuild_s = docker_build(build_args)
+            finally:
+                marker.unlink()
+                docker_build(build_args)  # the image tested is the tree as it is (cached: seconds)
+    report = image_report(build_s, rebuild_s)
+    log("\n" + report)
+    (WORK_DIR / "image-report.txt").write_text(report + "\n")
+    env = {**os.environ, "COMFY_WORKER_IMAGE": IMAGE}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/container", *args.pytest_args], cwd=REPO_ROOT, env=env
+    ).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

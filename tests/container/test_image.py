@@ -1,0 +1,90 @@
+"""The built image, run as RunPod runs it: a local test job, the production worker loop
+against a local endpoint (job, progress, cancel, the Hub test), and what must be true
+inside (CUDA 12.4 torch, xformers, the custom node and its requirement, tcmalloc)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import urllib.request
+
+from client import EndpointClient
+from tests.support.comfyui_server import free_port
+
+from .conftest import IMAGE, REPO_ROOT, docker, tiny_job, wait_until
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_test_input_returns_a_png():
+    # 16x16: the SDK logs the result, and cuts log lines at 4096 characters.
+    job = tiny_job(seed=3, size=16)
+    result = docker(
+        "run", "--rm", "--network", "host",
+        "-e", "COMFY_EXTRA_ARGS=--cpu", "-e", f"COMFY_HOST=127.0.0.1:{free_port()}",
+        IMAGE, "/worker/start.sh", "--test_input", json.dumps(job),
+        timeout=600, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    images = re.findall(r"""["']data["']: ["']([A-Za-z0-9+/=]{100,})["']""", output)  # the SDK logs the result
+    assert images and base64.b64decode(images[0]).startswith(PNG_MAGIC), output[-2000:]
+
+
+def test_a_job_through_the_local_endpoint_completes_with_progress(running_worker):
+    client = EndpointClient(running_worker.endpoint_url)
+    seen = []
+    job_id = client.submit(tiny_job(steps=8, seed=4)["input"])
+    final = client.wait(job_id, on_status=seen.append, poll_interval_s=0.1)
+    assert final["status"] == "COMPLETED", final
+    [image] = final["output"]["images"]
+    assert base64.b64decode(image["data"]).startswith(PNG_MAGIC)
+    assert any(s["status"] == "IN_PROGRESS" and (s.get("output") or {}).get("message") for s in seen), seen
+
+
+def test_a_cancel_stops_comfyuis_work(running_worker):
+    client = EndpointClient(running_worker.endpoint_url)
+    job_id = client.submit(tiny_job(steps=500, seed=5)["input"])
+    wait_until(lambda: ((client.status(job_id).get("output") or {}).get("step") or 0) > 0, 300, "sampling")
+    cancelled_at = time.monotonic()
+    client.cancel(job_id)
+
+    def comfyui_idle() -> bool:
+        with urllib.request.urlopen(f"{running_worker.comfy_url}/queue", timeout=5) as response:
+            queue = json.load(response)
+        return not queue["queue_running"] and not queue["queue_pending"]
+
+    wait_until(comfyui_idle, 30, "ComfyUI to drop the cancelled prompt")
+    assert time.monotonic() - cancelled_at < 30
+    assert client.status(job_id)["status"] == "CANCELLED"
+
+
+def test_the_hub_test_passes_on_the_image(running_worker):
+    hub_test = json.loads((REPO_ROOT / ".runpod" / "tests.json").read_text())["tests"][0]
+    job_input = hub_test["input"]
+    for node in job_input["workflow"].values():
+        if node["class_type"] == "CheckpointLoaderSimple":
+            node["inputs"]["ckpt_name"] = "tiny-random-sd15-noise.safetensors"  # the model the image test bakes
+    client = EndpointClient(running_worker.endpoint_url)
+    final = client.wait(client.submit(job_input), poll_interval_s=0.5)
+    assert final["status"] == "COMPLETED", final
+    assert final["output"]["images"]
+
+
+def test_inside_the_image(running_worker):
+    checks = (
+        "import torch, xformers, xformers.ops, humanize; "
+        "assert torch.version.cuda == '12.4', torch.version.cuda; print(torch.__version__, xformers.__version__)"
+    )
+    python = running_worker.exec("python", "-c", checks)
+    assert python.returncode == 0, python.stderr[-2000:]
+
+    with urllib.request.urlopen(f"{running_worker.comfy_url}/object_info/ImageTestNode", timeout=10) as response:
+        assert "ImageTestNode" in json.load(response), "the custom node is registered with ComfyUI"
+
+    maps = running_worker.exec("sh", "-c", "cat /proc/$(cat /tmp/comfyui.pid)/maps")
+    assert "libtcmalloc" in maps.stdout, "tcmalloc is preloaded into ComfyUI"
+    no_git = running_worker.exec("sh", "-c", "ls -a /comfyui/custom_nodes/image_test_node")
+    assert ".git" not in no_git.stdout.split()
