@@ -143,7 +143,7 @@ class Worker:
         request = self._validate(job.get("input"))
         with timings.stage("wait_for_comfyui_s"):
             nodes = await self._ready()
-        self._check_against(nodes, request.workflow)
+        self._refuse_unsafe_file_inputs(nodes, request.workflow)
         with timings.stage("upload_inputs_s"):
             renames = await place_inputs(request.images, self.settings, job_files)
         # A tag of its own per run: a repeated job id must not be served from ComfyUI's cache.
@@ -191,7 +191,8 @@ class Worker:
         return self._nodes
 
     @staticmethod
-    def _check_against(nodes: NodeCatalog, workflow: Workflow) -> None:
+    def _refuse_unsafe_file_inputs(nodes: NodeCatalog, workflow: Workflow) -> None:
+        """A loader input naming a file outside ComfyUI's folders (ComfyUI itself would read it)."""
         problems = workflow.unsafe_file_inputs(nodes.file_inputs)
         if problems:
             raise InvalidJobInput(problems)
