@@ -13,12 +13,11 @@ Stand-ins, each behind a build argument whose default is the real thing:
   holding a small custom node of the tests' own that declares a pip requirement.
 Everything else is the real build: the same Dockerfile, scripts and lock file.
 
-    python -m tests.container.image_build [--keep-going] [-- PYTEST ARGS]
+    python -m tests.container.image_build [PYTEST ARGS]
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import hashlib
 import json
@@ -210,9 +209,7 @@ def parse_size(text: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pytest_args", nargs="*", help="passed to pytest (tests/container)")
-    args = parser.parse_args()
+    pytest_args = sys.argv[1:]  # all of them go to pytest (tests/container), e.g. -q or -k hub
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     build_standin_base()
     build_standin_uv()
@@ -271,7 +268,7 @@ def main() -> int:
     (WORK_DIR / "image-report.txt").write_text(report + "\n")
     env = {**os.environ, "COMFY_WORKER_IMAGE": IMAGE}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/container", *args.pytest_args], cwd=REPO_ROOT, env=env
+        [sys.executable, "-m", "pytest", "tests/container", *pytest_args], cwd=REPO_ROOT, env=env
     ).returncode
 
 
