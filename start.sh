@@ -61,9 +61,16 @@ start_comfyui() {
 start_comfyui
 
 worker_pid=
+# Stop the worker and ComfyUI, and wait (up to 10 s, then SIGKILL) until ComfyUI has
+# exited: start.sh never returns while ComfyUI still holds the GPU or its port.
 stop_all() {
   [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true
   kill "$comfy_pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$comfy_pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$comfy_pid" 2>/dev/null || true
 }
 trap 'stop_all; exit 143' TERM INT
 trap stop_all EXIT

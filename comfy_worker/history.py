@@ -46,7 +46,7 @@ class OutputFile:
 
 def files_in_history(history: dict[str, Any], folders: JobFolders) -> list[OutputFile]:
     files = []
-    for node_id, node_output in (history.get("outputs") or {}).items():
+    for node_id, node_output in _node_outputs(history):
         animated = any(node_output.get("animated") or [])
         for items in node_output.values():
             if not isinstance(items, list):
@@ -72,11 +72,19 @@ def files_in_history(history: dict[str, Any], folders: JobFolders) -> list[Outpu
 
 def texts_in_history(history: dict[str, Any]) -> list[dict[str, str]]:
     texts = []
-    for node_id, node_output in (history.get("outputs") or {}).items():
+    for node_id, node_output in _node_outputs(history):
         for text in node_output.get("text") or []:
             if isinstance(text, str):
                 texts.append({"node_id": node_id, "text": text})
     return texts
+
+
+def _node_outputs(history: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(node id, its output) pairs, leaving out whatever is not shaped like one."""
+    outputs = history.get("outputs")
+    if not isinstance(outputs, dict):
+        return []
+    return [(str(node_id), output) for node_id, output in outputs.items() if isinstance(output, dict)]
 
 
 def mime_type_of(item: dict[str, Any]) -> str:

@@ -62,8 +62,7 @@ class JobFiles:
         self._folders: list[Path] = []
 
     def add(self, path: Path) -> None:
-        if not any(path.is_relative_to(root) for root in self.folders.roots):
-            raise UnsafePath(f"{path.name} is outside ComfyUI's job folders", {"path": str(path)})
+        self._refuse_outside(path)
         self._paths.append(path)
 
     def add_outputs(self, paths: Iterable[Path]) -> None:
@@ -74,8 +73,7 @@ class JobFiles:
 
     def make_folders(self, folder: Path) -> None:
         """Create folder and its missing parents inside a root, remembering which were new."""
-        if not any(folder.is_relative_to(root) for root in self.folders.roots):
-            raise UnsafePath(f"{folder.name} is outside ComfyUI's job folders", {"path": str(folder)})
+        self._refuse_outside(folder)
         missing = []
         while not folder.exists() and folder not in self.folders.roots:
             missing.append(folder)
@@ -86,6 +84,10 @@ class JobFiles:
             except FileExistsError:  # made meanwhile by someone else: not ours
                 continue
             self._folders.append(new)
+
+    def _refuse_outside(self, path: Path) -> None:
+        if not any(path.is_relative_to(root) for root in self.folders.roots):
+            raise UnsafePath(f"{path.name} is outside ComfyUI's job folders", {"path": str(path)})
 
     def remove_all(self) -> None:
         """Remove the files, then the folders the job made, deepest first, if empty."""

@@ -136,8 +136,7 @@ async def _finished(comfy: ComfyAPI, prompt_id: str) -> bool:
     entry = await comfy.history(prompt_id)
     if entry:
         return _outcome_from_history(entry)
-    queue = await comfy.queue()
-    if any(item[1] == prompt_id for key in ("queue_running", "queue_pending") for item in queue.get(key, [])):
+    if _place_in_queue(await comfy.queue(), prompt_id) is not None:
         return False
     entry = await comfy.history(prompt_id)  # it may have finished between the two reads
     if entry:
@@ -157,6 +156,14 @@ async def _reconnect(comfy: ComfyAPI, comfy_died: Callable[[], bool]) -> None:
     raise ComfyUnavailable(f"ComfyUI's websocket could not be reopened after {RECONNECT_ATTEMPTS} attempts")
 
 
+def _place_in_queue(queue: dict[str, Any], prompt_id: str) -> str | None:
+    """ "queue_running", "queue_pending" or None: where GET /queue lists the prompt."""
+    for place in ("queue_running", "queue_pending"):
+        if any(item[1] == prompt_id for item in queue.get(place, [])):
+            return place
+    return None
+
+
 def _outcome_from_history(entry: dict[str, Any]) -> bool:
     """True if the history shows the prompt finished; raises if it failed."""
     status = entry.get("status") or {}
@@ -172,11 +179,11 @@ async def stop_prompt(comfy: ComfyAPI, prompt_id: str, grace_s: float) -> bool:
     """Free ComfyUI from this prompt: drop it if queued, interrupt it if running.
     True once it no longer runs; False if it still runs after grace_s."""
     try:
-        queue = await comfy.queue()
-        if any(item[1] == prompt_id for item in queue.get("queue_pending", [])):
+        place = _place_in_queue(await comfy.queue(), prompt_id)
+        if place == "queue_pending":
             await comfy.delete_queued(prompt_id)
             return True
-        if not any(item[1] == prompt_id for item in queue.get("queue_running", [])):
+        if place is None:
             return True  # already finished
         await comfy.interrupt(prompt_id)
         async with asyncio.timeout(grace_s):

@@ -86,13 +86,6 @@ class Worker:
         self._nodes: NodeCatalog | None = None
         self._one_job_at_a_time = asyncio.Lock()
 
-    async def __aenter__(self) -> Worker:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     async def start(self) -> None:
         """Wait until ComfyUI answers, then learn its nodes (once)."""
         if self._nodes is not None:
@@ -219,11 +212,9 @@ class Worker:
         """Register the files a node reports as it finishes, so they are removed even if
         the history cannot be read later. The history stays the source of the outputs."""
         try:
-            written = files_in_history(
-                {"outputs": {event.data.get("node"): event.data.get("output") or {}}}, self.folders
-            )
-        except (WorkerError, AttributeError, TypeError):
-            return  # malformed or unsafe: the history check reports it
+            written = files_in_history({"outputs": {event.data.get("node"): event.data.get("output")}}, self.folders)
+        except WorkerError:
+            return  # unsafe: the history check reports it
         for file in written:
             if file.created_by_job:
                 job_files.add(file.path)

@@ -8,7 +8,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pytest
 
 from local_endpoint.server import worker_environment
 from tests.support.comfyui_server import free_port
+from tests.support.servers import wait_until
 
 IMAGE = os.environ.get("COMFY_WORKER_IMAGE")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,14 +34,6 @@ def pytest_collection_modifyitems(config, items):
 
 def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
-
-
-def wait_until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def answers(url: str) -> bool:

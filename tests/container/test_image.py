@@ -12,8 +12,9 @@ import urllib.request
 
 from client import EndpointClient
 from tests.support.comfyui_server import free_port
+from tests.support.servers import wait_until
 
-from .conftest import IMAGE, REPO_ROOT, docker, tiny_job, wait_until
+from .conftest import IMAGE, REPO_ROOT, docker, tiny_job
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

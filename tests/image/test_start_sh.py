@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port
+from tests.support.servers import wait_until
 from tests.support.workflows import txt2img
 
 from .conftest import REPO_ROOT
@@ -118,13 +119,6 @@ def fake_comfyui(tmp_path: Path, main_py: str) -> dict[str, str]:
     }
 
 
-def wait_for(condition, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def live_pid(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text())
@@ -138,10 +132,10 @@ def test_start_sh_starts_a_new_comfyui_when_the_worker_ended_one(tmp_path):
     pid_file = Path(env["COMFY_PID_FILE"])
     start_sh = subprocess.Popen(["bash", str(REPO_ROOT / "start.sh")], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: live_pid(pid_file) is not None)
+        wait_until(lambda: live_pid(pid_file) is not None, 20, "ComfyUI's PID")
         first = live_pid(pid_file)
         os.kill(first, 9)  # what the worker does to a ComfyUI stuck in a node
-        wait_for(lambda: live_pid(pid_file) not in (None, first))
+        wait_until(lambda: live_pid(pid_file) not in (None, first), 20, "a new ComfyUI")
         assert start_sh.poll() is None, "start.sh and its worker keep running"
     finally:
         start_sh.terminate()

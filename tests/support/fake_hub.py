@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from .servers import serving
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -50,11 +51,5 @@ class HubHandler(http.server.BaseHTTPRequestHandler):
 @contextmanager
 def fake_hub(files: dict[str, bytes]) -> Iterator[str]:
     """Serve files ({"owner/repo/path": bytes}); yields the endpoint URL."""
-    handler = type("Handler", (HubHandler,), {"files": files})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(type("Handler", (HubHandler,), {"files": files})) as url:
+        yield url

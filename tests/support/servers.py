@@ -3,6 +3,7 @@ standalone server) and a plain HTTP file server for URL inputs."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -10,7 +11,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,17 +49,30 @@ def moto_s3(require_auth: bool = False) -> Iterator[str]:
 
 
 @contextmanager
-def http_file_server(folder: Path) -> Iterator[str]:
-    """Serve folder over HTTP on 127.0.0.1; yields the base URL."""
-    handler = functools.partial(QuietHandler, directory=str(folder))
+def serving(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run an HTTP server with this request handler on 127.0.0.1; yields its base URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Poll condition until it is true; fail naming what was awaited."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def http_file_server(folder: Path) -> contextlib.AbstractContextManager[str]:
+    """Serve folder over HTTP on 127.0.0.1; yields the base URL."""
+    return serving(functools.partial(QuietHandler, directory=str(folder)))
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -119,12 +133,5 @@ def misbehaving_http_server(png: bytes) -> Iterator[str]:
         def log_message(self, format, *args):  # noqa: A002 - the base class's signature
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
