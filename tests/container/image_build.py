@@ -169,7 +169,7 @@ def test_node_repository(root: Path) -> Path:
 
 
 def docker_build(build_args: dict[str, str]) -> float:
-    args = ["docker", "build", "--network", "host", "-t", IMAGE]
+    args = ["docker", "build", "--network", "host", "-t", IMAGE, "--label", "comfy-worker.image-test=1"]
     for name, value in build_args.items():
         args += ["--build-arg", f"{name}={value}"]
     started = time.monotonic()
@@ -263,6 +263,10 @@ def main() -> int:
             finally:
                 marker.unlink()
                 docker_build(build_args)  # the image tested is the tree as it is (cached: seconds)
+    # Each run's stand-in ports change the model and custom-node layers: drop this
+    # script's earlier, now untagged images, so repeated runs do not fill the disk
+    # (RunPod's SDK refuses to start a worker with under 10% of the disk free).
+    run("docker", "image", "prune", "-f", "--filter", "label=comfy-worker.image-test=1", stdout=subprocess.DEVNULL)
     report = image_report(build_s, rebuild_s)
     log("\n" + report)
     (WORK_DIR / "image-report.txt").write_text(report + "\n")
