@@ -75,6 +75,8 @@ stop_all() {
 trap 'stop_all; exit 143' TERM INT
 trap stop_all EXIT
 
+# The worker's relative paths (WORKFLOWS_DIR's default, ComfyUI/workflows) start here.
+cd "$worker_dir"
 if [ -n "${WARMUP_JOB:-}" ]; then
   log "warming up with $WARMUP_JOB"
   "$python_bin" -m comfy_worker.warmup "$WARMUP_JOB" || log "warm-up failed (see above); taking jobs anyway"

@@ -46,6 +46,15 @@ class ComfyAPI(Protocol):
         """GET /object_info: every node class with its inputs and `output_node` flag."""
         ...
 
+    async def model_folders(self) -> dict[str, list[str]]:
+        """GET /internal/folder_paths: each model folder type and the paths searched for it
+        (the image's folders and the network volume's, from extra_model_paths.yaml)."""
+        ...
+
+    async def model_files(self, folder: str) -> list[str]:
+        """GET /models/<folder>: the file names ComfyUI finds for that folder type now."""
+        ...
+
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
         """POST /prompt for this client's event stream; the prompt id, or `WorkflowRejected`."""
         ...

@@ -74,6 +74,14 @@ class ComfyClient:
     async def object_info(self) -> dict[str, Any]:
         return await self._request_json("GET", "/object_info")
 
+    async def model_folders(self) -> dict[str, list[str]]:
+        folders = await self._request_json("GET", "/internal/folder_paths") or {}
+        # Each entry is a list of paths (or, in some versions, [path, kind] pairs).
+        return {name: [p if isinstance(p, str) else p[0] for p in paths] for name, paths in folders.items()}
+
+    async def model_files(self, folder: str) -> list[str]:
+        return await self._request_json("GET", f"/models/{folder}") or []
+
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
         body = {"prompt": prompt, "client_id": self.client_id, "extra_data": extra_data}
         try:
@@ -196,29 +204,15 @@ def rejection_from_response(payload: dict[str, Any]) -> WorkflowRejected:
     for node_id, entry in (payload.get("node_errors") or {}).items():
         for item in entry.get("errors", []):
             extra = item.get("extra_info") or {}
-            node_errors.append(
-                {
-                    "node_id": node_id,
-                    "class_type": entry.get("class_type"),
-                    "type": item.get("type"),
-                    "message": item.get("message"),
-                    "details": item.get("details"),
-                    "input": extra.get("input_name"),
-                }
-            )
-    if node_errors:
-        parts = [
-            f"node {e['node_id']} ({e['class_type']})"
-            + (f" input '{e['input']}'" if e["input"] else "")
-            + f": {e['message']}"
-            + (f" - {e['details']}" if e["details"] else "")
-            for e in node_errors
-        ]
-        message = "workflow rejected by ComfyUI: " + "; ".join(parts)
-    else:
-        message = f"workflow rejected by ComfyUI: {error.get('message', 'no reason given')}"
-        if error.get("details"):
-            message += f" ({error['details']})"
-    return WorkflowRejected(
-        message, {"comfy_error": {k: error.get(k) for k in ("type", "message", "details")}, "node_errors": node_errors}
-    )
+            node_error = {
+                "node_id": node_id,
+                "class_type": entry.get("class_type"),
+                "type": item.get("type"),
+                "message": item.get("message"),
+                "details": item.get("details"),
+                "input": extra.get("input_name"),
+            }
+            if "received_value" in extra:
+                node_error["received_value"] = extra["received_value"]
+            node_errors.append(node_error)
+    return WorkflowRejected.from_comfy({k: error.get(k) for k in ("type", "message", "details")}, node_errors)

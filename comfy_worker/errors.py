@@ -71,9 +71,43 @@ class ComfyError(WorkerError):
 
 class WorkflowRejected(WorkerError):
     """ComfyUI's validation refused the prompt. `details["node_errors"]` has one entry
-    per failing node: node_id, class_type and its errors (type, message, details, input)."""
+    per error: node_id, class_type, title (when known), type, message, details, input;
+    a value that is not installed also has `missing` (value, folder, closest, searched)."""
 
     error_type = "workflow_rejected"
+
+    @classmethod
+    def from_comfy(cls, comfy_error: dict[str, Any], node_errors: list[dict[str, Any]]) -> WorkflowRejected:
+        if node_errors:
+            message = "workflow rejected by ComfyUI: " + "; ".join(map(_node_error_text, node_errors))
+        else:
+            message = f"workflow rejected by ComfyUI: {comfy_error.get('message') or 'no reason given'}"
+            if comfy_error.get("details"):
+                message += f" ({comfy_error['details']})"
+        return cls(message, {"comfy_error": comfy_error, "node_errors": node_errors})
+
+    @property
+    def node_errors(self) -> list[dict[str, Any]]:
+        return list(self.details.get("node_errors") or [])
+
+
+def _node_error_text(error: dict[str, Any]) -> str:
+    title = f" '{error['title']}'" if error.get("title") and error["title"] != error.get("class_type") else ""
+    text = f"node {error['node_id']}{title} ({error.get('class_type')})"
+    if error.get("input"):
+        text += f" input '{error['input']}'"
+    missing = error.get("missing")
+    if missing:
+        text += f": '{missing['value']}' " + (
+            "is not installed" if missing.get("folder") else "is not one of its choices"
+        )
+        text += (
+            f"; closest: {', '.join(repr(n) for n in missing['closest'])}" if missing["closest"] else "; none is close"
+        )
+        if missing.get("searched"):
+            text += f"; searched {', '.join(missing['searched'])}"
+        return text
+    return text + f": {error.get('message')}" + (f" - {error['details']}" if error.get("details") else "")
 
 
 class ExecutionFailed(WorkerError):

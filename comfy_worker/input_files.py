@@ -47,7 +47,7 @@ async def place_inputs(files: list[InputFile], settings: Settings, job_files: Jo
         if isinstance(file.image, bytes):
             data = file.image
         else:
-            data = await fetch_input(file.image, f"input.images[{index}].image", settings)
+            data = await fetch_input(file.image, file.field(index), settings)
         reference = "/".join(part for part in (file.subfolder, file.name) if part)
         placed = await asyncio.to_thread(write_input, job_files, reference, data, own_folder)
         if placed != reference:

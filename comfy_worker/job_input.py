@@ -16,8 +16,18 @@ path (`input.images[0].image`). No I/O. The shape is compatible with runpod-work
 is worker-comfyui's. URLs are checked here only for form: fetching (with its
 SSRF guard) happens when inputs are prepared.
 
+Instead of a graph in `workflow`, a job may name a workflow shipped with the worker
+(`named_workflows.py`) or ask what the worker offers:
+
+    {"workflow_name": "txt2img", "params": {"prompt": "...", "seed": 7}, ...}
+    {"list": "workflows"} | {"list": "models"}
+
+and with any workflow, `"randomize_seeds": true` gives every seed input a new random
+value (the result reports the seeds used).
+
 `input` may also arrive as a JSON string. A workflow saved in ComfyUI's UI format
-(it has `nodes` and `links`) is refused with instructions to export the API format.
+(it has `nodes` and `links`) is kept as `ui_workflow` for the worker to convert
+(`ui_format.py`): that needs ComfyUI's node definitions, which a pure parser lacks.
 """
 
 from __future__ import annotations
@@ -29,10 +39,20 @@ import re
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from .errors import InvalidJobInput
+from .ui_format import is_ui_format
 from .workflow import Workflow
 
 _DATA_URI = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)  # media type and parameters, e.g. ;charset=utf-8
@@ -73,6 +93,21 @@ def decode_base64(value: str) -> bytes:
         raise ValueError("is not valid base64, a base64 data URI or an http(s) URL") from None
 
 
+def file_content(value: Any) -> bytes | str:
+    """A file given in a job: decoded base64 (plain or data URI), or a checked http(s) URL.
+    Bytes (a file already decoded, such as a named workflow's parameter) pass as they are."""
+    if isinstance(value, bytes) and value:
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a base64 string, a data URI or an http(s) URL")
+    if value.startswith(("http://", "https://")):
+        return check_url(value)
+    data = decode_base64(value)
+    if not data:
+        raise ValueError("is empty")
+    return data
+
+
 class InputFile(BaseModel):
     """A file to place in ComfyUI's input folder before the prompt runs."""
 
@@ -103,14 +138,11 @@ class InputFile(BaseModel):
     @field_validator("image", mode="before")
     @classmethod
     def _decode_base64_or_check_url(cls, value: Any) -> bytes | str:
-        if not isinstance(value, str):
-            raise ValueError("must be a base64 string, a data URI or an http(s) URL")
-        if value.startswith(("http://", "https://")):
-            return check_url(value)
-        data = decode_base64(value)
-        if not data:
-            raise ValueError("is empty")
-        return data
+        return file_content(value)
+
+    def field(self, index: int) -> str:
+        """Where the job gave this file, for error messages."""
+        return f"input.images[{index}].image"
 
 
 class OutputOptions(BaseModel):
@@ -125,16 +157,38 @@ class OutputOptions(BaseModel):
 
 
 class JobInput(BaseModel):
-    """A job's validated input."""
+    """A job's validated input: a graph (API or UI format), a named workflow with its
+    parameters, or a `list` question. Exactly one of `workflow`, `ui_workflow`,
+    `workflow_name` and `list` is set."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    workflow: Workflow
+    workflow: Workflow | None = None
+    ui_workflow: dict[str, Any] | None = Field(default=None, description="set by parse_job_input")
+    workflow_name: str | None = Field(default=None, min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    randomize_seeds: bool = Field(default=False, strict=True)
+    list_what: Literal["workflows", "models"] | None = Field(default=None, alias="list")
     images: list[InputFile] = Field(default_factory=list)
     comfy_org_api_key: SecretStr | None = None
     timeout_s: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
     preview: bool = Field(default=False, strict=True)
     output: OutputOptions = Field(default_factory=OutputOptions)
+
+    @model_validator(mode="after")
+    def _one_request(self) -> JobInput:
+        given = [name for name in ("workflow", "workflow_name", "list_what") if getattr(self, name) is not None]
+        given = [name.replace("list_what", "list") for name in given]
+        if self.ui_workflow is not None:
+            given.append("workflow")
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'workflow' (a graph), 'workflow_name' (with 'params') or 'list'"
+                + (f"; got {' and '.join(given)}" if given else "")
+            )
+        if self.params and self.workflow_name is None:
+            raise ValueError("'params' go with 'workflow_name' (a named workflow); a graph carries its own values")
+        return self
 
     @field_validator("timeout_s")
     @classmethod
@@ -171,35 +225,34 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None) -> JobInput:
             ) from None
     if not isinstance(raw, dict):
         raise InvalidJobInput([("input", f"must be an object, got {type(raw).__name__}")])
-    workflow = raw.get("workflow")
-    if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list) and "links" in workflow:
+    if not any(key in raw for key in ("workflow", "workflow_name", "list")):
         raise InvalidJobInput(
-            [
-                (
-                    "input.workflow",
-                    "is in ComfyUI's UI format (it has 'nodes' and 'links'); send the API format instead: "
-                    "in ComfyUI use Workflow > Export (API), or enable dev mode and 'Save (API Format)'",
-                )
-            ]
+            [("input.workflow", "is required (or name a shipped workflow with 'workflow_name', or ask 'list')")]
         )
+    if "ui_workflow" in raw:
+        raise InvalidJobInput([("input.ui_workflow", "is not a known field (send a UI-format graph as 'workflow')")])
+    if is_ui_format(raw.get("workflow")):
+        # Converted by the worker, which knows ComfyUI's nodes (ui_format.py).
+        raw = {**raw, "ui_workflow": raw["workflow"]}
+        del raw["workflow"]
     try:
         job_input = JobInput.model_validate(raw, context={"max_timeout_s": max_timeout_s})
     except ValidationError as exc:
-        raise InvalidJobInput([(_field_path(err["loc"]), _problem(err)) for err in exc.errors()]) from None
-    problems = job_input.workflow.link_problems()
+        raise InvalidJobInput([(field_path(err["loc"]), problem_text(err)) for err in exc.errors()]) from None
+    problems = job_input.workflow.link_problems() if job_input.workflow is not None else []
     if problems:
         raise InvalidJobInput(problems)
     return job_input
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
+def field_path(loc: tuple[int | str, ...]) -> str:
     path = "input"
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path
 
 
-def _problem(err: ErrorDetails) -> str:
+def problem_text(err: ErrorDetails) -> str:
     message = err["msg"]
     # pydantic prefixes messages raised in validators with "Value error, ".
     message = message.removeprefix("Value error, ")

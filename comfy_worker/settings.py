@@ -64,6 +64,9 @@ class Settings:
     """host:port of the ComfyUI server."""
     comfyui_path: Path = setting("COMFYUI_PATH", Path, Path("/comfyui"))
     """ComfyUI's base folder; job files live in its `input/`, `output/` and `temp/`."""
+    workflows_dir: Path = setting("WORKFLOWS_DIR", Path, Path("ComfyUI/workflows"))
+    """The named workflows (`<name>.json` with its parameter map `<name>.toml`), read at start-up; a
+    relative path starts in the worker's folder (start.sh runs from it)."""
     comfy_pid_file: Path = setting("COMFY_PID_FILE", Path, Path("/tmp/comfyui.pid"))
     """ComfyUI's PID, written by start.sh: the worker waits for ComfyUI while this process lives and
     fails at once when it has exited. Without the file it waits up to the timeout."""

@@ -7,9 +7,12 @@ returns a result dict, never raises (except `CancelledError`, which RunPod's
 cancel must see); `await close()` closes the connections, which the next job
 reopens in whatever event loop runs it.
 
-`_run_stages` reads as the job's story: parse the input, connect, check the
-workflow against ComfyUI's nodes, place the input files, submit the tagged
-workflow, follow it (progress, timeout, cancel), find its outputs, deliver them.
+`_run_stages` reads as the job's story: parse the input, connect, build the graph
+to run (as sent, converted from the UI format, or a named workflow with its
+parameters; seeds randomized if asked), check it against ComfyUI's nodes, place the
+input files, submit the tagged workflow (a refused model is explained with what is
+installed), follow it (progress, timeout, cancel), find its outputs, deliver them.
+A `list` job answers from ComfyUI and the named workflows instead.
 `run_job` around it is the one error boundary: a `WorkerError` becomes the
 documented error result; anything else becomes an `internal_error` with its
 traceback logged once. Clean-up steps sit on an `AsyncExitStack`, each guarded,
@@ -36,15 +39,18 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from . import ui_format
 from .comfy_api import ComfyAPI, ComfyEvent
 from .comfy_client import ComfyClient
 from .comfy_process import ComfyProcess, wait_until_ready
 from .delivery import deliver_outputs
-from .errors import InternalError, InvalidJobInput, JobTimedOut, WorkerError, error_result
+from .errors import InternalError, InvalidJobInput, JobTimedOut, WorkerError, WorkflowRejected, error_result
 from .history import files_in_history, texts_in_history
 from .input_files import place_inputs
+from .installed import InstalledModels, explain_missing_models, loader_inputs
 from .job_files import JobFiles, JobFolders
-from .job_input import JobInput, parse_job_input
+from .job_input import InputFile, JobInput, parse_job_input
+from .named_workflows import WorkflowLibrary, WorkflowLibraryError
 from .progress import Change, ProgressRelay, ProgressSink, ProgressTracker
 from .prompt import stop_prompt, submit_prompt, wait_for_prompt
 from .settings import Settings
@@ -84,14 +90,26 @@ class Worker:
         self.folders = JobFolders.of(settings.comfyui_path)
         self._progress = progress
         self._nodes: NodeCatalog | None = None
+        self._library: WorkflowLibrary | WorkflowLibraryError = WorkflowLibrary({})
         self._one_job_at_a_time = asyncio.Lock()
 
     async def start(self) -> None:
-        """Wait until ComfyUI answers, then learn its nodes (once)."""
+        """Wait until ComfyUI answers, then learn its nodes and read the named workflows (once).
+        The UI-format converter is imported meanwhile, while ComfyUI boots."""
         if self._nodes is not None:
             return
+        importing = asyncio.ensure_future(asyncio.to_thread(ui_format.preload))
         await wait_until_ready(self.comfy, self.process, self.settings)
-        self._nodes = NodeCatalog.from_object_info(await self.comfy.object_info())
+        object_info = await self.comfy.object_info()
+        await importing
+        try:
+            self._library = await asyncio.to_thread(WorkflowLibrary.load, self.settings.workflows_dir, object_info)
+            log.info("named workflows: %s", ", ".join(self._library.workflows) or "none")
+        except WorkflowLibraryError as error:
+            # Jobs that send a graph still run; jobs that name a workflow get this error.
+            log.error("the named workflows in %s cannot be used:\n%s", self.settings.workflows_dir, error)
+            self._library = error
+        self._nodes = NodeCatalog.from_object_info(object_info)
 
     async def close(self) -> None:
         await self.comfy.close()
@@ -136,12 +154,16 @@ class Worker:
         request = self._validate(job.get("input"))
         with timings.stage("wait_for_comfyui_s"):
             nodes = await self._ready()
-        self._refuse_unsafe_file_inputs(nodes, request.workflow)
+        if request.list_what is not None:
+            return await self._answer_list(request.list_what)
+        workflow, param_files, about = await self._workflow_to_run(request, nodes)
+        self._refuse_unsafe_file_inputs(nodes, workflow)
         with timings.stage("upload_inputs_s"):
-            renames = await place_inputs(request.images, self.settings, job_files)
+            renames = await place_inputs([*request.images, *param_files], self.settings, job_files)
+        about["seeds"] = workflow.seeds()
         # A tag of its own per run: a repeated job id must not be served from ComfyUI's cache.
         run_tag = f"{job_id}/{uuid.uuid4().hex[:8]}"
-        workflow = request.workflow.with_files_renamed(renames).tagged(run_tag, nodes.output_classes)
+        workflow = workflow.with_files_renamed(renames).tagged(run_tag, nodes.output_classes)
         tracker = ProgressTracker(
             workflow, request.preview, self.settings.progress_preview_max_bytes, timings.started_at
         )
@@ -162,7 +184,7 @@ class Worker:
                 job_id,
                 job_files,
             )
-        return {**outputs, "timings": timings.as_dict()}
+        return {**outputs, **about, "timings": timings.as_dict()}
 
     # -- the stages' glue --------------------------------------------------------
 
@@ -174,6 +196,61 @@ class Worker:
                 [("input.output.storage", "is 's3' but this endpoint has no bucket (set BUCKET_ENDPOINT_URL and keys)")]
             )
         return request
+
+    async def _workflow_to_run(
+        self, request: JobInput, nodes: NodeCatalog
+    ) -> tuple[Workflow, list[InputFile], dict[str, Any]]:
+        """The API-format graph the job asks for, the files its parameters bring, and what
+        the result says of where it came from (format or name)."""
+        files: list[InputFile] = []
+        if request.workflow_name is not None:
+            if isinstance(self._library, WorkflowLibraryError):
+                raise InvalidJobInput(
+                    [("input.workflow_name", f"the worker's named workflows could not be read: {self._library}")]
+                )
+            named = self._library.get(request.workflow_name)
+            workflow, files = named.apply(request.params)
+            about: dict[str, Any] = {"workflow_name": named.name}
+        elif request.ui_workflow is not None:
+            # In a thread: a big graph takes the converter milliseconds.
+            api = await asyncio.to_thread(ui_format.to_api_format, request.ui_workflow, nodes.object_info)
+            workflow = Workflow.from_api(api)
+            problems = workflow.link_problems()
+            if problems:
+                raise InvalidJobInput(problems)
+            about = {"workflow_format": "ui"}
+        else:
+            assert request.workflow is not None
+            workflow, about = request.workflow, {"workflow_format": "api"}
+        if request.randomize_seeds:
+            workflow = workflow.with_random_seeds()
+        return workflow, files, about
+
+    async def _answer_list(self, what: str) -> dict[str, Any]:
+        """`{"list": "workflows"}`: the named workflows with their parameters' JSON Schemas.
+        `{"list": "models"}`: each model folder's files and paths, and which loader inputs
+        choose from them (asked now: files on the network volume come and go)."""
+        if what == "workflows":
+            if isinstance(self._library, WorkflowLibraryError):
+                raise InvalidJobInput(
+                    [("input.list", f"the worker's named workflows could not be read: {self._library}")]
+                )
+            return {"workflows": self._library.describe()}
+        installed = await InstalledModels.read(self.comfy)
+        return {
+            "models": dict(installed.files),
+            "folders": dict(installed.folders),
+            "loader_inputs": loader_inputs(await self.comfy.object_info(), installed),
+        }
+
+    async def _explain_rejection(self, rejected: WorkflowRejected, workflow: Workflow) -> WorkflowRejected:
+        """A refused value that is not installed, explained (see `installed.py`)."""
+        if not any(error.get("type") == "value_not_in_list" for error in rejected.node_errors):
+            return rejected
+        assert self._nodes is not None
+        return explain_missing_models(
+            rejected, workflow, self._nodes.object_info, await InstalledModels.read(self.comfy)
+        )
 
     async def _ready(self) -> NodeCatalog:
         """ComfyUI's nodes, once it is up (the first job after a bare start waits here)."""
@@ -198,6 +275,8 @@ class Worker:
         submitting = asyncio.ensure_future(submit_prompt(self.comfy, workflow, extra_data))
         try:
             prompt_id = await asyncio.shield(submitting)
+        except WorkflowRejected as rejected:
+            raise await self._explain_rejection(rejected, workflow) from None
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 prompt_id = await asyncio.wait_for(submitting, self.settings.stop_grace_s)

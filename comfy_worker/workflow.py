@@ -22,14 +22,16 @@ loading, sampling) stays cached.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, TypeAdapter
 from pydantic_core import core_schema
 
 JOB_TAG_INPUT = "_runpod_job_id"
+SEED_INPUTS = frozenset({"seed", "noise_seed"})
 
 
 class WorkflowNode(BaseModel):
@@ -57,10 +59,11 @@ class NodeCatalog:
 
     output_classes: frozenset[str]
     file_inputs: FileInputs
+    object_info: Mapping[str, Any]  # as read at start-up: custom nodes do not change while it runs
 
     @classmethod
     def from_object_info(cls, object_info: Mapping[str, Any]) -> NodeCatalog:
-        return cls(output_node_classes(object_info), file_name_inputs(object_info))
+        return cls(output_node_classes(object_info), file_name_inputs(object_info), object_info)
 
 
 def file_name_inputs(object_info: Mapping[str, Any]) -> FileInputs:
@@ -90,7 +93,7 @@ def _escapes(value: str) -> bool:
     return path.startswith(("/", "\\", "~")) or ".." in parts or "\0" in path or (len(path) > 1 and path[1] == ":")
 
 
-def _is_link(value: Any) -> bool:
+def is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
@@ -112,6 +115,11 @@ class Workflow:
             return cls({node_id: node.model_dump() for node_id, node in nodes.items()})
 
         return core_schema.no_info_after_validator_function(build, handler.generate_schema(dict[str, WorkflowNode]))
+
+    @classmethod
+    def from_api(cls, nodes: Any) -> Workflow:
+        """Validate an API-format graph (raises pydantic's ValidationError, a ValueError)."""
+        return TypeAdapter(cls).validate_python(nodes)
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -144,6 +152,35 @@ class Workflow:
         """What to call the node in messages: its title, else its class, else its id."""
         return self.title(node_id) or self.class_type(node_id) or f"node {node_id}"
 
+    def input_value(self, node_id: str, name: str) -> Any:
+        node = self._nodes.get(node_id)
+        return node["inputs"].get(name) if node else None
+
+    def with_inputs(self, values: Mapping[tuple[str, str], Any]) -> Workflow:
+        """A copy with each (node id, input name) set to its value."""
+        nodes = dict(self._nodes)
+        for (node_id, name), value in values.items():
+            node = nodes[node_id]
+            nodes[node_id] = {**node, "inputs": {**node["inputs"], name: value}}
+        return Workflow(nodes)
+
+    def _seed_inputs(self) -> dict[tuple[str, str], int]:
+        return {
+            (node_id, name): value
+            for node_id, node in self._nodes.items()
+            for name, value in node["inputs"].items()
+            if name in SEED_INPUTS and isinstance(value, int) and not isinstance(value, bool)
+        }
+
+    def seeds(self) -> dict[str, int]:
+        """{"<node id>.<input>": value} for every seed input set to a number (not wired)."""
+        return {f"{node_id}.{name}": value for (node_id, name), value in self._seed_inputs().items()}
+
+    def with_random_seeds(self) -> Workflow:
+        """A copy whose seed inputs (see `seeds`) hold new random values, each below 2**53
+        so that JavaScript clients read them back exactly."""
+        return self.with_inputs({key: secrets.randbelow(2**53) for key in self._seed_inputs()})
+
     def output_nodes(self, output_classes: frozenset[str]) -> list[str]:
         return [node_id for node_id, node in self._nodes.items() if node.get("class_type") in output_classes]
 
@@ -160,7 +197,7 @@ class Workflow:
         problems = []
         for node_id, node in self._nodes.items():
             for name, value in node["inputs"].items():
-                if _is_link(value) and value[0] not in self._nodes:
+                if is_link(value) and value[0] not in self._nodes:
                     problems.append(
                         (
                             f"input.workflow.{node_id}.inputs.{name}",
@@ -175,7 +212,7 @@ class Workflow:
 
     def _find_cycle(self) -> list[str]:
         upstream = {
-            node_id: [value[0] for value in node["inputs"].values() if _is_link(value) and value[0] in self._nodes]
+            node_id: [value[0] for value in node["inputs"].values() if is_link(value) and value[0] in self._nodes]
             for node_id, node in self._nodes.items()
         }
         on_path, done = 1, 2

@@ -11,6 +11,11 @@ comfy/supported_models.py SD15):
 - CLIP-L: full size, since CheckpointLoaderSimple builds it from a fixed config.
 - VAE: TAESD (keys taesd_encoder/taesd_decoder make comfy/sd.py pick it).
 
+Beside it, for workflows that load a VAE or a LoRA of their own (the editor's
+templates do): the checkpoint's TAESD halves as `models/vae_approx/taesd_encoder`
+and `taesd_decoder` (VAELoader offers them as "taesd"), and `models/loras/tiny-lora`,
+a rank-4 LoRA on the UNet's first attention layer (it changes the image).
+
 Weights are seeded, so the same seed gives a byte-identical file. The tensors are
 built with ComfyUI's own classes, so key names are exactly what it expects.
 Run with the local venv's Python and ComfyUI on the import path
@@ -26,6 +31,8 @@ import sys
 from pathlib import Path
 
 CHECKPOINT_NAME = "tiny-random-sd15-noise.safetensors"
+LORA_NAME = "tiny-lora.safetensors"
+LORA_RANK = 4
 
 log = logging.getLogger("make_tiny_checkpoint")
 
@@ -106,19 +113,47 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[make_tiny_checkpoint] %(message)s")
 
-    target = args.comfyui_dir / "models" / "checkpoints" / CHECKPOINT_NAME
-    if target.exists() and not args.force:
-        log.info("exists: %s", target)
+    models = args.comfyui_dir / "models"
+    target = models / "checkpoints" / CHECKPOINT_NAME
+    companions = [
+        models / "vae_approx" / "taesd_encoder.safetensors",
+        models / "vae_approx" / "taesd_decoder.safetensors",
+    ]
+    lora = models / "loras" / LORA_NAME
+    if all(path.exists() for path in (target, *companions, lora)) and not args.force:
+        log.info("exists: %s and its VAE and LoRA files", target)
         return 0
-    from safetensors.torch import save_file
+    import torch
 
     state = build_state_dict(args.seed)
+    for half, path in zip(("encoder", "decoder"), companions, strict=True):
+        prefix = f"first_stage_model.taesd_{half}."
+        write(
+            path, {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}, args.seed
+        )
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    base = "lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q"
+    write(
+        lora,
+        {
+            f"{base}.lora_down.weight": torch.randn(LORA_RANK, 320, generator=generator).half() * 0.5,
+            f"{base}.lora_up.weight": torch.randn(320, LORA_RANK, generator=generator).half() * 0.5,
+            f"{base}.alpha": torch.tensor(float(LORA_RANK)).half(),
+        },
+        args.seed,
+    )
+    write(target, state, args.seed)
+    return 0
+
+
+def write(target: Path, state: dict, seed: int) -> None:
+    from safetensors.torch import save_file
+
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
-    save_file(state, str(partial), metadata={"note": "random weights, not a model", "seed": str(args.seed)})
+    save_file(state, str(partial), metadata={"note": "random weights, not a model", "seed": str(seed)})
     partial.replace(target)
-    log.info("wrote %s (%d tensors, %.0f MB)", target, len(state), target.stat().st_size / 1e6)
-    return 0
+    log.info("wrote %s (%d tensors, %.1f MB)", target, len(state), target.stat().st_size / 1e6)
 
 
 if __name__ == "__main__":

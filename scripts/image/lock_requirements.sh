@@ -17,6 +17,7 @@ cp "$local_dir/ComfyUI/requirements.txt" "$local_dir/comfyui-$COMFYUI_VERSION-re
 "$local_dir/venv/bin/uv" pip compile --quiet --native-tls \
   --python-version 3.12 --python-platform x86_64-manylinux_2_28 --generate-hashes \
   --custom-compile-command "bash scripts/image/lock_requirements.sh" \
+  --excludes requirements-lock-excludes.txt \
   requirements-cuda.txt "$local_dir/comfyui-$COMFYUI_VERSION-requirements.txt" requirements.txt \
   -o requirements.lock
 # Paths of the local runtime say nothing to a reader: name the inputs by what they are.

@@ -49,7 +49,9 @@ def test_every_problem_is_reported_with_its_field():
 
 
 def test_missing_workflow():
-    assert problems({"images": []}) == {"input.workflow": "is required"}
+    assert problems({"images": []}) == {
+        "input.workflow": "is required (or name a shipped workflow with 'workflow_name', or ask 'list')"
+    }
 
 
 def test_empty_workflow():
@@ -68,9 +70,39 @@ def test_input_that_is_not_an_object(raw, expected):
     assert problems(raw)["input"].startswith(expected)
 
 
-def test_ui_format_workflow_gets_instructions():
-    found = problems({"workflow": {"nodes": [], "links": [], "version": 0.4}})
-    assert "Export (API)" in found["input.workflow"]
+def test_ui_format_workflow_is_kept_for_the_worker_to_convert():
+    ui = {"nodes": [{"id": 1, "type": "EmptyImage"}], "links": [], "version": 0.4}
+    request = parse_job_input({"workflow": ui})
+    assert request.workflow is None
+    assert request.ui_workflow == ui
+
+
+def test_named_workflow_with_params_and_seeds():
+    request = parse_job_input({"workflow_name": "txt2img", "params": {"seed": 3}, "randomize_seeds": True})
+    assert (request.workflow_name, request.params, request.randomize_seeds) == ("txt2img", {"seed": 3}, True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"workflow": WORKFLOW, "list": "models"}, "give exactly one of"),
+        ({"workflow": WORKFLOW, "params": {"seed": 1}}, "'params' go with 'workflow_name'"),
+        ({"workflow_name": "a", "list": "workflows"}, "got workflow_name and list"),
+    ],
+)
+def test_one_request_per_job(raw, expected):
+    assert expected in problems(raw)["input"]
+
+
+def test_list_takes_workflows_or_models():
+    assert parse_job_input({"list": "models"}).list_what == "models"
+    assert problems({"list": "nodes"}) == {"input.list": "input should be 'workflows' or 'models'"}
+
+
+def test_ui_workflow_is_not_a_field_users_send():
+    assert (
+        "send a UI-format graph as 'workflow'" in problems({"ui_workflow": {}, "list": "models"})["input.ui_workflow"]
+    )
 
 
 def test_duplicate_image_names_are_refused():
