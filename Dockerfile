@@ -74,5 +74,14 @@ RUN python -m pip install --no-deps /worker
 COPY start.sh test_input.json /worker/
 COPY ComfyUI/extra_model_paths.yaml ComfyUI/launch.args /worker/ComfyUI/
 
+# 6. The named workflows (README: "Named workflows"), proven here against this ComfyUI,
+#    its custom nodes and its baked models: the build fails naming the workflow and
+#    what is missing, so a bad image never reaches RunPod. (~15 s: ComfyUI starts on the CPU.)
+ARG WORKFLOWS_DIR=ComfyUI/workflows
+COPY ${WORKFLOWS_DIR} /worker/ComfyUI/workflows
+COPY scripts/image/check_workflows.py /worker/scripts/image/
+RUN python /worker/scripts/image/check_workflows.py --comfyui /comfyui \
+      --workflows /worker/ComfyUI/workflows --launch-args /worker/ComfyUI/launch.args
+
 WORKDIR /worker
 CMD ["/worker/start.sh"]

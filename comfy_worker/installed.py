@@ -134,3 +134,24 @@ def closest_names(value: str, choices: list[str]) -> list[str]:
 
     keyed = {key(choice): choice for choice in choices}
     return [keyed[k] for k in difflib.get_close_matches(key(value), list(keyed), n=CLOSEST, cutoff=0.4)]
+
+
+def values_not_installed(workflow: Workflow, object_info: Mapping[str, Any], skip: set[tuple[str, str]]) -> list[str]:
+    """Each list input whose value ComfyUI does not offer (a model file that is not
+    installed, most often), as "node <id> '<title>' (<class>) input '<name>': '<value>'".
+    Upload inputs (LoadImage's file) and the (node, input) pairs in `skip` (a job's
+    parameters fill them) are left out."""
+    found = []
+    for node_id in workflow:
+        class_type = workflow.class_type(node_id) or ""
+        inputs = (object_info.get(class_type) or {}).get("input") or {}
+        for name, spec in {**(inputs.get("required") or {}), **(inputs.get("optional") or {})}.items():
+            value = workflow.input_value(node_id, name)
+            choices = combo_choices(spec)
+            options = spec[1] if isinstance(spec, list) and len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if choices is None or not isinstance(value, str) or (node_id, name) in skip or value in choices:
+                continue
+            if any(options.get(key) for key in ("image_upload", "video_upload", "audio_upload", "upload")):
+                continue
+            found.append(f"node {node_id} '{workflow.display_name(node_id)}' ({class_type}) input '{name}': '{value}'")
+    return found

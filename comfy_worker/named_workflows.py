@@ -47,6 +47,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     StrictBool,
     StrictInt,
     StrictStr,
@@ -151,6 +152,10 @@ class NamedWorkflow:
                 changes[(node_id, spec.input)] = value
         return self.workflow.with_inputs(changes), files
 
+    def parameter_inputs(self) -> set[tuple[str, str]]:
+        """(node id, input name) of every input a parameter sets."""
+        return {(node_id, spec.input) for spec in self.params.values() for node_id in spec.nodes}
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -208,6 +213,10 @@ def load_named_workflow(path: Path, object_info: Mapping[str, Any]) -> NamedWork
         raise WorkflowLibraryError(f"{path}: {error.message.removeprefix('invalid job input: ')}") from None
     except ValueError as exc:
         raise WorkflowLibraryError(f"{path}: not an API-format or UI-format workflow ({exc})") from None
+    unknown = [node_id for node_id in workflow if workflow.class_type(node_id) not in object_info]
+    if unknown:
+        names = ", ".join(f"node {node_id} ({workflow.class_type(node_id)})" for node_id in unknown)
+        raise WorkflowLibraryError(f"{path}: node types this ComfyUI does not have: {names}")
     params = _read_param_map(path.with_suffix(".toml"))
     problems = [
         problem
@@ -288,7 +297,9 @@ def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) 
         return media, Field(default=None, description=spec.description, json_schema_extra=extra)
     annotation: Any = {"string": StrictStr, "int": StrictInt, "float": float, "bool": StrictBool}.get(spec.type)
     if spec.type == "choice":
-        annotation = Literal[tuple(spec.choices or _combo_options(spec, workflow, object_info))]
+        choices = spec.choices or _combo_options(spec, workflow, object_info)
+        annotation = Literal[tuple(choices)]
+        extra["enum"] = list[JsonValue](choices)  # pydantic writes a lone choice as "const"; forms want "enum"
     default = spec.default if "default" in spec.model_fields_set else current
     numeric = spec.type in ("int", "float")
     field = Field(

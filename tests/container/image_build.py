@@ -10,7 +10,9 @@ Stand-ins, each behind a build argument whose default is the real thing:
 - HF_ENDPOINT and MODELS_MANIFEST: a Hugging Face-compatible server on 127.0.0.1
   carrying the generated tiny checkpoint, and a manifest naming it with its sha256;
 - CUSTOM_NODES_MANIFEST: a manifest naming a git repository served on 127.0.0.1,
-  holding a small custom node of the tests' own that declares a pip requirement.
+  holding a small custom node of the tests' own that declares a pip requirement;
+- WORKFLOWS_DIR: the shipped named workflows, staged to name the stand-in checkpoint
+  (tests/support/shipped_workflows.py), so the build's proof of them passes.
 Everything else is the real build: the same Dockerfile, scripts and lock file.
 
     python -m tests.container.image_build [PYTEST ARGS]
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from tests.support.fake_hub import fake_hub
 from tests.support.servers import http_file_server
+from tests.support.shipped_workflows import stage_workflows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", REPO_ROOT / ".local"))
@@ -216,6 +219,7 @@ def main() -> int:
     checkpoint = TINY_CHECKPOINT.read_bytes()
     shutil.rmtree(STAGING, ignore_errors=True)
     STAGING.mkdir()
+    stage_workflows(STAGING / "workflows", TINY_CHECKPOINT.name)  # the shipped ones, on the stand-in checkpoint
     with tempfile.TemporaryDirectory() as tmp, fake_hub({"local/tiny-sd15/tiny.safetensors": checkpoint}) as hub:
         bare = test_node_repository(Path(tmp))
         (STAGING / "models.json").write_text(
@@ -253,6 +257,7 @@ def main() -> int:
                 "HF_ENDPOINT": hub,
                 "MODELS_MANIFEST": ".image-test/models.json",
                 "CUSTOM_NODES_MANIFEST": ".image-test/custom_nodes.json",
+                "WORKFLOWS_DIR": ".image-test/workflows",
             }
             log("building the Dockerfile with the stand-ins")
             build_s = docker_build(build_args)

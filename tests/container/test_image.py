@@ -11,8 +11,10 @@ import time
 import urllib.request
 
 from client import EndpointClient
+from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME as TINY_CHECKPOINT
 from tests.support.comfyui_server import free_port
 from tests.support.servers import wait_until
+from tests.support.templates import on_tiny_models, template
 
 from .conftest import IMAGE, REPO_ROOT, docker, tiny_job
 
@@ -43,6 +45,20 @@ def test_a_job_through_the_local_endpoint_completes_with_progress(running_worker
     [image] = final["output"]["images"]
     assert base64.b64decode(image["data"]).startswith(PNG_MAGIC)
     assert any(s["status"] == "IN_PROGRESS" and (s.get("output") or {}).get("message") for s in seen), seen
+
+
+def test_ui_format_and_named_workflows_run_in_the_image(running_worker):
+    # The converter works with only what the lock installs (comfy-cli without its CLI's dependencies).
+    client = EndpointClient(running_worker.endpoint_url)
+    ui_job = client.wait(client.submit({"workflow": on_tiny_models(template("default"))}), poll_interval_s=0.1)
+    assert ui_job["status"] == "COMPLETED", ui_job
+    assert ui_job["output"]["workflow_format"] == "ui"
+
+    params = {"checkpoint": TINY_CHECKPOINT, "steps": 2, "width": 64, "height": 64, "seed": 5}
+    named = client.wait(client.submit({"workflow_name": "txt2img", "params": params}), poll_interval_s=0.1)
+    assert named["status"] == "COMPLETED", named
+    assert named["output"]["seeds"] == {"3.seed": 5}
+    assert base64.b64decode(named["output"]["images"][0]["data"]).startswith(PNG_MAGIC)
 
 
 def test_a_cancel_stops_comfyuis_work(running_worker):

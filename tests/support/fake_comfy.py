@@ -70,6 +70,7 @@ class FakeComfy:
         self.input_dir = comfyui_path / "input"
         self.client_id = "fake-client"
         self.object_info_data = object_info or OBJECT_INFO
+        self.model_files_data: dict[str, list[str]] = {"checkpoints": ["sd15.safetensors"], "loras": []}
         self.runs: list[Run] = []  # consumed one per queued prompt; default Run.success()
         self.prompts: dict[str, dict[str, Any]] = {}
         self.histories: dict[str, dict[str, Any]] = {}
@@ -92,6 +93,14 @@ class FakeComfy:
     async def object_info(self) -> dict[str, Any]:
         self._record("object_info")
         return self.object_info_data
+
+    async def model_folders(self) -> dict[str, list[str]]:
+        self._record("model_folders")
+        return {folder: [f"/models/{folder}"] for folder in self.model_files_data}
+
+    async def model_files(self, folder: str) -> list[str]:
+        self._record("model_files")
+        return self.model_files_data.get(folder, [])
 
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
         self._record("queue_prompt")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from comfy_worker.comfy_process import ComfyProcess
+from comfy_worker.errors import WorkflowRejected
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from comfy_worker.workflow import JOB_TAG_INPUT
@@ -44,7 +45,12 @@ def progress() -> list[dict]:
 @pytest.fixture
 def make_worker(comfyui_path, comfy, progress, tmp_path):
     def make(store=None, pid_file: Path | None = None, **settings) -> Worker:
-        settings = Settings(comfyui_path=comfyui_path, comfy_pid_file=tmp_path / "no-pid-file", **settings)
+        settings = Settings(
+            comfyui_path=comfyui_path,
+            comfy_pid_file=tmp_path / "no-pid-file",
+            workflows_dir=tmp_path / "workflows",  # none: the shipped ones need the real ComfyUI's nodes
+            **settings,
+        )
         process = ComfyProcess(pid_file or settings.comfy_pid_file)
         return Worker(
             settings, lambda job, payload: progress.append(payload), comfy=comfy, store=store, process=process
@@ -288,3 +294,32 @@ async def test_a_prompt_that_ignores_the_interrupt_gets_comfyui_restarted(make_w
     assert "was stopped" not in result["error"] and "refresh_worker" not in result
     assert await asyncio.wait_for(sleeper.wait(), 5) == -9, "ComfyUI was killed"
     assert not worker.process.is_dead(), "a restart is awaited, not a death reported"
+
+
+async def test_a_refused_model_is_explained_with_what_is_installed(make_worker, comfy):
+    comfy.fail_on["queue_prompt"] = WorkflowRejected.from_comfy(
+        {"type": "prompt_outputs_failed_validation"},
+        [
+            {
+                "node_id": "1", "class_type": "CheckpointLoaderSimple", "type": "value_not_in_list",
+                "message": "Value not in list", "details": "...", "input": "ckpt_name",
+                "received_value": "sd16.safetensors",
+            }
+        ],
+    )  # fmt: skip
+    worker = make_worker()
+    workflow = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd16.safetensors"}}}
+
+    result = await worker.handle({"id": "missing", "input": {"workflow": workflow}})
+
+    assert result["error_type"] == "workflow_rejected"
+    assert (
+        "'sd16.safetensors' is not installed; closest: 'sd15.safetensors'; searched /models/checkpoints"
+        in result["error"]
+    )
+
+
+async def test_a_list_job_answers_without_a_prompt(make_worker, comfy):
+    result = await make_worker().handle({"id": "list", "input": {"list": "workflows"}})
+    assert result == {"workflows": []}
+    assert "queue_prompt" not in comfy.calls

@@ -1,0 +1,100 @@
+"""Prove the named workflows before an image ships: every one loads (its parameter map
+fits its graph), its node types exist in this ComfyUI, and every model file it names
+is installed. Exits 1 naming each workflow and what is wrong.
+
+    python scripts/image/check_workflows.py --comfyui /comfyui --workflows /worker/ComfyUI/workflows
+
+It starts the ComfyUI tree on the CPU (an image build has no GPU) with the worker's
+launch flags (ComfyUI/launch.args), reads GET /object_info, and stops it. A list
+input that a parameter fills (img2img's image) is the job's to give, so it is not
+checked; a model that only the network volume will hold fails here on purpose:
+give its workflow a `choice` parameter for it instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from comfy_worker.installed import values_not_installed
+from comfy_worker.named_workflows import WorkflowLibrary, WorkflowLibraryError
+
+log = logging.getLogger("check_workflows")
+START_TIMEOUT_S = 300
+
+
+def launch_flags(launch_args: Path) -> list[str]:
+    return " ".join(line.split("#", 1)[0] for line in launch_args.read_text().splitlines()).split()
+
+
+def object_info_of(comfyui: Path, launch_args: Path) -> dict[str, Any]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)]
+    with tempfile.TemporaryFile() as output:
+        server = subprocess.Popen([*command, *launch_flags(launch_args)], cwd=comfyui, stdout=output, stderr=output)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while time.monotonic() < deadline and server.poll() is None:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=30) as answer:
+                        return json.load(answer)
+                except OSError:
+                    time.sleep(0.5)
+            output.seek(0)
+            tail = output.read().decode(errors="replace")[-3000:]
+            raise SystemExit(f"ComfyUI did not start (exit code {server.poll()}); its log ends:\n{tail}")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def problems(workflows: Path, object_info: dict[str, Any]) -> list[str]:
+    try:
+        library = WorkflowLibrary.load(workflows, object_info)
+    except WorkflowLibraryError as error:
+        return str(error).splitlines()
+    found = []
+    for name, workflow in sorted(library.workflows.items()):
+        for missing in values_not_installed(
+            workflow.workflow, object_info, workflow.parameter_inputs() - _choices(workflow)
+        ):
+            found.append(f"{workflows / name}.json: {missing} is not installed or not offered")
+    log.info("checked %d named workflows: %s", len(library.workflows), ", ".join(library.workflows) or "none")
+    return found
+
+
+def _choices(workflow: Any) -> set[tuple[str, str]]:
+    """Inputs set by `choice` parameters: their default (the workflow's value) must be installed too."""
+    return {(node, spec.input) for spec in workflow.params.values() if spec.type == "choice" for node in spec.nodes}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--comfyui", type=Path, required=True, help="the ComfyUI tree, models and custom nodes in place"
+    )
+    parser.add_argument("--workflows", type=Path, required=True)
+    parser.add_argument(
+        "--launch-args", type=Path, default=Path(__file__).resolve().parents[2] / "ComfyUI" / "launch.args"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="[check_workflows] %(message)s")
+    found = problems(args.workflows, object_info_of(args.comfyui, args.launch_args))
+    for problem in found:
+        log.error("%s", problem)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
