@@ -1,13 +1,18 @@
 """ComfyUI/extra_model_paths.yaml: every model folder of the pinned ComfyUI, and a real
-ComfyUI finds a model placed on the 'volume'."""
+ComfyUI finds a model placed on the 'volume'; so do the worker's list job and its
+missing-model errors."""
 
+import asyncio
 import json
 import subprocess
 import urllib.request
 
 import yaml
 
+from comfy_worker.settings import Settings
+from comfy_worker.worker import Worker
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, start_comfyui
+from tests.support.workflows import txt2img
 
 from .conftest import REPO_ROOT
 
@@ -59,5 +64,32 @@ def test_comfyui_finds_models_on_the_volume(tmp_path):
 
         assert "on-the-volume.safetensors" in listed("loras")
         assert "legacy-folder.safetensors" in listed("diffusion_models")
+
+        # The worker's list job and its missing-model errors see the volume too.
+        settings = Settings.from_env({**server.env(), "WORKFLOWS_DIR": str(tmp_path / "no-workflows")})
+        models, refused = asyncio.run(list_models_and_refuse_a_lora(settings))
+        assert "on-the-volume.safetensors" in models["models"]["loras"]
+        assert f"{volume}/loras" in models["folders"]["loras"]
+        assert models["loader_inputs"]["LoraLoader.lora_name"]["folder"] == "loras"
+        [error] = refused["details"]["node_errors"]
+        assert error["missing"]["closest"] == ["on-the-volume.safetensors"]
+        assert f"{volume}/loras" in error["missing"]["searched"]
     finally:
         server.stop()
+
+
+async def list_models_and_refuse_a_lora(settings: Settings) -> tuple[dict, dict]:
+    worker = Worker(settings)
+    try:
+        models = await worker.handle({"id": "list", "input": {"list": "models"}})
+        workflow = txt2img()
+        workflow["10"] = {
+            "class_type": "LoraLoader",
+            "inputs": {"lora_name": "on_the_volume.safetensors", "strength_model": 1.0, "strength_clip": 1.0,
+                       "model": ["4", 0], "clip": ["4", 1]},
+        }  # fmt: skip
+        workflow["3"]["inputs"]["model"] = ["10", 0]
+        refused = await worker.handle({"id": "refused", "input": {"workflow": workflow}})
+        return models, refused
+    finally:
+        await worker.close()
