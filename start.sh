@@ -13,6 +13,8 @@
 # Settings (environment): COMFYUI_PATH, COMFY_HOST, COMFY_PID_FILE, COMFY_EXTRA_ARGS,
 # COMFY_RESTART_MIN_UPTIME_S, PYTHON, WARMUP_JOB (a job JSON file to run once before taking jobs),
 # MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
+# MODEL_CACHE_DIR (models fetched by jobs; default /runpod-volume/model-cache with a volume,
+# else /tmp/comfy-model-cache),
 # SERVE_API_LOCALLY (true: the SDK's local HTTP API on port 8000 for development).
 # Arguments are passed to rp_handler.py (e.g. --test_input '{...}').
 set -euo pipefail
@@ -43,6 +45,19 @@ if [ "${MODELS_TO_VOLUME:-false}" = true ]; then
   fi
 fi
 
+# Models that jobs fetch by URL or hf:// (comfy_worker/model_cache.py): on the network
+# volume when one is mounted, so every worker shares one copy; ComfyUI reads the cache's
+# model folders through a second paths file, written from the volume's (same folders).
+if [ -z "${MODEL_CACHE_DIR:-}" ]; then
+  if [ -d "$(dirname "$volume_models")" ]; then MODEL_CACHE_DIR=$(dirname "$volume_models")/model-cache
+  else MODEL_CACHE_DIR=/tmp/comfy-model-cache; fi
+fi
+export MODEL_CACHE_DIR
+mkdir -p "$MODEL_CACHE_DIR"
+cache_paths=$(mktemp /tmp/model-cache-paths.XXXXXX)
+sed -e 's#^runpod_volume:#model_cache:#' -e "s#base_path: .*#base_path: $MODEL_CACHE_DIR/#" \
+  "$worker_dir/ComfyUI/extra_model_paths.yaml" >"$cache_paths"
+
 read -r -a launch_flags <<<"$(sed 's/#.*//' "$worker_dir/ComfyUI/launch.args" | tr '\n' ' ')"
 read -r -a extra_args <<<"${COMFY_EXTRA_ARGS:-}"
 start_comfyui() {
@@ -51,7 +66,7 @@ start_comfyui() {
     LD_PRELOAD=${tcmalloc:-${LD_PRELOAD:-}} exec "$python_bin" main.py \
       --listen "${COMFY_HOST%:*}" --port "${COMFY_HOST##*:}" "${launch_flags[@]}" \
       --extra-model-paths-config "${EXTRA_MODEL_PATHS:-$worker_dir/ComfyUI/extra_model_paths.yaml}" \
-      "${extra_args[@]}"
+      --extra-model-paths-config "$cache_paths" "${extra_args[@]}"
   ) &
   comfy_pid=$!
   comfy_started=$SECONDS

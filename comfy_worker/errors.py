@@ -3,6 +3,7 @@
     WorkerError                 anything the worker reports as a failed job
     ├── InvalidJobInput         the job's input does not match the schema (every problem listed)
     ├── ComfyUnavailable        ComfyUI died or never answered; the worker asks to be replaced
+    ├── ModelDownloadFailed     a model the workflow names by URL or hf:// could not be fetched
     ├── ComfyError              a live ComfyUI answered with an error that is not the workflow's
     ├── WorkflowRejected        ComfyUI refused the prompt (POST /prompt 400), per node
     ├── ExecutionFailed         a node raised while the workflow ran
@@ -67,6 +68,14 @@ class ComfyError(WorkerError):
     job may well succeed. `details` has the request and the status."""
 
     error_type = "comfyui_error"
+
+
+class ModelDownloadFailed(WorkerError):
+    """A model named by URL or Hugging Face reference could not be fetched (refused
+    address, too large, hash mismatch, 404, not a safetensors file, ...). `details` has
+    node_id, input, source (without query string or credentials) and reason."""
+
+    error_type = "model_download_failed"
 
 
 class WorkflowRejected(WorkerError):

@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import requests
+from runpod.serverless.utils import rp_ssrf
 from runpod.serverless.utils.rp_ssrf import SSRFError, iter_content_capped, safe_get
 
 from .errors import InvalidJobInput
@@ -90,28 +92,43 @@ async def fetch_input(url: str, field: str, settings: Settings) -> bytes:
 
 
 class Download:
-    """One URL fetch, run in a thread; `abort` from another thread ends it."""
+    """One URL fetch, run in a thread; `abort` from another thread ends it.
 
-    def __init__(self, url: str, max_bytes: int):
+    `headers_for(url)` gives the headers for each request, redirects included, so a
+    credential meant for one host is never sent to the host it redirects to."""
+
+    def __init__(self, url: str, max_bytes: int, headers_for: Callable[[str], dict[str, str]] | None = None):
         self.url = url
         self.max_bytes = max_bytes
+        self.headers_for = headers_for
+        self.total_bytes = 0  # from Content-Length, once known (0: unknown)
         self._response: requests.Response | None = None
         self._aborted = False
         self._finished = False
 
     def run(self) -> bytes:
+        body = bytearray()
+        self.stream(body.extend)
+        return bytes(body)
+
+    def stream(self, write: Callable[[bytes], Any]) -> None:
+        """Pass the body to `write`, chunk by chunk, within the size cap."""
         try:
-            with safe_get(self.url, stream=True, timeout=30, max_bytes=self.max_bytes) as response:
+            with self._get() as response:
                 self._response = response
                 if self._aborted:
                     raise TimeoutError("aborted")
                 response.raise_for_status()
-                body = bytearray()
+                self.total_bytes = int(response.headers.get("Content-Length") or 0)
                 for chunk in iter_content_capped(response, CHUNK_BYTES, self.max_bytes):
-                    body += chunk
-                return bytes(body)
+                    write(chunk)
         finally:
             self._finished = True
+
+    def _get(self) -> requests.Response:
+        if self.headers_for is None:
+            return safe_get(self.url, stream=True, timeout=30, max_bytes=self.max_bytes)
+        return _safe_get_with_host_headers(self.url, self.headers_for, self.max_bytes)
 
     def abort(self) -> None:
         """End a download still running (its thread is blocked in a read); no-op after it ended."""
@@ -123,6 +140,37 @@ class Download:
             raw.shutdown()
         except (OSError, ValueError, RuntimeError):  # closed or released meanwhile: it has ended anyway
             pass
+
+
+def _safe_get_with_host_headers(
+    url: str, headers_for: Callable[[str], dict[str, str]], max_bytes: int, max_redirects: int = 5
+) -> requests.Response:
+    """`safe_get`, hop by hop, with each hop's own headers. The SDK's `safe_get` sends the
+    same headers to every hop; this uses its own validated building blocks (pinned SDK
+    version: tests/unit/test_input_files.py checks they are there) so that each
+    redirect is checked exactly as there, and a credential stays with its host."""
+    current = url
+    for _ in range(max_redirects + 1):
+        parsed = urlparse(current)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise SSRFError(f"blocked URL: {current}")
+        rp_ssrf._refuse_if_proxied(current)
+        ips = rp_ssrf.resolve_and_validate(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
+        session, response = rp_ssrf._get_via_first_reachable_ip(
+            ips, current, headers=headers_for(current), stream=True, timeout=30
+        )
+        if response.status_code in rp_ssrf._REDIRECT_STATUS:
+            location = response.headers.get("Location")
+            response.close()
+            rp_ssrf._close_session_quietly(session)
+            if not location:
+                raise SSRFError(f"redirect without Location header: {current}")
+            current = urljoin(current, location)
+            continue
+        rp_ssrf._bind_session_to_response(response, session)
+        rp_ssrf._enforce_content_length(response, max_bytes)
+        return response
+    raise SSRFError(f"exceeded maximum redirects ({max_redirects}): {url}")
 
 
 def redact(url: str) -> str:

@@ -23,7 +23,9 @@ Instead of a graph in `workflow`, a job may name a workflow shipped with the wor
     {"list": "workflows"} | {"list": "models"}
 
 and with any workflow, `"randomize_seeds": true` gives every seed input a new random
-value (the result reports the seeds used).
+value (the result reports the seeds used). A model loader's input may name a model by
+URL or `hf://` reference (`remote_models.py`); `model_credentials` carries a Hugging
+Face token and per-host headers for private ones.
 
 `input` may also arrive as a JSON string. A workflow saved in ComfyUI's UI format
 (it has `nodes` and `links`) is kept as `ui_workflow` for the worker to convert
@@ -156,6 +158,25 @@ class OutputOptions(BaseModel):
     include_previews: bool = Field(default=False, strict=True)
 
 
+class ModelCredentials(BaseModel):
+    """Credentials for private model sources, each used only for its own host (secrets)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    huggingface_token: SecretStr | None = None
+    headers: dict[str, dict[str, SecretStr]] = Field(
+        default_factory=dict, description="host -> headers sent only to that host, e.g. Authorization"
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _hosts_are_names(cls, headers: dict[str, dict[str, SecretStr]]) -> dict[str, dict[str, SecretStr]]:
+        for host in headers:
+            if not host or "/" in host or ":" in host or " " in host:
+                raise ValueError(f"keys are host names such as 'models.example.com', not {host[:60]!r}")
+        return {host.lower(): values for host, values in headers.items()}
+
+
 class JobInput(BaseModel):
     """A job's validated input: a graph (API or UI format), a named workflow with its
     parameters, or a `list` question. Exactly one of `workflow`, `ui_workflow`,
@@ -170,6 +191,7 @@ class JobInput(BaseModel):
     randomize_seeds: bool = Field(default=False, strict=True)
     list_what: Literal["workflows", "models"] | None = Field(default=None, alias="list")
     images: list[InputFile] = Field(default_factory=list)
+    model_credentials: ModelCredentials = Field(default_factory=ModelCredentials)
     comfy_org_api_key: SecretStr | None = None
     timeout_s: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
     preview: bool = Field(default=False, strict=True)

@@ -53,6 +53,14 @@ def _host_port(raw: str) -> str:
     return raw
 
 
+def _boolean(raw: str) -> bool:
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
 def setting(env: str, parse: Callable[[str], Any], default: Any, *, secret: bool = False) -> Any:
     """A settings field read from the environment variable `env` with `parse`."""
     return dataclasses.field(default=default, repr=not secret, metadata={"env": env, "parse": parse})
@@ -67,6 +75,21 @@ class Settings:
     workflows_dir: Path = setting("WORKFLOWS_DIR", Path, Path("ComfyUI/workflows"))
     """The named workflows (`<name>.json` with its parameter map `<name>.toml`), read at start-up; a
     relative path starts in the worker's folder (start.sh runs from it)."""
+    model_cache_dir: Path = setting("MODEL_CACHE_DIR", Path, Path("/tmp/comfy-model-cache"))
+    """Where models fetched by URL or hf:// are kept (ComfyUI reads its model folders from there). start.sh
+    sets /runpod-volume/model-cache when a network volume is mounted, so workers share it."""
+    model_cache_max_gb: float = setting("MODEL_CACHE_MAX_GB", _positive_float, 40.0)
+    """The cache's size cap in GB: past it, the least recently used models not in use are removed."""
+    model_download_max_gb: float = setting("MODEL_DOWNLOAD_MAX_GB", _positive_float, 30.0)
+    """The largest model file a job may fetch, in GB."""
+    model_download_timeout_s: float = setting("MODEL_DOWNLOAD_TIMEOUT_S", _positive_float, 1800.0)
+    """How long one model download may take (seconds)."""
+    allow_pickle_models: bool = setting("ALLOW_PICKLE_MODELS", _boolean, False)
+    """Let jobs fetch pickled model formats (.ckpt, .pt, .pth, .bin), which can run code when loaded."""
+    hf_endpoint: str = setting("HF_ENDPOINT", _http_url, "https://huggingface.co")
+    """The Hugging Face Hub that hf:// references are fetched from."""
+    hf_token: str | None = setting("HF_TOKEN", str, None, secret=True)
+    """Hugging Face token for hf:// models (a job's own token takes precedence)."""
     comfy_pid_file: Path = setting("COMFY_PID_FILE", Path, Path("/tmp/comfyui.pid"))
     """ComfyUI's PID, written by start.sh: the worker waits for ComfyUI while this process lives and
     fails at once when it has exited. Without the file it waits up to the timeout."""
@@ -114,6 +137,14 @@ class Settings:
     bucket_timeout_s: float = setting("BUCKET_TIMEOUT_S", _positive_float, 30.0)
     """Connect and read timeout of each bucket request (two attempts): a stalled store fails the
     job with `storage_error` instead of holding it for minutes."""
+
+    @property
+    def model_cache_max_bytes(self) -> int:
+        return int(self.model_cache_max_gb * 10**9)
+
+    @property
+    def model_download_max_bytes(self) -> int:
+        return int(self.model_download_max_gb * 10**9)
 
     @property
     def bucket_configured(self) -> bool:

@@ -50,9 +50,11 @@ from .input_files import place_inputs
 from .installed import InstalledModels, explain_missing_models, loader_inputs
 from .job_files import JobFiles, JobFolders
 from .job_input import InputFile, JobInput, parse_job_input
+from .model_cache import ModelCache
 from .named_workflows import WorkflowLibrary, WorkflowLibraryError
 from .progress import Change, ProgressRelay, ProgressSink, ProgressTracker
 from .prompt import stop_prompt, submit_prompt, wait_for_prompt
+from .remote_models import Credentials, ModelFetcher, RemoteModel, find_remote_models, is_remote
 from .settings import Settings
 from .storage import OutputStore, output_store
 from .timings import StageTimings
@@ -91,6 +93,9 @@ class Worker:
         self._progress = progress
         self._nodes: NodeCatalog | None = None
         self._library: WorkflowLibrary | WorkflowLibraryError = WorkflowLibrary({})
+        self._model_folders: dict[str, str] | None = None
+        self.model_cache = ModelCache(settings.model_cache_dir)
+        self.fetcher = ModelFetcher(settings, self.model_cache)
         self._one_job_at_a_time = asyncio.Lock()
 
     async def start(self) -> None:
@@ -157,6 +162,8 @@ class Worker:
         if request.list_what is not None:
             return await self._answer_list(request.list_what)
         workflow, param_files, about = await self._workflow_to_run(request, nodes)
+        with timings.stage("fetch_models_s"):
+            workflow = await self._fetch_remote_models(job, workflow, request, cleanup)
         self._refuse_unsafe_file_inputs(nodes, workflow)
         with timings.stage("upload_inputs_s"):
             renames = await place_inputs([*request.images, *param_files], self.settings, job_files)
@@ -225,6 +232,52 @@ class Worker:
         if request.randomize_seeds:
             workflow = workflow.with_random_seeds()
         return workflow, files, about
+
+    async def _fetch_remote_models(
+        self, job: dict[str, Any], workflow: Workflow, request: JobInput, cleanup: contextlib.AsyncExitStack
+    ) -> Workflow:
+        """Models the workflow names by URL or hf://, from the cache or downloaded into it
+        (progress: "downloading <name>: 40%"), and the inputs pointed at the cached files.
+        Each file stays held until the job ends, so eviction cannot take it meanwhile."""
+        if not any(is_remote(value) for node_id in workflow for value in workflow.inputs(node_id).values()):
+            return workflow
+        models = find_remote_models(workflow, await self._model_inputs(), self.settings.allow_pickle_models)
+        loop = asyncio.get_running_loop()
+        relay = ProgressRelay(functools.partial(self._progress, job), self.settings.progress_updates_per_s)
+        credentials = request.model_credentials
+        secrets = Credentials(
+            credentials.huggingface_token.get_secret_value() if credentials.huggingface_token else None,
+            {
+                host: {k: v.get_secret_value() for k, v in headers.items()}
+                for host, headers in credentials.headers.items()
+            },
+        )
+        changes = {}
+        try:
+            for model in models:
+
+                def report(message: str, fraction: float | None, model: RemoteModel = model) -> None:
+                    payload = {"status": "downloading", "message": message, "node_id": model.node_id, "progress": 0.0}
+                    if fraction is not None:
+                        payload["download_progress"] = round(fraction, 4)
+                    loop.call_soon_threadsafe(relay.offer, payload, Change.ROUTINE)  # called from the download thread
+
+                cached = await self.fetcher.fetch(model, workflow, secrets, report)
+                hold = await asyncio.to_thread(self.model_cache.hold, cached)
+                cleanup.callback(hold.release)
+                changes[(model.node_id, model.input)] = cached.name
+        finally:
+            relay.close()
+        return workflow.with_inputs(changes)
+
+    async def _model_inputs(self) -> dict[str, str]:
+        """ "<class>.<input>" -> model folder, for every input that picks a model file (asked once)."""
+        if self._model_folders is None:
+            installed = await InstalledModels.read(self.comfy)
+            assert self._nodes is not None
+            inputs = loader_inputs(self._nodes.object_info, installed)
+            self._model_folders = {key: entry["folder"] for key, entry in inputs.items()}
+        return self._model_folders
 
     async def _answer_list(self, what: str) -> dict[str, Any]:
         """`{"list": "workflows"}`: the named workflows with their parameters' JSON Schemas.
@@ -365,6 +418,7 @@ class Worker:
         """A later job (if RunPod keeps this worker) waits for a new ComfyUI and learns its nodes."""
         await self.close()
         self._nodes = None
+        self._model_folders = None
 
     @staticmethod
     async def _guarded(what: str, step: Callable[[], Any]) -> None:

@@ -152,6 +152,10 @@ class Workflow:
         """What to call the node in messages: its title, else its class, else its id."""
         return self.title(node_id) or self.class_type(node_id) or f"node {node_id}"
 
+    def inputs(self, node_id: str) -> Mapping[str, Any]:
+        node = self._nodes.get(node_id)
+        return node["inputs"] if node else {}
+
     def input_value(self, node_id: str, name: str) -> Any:
         node = self._nodes.get(node_id)
         return node["inputs"].get(name) if node else None

@@ -34,9 +34,19 @@ class ComfyServer:
     pid_file: Path
     log_file: Path
 
+    @property
+    def model_cache(self) -> Path:
+        """Models fetched by jobs: the server reads its model folders, as start.sh sets up."""
+        return self.base_dir / "model-cache"
+
     def env(self) -> dict[str, str]:
         """The worker settings that point at this server."""
-        return {"COMFY_HOST": self.host, "COMFYUI_PATH": str(self.base_dir), "COMFY_PID_FILE": str(self.pid_file)}
+        return {
+            "COMFY_HOST": self.host,
+            "COMFYUI_PATH": str(self.base_dir),
+            "COMFY_PID_FILE": str(self.pid_file),
+            "MODEL_CACHE_DIR": str(self.model_cache),
+        }
 
     def job_files(self) -> set[Path]:
         """Files in input/, output/ and temp/ (what a job could leave behind)."""
@@ -79,6 +89,15 @@ def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = (), port: int | 
             (base_dir / "custom_nodes" / node.name).symlink_to(node)
     if not (base_dir / "models").exists():
         (base_dir / "models").symlink_to(COMFYUI_DIR / "models")
+    # The model cache's folders, as start.sh adds them (from the volume's paths file).
+    (base_dir / "model-cache").mkdir(exist_ok=True)
+    cache_paths = base_dir / "model-cache-paths.yaml"
+    volume_paths = (REPO_ROOT / "ComfyUI" / "extra_model_paths.yaml").read_text()
+    cache_paths.write_text(
+        volume_paths.replace("runpod_volume:", "model_cache:").replace(
+            "base_path: /runpod-volume/models/", f"base_path: {base_dir / 'model-cache'}/"
+        )
+    )
     port = port or free_port()
     log_file = base_dir / "comfyui.log"
     args = [
@@ -95,6 +114,8 @@ def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = (), port: int | 
         "--disable-api-nodes",
         "--database-url",
         "sqlite:///:memory:",
+        "--extra-model-paths-config",
+        str(cache_paths),
         *extra_args,
     ]
     with open(log_file, "ab") as log:

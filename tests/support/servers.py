@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .comfyui_server import LOCAL_DIR, free_port
@@ -135,3 +136,54 @@ def misbehaving_http_server(png: bytes) -> Iterator[str]:
 
     with serving(Handler) as url:
         yield url
+
+
+@dataclass
+class ModelServer:
+    """What `model_server` saw: each request's path and headers."""
+
+    url: str
+    requests: list[tuple[str, dict[str, str]]]
+
+    def count(self, path: str) -> int:
+        return sum(1 for seen, _ in self.requests if seen == path)
+
+
+@contextmanager
+def model_server(
+    files: dict[str, bytes], require: dict[str, str] | None = None, delay_s: float = 0.0
+) -> Iterator[ModelServer]:
+    """Serves `files` (path -> bytes) on 127.0.0.1, counting requests. `require`: headers
+    a request must carry (else 401). `/to/<host>/<path>` redirects to that host, same port.
+    `delay_s` holds each file response (to overlap two downloads)."""
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the base class's name
+            path = self.path.partition("?")[0]
+            seen.append((path, dict(self.headers.items())))
+            if path.startswith("/to/"):
+                host, _, rest = path.removeprefix("/to/").partition("/")
+                self.send_response(302)
+                self.send_header("Location", f"http://{host}:{self.server.server_address[1]}/{rest}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if require and any(self.headers.get(name) != value for name, value in require.items()):
+                return self._send(401, b"unauthorized")
+            if path not in files:
+                return self._send(404, b"missing")
+            time.sleep(delay_s)
+            self._send(200, files[path])
+
+        def _send(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+            pass
+
+    with serving(Handler) as url:
+        yield ModelServer(url, seen)

@@ -1,0 +1,330 @@
+"""Models named by URL or Hugging Face reference in a job's workflow, fetched once into the cache.
+
+In any list input that picks a model file (`installed.loader_inputs`: checkpoints,
+LoRAs, VAEs, UNETs, CLIP, ControlNets, upscalers, embeddings, custom loaders), a
+job may write instead of a file name:
+
+    https://host/path/style.safetensors                 (http:// too, as for input files)
+    hf://owner/repo/path/in/repo/file.safetensors@revision   (revision optional: main)
+
+optionally ending in `#sha256=<64 hex digits>` (the file's hash, checked after the
+download; it also lets a signed URL, whose query changes, find its cached file).
+
+Contract: `find_remote_models(workflow, model_inputs, allow_pickle)` returns each
+such input (or `InvalidJobInput` naming node, input and what is wrong: a malformed
+reference, an extension that is not allowed). A URL in an input that does not pick
+a model file (a prompt, a URL-loading custom node's input) is left alone. `ModelFetcher.fetch`
+returns the cached file for a source, downloading it (in a thread, under the
+cache's per-source lock, within MODEL_DOWNLOAD_MAX_GB and MODEL_DOWNLOAD_TIMEOUT_S)
+when no worker has yet: URLs through the SDK's SSRF guard (public addresses only,
+redirects re-checked), Hugging Face through huggingface_hub (HF_ENDPOINT, HF_TOKEN
+or the job's token). A failure is a `ModelDownloadFailed` naming node, input,
+source (redacted) and reason. Only safetensors (header checked) and GGUF files
+are accepted, unless ALLOW_PICKLE_MODELS allows pickled formats.
+
+Per-job credentials (`model_credentials`) are used only for their host: a Hugging
+Face token only for the Hub, a header only for requests to its host (redirects to
+another host go without it). They are secrets: never logged, never returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import requests
+from runpod.serverless.utils.rp_ssrf import SSRFError
+
+from .errors import InvalidJobInput, ModelDownloadFailed
+from .input_files import Download, describe, redact, scrub_urls
+from .model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
+from .settings import Settings
+from .workflow import Workflow
+
+REMOTE_PREFIXES = ("https://", "http://", "hf://")
+SAFE_EXTENSIONS = (".safetensors", ".sft", ".gguf")
+PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+
+Progress = Callable[[str, float | None], None]
+"""(message, fraction done or None) for the job's progress."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    url: str  # as written, without the #sha256 part
+    sha256: str | None
+    repo_id: str = ""  # hf:// only
+    filename: str = ""
+    revision: str = "main"
+
+    @property
+    def is_hub(self) -> bool:
+        return self.url.startswith("hf://")
+
+    @property
+    def name(self) -> str:
+        """A safe file name for the cache, from the URL's or the repository's path."""
+        raw = PurePosixPath(self.filename if self.is_hub else unquote(urlparse(self.url).path)).name
+        return _NAME.sub("_", raw)[-120:] or "model"
+
+    @property
+    def key(self) -> str:
+        """Names the source in the cache (the URL with its query: two queries may be two files)."""
+        text = f"hf://{self.repo_id}/{self.filename}@{self.revision}" if self.is_hub else self.url
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    @property
+    def shown(self) -> str:
+        """For messages and logs: no query string, no credentials."""
+        return self.url if self.is_hub else redact(self.url)
+
+
+def parse_source(value: str, allow_pickle: bool) -> ModelSource:
+    """A reference as a `ModelSource`, or ValueError saying what is wrong with it."""
+    url, _, digest = value.partition("#sha256=")
+    if "#" in url:
+        raise ValueError("has a '#' part that is not '#sha256=<64 hex digits>'")
+    if digest and not _SHA256.match(digest.lower()):
+        raise ValueError("has a '#sha256=' that is not 64 hex digits")
+    sha256 = digest.lower() or None
+    if url.startswith("hf://"):
+        path, _, revision = url.removeprefix("hf://").partition("@")
+        parts = path.split("/")
+        if len(parts) < 3 or not all(parts) or ".." in parts:
+            raise ValueError("is not hf://<owner>/<repo>/<file path>[@revision]")
+        source = ModelSource(url, sha256, "/".join(parts[:2]), "/".join(parts[2:]), revision or "main")
+    else:
+        parsed = urlparse(url)
+        if not parsed.hostname or " " in url:
+            raise ValueError("is not a valid http(s) URL")
+        source = ModelSource(url, sha256)
+    suffix = PurePosixPath(source.name).suffix.lower()
+    if suffix in PICKLE_EXTENSIONS and not allow_pickle:
+        raise ValueError(
+            f"names a {suffix} file: pickled model formats can run code when loaded and are refused "
+            "(use .safetensors, or set ALLOW_PICKLE_MODELS=true)"
+        )
+    if suffix not in SAFE_EXTENSIONS + PICKLE_EXTENSIONS:
+        raise ValueError(f"does not name a model file (.safetensors, .sft or .gguf), but '{source.name}'")
+    return source
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    node_id: str
+    input: str
+    folder: str
+    source: ModelSource
+
+    def where(self, workflow: Workflow) -> str:
+        return f"node {self.node_id} '{workflow.display_name(self.node_id)}' input '{self.input}'"
+
+
+def is_remote(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(REMOTE_PREFIXES)
+
+
+def find_remote_models(workflow: Workflow, model_inputs: Mapping[str, str], allow_pickle: bool) -> list[RemoteModel]:
+    """Every input that names a model by URL or hf:// reference; `model_inputs` maps
+    "<class>.<input>" to its model folder."""
+    found, problems = [], []
+    for node_id in workflow:
+        class_type = workflow.class_type(node_id)
+        for name, value in workflow.inputs(node_id).items():
+            if not is_remote(value):
+                continue
+            field = f"input.workflow.{node_id}.inputs.{name}"
+            folder = model_inputs.get(f"{class_type}.{name}")
+            if folder is None:
+                continue  # not a model input: a prompt or a URL-loading node's own input, left as it is
+            try:
+                found.append(RemoteModel(node_id, name, folder, parse_source(value, allow_pickle)))
+            except ValueError as exc:
+                problems.append((field, f"({workflow.display_name(node_id)}) {exc}"))
+    if problems:
+        raise InvalidJobInput(problems)
+    return found
+
+
+class ModelFetcher:
+    def __init__(self, settings: Settings, cache: ModelCache):
+        self.settings = settings
+        self.cache = cache
+
+    async def fetch(
+        self, model: RemoteModel, workflow: Workflow, credentials: Credentials, progress: Progress
+    ) -> CachedModel:
+        """The cached file for the model's source, downloaded first if no worker has it."""
+        abort = threading.Event()
+        limit = self.settings.model_download_timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await asyncio.to_thread(self._fetch, model.source, model.folder, credentials, abort, progress)
+        except TimeoutError:
+            reason = f"took longer than {limit:g} s (MODEL_DOWNLOAD_TIMEOUT_S)"
+            raise self._failed(model, workflow, reason) from None
+        except _FetchError as error:
+            raise self._failed(model, workflow, str(error)) from None
+        finally:
+            abort.set()  # a download still running (after a cancel or the deadline) stops now
+
+    @staticmethod
+    def _failed(model: RemoteModel, workflow: Workflow, reason: str) -> ModelDownloadFailed:
+        return ModelDownloadFailed(
+            f"{model.where(workflow)}: could not fetch {model.source.shown}: {reason}",
+            {"node_id": model.node_id, "input": model.input, "source": model.source.shown, "reason": reason},
+        )
+
+    # -- in a thread ----------------------------------------------------------------
+
+    def _fetch(
+        self, source: ModelSource, folder: str, credentials: Credentials, abort: threading.Event, progress: Progress
+    ) -> CachedModel:
+        def waiting() -> None:
+            progress(f"waiting for another worker's download of {source.name}", None)
+
+        with self.cache.download_lock(source.key, abort.is_set, waiting):
+            cached = self.cache.lookup(source.key, source.sha256)
+            if cached is not None:
+                return cached
+            partial = self.cache.partial_path(source.name)
+            try:
+                if source.is_hub:
+                    self._from_hub(source, partial, credentials, abort, progress)
+                else:
+                    self._from_url(source, partial, credentials, abort, progress)
+                sha256 = _sha256_of(partial)
+                if source.sha256 and sha256 != source.sha256:
+                    raise _FetchError(f"hash mismatch: expected sha256 {source.sha256}, got {sha256}")
+                try:
+                    check_model_file(partial)
+                except CorruptModel as exc:
+                    raise _FetchError(str(exc)) from None
+                cached = self.cache.commit(partial, source.key, folder, source.name, sha256)
+            finally:
+                partial.unlink(missing_ok=True)
+        self.cache.evict(self.settings.model_cache_max_bytes, keep=cached.path)
+        return cached
+
+    def _from_url(
+        self, source: ModelSource, partial: Path, credentials: Credentials, abort: threading.Event, progress: Progress
+    ) -> None:
+        download = Download(source.url, self.settings.model_download_max_bytes, credentials.headers_for)
+
+        def abort_when_told() -> None:
+            abort.wait()
+            download.abort()
+
+        watcher = threading.Thread(target=abort_when_told, daemon=True)
+        watcher.start()
+        written = 0
+        try:
+            with open(partial, "wb") as file:
+
+                def write(chunk: bytes) -> None:
+                    nonlocal written
+                    file.write(chunk)
+                    written += len(chunk)
+                    total = download.total_bytes
+                    progress(_downloading(source.name, written, total), written / total if total else None)
+
+                download.stream(write)
+        except SSRFError as exc:
+            if "exceeds size cap" in str(exc):
+                raise _FetchError(_too_large_url(self.settings.model_download_max_bytes)) from None
+            private = "non-public" in str(exc)
+            hint = " (set RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS=true to allow private addresses)" if private else ""
+            raise _FetchError(f"refused: {scrub_urls(str(exc))}{hint}") from None
+        except (requests.RequestException, ValueError, OSError, TimeoutError) as exc:
+            if abort.is_set():
+                raise _FetchError("stopped (the job was cancelled or ran out of time)") from None
+            raise _FetchError(describe(exc)) from None
+        finally:
+            abort.set()
+
+    def _from_hub(
+        self, source: ModelSource, partial: Path, credentials: Credentials, abort: threading.Event, progress: Progress
+    ) -> None:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+        from tqdm.auto import tqdm
+
+        token = credentials.hub_token or self.settings.hf_token or False
+        endpoint = self.settings.hf_endpoint
+        url = hf_hub_url(source.repo_id, source.filename, revision=source.revision, endpoint=endpoint)
+        folder = partial.with_suffix(".hub")
+
+        class Reporting(tqdm):  # huggingface_hub reports its download here
+            def update(self, n: float | None = 1) -> bool | None:
+                if abort.is_set():
+                    raise TimeoutError("aborted")
+                shown = super().update(n)
+                total = self.total or 0
+                progress(_downloading(source.name, int(self.n), int(total)), self.n / total if total else None)
+                return shown
+
+        try:
+            size = get_hf_file_metadata(url, token=token).size or 0
+            if size > self.settings.model_download_max_bytes:
+                raise _FetchError(_too_large(size, self.settings.model_download_max_bytes))
+            path = hf_hub_download(
+                source.repo_id, source.filename, revision=source.revision, token=token, endpoint=endpoint,
+                local_dir=folder, tqdm_class=Reporting,
+            )  # fmt: skip
+            Path(path).replace(partial)
+        except (EntryNotFoundError, RepositoryNotFoundError) as exc:
+            raise _FetchError(f"not found on the Hub ({type(exc).__name__})") from None
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else "?"
+            raise _FetchError(f"the Hub answered HTTP {status}") from None
+        except (requests.RequestException, OSError, TimeoutError) as exc:
+            raise _FetchError("stopped" if abort.is_set() else describe(exc)) from None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A job's credentials for private model sources (secrets: repr shows nothing)."""
+
+    hub_token: str | None = None
+    headers: Mapping[str, Mapping[str, str]] | None = None  # host -> headers
+
+    def __repr__(self) -> str:
+        return "Credentials(...)"
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        host = (urlparse(url).hostname or "").lower()
+        return dict((self.headers or {}).get(host, {}))
+
+
+class _FetchError(Exception):
+    """A download failed; the message is the reason, for people."""
+
+
+def _sha256_of(path: Path) -> str:
+    return hash_file(path)
+
+
+def _downloading(name: str, done: int, total: int) -> str:
+    if total:
+        return f"downloading {name}: {100 * done // total}% ({done / 1e6:.0f} of {total / 1e6:.0f} MB)"
+    return f"downloading {name}: {done / 1e6:.0f} MB"
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"too large: {size / 1e9:.2f} GB, more than MODEL_DOWNLOAD_MAX_GB ({limit / 1e9:g} GB)"
+
+
+def _too_large_url(limit: int) -> str:
+    return f"too large: more than MODEL_DOWNLOAD_MAX_GB ({limit / 1e9:g} GB)"

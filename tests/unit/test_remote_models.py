@@ -1,0 +1,73 @@
+"""Model references: their forms, what is refused, and which inputs they may be in (no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from comfy_worker.errors import InvalidJobInput
+from comfy_worker.remote_models import Credentials, find_remote_models, parse_source
+from comfy_worker.workflow import Workflow
+
+SHA = "ab" * 32
+
+
+def test_url_and_hub_forms():
+    url = parse_source(f"https://cdn.example.com/a/My%20Style.safetensors?sig=x#sha256={SHA.upper()}", False)
+    assert (url.url, url.sha256, url.name, url.is_hub) == (
+        "https://cdn.example.com/a/My%20Style.safetensors?sig=x", SHA, "My_Style.safetensors", False,
+    )  # fmt: skip
+    assert url.shown == "https://cdn.example.com/a/My%20Style.safetensors"  # no query: it may be a signature
+
+    hub = parse_source("hf://owner/repo/loras/sub/style.safetensors@v1.0", False)
+    assert (hub.repo_id, hub.filename, hub.revision, hub.name) == (
+        "owner/repo",
+        "loras/sub/style.safetensors",
+        "v1.0",
+        "style.safetensors",
+    )
+    assert parse_source("hf://owner/repo/x.safetensors", False).revision == "main"
+    assert hub.key != parse_source("hf://owner/repo/loras/sub/style.safetensors@v2.0", False).key
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("hf://owner/x.safetensors", "is not hf://<owner>/<repo>/<file path>[@revision]"),
+        ("https://h/x.safetensors#sha256=123", "is not 64 hex digits"),
+        ("https://h/x.safetensors#frag", "has a '#' part"),
+        ("https://h/model.ckpt", "ALLOW_PICKLE_MODELS"),
+        ("https://h/page.html", "does not name a model file"),
+        ("https:///x.safetensors", "is not a valid http(s) URL"),
+    ],
+)
+def test_malformed_or_unsafe_references_say_why(value, expected):
+    with pytest.raises(ValueError, match=None) as info:
+        parse_source(value, False)
+    assert expected in str(info.value)
+
+
+def test_pickles_when_allowed():
+    assert parse_source("https://h/model.ckpt", True).name == "model.ckpt"
+
+
+def test_only_model_inputs_are_fetched_and_problems_name_the_field():
+    workflow = Workflow({
+        "1": {"class_type": "LoraLoader", "inputs": {"lora_name": "https://h/a.safetensors"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "https://example.com is a website"}},
+        "3": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "hf://o/r/m.ckpt"}},
+    })  # fmt: skip
+    inputs = {"LoraLoader.lora_name": "loras", "CheckpointLoaderSimple.ckpt_name": "checkpoints"}
+    with pytest.raises(InvalidJobInput) as info:
+        find_remote_models(workflow, inputs, allow_pickle=False)
+    [problem] = info.value.details["problems"]
+    assert problem["field"] == "input.workflow.3.inputs.ckpt_name"
+
+    [lora, ckpt] = find_remote_models(workflow, inputs, allow_pickle=True)
+    assert (lora.node_id, lora.folder, ckpt.folder) == ("1", "loras", "checkpoints")
+
+
+def test_credentials_go_to_their_host_only_and_do_not_print():
+    credentials = Credentials("hf_x", {"models.example.com": {"Authorization": "Bearer t"}})
+    assert credentials.headers_for("https://MODELS.example.com/a") == {"Authorization": "Bearer t"}
+    assert credentials.headers_for("https://cdn.example.net/a") == {}
+    assert "hf_x" not in repr(credentials) and "Bearer" not in repr(credentials)
