@@ -74,6 +74,7 @@ def running_worker() -> Iterator[RunningWorker]:
         "COMFY_HOST": f"127.0.0.1:{comfy_port}",
         "COMFY_EXTRA_ARGS": "--cpu",
         "RUNPOD_ENDPOINT_ID": "local",
+        "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS": "true",  # models on demand from the tests' server on 127.0.0.1
     }
     env_args = [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
     container = docker("run", "-d", "--network", "host", *env_args, IMAGE).stdout.strip()

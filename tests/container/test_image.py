@@ -12,8 +12,9 @@ import urllib.request
 
 from client import EndpointClient
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME as TINY_CHECKPOINT
-from tests.support.comfyui_server import free_port
-from tests.support.servers import wait_until
+from scripts.dev.make_tiny_checkpoint import LORA_NAME
+from tests.support.comfyui_server import COMFYUI_DIR, free_port
+from tests.support.servers import model_server, wait_until
 from tests.support.templates import on_tiny_models, template
 
 from .conftest import IMAGE, REPO_ROOT, docker, tiny_job
@@ -59,6 +60,25 @@ def test_ui_format_and_named_workflows_run_in_the_image(running_worker):
     assert named["status"] == "COMPLETED", named
     assert named["output"]["seeds"] == {"3.seed": 5}
     assert base64.b64decode(named["output"]["images"][0]["data"]).startswith(PNG_MAGIC)
+
+
+def test_a_lora_by_url_is_fetched_into_the_model_cache(running_worker):
+    # start.sh's second model paths file makes the cache's folders ComfyUI's.
+    lora = (COMFYUI_DIR / "models" / "loras" / LORA_NAME).read_bytes()
+    job = tiny_job(seed=6)["input"]
+    with model_server({"/style.safetensors": lora}) as server:
+        job["workflow"]["10"] = {
+            "class_type": "LoraLoader",
+            "inputs": {"lora_name": f"{server.url}/style.safetensors", "strength_model": 1.0, "strength_clip": 1.0,
+                       "model": ["4", 0], "clip": ["4", 1]},
+        }  # fmt: skip
+        job["workflow"]["3"]["inputs"]["model"] = ["10", 0]
+        client = EndpointClient(running_worker.endpoint_url)
+        final = client.wait(client.submit(job), poll_interval_s=0.1)
+    assert final["status"] == "COMPLETED", final
+    assert server.count("/style.safetensors") == 1
+    listed = running_worker.exec("ls", "/tmp/comfy-model-cache/loras").stdout
+    assert "-style.safetensors" in listed
 
 
 def test_a_cancel_stops_comfyuis_work(running_worker):
