@@ -107,6 +107,8 @@ class Worker:
         await wait_until_ready(self.comfy, self.process, self.settings)
         object_info = await self.comfy.object_info()
         await importing
+        # Downloads a worker that died mid-way left behind (none is older than the download timeout).
+        await asyncio.to_thread(self.model_cache.remove_partials, self.settings.model_download_timeout_s)
         try:
             self._library = await asyncio.to_thread(WorkflowLibrary.load, self.settings.workflows_dir, object_info)
             log.info("named workflows: %s", ", ".join(self._library.workflows) or "none")

@@ -72,3 +72,13 @@ def test_eviction_is_least_recently_used_and_skips_held_and_kept_files(tmp_path)
     assert removed == [files[2].path, files[3].path]  # 0 held, 1 kept: the rest go, oldest first
     hold.release()
     assert cache.evict(max_bytes=size) == [files[0].path]
+
+
+def test_partials_left_by_a_dead_worker_are_removed_but_not_fresh_ones(tmp_path):
+    cache = ModelCache(tmp_path)
+    old, fresh = cache.partial_path("old.safetensors"), cache.partial_path("fresh.safetensors")
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(old, (1, 1))
+    cache.remove_partials(older_than_s=3600)
+    assert not old.exists() and fresh.exists()
