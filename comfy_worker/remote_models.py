@@ -45,6 +45,7 @@ from runpod.serverless.utils.rp_ssrf import SSRFError
 
 from .errors import InvalidJobInput, ModelDownloadFailed
 from .input_files import Download, describe, redact, scrub_urls
+from .job_input import ModelCredentials
 from .model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
 from .settings import Settings
 from .workflow import Workflow
@@ -299,6 +300,12 @@ class Credentials:
 
     hub_token: str | None = None
     headers: Mapping[str, Mapping[str, str]] | None = None  # host -> headers
+
+    @classmethod
+    def from_job(cls, given: ModelCredentials) -> Credentials:
+        token = given.huggingface_token.get_secret_value() if given.huggingface_token else None
+        headers = {host: {k: v.get_secret_value() for k, v in values.items()} for host, values in given.headers.items()}
+        return cls(token, headers)
 
     def __repr__(self) -> str:
         return "Credentials(...)"

@@ -246,15 +246,14 @@ class Worker:
         models = find_remote_models(workflow, await self._model_inputs(), self.settings.allow_pickle_models)
         loop = asyncio.get_running_loop()
         relay = ProgressRelay(functools.partial(self._progress, job), self.settings.progress_updates_per_s)
-        credentials = request.model_credentials
-        secrets = Credentials(
-            credentials.huggingface_token.get_secret_value() if credentials.huggingface_token else None,
-            {
-                host: {k: v.get_secret_value() for k, v in headers.items()}
-                for host, headers in credentials.headers.items()
-            },
-        )
+        credentials = Credentials.from_job(request.model_credentials)
         changes = {}
+        done = False
+
+        def offer(payload: dict[str, Any]) -> None:
+            if not done:  # a download thread still running after a cancel reports no more
+                relay.offer(payload, Change.ROUTINE)
+
         try:
             for model in models:
 
@@ -262,18 +261,19 @@ class Worker:
                     payload = {"status": "downloading", "message": message, "node_id": model.node_id, "progress": 0.0}
                     if fraction is not None:
                         payload["download_progress"] = round(fraction, 4)
-                    loop.call_soon_threadsafe(relay.offer, payload, Change.ROUTINE)  # called from the download thread
+                    loop.call_soon_threadsafe(offer, payload)  # called from the download thread
 
-                cached = await self.fetcher.fetch(model, workflow, secrets, report)
+                cached = await self.fetcher.fetch(model, workflow, credentials, report)
                 hold = await asyncio.to_thread(self.model_cache.hold, cached)
                 cleanup.callback(hold.release)
                 changes[(model.node_id, model.input)] = cached.name
         finally:
+            done = True
             relay.close()
         return workflow.with_inputs(changes)
 
     async def _model_inputs(self) -> dict[str, str]:
-        """ "<class>.<input>" -> model folder, for every input that picks a model file (asked once)."""
+        """`<class>.<input>` -> model folder, for every input that picks a model file (asked once)."""
         if self._model_folders is None:
             installed = await InstalledModels.read(self.comfy)
             assert self._nodes is not None
