@@ -97,8 +97,15 @@ class Download:
     `headers_for(url)` gives the headers for each request, redirects included, so a
     credential meant for one host is never sent to the host it redirects to."""
 
-    def __init__(self, url: str, max_bytes: int, headers_for: Callable[[str], dict[str, str]] | None = None):
+    def __init__(
+        self,
+        url: str,
+        max_bytes: int,
+        headers_for: Callable[[str], dict[str, str]] | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ):
         self.url = url
+        self.chunk_bytes = chunk_bytes
         self.max_bytes = max_bytes
         self.headers_for = headers_for
         self.total_bytes = 0  # from Content-Length, once known (0: unknown)
@@ -120,7 +127,7 @@ class Download:
                     raise TimeoutError("aborted")
                 response.raise_for_status()
                 self.total_bytes = int(response.headers.get("Content-Length") or 0)
-                for chunk in iter_content_capped(response, CHUNK_BYTES, self.max_bytes):
+                for chunk in iter_content_capped(response, self.chunk_bytes, self.max_bytes):
                     write(chunk)
         finally:
             self._finished = True

@@ -34,6 +34,7 @@ import hashlib
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -53,6 +54,8 @@ from .workflow import Workflow
 REMOTE_PREFIXES = ("https://", "http://", "hf://")
 SAFE_EXTENSIONS = (".safetensors", ".sft", ".gguf")
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2")
+MODEL_CHUNK_BYTES = 1024 * 1024
+REPORT_EVERY_S = 0.2
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -202,9 +205,9 @@ class ModelFetcher:
             try:
                 if source.is_hub:
                     self._from_hub(source, partial, credentials, abort, progress)
+                    sha256 = hash_file(partial)
                 else:
-                    self._from_url(source, partial, credentials, abort, progress)
-                sha256 = _sha256_of(partial)
+                    sha256 = self._from_url(source, partial, credentials, abort, progress)
                 if source.sha256 and sha256 != source.sha256:
                     raise _FetchError(f"hash mismatch: expected sha256 {source.sha256}, got {sha256}")
                 try:
@@ -219,8 +222,11 @@ class ModelFetcher:
 
     def _from_url(
         self, source: ModelSource, partial: Path, credentials: Credentials, abort: threading.Event, progress: Progress
-    ) -> None:
-        download = Download(source.url, self.settings.model_download_max_bytes, credentials.headers_for)
+    ) -> str:
+        """Download into `partial`; the sha256, computed on the way (no second read)."""
+        download = Download(
+            source.url, self.settings.model_download_max_bytes, credentials.headers_for, MODEL_CHUNK_BYTES
+        )
 
         def abort_when_told() -> None:
             abort.wait()
@@ -229,17 +235,24 @@ class ModelFetcher:
         watcher = threading.Thread(target=abort_when_told, daemon=True)
         watcher.start()
         written = 0
+        reported_at = 0.0
+        digest = hashlib.sha256()
         try:
             with open(partial, "wb") as file:
 
                 def write(chunk: bytes) -> None:
-                    nonlocal written
+                    nonlocal written, reported_at
                     file.write(chunk)
+                    digest.update(chunk)
                     written += len(chunk)
-                    total = download.total_bytes
-                    progress(_downloading(source.name, written, total), written / total if total else None)
+                    now = time.monotonic()
+                    if now - reported_at >= REPORT_EVERY_S:  # the relay sends less often still
+                        reported_at = now
+                        total = download.total_bytes
+                        progress(_downloading(source.name, written, total), written / total if total else None)
 
                 download.stream(write)
+            return digest.hexdigest()
         except SSRFError as exc:
             if "exceeds size cap" in str(exc):
                 raise _FetchError(_too_large_url(self.settings.model_download_max_bytes)) from None
@@ -317,10 +330,6 @@ class Credentials:
 
 class _FetchError(Exception):
     """A download failed; the message is the reason, for people."""
-
-
-def _sha256_of(path: Path) -> str:
-    return hash_file(path)
 
 
 def _downloading(name: str, done: int, total: int) -> str:
