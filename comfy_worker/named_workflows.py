@@ -13,15 +13,17 @@ A parameter map:
     [params.prompt]
     node = "6"             # the node id; a list (["6", "7"]) sets the same input on each
     input = "text"         # the node's input the value goes to
-    type = "string"        # string | int | float | bool | choice | image | video | audio
+    type = "string"        # string | int | float | bool | choice | model | image | video | audio
     description = "What the picture shows."
     # default = "..."      # left out: the workflow's own value is the default
     # min = 1, max = 100   # int and float bounds
     # choices = ["a", "b"] # choice; left out: the values ComfyUI offers for that input
 
-A parameter whose input holds no value in the workflow and has no default must be
-given. image/video/audio parameters take what `images` takes (base64, a data URI or
-an http(s) URL): the file is placed in ComfyUI's input folder and the input names it.
+A `model` parameter takes an installed file ComfyUI offers for that input, or a model
+by URL or hf:// reference, fetched on demand (`remote_models.py`). A parameter whose
+input holds no value in the workflow and has no default must be given.
+image/video/audio parameters take what `images` takes (base64, a data URI or an
+http(s) URL): the file is placed in ComfyUI's input folder and the input names it.
 
 Contract: `WorkflowLibrary.load(folder, object_info)` reads every workflow once (at
 start-up), converts UI-format ones, checks every parameter against its workflow and
@@ -35,7 +37,9 @@ run and the files to place. `describe()` gives each workflow's JSON Schema, for
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +47,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -58,10 +63,12 @@ from pydantic import (
 from pydantic.json_schema import JsonDict
 
 from .errors import InvalidJobInput
+from .installed import combo_choices
 from .job_input import InputFile, field_path, file_content, problem_text
 from .ui_format import is_ui_format, to_api_format
 from .workflow import Workflow, is_link
 
+REMOTE_PATTERN = r"^(https?|hf)://"
 MEDIA_TYPES = {"image": ".png", "video": ".mp4", "audio": ".wav"}  # type -> extension when none can be told
 _SIGNATURES = [
     (b"\x89PNG", ".png"),
@@ -86,7 +93,7 @@ class ParamSpec(BaseModel):
 
     node: str | list[str]
     input: str
-    type: Literal["string", "int", "float", "bool", "choice", "image", "video", "audio"]
+    type: Literal["string", "int", "float", "bool", "choice", "model", "image", "video", "audio"]
     description: str = ""
     default: Any = None
     required: bool = False
@@ -254,6 +261,8 @@ def _target_problems(param: str, spec: ParamSpec, workflow: Workflow, object_inf
             problems.append(f"params.{param}: input '{spec.input}' of node {node_id} is wired to another node")
         elif value is None and spec.input not in _input_specs(object_info, class_type):
             problems.append(f"params.{param}: node {node_id} ({class_type}) has no input '{spec.input}'")
+    if spec.type == "model" and _combo_options(spec, workflow, object_info) is None:
+        problems.append(f"params.{param}: a model parameter needs an input that lists model files")
     if spec.type == "choice" and not spec.choices and not _combo_options(spec, workflow, object_info):
         problems.append(f"params.{param}: a choice needs `choices`, or an input that ComfyUI offers choices for")
     return problems
@@ -264,16 +273,9 @@ def _input_specs(object_info: Mapping[str, Any], class_type: str) -> dict[str, A
     return {**(inputs.get("required") or {}), **(inputs.get("optional") or {})}
 
 
-def _combo_options(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) -> list[Any]:
-    """The values ComfyUI offers for the parameter's (first) input, if it is a list."""
-    input_spec = _input_specs(object_info, workflow.class_type(spec.nodes[0]) or "").get(spec.input)
-    if not isinstance(input_spec, list) or not input_spec:
-        return []
-    if isinstance(input_spec[0], list):
-        return list(input_spec[0])
-    if input_spec[0] == "COMBO" and len(input_spec) > 1 and isinstance(input_spec[1], dict):
-        return list(input_spec[1].get("options") or [])
-    return []
+def _combo_options(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) -> list[Any] | None:
+    """The values ComfyUI offers for the parameter's (first) input; None if it is not a list input."""
+    return combo_choices(_input_specs(object_info, workflow.class_type(spec.nodes[0]) or "").get(spec.input))
 
 
 def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -297,9 +299,14 @@ def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) 
         return media, Field(default=None, description=spec.description, json_schema_extra=extra)
     annotation: Any = {"string": StrictStr, "int": StrictInt, "float": float, "bool": StrictBool}.get(spec.type)
     if spec.type == "choice":
-        choices = spec.choices or _combo_options(spec, workflow, object_info)
+        choices = spec.choices or _combo_options(spec, workflow, object_info) or []
         annotation = Literal[tuple(choices)]
         extra["enum"] = list[JsonValue](choices)  # pydantic writes a lone choice as "const"; forms want "enum"
+    if spec.type == "model":
+        # An installed file (possibly none yet), or a model fetched on demand (remote_models.py).
+        installed = [choice for choice in _combo_options(spec, workflow, object_info) or [] if isinstance(choice, str)]
+        annotation = Annotated[StrictStr, AfterValidator(functools.partial(_installed_or_remote, installed))]
+        extra["x-installed"] = list[JsonValue](installed)
     default = spec.default if "default" in spec.model_fields_set else current
     numeric = spec.type in ("int", "float")
     field = Field(
@@ -310,6 +317,13 @@ def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) 
         le=spec.max if numeric else None,
     )
     return annotation, field
+
+
+def _installed_or_remote(installed: list[str], value: str) -> str:
+    if value in installed or re.match(REMOTE_PATTERN, value):
+        return value
+    shown = ", ".join(installed[:20]) + (", ..." if len(installed) > 20 else "") if installed else "none"
+    raise ValueError(f"must be an installed file (installed: {shown}), or an https:// or hf:// reference to fetch")
 
 
 def _extension(value: bytes | str, media_type: str) -> str:

@@ -75,8 +75,9 @@ def problems(workflows: Path, object_info: dict[str, Any]) -> list[str]:
 
 
 def _choices(workflow: Any) -> set[tuple[str, str]]:
-    """Inputs set by `choice` parameters: their default (the workflow's value) must be installed too."""
-    return {(node, spec.input) for spec in workflow.params.values() if spec.type == "choice" for node in spec.nodes}
+    """Inputs set by `choice` and `model` parameters: their default (the workflow's value) must be installed too."""
+    chosen = [spec for spec in workflow.params.values() if spec.type in ("choice", "model")]
+    return {(node, spec.input) for spec in chosen for node in spec.nodes}
 
 
 def main() -> int:

@@ -52,7 +52,11 @@ async def test_img2img_takes_its_image_as_a_parameter(run_job, clean_after):
         ({"steps": 500}, "input.params.steps", "less than or equal to 100"),
         ({"steps": "4"}, "input.params.steps", "valid integer"),
         ({"sampler": "eulr"}, "input.params.sampler", "input should be 'euler'"),
-        ({"checkpoint": "nope.safetensors"}, "input.params.checkpoint", CHECKPOINT_NAME),
+        (
+            {"checkpoint": "nope.safetensors"},
+            "input.params.checkpoint",
+            f"must be an installed file (installed: {CHECKPOINT_NAME}",
+        ),
     ],
 )
 async def test_bad_params_are_named_with_what_is_allowed(run_job, params, field, expected):
@@ -82,7 +86,8 @@ async def test_list_workflows_gives_json_schemas(run_job):
         schema["properties"]["steps"] | {"minimum": 1, "maximum": 100, "type": "integer"}
         == schema["properties"]["steps"]
     )
-    assert CHECKPOINT_NAME in schema["properties"]["checkpoint"]["enum"]
+    assert CHECKPOINT_NAME in schema["properties"]["checkpoint"]["x-installed"]
+    assert "euler" in schema["properties"]["sampler"]["enum"]
     assert by_name["img2img"]["parameters"]["required"] == ["image"]
 
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from scripts.dev.make_tiny_checkpoint import LORA_NAME
+from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME, LORA_NAME
 from tests.support.comfyui_server import COMFYUI_DIR
 from tests.support.fake_hub import fake_hub
 from tests.support.servers import model_server
@@ -259,3 +259,16 @@ def test_two_processes_sharing_a_cache_fetch_once(tmp_path, monkeypatch):
     assert server.count("/style.safetensors") == 1
     assert results[0]["path"] == results[1]["path"]
     assert any("waiting for another worker's download of style.safetensors" in r["messages"] for r in results)
+
+
+async def test_a_named_workflows_model_parameter_takes_a_url(run_job, allow_private, fresh_cache, clean_after):
+    checkpoint = (COMFYUI_DIR / "models" / "checkpoints" / CHECKPOINT_NAME).read_bytes()
+    params = {"steps": 2, "width": 64, "height": 64, "seed": 3}
+    with model_server({"/sd15.safetensors": checkpoint}) as server:
+        by_url = await run_job(
+            {"workflow_name": "txt2img", "params": {**params, "checkpoint": f"{server.url}/sd15.safetensors"}}
+        )
+    installed = await run_job({"workflow_name": "txt2img", "params": {**params, "checkpoint": CHECKPOINT_NAME}})
+
+    assert "error" not in by_url, by_url
+    assert decode_image(by_url["images"][0]).tobytes() == decode_image(installed["images"][0]).tobytes()

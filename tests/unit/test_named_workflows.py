@@ -113,3 +113,18 @@ def test_unknown_workflow_lists_the_ones_there_are(tmp_path):
 
 def test_a_missing_folder_is_an_empty_library(tmp_path):
     assert WorkflowLibrary.load(tmp_path / "none", OBJECT_INFO).describe() == []
+
+
+def test_a_model_parameter_takes_an_installed_file_or_a_remote_reference(tmp_path):
+    object_info = {**OBJECT_INFO, "LoraLoader": {"input": {"required": {"lora_name": [["a.safetensors"]]}}}}
+    graph = {**GRAPH, "5": {"class_type": "LoraLoader", "inputs": {"lora_name": "a.safetensors"}}}
+    (tmp_path / "l.json").write_text(json.dumps(graph))
+    (tmp_path / "l.toml").write_text('[params.lora]\nnode = "5"\ninput = "lora_name"\ntype = "model"\n')
+    named = WorkflowLibrary.load(tmp_path, object_info).get("l")
+
+    assert named.apply({"lora": "hf://o/r/b.safetensors"})[0].input_value("5", "lora_name") == "hf://o/r/b.safetensors"
+    assert named.apply({"lora": "a.safetensors"})[0].input_value("5", "lora_name") == "a.safetensors"
+    with pytest.raises(InvalidJobInput) as info:
+        named.apply({"lora": "b.safetensors"})
+    assert info.value.details["problems"][0]["field"] == "input.params.lora"
+    assert named.describe()["parameters"]["properties"]["lora"]["x-installed"] == ["a.safetensors"]
