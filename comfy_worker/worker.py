@@ -164,9 +164,9 @@ class Worker:
         if request.list_what is not None:
             return await self._answer_list(request.list_what)
         workflow, param_files, about = await self._workflow_to_run(request, nodes)
+        self._refuse_unsafe_file_inputs(nodes, workflow)
         with timings.stage("fetch_models_s"):
             workflow = await self._fetch_remote_models(job, workflow, request, cleanup)
-        self._refuse_unsafe_file_inputs(nodes, workflow)
         with timings.stage("upload_inputs_s"):
             renames = await place_inputs([*request.images, *param_files], self.settings, job_files)
         about["seeds"] = workflow.seeds()
