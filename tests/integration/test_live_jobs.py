@@ -64,6 +64,7 @@ async def test_progress_reports_every_sampler_end_and_rises_to_one(run_job, prog
     assert all("preview" not in u for u in progress)
     assert set(result["timings"]) == {
         "wait_for_comfyui_s",
+        "fetch_models_s",
         "upload_inputs_s",
         "execute_s",
         "collect_outputs_s",
