@@ -75,9 +75,7 @@ class ComfyClient:
         return await self._request_json("GET", "/object_info")
 
     async def model_folders(self) -> dict[str, list[str]]:
-        folders = await self._request_json("GET", "/internal/folder_paths") or {}
-        # Each entry is a list of paths (or, in some versions, [path, kind] pairs).
-        return {name: [p if isinstance(p, str) else p[0] for p in paths] for name, paths in folders.items()}
+        return await self._request_json("GET", "/internal/folder_paths") or {}
 
     async def model_files(self, folder: str) -> list[str]:
         return await self._request_json("GET", f"/models/{folder}") or []

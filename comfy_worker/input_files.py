@@ -82,9 +82,7 @@ async def fetch_input(url: str, field: str, settings: Settings) -> bytes:
         limit = f"{settings.input_url_timeout_s:g} s (INPUT_URL_TIMEOUT_S)"
         raise InvalidJobInput([(field, f"download of {redact(url)} took longer than {limit}")]) from None
     except SSRFError as exc:
-        private = "non-public" in str(exc)
-        hint = " (set RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS=true to allow private addresses)" if private else ""
-        raise InvalidJobInput([(field, f"download of {redact(url)} refused: {scrub_urls(str(exc))}{hint}")]) from None
+        raise InvalidJobInput([(field, f"download of {redact(url)} {refusal(exc)}")]) from None
     except (requests.RequestException, ValueError, OSError) as exc:
         raise InvalidJobInput([(field, f"download of {redact(url)} failed: {describe(exc)}")]) from None
     finally:
@@ -188,6 +186,13 @@ def redact(url: str) -> str:
 def scrub_urls(text: str) -> str:
     """The text with every URL in it redacted (the SDK's messages quote whole URLs)."""
     return _URL.sub(lambda match: redact(match.group(0)), text)
+
+
+def refusal(exc: SSRFError) -> str:
+    """Why the SDK's guard refused a URL, without the URL's secrets, with the way out."""
+    private = "non-public" in str(exc)
+    hint = " (set RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS=true to allow private addresses)" if private else ""
+    return f"refused: {scrub_urls(str(exc))}{hint}"
 
 
 def describe(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from .comfy_api import ComfyAPI
 from .errors import WorkflowRejected
-from .workflow import Workflow
+from .workflow import Workflow, combo_choices, input_specs, is_upload
 
 # Input names of the core loaders -> folder type, for inputs whose folder is empty.
 INPUT_FOLDERS = {
@@ -70,31 +70,17 @@ class InstalledModels:
         return named if named in self.folders else None
 
 
-def combo_choices(input_spec: Any) -> list[Any] | None:
-    """An input's choices if it is a list input (old `[[...]]` or new `["COMBO", {"options"}]` form)."""
-    if not isinstance(input_spec, list) or not input_spec:
-        return None
-    if isinstance(input_spec[0], list):
-        return list(input_spec[0])
-    if input_spec[0] == "COMBO":
-        options = input_spec[1] if len(input_spec) > 1 and isinstance(input_spec[1], dict) else {}
-        return list(options.get("options") or [])
-    return None
-
-
 def loader_inputs(object_info: Mapping[str, Any], installed: InstalledModels) -> dict[str, dict[str, Any]]:
     """{"<class>.<input>": {"folder", "choices"}} for every list input that picks a model file."""
     found = {}
-    for class_type, info in sorted(object_info.items()):
-        inputs = info.get("input") or {}
-        for group in ("required", "optional"):
-            for name, spec in (inputs.get(group) or {}).items():
-                choices = combo_choices(spec)
-                if choices is None or any(not isinstance(choice, str) for choice in choices):
-                    continue
-                folder = installed.folder_of(name, choices)
-                if folder is not None:
-                    found[f"{class_type}.{name}"] = {"folder": folder, "choices": choices}
+    for class_type in sorted(object_info):
+        for name, spec in input_specs(object_info, class_type).items():
+            choices = combo_choices(spec)
+            if choices is None or any(not isinstance(choice, str) for choice in choices):
+                continue
+            folder = installed.folder_of(name, choices)
+            if folder is not None:
+                found[f"{class_type}.{name}"] = {"folder": folder, "choices": choices}
     return found
 
 
@@ -108,10 +94,7 @@ def explain_missing_models(
         error = {**error, "title": workflow.title(error.get("node_id"))}
         value = error.get("received_value")
         if error.get("type") == "value_not_in_list" and isinstance(value, str) and error.get("input"):
-            inputs = (object_info.get(error.get("class_type") or "") or {}).get("input") or {}
-            spec = (inputs.get("required") or {}).get(error["input"]) or (inputs.get("optional") or {}).get(
-                error["input"]
-            )
+            spec = input_specs(object_info, error.get("class_type") or "").get(error["input"])
             listed = [choice for choice in combo_choices(spec) or [] if isinstance(choice, str)]
             folder = installed.folder_of(error["input"], listed)
             choices = installed.files.get(folder, []) if folder else listed
@@ -144,14 +127,12 @@ def values_not_installed(workflow: Workflow, object_info: Mapping[str, Any], ski
     found = []
     for node_id in workflow:
         class_type = workflow.class_type(node_id) or ""
-        inputs = (object_info.get(class_type) or {}).get("input") or {}
-        for name, spec in {**(inputs.get("required") or {}), **(inputs.get("optional") or {})}.items():
+        for name, spec in input_specs(object_info, class_type).items():
             value = workflow.input_value(node_id, name)
             choices = combo_choices(spec)
-            options = spec[1] if isinstance(spec, list) and len(spec) > 1 and isinstance(spec[1], dict) else {}
             if choices is None or not isinstance(value, str) or (node_id, name) in skip or value in choices:
                 continue
-            if any(options.get(key) for key in ("image_upload", "video_upload", "audio_upload", "upload")):
+            if is_upload(spec):
                 continue
             found.append(f"node {node_id} '{workflow.display_name(node_id)}' ({class_type}) input '{name}': '{value}'")
     return found

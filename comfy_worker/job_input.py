@@ -199,10 +199,12 @@ class JobInput(BaseModel):
 
     @model_validator(mode="after")
     def _one_request(self) -> JobInput:
-        given = [name for name in ("workflow", "workflow_name", "list_what") if getattr(self, name) is not None]
-        given = [name.replace("list_what", "list") for name in given]
-        if self.ui_workflow is not None:
-            given.append("workflow")
+        requests = {
+            "workflow": self.workflow or self.ui_workflow,
+            "workflow_name": self.workflow_name,
+            "list": self.list_what,
+        }
+        given = [name for name, value in requests.items() if value is not None]
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of 'workflow' (a graph), 'workflow_name' (with 'params') or 'list'"

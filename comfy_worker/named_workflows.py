@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,12 +62,11 @@ from pydantic import (
 from pydantic.json_schema import JsonDict
 
 from .errors import InvalidJobInput
-from .installed import combo_choices
 from .job_input import InputFile, field_path, file_content, problem_text
+from .remote_models import is_remote
 from .ui_format import is_ui_format, to_api_format
-from .workflow import Workflow, is_link
+from .workflow import Workflow, combo_choices, input_specs, is_link
 
-REMOTE_PATTERN = r"^(https?|hf)://"
 MEDIA_TYPES = {"image": ".png", "video": ".mp4", "audio": ".wav"}  # type -> extension when none can be told
 _SIGNATURES = [
     (b"\x89PNG", ".png"),
@@ -159,9 +157,9 @@ class NamedWorkflow:
                 changes[(node_id, spec.input)] = value
         return self.workflow.with_inputs(changes), files
 
-    def parameter_inputs(self) -> set[tuple[str, str]]:
-        """(node id, input name) of every input a parameter sets."""
-        return {(node_id, spec.input) for spec in self.params.values() for node_id in spec.nodes}
+    def file_inputs(self) -> set[tuple[str, str]]:
+        """(node id, input name) of every input that an image, video or audio parameter fills."""
+        return {(node, spec.input) for spec in self.params.values() if spec.type in MEDIA_TYPES for node in spec.nodes}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -259,7 +257,7 @@ def _target_problems(param: str, spec: ParamSpec, workflow: Workflow, object_inf
         value = workflow.input_value(node_id, spec.input)
         if is_link(value):
             problems.append(f"params.{param}: input '{spec.input}' of node {node_id} is wired to another node")
-        elif value is None and spec.input not in _input_specs(object_info, class_type):
+        elif value is None and spec.input not in input_specs(object_info, class_type):
             problems.append(f"params.{param}: node {node_id} ({class_type}) has no input '{spec.input}'")
     if spec.type == "model" and _combo_options(spec, workflow, object_info) is None:
         problems.append(f"params.{param}: a model parameter needs an input that lists model files")
@@ -268,14 +266,9 @@ def _target_problems(param: str, spec: ParamSpec, workflow: Workflow, object_inf
     return problems
 
 
-def _input_specs(object_info: Mapping[str, Any], class_type: str) -> dict[str, Any]:
-    inputs = (object_info.get(class_type) or {}).get("input") or {}
-    return {**(inputs.get("required") or {}), **(inputs.get("optional") or {})}
-
-
 def _combo_options(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) -> list[Any] | None:
     """The values ComfyUI offers for the parameter's (first) input; None if it is not a list input."""
-    return combo_choices(_input_specs(object_info, workflow.class_type(spec.nodes[0]) or "").get(spec.input))
+    return combo_choices(input_specs(object_info, workflow.class_type(spec.nodes[0]) or "").get(spec.input))
 
 
 def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -320,7 +313,7 @@ def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) 
 
 
 def _installed_or_remote(installed: list[str], value: str) -> str:
-    if value in installed or re.match(REMOTE_PATTERN, value):
+    if value in installed or is_remote(value):
         return value
     shown = ", ".join(installed[:20]) + (", ..." if len(installed) > 20 else "") if installed else "none"
     raise ValueError(f"must be an installed file (installed: {shown}), or an https:// or hf:// reference to fetch")

@@ -45,7 +45,7 @@ import requests
 from runpod.serverless.utils.rp_ssrf import SSRFError
 
 from .errors import InvalidJobInput, ModelDownloadFailed
-from .input_files import Download, describe, redact, scrub_urls
+from .input_files import Download, describe, redact, refusal
 from .job_input import ModelCredentials
 from .model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
 from .settings import Settings
@@ -256,9 +256,7 @@ class ModelFetcher:
         except SSRFError as exc:
             if "exceeds size cap" in str(exc):
                 raise _FetchError(_too_large_url(self.settings.model_download_max_bytes)) from None
-            private = "non-public" in str(exc)
-            hint = " (set RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS=true to allow private addresses)" if private else ""
-            raise _FetchError(f"refused: {scrub_urls(str(exc))}{hint}") from None
+            raise _FetchError(refusal(exc)) from None
         except (requests.RequestException, ValueError, OSError, TimeoutError) as exc:
             if abort.is_set():
                 raise _FetchError("stopped (the job was cancelled or ran out of time)") from None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .errors import InvalidJobInput
@@ -76,9 +76,19 @@ def to_api_format(raw: Mapping[str, Any], object_info: Mapping[str, Any]) -> dic
 def unknown_node_types(raw: Mapping[str, Any], object_info: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(field path, problem) for each node, top level or inside a subgraph, whose type
     ComfyUI lacks. Muted and bypassed nodes do not run, so they do not count."""
-    subgraphs = (raw.get("definitions") or {}).get("subgraphs") or []
-    subgraph_ids = {str(graph.get("id")) for graph in subgraphs if isinstance(graph, Mapping)}
-    problems = []
+    return [
+        (f"input.workflow.nodes[id={node.get('id')}]", _unknown_message(scope, node, node_type))
+        for scope, node, node_type in _nodes_that_run(raw)
+        if node_type not in object_info
+    ]
+
+
+def _nodes_that_run(raw: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any], str]]:
+    """(scope, node, type) for each node, top level (scope "") or inside a subgraph, that
+    becomes a node of the API graph: not muted or bypassed, not editor-only, not the
+    instance of a subgraph (its inner nodes take its place)."""
+    subgraphs = [graph for graph in (raw.get("definitions") or {}).get("subgraphs") or [] if isinstance(graph, Mapping)]
+    subgraph_ids = {str(graph.get("id")) for graph in subgraphs}
     scopes: list[tuple[str, Any]] = [("", raw.get("nodes"))]
     scopes += [(f"subgraph '{graph.get('name') or graph.get('id')}' ", graph.get("nodes")) for graph in subgraphs]
     for scope, nodes in scopes:
@@ -86,10 +96,8 @@ def unknown_node_types(raw: Mapping[str, Any], object_info: Mapping[str, Any]) -
             if not isinstance(node, Mapping) or node.get("mode") in (_MUTED, _BYPASSED):
                 continue
             node_type = str(node.get("type") or "")
-            if node_type in object_info or node_type in UI_ONLY_TYPES or node_type in subgraph_ids:
-                continue
-            problems.append((f"input.workflow.nodes[id={node.get('id')}]", _unknown_message(scope, node, node_type)))
-    return problems
+            if node_type not in UI_ONLY_TYPES and node_type not in subgraph_ids:
+                yield scope, node, node_type
 
 
 def _unknown_message(scope: str, node: Mapping[str, Any], node_type: str) -> str:
@@ -111,20 +119,12 @@ def _dropped_nodes(raw: Mapping[str, Any], api: Mapping[str, Any]) -> list[tuple
     """Top-level nodes that should run but that the converter left out (it logs and
     skips a node it fails on). Nodes inside subgraphs get new ids, so only the top
     level can be checked this way."""
-    subgraphs = (raw.get("definitions") or {}).get("subgraphs") or []
-    subgraph_ids = {str(graph.get("id")) for graph in subgraphs if isinstance(graph, Mapping)}
-    problems = []
-    for node in raw.get("nodes") or []:
-        if not isinstance(node, Mapping) or node.get("mode") in (_MUTED, _BYPASSED):
-            continue
-        node_type = str(node.get("type") or "")
-        if node_type in UI_ONLY_TYPES or node_type in subgraph_ids or str(node.get("id")) in api:
-            continue
-        problems.append(
-            (
-                f"input.workflow.nodes[id={node.get('id')}]",
-                f"node {node.get('id')} ({node_type}) could not be converted from the UI format "
-                "(the worker's log has the converter's reason); export the workflow in API format instead",
-            )
+    return [
+        (
+            f"input.workflow.nodes[id={node.get('id')}]",
+            f"node {node.get('id')} ({node_type}) could not be converted from the UI format "
+            "(the worker's log has the converter's reason); export the workflow in API format instead",
         )
-    return problems
+        for scope, node, node_type in _nodes_that_run(raw)
+        if not scope and str(node.get("id")) not in api
+    ]

@@ -68,23 +68,43 @@ class NodeCatalog:
 
 def file_name_inputs(object_info: Mapping[str, Any]) -> FileInputs:
     found: dict[str, frozenset[str]] = {}
-    for class_type, info in object_info.items():
-        names = set()
-        for group in ("required", "optional"):
-            for name, spec in ((info.get("input") or {}).get(group) or {}).items():
-                if _takes_a_choice_or_upload(spec):
-                    names.add(name)
+    for class_type in object_info:
+        names = {
+            name
+            for name, spec in input_specs(object_info, class_type).items()
+            if combo_choices(spec) is not None or is_upload(spec)
+        }
         if names:
             found[class_type] = frozenset(names)
     return found
 
 
-def _takes_a_choice_or_upload(spec: Any) -> bool:
+def input_specs(object_info: Mapping[str, Any], class_type: str) -> dict[str, Any]:
+    """A node class's inputs, required and optional together: name -> /object_info spec."""
+    inputs = (object_info.get(class_type) or {}).get("input") or {}
+    return {**(inputs.get("required") or {}), **(inputs.get("optional") or {})}
+
+
+def combo_choices(spec: Any) -> list[Any] | None:
+    """A list input's choices (old `[[...]]` or new `["COMBO", {"options"}]` form); None otherwise."""
     if not isinstance(spec, list | tuple) or not spec:
-        return False
-    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    uploads = ("image_upload", "video_upload", "audio_upload", "upload")
-    return isinstance(spec[0], list) or spec[0] == "COMBO" or any(options.get(key) for key in uploads)
+        return None
+    if isinstance(spec[0], list):
+        return list(spec[0])
+    if spec[0] == "COMBO":
+        return list(_spec_options(spec).get("options") or [])
+    return None
+
+
+def is_upload(spec: Any) -> bool:
+    """An input whose file the user uploads (LoadImage's image, video and audio loaders)."""
+    options = _spec_options(spec)
+    return any(options.get(key) for key in ("image_upload", "video_upload", "audio_upload", "upload"))
+
+
+def _spec_options(spec: Any) -> dict[str, Any]:
+    is_spec = isinstance(spec, list | tuple) and len(spec) > 1 and isinstance(spec[1], dict)
+    return spec[1] if is_spec else {}
 
 
 def _escapes(value: str) -> bool:

@@ -6,9 +6,10 @@ is installed. Exits 1 naming each workflow and what is wrong.
 
 It starts the ComfyUI tree on the CPU (an image build has no GPU) with the worker's
 launch flags (ComfyUI/launch.args), reads GET /object_info, and stops it. A list
-input that a parameter fills (img2img's image) is the job's to give, so it is not
-checked; a model that only the network volume will hold fails here on purpose:
-give its workflow a `choice` parameter for it instead.
+input that an image, video or audio parameter fills (img2img's image) is the job's
+to give, so it is not checked; every other value is, parameters' defaults included.
+A model that only the network volume will hold fails here on purpose: let the
+workflow name a baked one and a `model` parameter pick the volume's at run time.
 """
 
 from __future__ import annotations
@@ -66,18 +67,10 @@ def problems(workflows: Path, object_info: dict[str, Any]) -> list[str]:
         return str(error).splitlines()
     found = []
     for name, workflow in sorted(library.workflows.items()):
-        for missing in values_not_installed(
-            workflow.workflow, object_info, workflow.parameter_inputs() - _choices(workflow)
-        ):
+        for missing in values_not_installed(workflow.workflow, object_info, workflow.file_inputs()):
             found.append(f"{workflows / name}.json: {missing} is not installed or not offered")
     log.info("checked %d named workflows: %s", len(library.workflows), ", ".join(library.workflows) or "none")
     return found
-
-
-def _choices(workflow: Any) -> set[tuple[str, str]]:
-    """Inputs set by `choice` and `model` parameters: their default (the workflow's value) must be installed too."""
-    chosen = [spec for spec in workflow.params.values() if spec.type in ("choice", "model")]
-    return {(node, spec.input) for spec in chosen for node in spec.nodes}
 
 
 def main() -> int:

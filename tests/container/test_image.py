@@ -16,6 +16,7 @@ from scripts.dev.make_tiny_checkpoint import LORA_NAME
 from tests.support.comfyui_server import COMFYUI_DIR, free_port
 from tests.support.servers import model_server, wait_until
 from tests.support.templates import on_tiny_models, template
+from tests.support.workflows import add_lora
 
 from .conftest import IMAGE, REPO_ROOT, docker, tiny_job
 
@@ -67,12 +68,7 @@ def test_a_lora_by_url_is_fetched_into_the_model_cache(running_worker):
     lora = (COMFYUI_DIR / "models" / "loras" / LORA_NAME).read_bytes()
     job = tiny_job(seed=6)["input"]
     with model_server({"/style.safetensors": lora}) as server:
-        job["workflow"]["10"] = {
-            "class_type": "LoraLoader",
-            "inputs": {"lora_name": f"{server.url}/style.safetensors", "strength_model": 1.0, "strength_clip": 1.0,
-                       "model": ["4", 0], "clip": ["4", 1]},
-        }  # fmt: skip
-        job["workflow"]["3"]["inputs"]["model"] = ["10", 0]
+        add_lora(job["workflow"], f"{server.url}/style.safetensors")
         client = EndpointClient(running_worker.endpoint_url)
         final = client.wait(client.submit(job), poll_interval_s=0.1)
     assert final["status"] == "COMPLETED", final

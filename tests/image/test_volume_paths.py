@@ -12,7 +12,7 @@ import yaml
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, start_comfyui
-from tests.support.workflows import txt2img
+from tests.support.workflows import add_lora, txt2img
 
 from .conftest import REPO_ROOT
 
@@ -82,13 +82,7 @@ async def list_models_and_refuse_a_lora(settings: Settings) -> tuple[dict, dict]
     worker = Worker(settings)
     try:
         models = await worker.handle({"id": "list", "input": {"list": "models"}})
-        workflow = txt2img()
-        workflow["10"] = {
-            "class_type": "LoraLoader",
-            "inputs": {"lora_name": "on_the_volume.safetensors", "strength_model": 1.0, "strength_clip": 1.0,
-                       "model": ["4", 0], "clip": ["4", 1]},
-        }  # fmt: skip
-        workflow["3"]["inputs"]["model"] = ["10", 0]
+        workflow = add_lora(txt2img(), "on_the_volume.safetensors")
         refused = await worker.handle({"id": "refused", "input": {"workflow": workflow}})
         return models, refused
     finally:

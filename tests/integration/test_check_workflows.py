@@ -11,6 +11,7 @@ from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME
 from scripts.image.check_workflows import problems
 from tests.support.comfyui_server import COMFYUI_DIR
 from tests.support.shipped_workflows import REPO_ROOT, SHIPPED, baked_checkpoint, stage_workflows
+from tests.support.workflows import add_lora
 
 
 async def object_info(session_worker) -> dict:
@@ -25,17 +26,7 @@ async def test_shipped_workflows_pass_when_their_checkpoint_is_installed(session
 async def test_a_missing_model_fails_naming_workflow_node_and_file(session_worker, tmp_path):
     staged = stage_workflows(tmp_path / "workflows", CHECKPOINT_NAME)
     graph = json.loads((staged / "txt2img.json").read_text())
-    graph["10"] = {
-        "class_type": "LoraLoader",
-        "_meta": {"title": "Style"},
-        "inputs": {
-            "lora_name": "style.safetensors",
-            "strength_model": 1.0,
-            "strength_clip": 1.0,
-            "model": ["4", 0],
-            "clip": ["4", 1],
-        },
-    }
+    graph = add_lora(graph, "style.safetensors")
     (staged / "txt2img.json").write_text(json.dumps(graph))
 
     assert problems(staged, await object_info(session_worker)) == [

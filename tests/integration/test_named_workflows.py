@@ -11,7 +11,7 @@ import json
 import pytest
 
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME, LORA_NAME
-from tests.support.workflows import decode_image, png_base64, txt2img
+from tests.support.workflows import add_lora, decode_image, png_base64, txt2img
 
 TINY = {"checkpoint": CHECKPOINT_NAME, "steps": 2, "width": 64, "height": 64}
 
@@ -128,18 +128,7 @@ async def test_missing_checkpoint_names_node_input_closest_and_folders(run_job):
 
 
 async def test_missing_lora_and_a_wrong_sampler_are_told_apart(run_job):
-    workflow = txt2img()
-    workflow["10"] = {
-        "class_type": "LoraLoader",
-        "inputs": {
-            "lora_name": "tiny_lora.safetensors",
-            "strength_model": 1.0,
-            "strength_clip": 1.0,
-            "model": ["4", 0],
-            "clip": ["4", 1],
-        },
-    }
-    workflow["3"]["inputs"]["model"] = ["10", 0]
+    workflow = add_lora(txt2img(), "tiny_lora.safetensors")
     workflow["3"]["inputs"]["sampler_name"] = "eulr"
     result = await run_job({"workflow": workflow})
 

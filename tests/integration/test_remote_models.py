@@ -15,7 +15,7 @@ from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME, LORA_NAME
 from tests.support.comfyui_server import COMFYUI_DIR
 from tests.support.fake_hub import fake_hub
 from tests.support.servers import model_server
-from tests.support.workflows import decode_image, txt2img
+from tests.support.workflows import add_lora, decode_image, txt2img
 
 LORA = (COMFYUI_DIR / "models" / "loras" / LORA_NAME).read_bytes()
 SHA = hashlib.sha256(LORA).hexdigest()
@@ -29,22 +29,7 @@ def other_lora() -> bytes:
 
 
 def with_lora(lora_name: str, seed: int = 5) -> dict:
-    workflow = txt2img(seed=seed)
-    workflow["10"] = {
-        "class_type": "LoraLoader",
-        "_meta": {"title": "Style"},
-        "inputs": {
-            "lora_name": lora_name,
-            "strength_model": 1.0,
-            "strength_clip": 1.0,
-            "model": ["4", 0],
-            "clip": ["4", 1],
-        },
-    }
-    workflow["3"]["inputs"]["model"] = ["10", 0]
-    workflow["6"]["inputs"]["clip"] = ["10", 1]
-    workflow["7"]["inputs"]["clip"] = ["10", 1]
-    return workflow
+    return add_lora(txt2img(seed=seed), lora_name)
 
 
 def cache_files(comfyui) -> set[str]:
@@ -201,12 +186,7 @@ async def test_eviction_under_a_tiny_cap_never_takes_a_file_in_use(
         in_cache = {name.split("-", 1)[1] for name in cache_files(comfyui) if name.startswith("loras/")}
         assert in_cache == {"b.safetensors"}, "a, least recently used, made room for b"
 
-        both = with_lora(a)
-        both["11"] = {
-            **both["10"],
-            "inputs": {**both["10"]["inputs"], "lora_name": b, "model": ["10", 0], "clip": ["10", 1]},
-        }
-        both["3"]["inputs"]["model"] = ["11", 0]
+        both = add_lora(with_lora(a), b, node_id="11", source="10")
         result = await run_job({"workflow": both})
     # a came back (b, not yet in use, made room); then b came back and a, in use, stayed.
     assert "error" not in result, "both stay while the job uses them, over the cap"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -52,10 +53,16 @@ async def test_same_workflow_in_ui_and_api_format_gives_the_same_image(run_job, 
 
 async def test_bypassed_and_muted_nodes_do_not_run(run_job, clean_after):
     ui = on_tiny_models(template("lora"))
-    bypassed = [node for node in ui["nodes"] if node.get("mode") == 4]
+    bypassed = [str(node["id"]) for node in ui["nodes"] if node.get("mode") == 4]
     assert bypassed, "the lora template bypasses a LoRA loader"
+    ui["nodes"].append({"id": 97, "type": "SaveImage", "mode": 2, "inputs": [], "outputs": [], "widgets_values": ["m"]})
     result = await run_job({"workflow": ui})
+
     assert "error" not in result, result
+    ran = json.loads(decode_image(result["images"][0]).info["prompt"])  # SaveImage embeds the prompt it ran
+    assert not set(bypassed) & set(ran) and "97" not in ran
+    # What a bypassed node received goes to whoever used its output: the graph stays connected.
+    assert all(value[0] in ran for node in ran.values() for value in node["inputs"].values() if isinstance(value, list))
 
 
 @pytest.mark.parametrize("name", SUBGRAPHED)

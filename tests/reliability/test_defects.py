@@ -15,7 +15,7 @@ from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import start_comfyui
 from tests.support.servers import misbehaving_http_server
-from tests.support.workflows import decode_image, empty_image, load_image, png_base64, txt2img
+from tests.support.workflows import add_lora, decode_image, empty_image, load_image, png_base64, txt2img
 
 
 def png(color: tuple[int, int, int]) -> bytes:
@@ -160,9 +160,8 @@ async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog
     )
     # A model credential, on a model download that fails (HF_TOKEN-like token and a host header).
     credentials = {"huggingface_token": "hf_SECRET_44", "headers": {"127.0.0.1": {"Authorization": "Bearer SECRET-45"}}}
-    lora = {"class_type": "LoraLoader", "inputs": {"lora_name": "http://127.0.0.1:9/x.safetensors",
-            "strength_model": 1.0, "strength_clip": 1.0, "model": ["4", 0], "clip": ["4", 1]}}  # fmt: skip
-    download = await run_job({"workflow": {**txt2img(), "10": lora}, "model_credentials": credentials})
+    lora_by_url = add_lora(txt2img(), "http://127.0.0.1:9/x.safetensors")
+    download = await run_job({"workflow": lora_by_url, "model_credentials": credentials})
     assert failed["error_type"] == "storage_error" and rejected["error_type"] == "workflow_rejected"
     assert download["error_type"] == "model_download_failed"
     for secret in ("BUCKET-SECRET-42", api_key, "hf_SECRET_44", "SECRET-45"):

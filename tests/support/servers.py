@@ -76,6 +76,26 @@ def http_file_server(folder: Path) -> contextlib.AbstractContextManager[str]:
     return serving(functools.partial(QuietHandler, directory=str(folder)))
 
 
+class ReplyingHandler(http.server.BaseHTTPRequestHandler):
+    """A handler with short replies and no request log, for the tests' own servers."""
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/octet-stream") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the base class's signature
         pass
@@ -88,7 +108,7 @@ def misbehaving_http_server(png: bytes) -> Iterator[str]:
     /drip (a body trickling a byte at a time), /missing (404). Query strings are
     echoed into Location headers, as signed URLs' are."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(ReplyingHandler):
         def do_GET(self):  # noqa: N802 - the base class's name
             path, _, query = self.path.partition("?")
             suffix = f"?{query}" if query else ""
@@ -118,22 +138,6 @@ def misbehaving_http_server(png: bytes) -> Iterator[str]:
             else:
                 self._send(404, b"missing", "text/plain")
 
-        def _redirect(self, location: str) -> None:
-            self.send_response(302)
-            self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-            pass
-
     with serving(Handler) as url:
         yield url
 
@@ -158,32 +162,19 @@ def model_server(
     `delay_s` holds each file response (to overlap two downloads)."""
     seen: list[tuple[str, dict[str, str]]] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(ReplyingHandler):
         def do_GET(self):  # noqa: N802 - the base class's name
             path = self.path.partition("?")[0]
             seen.append((path, dict(self.headers.items())))
             if path.startswith("/to/"):
                 host, _, rest = path.removeprefix("/to/").partition("/")
-                self.send_response(302)
-                self.send_header("Location", f"http://{host}:{self.server.server_address[1]}/{rest}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
+                return self._redirect(f"http://{host}:{self.server.server_address[1]}/{rest}")
             if require and any(self.headers.get(name) != value for name, value in require.items()):
                 return self._send(401, b"unauthorized")
             if path not in files:
                 return self._send(404, b"missing")
             time.sleep(delay_s)
             self._send(200, files[path])
-
-        def _send(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-            pass
 
     with serving(Handler) as url:
         yield ModelServer(url, seen)

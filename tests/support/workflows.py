@@ -23,6 +23,22 @@ def txt2img(steps: int = 2, size: int = 64, seed: int = 42) -> dict:
     return workflow
 
 
+def add_lora(workflow: dict, lora_name: str, node_id: str = "10", source: str = "4") -> dict:
+    """test_input.json's graph (checkpoint 4, sampler 3, prompts 6 and 7) with a LoraLoader
+    titled 'Style' taking model and clip from `source` and feeding the sampler and prompts.
+    Chain a second one with node_id="11", source="10"."""
+    inputs = {"lora_name": lora_name, "strength_model": 1.0, "strength_clip": 1.0}
+    workflow[node_id] = {
+        "class_type": "LoraLoader",
+        "_meta": {"title": "Style"},
+        "inputs": {**inputs, "model": [source, 0], "clip": [source, 1]},
+    }
+    workflow["3"]["inputs"]["model"] = [node_id, 0]
+    workflow["6"]["inputs"]["clip"] = [node_id, 1]
+    workflow["7"]["inputs"]["clip"] = [node_id, 1]
+    return workflow
+
+
 def empty_image(color: int = 0xFF8000, size: int = 8, prefix: str = "empty") -> dict:
     """No model: EmptyImage -> SaveImage."""
     return {
