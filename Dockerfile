@@ -52,7 +52,7 @@ ARG HF_TOKEN=""
 ARG HF_ENDPOINT=https://huggingface.co
 ARG MODELS_MANIFEST=ComfyUI/models.json
 COPY ${MODELS_MANIFEST} /worker/ComfyUI/models.json
-COPY scripts/image/manifests.py scripts/image/fetch_models.py /worker/scripts/image/
+COPY scripts/image/manifests.py scripts/image/fetch_models.py scripts/image/link_cached_models.py /worker/scripts/image/
 RUN HF_TOKEN="$HF_TOKEN" HF_ENDPOINT="$HF_ENDPOINT" HF_XET_HIGH_PERFORMANCE=1 \
     python /worker/scripts/image/fetch_models.py --manifest /worker/ComfyUI/models.json --models-dir /comfyui/models
 

@@ -40,6 +40,7 @@ async def wait_for_comfyui(worker: Worker) -> None:
     as its error (and asks RunPod for a new worker), which users see in /status."""
     try:
         await worker.start()
+        log.info("worker ready: ComfyUI answers")
     except WorkerError as error:
         log.error("ComfyUI is not available: %s", error.message)
     finally:

@@ -12,6 +12,8 @@
 #
 # Settings (environment): COMFYUI_PATH, COMFY_HOST, COMFY_PID_FILE, COMFY_EXTRA_ARGS,
 # COMFY_RESTART_MIN_UPTIME_S, PYTHON, WARMUP_JOB (a job JSON file to run once before taking jobs),
+# PREFETCH (auto|off), PREFETCH_MODELS, PREFETCH_MEMORY_RESERVE_GB (comfy_worker/prefetch.py),
+# RUNPOD_HF_CACHE (RunPod's cached models, /runpod-volume/huggingface-cache/hub),
 # MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
 # MODEL_CACHE_DIR (models fetched by jobs; default /runpod-volume/model-cache with a volume,
 # else /tmp/comfy-model-cache),
@@ -60,6 +62,29 @@ sed -e 's#^runpod_volume:#model_cache:#' -e "s#base_path: .*#base_path: $MODEL_C
 
 read -r -a launch_flags <<<"$(sed 's/#.*//' "$worker_dir/ComfyUI/launch.args" | tr '\n' ' ')"
 read -r -a extra_args <<<"${COMFY_EXTRA_ARGS:-}"
+# A second server cannot listen on a taken port, and the worker would talk to the first.
+if (exec 3<>"/dev/tcp/${COMFY_HOST%:*}/${COMFY_HOST##*:}") 2>/dev/null; then
+  log "COMFY_HOST $COMFY_HOST is already in use by another program; stop it or set COMFY_HOST to a free host:port"
+  exit 1
+fi
+
+# Models ComfyUI/models.json takes from RunPod's model cache ("from": "runpod-cache"),
+# linked into the model folders before ComfyUI lists them.
+if grep -q '"runpod-cache"' "$worker_dir/ComfyUI/models.json" 2>/dev/null; then
+  "$python_bin" "$worker_dir/scripts/image/link_cached_models.py" --manifest "$worker_dir/ComfyUI/models.json" \
+    --models-dir "$COMFYUI_PATH/models" || log "linking models from RunPod's cache failed (see above)"
+fi
+
+# Read the first job's model files into the page cache while ComfyUI boots
+# (comfy_worker/prefetch.py), at idle CPU and I/O priority so the boot is not slowed.
+prefetch_pid=
+if [ "${PREFETCH:-auto}" != off ]; then
+  priority=(nice -n 19)
+  if command -v ionice >/dev/null; then priority+=(ionice -c 3); fi
+  (cd "$worker_dir" && exec "${priority[@]}" "$python_bin" -m comfy_worker.prefetch) &
+  prefetch_pid=$!
+fi
+
 start_comfyui() {
   (
     cd "$COMFYUI_PATH"
@@ -80,6 +105,7 @@ worker_pid=
 # exited: start.sh never returns while ComfyUI still holds the GPU or its port.
 stop_all() {
   [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true
+  [ -n "$prefetch_pid" ] && kill "$prefetch_pid" 2>/dev/null || true
   kill "$comfy_pid" 2>/dev/null || true
   for _ in $(seq 1 100); do
     kill -0 "$comfy_pid" 2>/dev/null || return 0

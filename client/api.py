@@ -79,23 +79,33 @@ class EndpointClient:
 
 
 def job_input_from_files(workflow: Path, images: Sequence[Path] = (), **options: Any) -> dict[str, Any]:
-    """A job input from an API-format workflow file and input files (sent as base64)."""
-    job: dict[str, Any] = {"workflow": json.loads(workflow.read_text())}
-    if "input" in job["workflow"] and "workflow" in job["workflow"]["input"]:
-        job["workflow"] = job["workflow"]["input"]["workflow"]  # a whole job file, like test_input.json
+    """A job input from a workflow file (API or UI format) or a whole job file
+    (`{"input": {...}}`, like test_input.json), and input files (sent as base64)."""
+    loaded = json.loads(workflow.read_text())
+    is_job_file = isinstance(loaded, dict) and isinstance(loaded.get("input"), dict)
+    job: dict[str, Any] = dict(loaded["input"]) if is_job_file else {"workflow": loaded}
     if images:
-        job["images"] = [{"name": p.name, "image": base64.b64encode(p.read_bytes()).decode()} for p in images]
+        files = [{"name": p.name, "image": base64.b64encode(p.read_bytes()).decode()} for p in images]
+        job["images"] = [*job.get("images", []), *files]
     job.update({key: value for key, value in options.items() if value is not None})
     return job
 
 
-def save_outputs(output: dict[str, Any], folder: Path, session: requests.Session | None = None) -> list[Path]:
-    """Write every output file (base64 or URL) into folder; returns the paths."""
+def output_file_name(job_id: str, entry: dict[str, Any]) -> str:
+    """`<job id>-<node id>-<ComfyUI's file name>`: ComfyUI numbers files per run
+    (ComfyUI_00001_.png each time on a fresh worker), so its name alone is not unique."""
+    return Path(f"{job_id}-{entry.get('node_id', 'node')}-{Path(entry['filename']).name}").name
+
+
+def save_outputs(
+    output: dict[str, Any], folder: Path, job_id: str, session: requests.Session | None = None
+) -> list[Path]:
+    """Write every output file (base64 or URL) into folder, named by `output_file_name`; returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
     for list_name in OUTPUT_LISTS:
         for entry in output.get(list_name) or []:
-            path = folder / Path(entry["filename"]).name
+            path = folder / output_file_name(job_id, entry)
             if entry["type"] == "base64":
                 path.write_bytes(base64.b64decode(entry["data"]))
             else:

@@ -4,7 +4,7 @@
     python -m client run workflow.json --base-url http://127.0.0.1:8000/v2/local
 
 Shows node, step and overall percent while the job runs, cancels the job on
-Ctrl-C, saves the outputs into --out, and exits non-zero with the job's error if
+Ctrl-C, saves the outputs into --out as <job id>-<node id>-<file name>, and exits non-zero with the job's error if
 it fails (1 failed, 2 usage, 130 cancelled).
 """
 
@@ -38,9 +38,12 @@ class ProgressBar:
             self.seen_progress = True
             self.bar.n = round(100 * output["progress"], 1)
             self.bar.set_description(output.get("message") or "running")
+            eta_s = output.get("eta_s")
+            self.bar.set_postfix_str(f"about {eta_s:.0f} s left" if isinstance(eta_s, int | float) else "")
         elif status["status"] == "COMPLETED":
             self.bar.n = 100
             self.bar.set_description("done")
+            self.bar.set_postfix_str("")
         else:
             self.bar.set_description(status["status"].lower().replace("_", " "))
         self.bar.refresh()
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", failed)
         return 1
     bar.close()
-    for path in save_outputs(final.get("output") or {}, args.out, client.session):
+    for path in save_outputs(final.get("output") or {}, args.out, job_id, client.session):
         sys.stdout.write(f"{path}\n")
     return 0
 
@@ -84,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a workflow and save its outputs")
-    run_parser.add_argument("workflow", type=Path, help="API-format workflow JSON (or a job file like test_input.json)")
+    run_parser.add_argument(
+        "workflow", type=Path, help="a workflow JSON (API or UI format) or a job file like test_input.json"
+    )
     run_parser.add_argument("--image", type=Path, action="append", default=[], help="an input file; repeatable")
     where = run_parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--endpoint-id", help="a RunPod endpoint id (API key from RUNPOD_API_KEY)")

@@ -3,8 +3,10 @@
 Contract: start.sh writes ComfyUI's PID to COMFY_PID_FILE. `ComfyProcess.liveness`
 reads it (a /proc read, no request): ALIVE, DEAD (gone, or a zombie) or UNKNOWN
 (no PID file: ComfyUI started by hand). `wait_until_ready` polls ComfyUI's HTTP API
-every COMFY_READY_POLL_INTERVAL_S; it returns as soon as ComfyUI answers, and
-raises `ComfyUnavailable` as soon as the process is DEAD, or after
+every COMFY_READY_POLL_INTERVAL_S; it returns as soon as ComfyUI answers and the
+started process listens (so another program on the port is not taken for it), and
+raises `ComfyUnavailable` as soon as the process is DEAD (naming a taken port
+when another program answered meanwhile), or after
 COMFY_READY_TIMEOUT_S of a live process that never answers. With no PID file it
 cannot tell death from slowness and simply waits up to the timeout.
 
@@ -81,6 +83,19 @@ class ComfyProcess:
         self._killed = (pid, time.monotonic() + RESTART_WAIT_S)
         return True
 
+    def listens(self) -> bool | None:
+        """Whether the started ComfyUI listens on a TCP port yet; None when that cannot be known."""
+        pid = self._pid()
+        if pid is None or pid <= 0:
+            return None
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return False
+        except psutil.AccessDenied:
+            return None
+        return any(connection.status == psutil.CONN_LISTEN for connection in connections)
+
     def is_dead(self) -> bool:
         return self.liveness() is Liveness.DEAD
 
@@ -95,13 +110,25 @@ async def wait_until_ready(comfy: ComfyAPI, process: ComfyProcess, settings: Set
     """Wait (asynchronously) until ComfyUI answers; returns the seconds waited."""
     started = time.monotonic()
     announced = False
+    answered_by_another = False
     while True:
+        # An answer counts once the started ComfyUI listens: before that, whatever
+        # answers is another program (ComfyUI listens on its port or, behind a proxy, on another).
         if await comfy.is_responding():
-            waited = time.monotonic() - started
-            if announced:
-                log.info("ComfyUI is ready after %.1f s", waited)
-            return waited
+            if process.listens() is not False:
+                waited = time.monotonic() - started
+                if announced:
+                    log.info("ComfyUI is ready after %.1f s", waited)
+                return waited
+            if not answered_by_another:
+                log.warning("something answers at %s before the started ComfyUI listens", settings.comfy_host)
+                answered_by_another = True
         if process.is_dead():
+            if answered_by_another:
+                raise ComfyUnavailable(
+                    f"another program answers at {settings.comfy_host}, and the ComfyUI in {process.pid_file} "
+                    "has exited (it cannot listen on a taken port): stop that program or set COMFY_HOST to a free port"
+                )
             raise process.death_error()
         waited = time.monotonic() - started
         if waited > settings.ready_timeout_s:

@@ -6,12 +6,14 @@ a client polling /status sees as `output` while the job is IN_PROGRESS:
 
     {"status": "running", "message": "KSampler: step 3/20", "node_id": "3",
      "node_class": "KSampler", "node_title": "KSampler", "step": 3, "max": 20,
-     "progress": 0.41, "nodes_done": 2, "nodes_total": 7, "elapsed_s": 1.84,
+     "progress": 0.41, "nodes_done": 2, "nodes_total": 7, "elapsed_s": 1.84, "eta_s": 2.6,
      "preview": {"mime_type": "image/jpeg", "data": "<base64>"}}   # only if asked
 
 `progress` is the whole workflow's fraction: nodes finished or cached, plus the
 running node's step fraction, over the workflow's node count. It never goes
 backwards (several samplers read as one rising value) and is 1.0 only at the end.
+`eta_s` estimates the seconds left (see `_eta_s`); it is absent until the running
+sampler has taken two steps, so a step rate is measured.
 
 `ProgressRelay` limits updates to a rate, because every progress_update starts a
 thread and an HTTP session. A sampler's first and last step and every change of
@@ -55,8 +57,16 @@ class Change(enum.Enum):
 
 
 class ProgressTracker:
-    def __init__(self, workflow: Workflow, want_preview: bool, preview_max_bytes: int, started_at: float):
+    def __init__(
+        self,
+        workflow: Workflow,
+        want_preview: bool,
+        preview_max_bytes: int,
+        started_at: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._workflow = workflow
+        self._clock = clock
         self._want_preview = want_preview
         self._preview_max_bytes = preview_max_bytes
         self._started_at = started_at
@@ -67,6 +77,10 @@ class ProgressTracker:
         self.done: set[str] = set()  # nodes of this workflow that finished or were cached
         self._fraction = 0.0
         self._preview: dict[str, str] | None = None
+        self._node_started_at: float | None = None
+        self._first_step: tuple[int, float] | None = None  # (step, when) of the running sampler
+        self._step_s: float | None = None  # seconds per sampler step, measured
+        self._plain_node_s: list[float] = []  # how long nodes without steps took
         self._routes: dict[str, Callable[[ComfyEvent], Change]] = {
             "execution_start": self._on_start,
             "execution_cached": self._on_cached,
@@ -98,8 +112,11 @@ class ProgressTracker:
             "progress": round(self._overall_fraction(), 4),
             "nodes_done": self._nodes_done(),
             "nodes_total": len(self._workflow),
-            "elapsed_s": round(time.monotonic() - self._started_at, 3),
+            "elapsed_s": round(self._clock() - self._started_at, 3),
         }
+        eta_s = self._eta_s()
+        if eta_s is not None:
+            payload["eta_s"] = round(eta_s, 1)
         if self._preview is not None:
             payload["preview"] = self._preview
         return payload
@@ -118,9 +135,13 @@ class ProgressTracker:
         node_id = event.data.get("node")
         if node_id is None:  # the prompt ended; finish() sets the final state
             return Change.NONE
+        now = self._clock()
         if self.node_id is not None:
             self._mark_done(self.node_id)
+            if self.max is None and self._node_started_at is not None:
+                self._plain_node_s.append(now - self._node_started_at)
         self.status, self.node_id, self.step, self.max = "running", node_id, None, None
+        self._node_started_at, self._first_step = now, None
         return Change.MILESTONE
 
     def _on_progress(self, event: ComfyEvent) -> Change:
@@ -128,6 +149,11 @@ class ProgressTracker:
         node_id = event.data.get("node") or self.node_id
         first = node_id != self.node_id or self.step is None
         self.node_id, self.step, self.max = node_id, value, maximum
+        now = self._clock()
+        if first or self._first_step is None:
+            self._first_step = (value, now)
+        elif value > self._first_step[0]:
+            self._step_s = (now - self._first_step[1]) / (value - self._first_step[0])
         return Change.MILESTONE if first or value >= maximum else Change.ROUTINE
 
     def _on_executed(self, event: ComfyEvent) -> Change:
@@ -164,6 +190,24 @@ class ProgressTracker:
         # Below 1.0 until the prompt has really ended, and never backwards.
         self._fraction = max(self._fraction, min((self._nodes_done() + step_fraction) / len(self._workflow), 0.99))
         return self._fraction
+
+    def _eta_s(self) -> float | None:
+        """Seconds left: the running sampler's steps and every later sampler's at the
+        measured step rate, other nodes at the mean time such nodes took in this job.
+        None until a step rate is measured."""
+        if self.status != "running" or self._step_s is None:
+            return None
+        plain_s = sum(self._plain_node_s) / len(self._plain_node_s) if self._plain_node_s else 0.0
+        left = 0.0
+        if self.node_id is not None and self.max is not None and self.step is not None:
+            left += (self.max - self.step) * self._step_s
+        for node_id in self._workflow:
+            if node_id in self.done or node_id == self.node_id:
+                continue
+            steps = self._workflow.input_value(node_id, "steps")
+            has_steps = isinstance(steps, int) and not isinstance(steps, bool)
+            left += steps * self._step_s if has_steps else plain_s
+        return left
 
     def _message(self) -> str:
         if self.status == "queued":

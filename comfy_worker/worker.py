@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -193,7 +194,9 @@ class Worker:
                 job_id,
                 job_files,
             )
-        return {**outputs, **about, "timings": timings.as_dict()}
+        stage_times = timings.as_dict()
+        log.info("job %s done, timings %s", job_id, json.dumps(stage_times))
+        return {**outputs, **about, "timings": stage_times}
 
     # -- the stages' glue --------------------------------------------------------
 

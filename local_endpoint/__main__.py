@@ -1,29 +1,42 @@
 """Run a local RunPod endpoint, and optionally the worker that serves it.
 
-    python -m local_endpoint --port 8000 --worker-command "bash start.sh"
+    python -m local_endpoint --port 8000 --api-key secret --worker-command "bash start.sh"
 
-The worker command runs with RUNPOD_WEBHOOK_* pointing here, so the unmodified
-`runpod.serverless.start` loop takes jobs, sends progress and results, and gets
-cancels exactly as on RunPod. Like RunPod, the worker is replaced (stopped and
-started again) when a job result asks for it (refresh_worker), and restarted if
-it exits. Clients use http://HOST:PORT/v2/ENDPOINT_ID as their base URL.
+The worker command runs with RUNPOD_WEBHOOK_* pointing here (and COMFY_HOST set
+from --comfy-host), so the unmodified `runpod.serverless.start` loop takes jobs,
+sends progress and results, and gets cancels exactly as on RunPod. Like RunPod,
+the worker is replaced (stopped and started again) when a job result asks for it
+(refresh_worker), and restarted if it exits: with the exit status and the last
+lines it printed in the log, and waiting longer after each quick crash (2 s
+doubling up to 60 s) so a broken worker does not spin. Clients use
+http://HOST:PORT/v2/ENDPOINT_ID as their base URL; the jobs page is at
+http://HOST:PORT/.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import errno
 import logging
 import os
 import shlex
 import signal
+import sys
+import time
 
 from aiohttp import web
 
 from .server import LocalEndpoint, worker_environment
 
 log = logging.getLogger("local_endpoint")
+
+FIRST_RESTART_DELAY_S = 2.0
+MAX_RESTART_DELAY_S = 60.0
+STABLE_AFTER_S = 60.0  # a worker that ran this long was not crash-looping
+OUTPUT_LINES_KEPT = 15
 
 
 class WorkerSupervisor:
@@ -34,11 +47,20 @@ class WorkerSupervisor:
         self.env = env
         self.process: asyncio.subprocess.Process | None = None
         self.replace_requested = asyncio.Event()
+        self.last_lines: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES_KEPT)
 
     async def run(self) -> None:
+        delay = FIRST_RESTART_DELAY_S
         while True:
-            self.process = await asyncio.create_subprocess_exec(*shlex.split(self.command), env=self.env)
+            started = time.monotonic()
+            self.process = await asyncio.create_subprocess_exec(
+                *shlex.split(self.command),
+                env=self.env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
             log.info("worker started (pid %d): %s", self.process.pid, self.command)
+            relay = asyncio.ensure_future(self._relay_output(self.process))
             exited = asyncio.ensure_future(self.process.wait())
             replace = asyncio.ensure_future(self.replace_requested.wait())
             await asyncio.wait({exited, replace}, return_when=asyncio.FIRST_COMPLETED)
@@ -47,9 +69,31 @@ class WorkerSupervisor:
                 self.replace_requested.clear()
                 log.info("replacing the worker (refresh_worker)")
                 await self.stop()
-            else:
-                log.warning("worker exited with %s; starting a new one", self.process.returncode)
-                await asyncio.sleep(2)
+                await relay
+                delay = FIRST_RESTART_DELAY_S
+                continue
+            await relay
+            ran_s = time.monotonic() - started
+            if ran_s > STABLE_AFTER_S:
+                delay = FIRST_RESTART_DELAY_S
+            log.error(
+                "worker exited (%s) after %.1f s; starting a new one in %.3g s. Its last lines:\n%s",
+                describe_exit(self.process.returncode),
+                ran_s,
+                delay,
+                "\n".join(f"    {line}" for line in self.last_lines) or "    (no output)",
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RESTART_DELAY_S)
+
+    async def _relay_output(self, process: asyncio.subprocess.Process) -> None:
+        """Copy the worker's output to ours, keeping the last lines to explain an exit."""
+        assert process.stdout is not None
+        self.last_lines.clear()
+        async for raw in process.stdout:
+            sys.stdout.buffer.write(raw)
+            sys.stdout.flush()
+            self.last_lines.append(raw.decode(errors="replace").rstrip())
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -61,19 +105,36 @@ class WorkerSupervisor:
                 await self.process.wait()
 
 
-async def serve(args: argparse.Namespace) -> None:
+def describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"status {returncode}"
+
+
+async def serve(args: argparse.Namespace) -> int:
     endpoint = LocalEndpoint(endpoint_id=args.endpoint_id, api_key=args.api_key, worker_key=args.worker_key)
     runner = web.AppRunner(endpoint.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, args.host, args.port).start()
+    try:
+        await web.TCPSite(runner, args.host, args.port).start()
+    except OSError as error:
+        await runner.cleanup()
+        if error.errno == errno.EADDRINUSE:
+            log.error(
+                "port %d on %s is already in use by another program: choose another with --port", args.port, args.host
+            )
+            return 2
+        raise
     base_url = f"http://{args.host}:{args.port}"
-    log.info("RunPod endpoint on %s/v2/%s", base_url, args.endpoint_id)
+    log.info("RunPod endpoint on %s/v2/%s; the jobs page on %s/", base_url, args.endpoint_id, base_url)
     supervisor = None
     if args.worker_command:
-        supervisor = WorkerSupervisor(
-            args.worker_command, {**os.environ, **worker_environment(base_url, endpoint.worker_key)}
-        )
+        env = {**os.environ, **worker_environment(base_url, endpoint.worker_key)}
+        if args.comfy_host:
+            env["COMFY_HOST"] = args.comfy_host
+        supervisor = WorkerSupervisor(args.worker_command, env)
         endpoint.on_refresh = supervisor.replace_requested.set
+        endpoint.workers_expected = 1
         worker = asyncio.ensure_future(supervisor.run())
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -85,15 +146,19 @@ async def serve(args: argparse.Namespace) -> None:
             await worker
         await supervisor.stop()
     await runner.cleanup()
+    return 0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a RunPod endpoint on localhost")
+    parser = argparse.ArgumentParser(description="a RunPod endpoint on localhost, and a page to watch its jobs")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_ENDPOINT_PORT", 8000)))
     parser.add_argument("--endpoint-id", default="local")
-    parser.add_argument("--api-key", default=os.environ.get("LOCAL_ENDPOINT_API_KEY"), help="require this bearer token")
+    parser.add_argument(
+        "--api-key", default=os.environ.get("LOCAL_ENDPOINT_API_KEY"), help="require this bearer token from clients"
+    )
     parser.add_argument("--worker-command", help="run this worker with RUNPOD_WEBHOOK_* pointing here")
+    parser.add_argument("--comfy-host", help="host:port for the worker's ComfyUI (sets COMFY_HOST for the worker)")
     parser.add_argument(
         "--worker-key",
         default=os.environ.get("LOCAL_ENDPOINT_WORKER_KEY"),
@@ -101,7 +166,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [local_endpoint] %(message)s")
-    asyncio.run(serve(args))
+    sys.exit(asyncio.run(serve(args)))
 
 
 if __name__ == "__main__":

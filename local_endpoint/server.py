@@ -1,28 +1,40 @@
-"""A RunPod endpoint on localhost: the client API your app calls, and the worker API
-the unmodified RunPod SDK (`runpod.serverless.start`) talks to in production mode.
+"""A RunPod endpoint on localhost: the client API your app calls, the worker API
+the unmodified RunPod SDK (`runpod.serverless.start`) talks to in production mode,
+and a page to watch jobs.
 
-Client side, under /v2/{endpoint_id} (RunPod's paths and JSON shapes):
+Client side, under /v2/{endpoint_id} (RunPod's paths, JSON shapes and rules):
 
-    POST /run, /runsync     {"input": ..., "policy": {"executionTimeout": ms}} -> {"id", "status"}
-    GET|POST /status/{id}   {"id", "status", "delayTime", "executionTime", "output"?, "error"?, "workerId"?}
-    GET|POST /stream/{id}   {"status", "stream": [{"output": ...}]} (chunks since the last call)
-    POST /cancel/{id}       {"id", "status": "CANCELLED"}
-    GET /health             {"jobs": {...}, "workers": {...}}
-    POST /purge-queue       {"removed": n, "status": "completed"}
+    POST /run, /runsync[?wait=ms]  {"input", "webhook"?, "policy"?: {"executionTimeout", "ttl"}} -> {"id", "status"}
+    GET|POST /status/{id}          {"id", "status", "delayTime", "executionTime", "output"?, "error"?, "workerId"?}
+    GET|POST /status-sync/{id}[?wait=ms]  the same, once the job has ended or `wait` has passed
+    GET|POST /stream/{id}          {"id", "status", "stream": [{"output": ...}]}: chunks a generator
+                                   handler yielded, since the last call
+    POST /cancel/{id}              {"id", "status"}
+    POST /retry/{id}               a FAILED or TIMED_OUT job back in the queue: {"id", "status": "IN_QUEUE"}
+    GET /health                    {"jobs": {...}, "workers": {...}}
+    POST /purge-queue              {"removed": n, "status": "completed"}
 
 States: IN_QUEUE, IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT. While a
-job is IN_PROGRESS, `output` is the last progress update the worker sent. With an
+job is IN_PROGRESS, `output` is the last progress update the worker sent. As on
+RunPod: `wait` is clamped to 1-300 s (default 90 s); a job past its `ttl` (default
+24 h, from submission) is dropped, stopped if running; an ended job's result is
+kept 30 min (/run) or 1 min (/runsync), then /status answers 404; `webhook` gets
+the final status POSTed, retried twice 10 s apart unless it answers 200. With an
 API key set, client requests need `Authorization: Bearer <key>` (or the bare key,
 as RunPod also takes). Malformed requests get 400 with the reason, never a 500.
+CORS is open, so a page served elsewhere can call it.
 
 Worker side, under /worker (the URLs the SDK reads from RUNPOD_WEBHOOK_*; see
 `worker_environment`), always authenticated with the worker's own key (the SDK
 sends RUNPOD_AI_API_KEY; a random one unless given), so nobody else can take a job
 or post a result: job-take (long poll, one job at a time), job-done (final
 results and progress), job-stream, job-stop (long poll: {"jobsToStop": [...]},
-how cancels and execution timeouts reach the worker), ping. A result with
+how cancels, execution timeouts and TTLs reach the worker), ping. A result with
 `stopPod` (the worker's refresh_worker) is recorded and reported by /health,
 where RunPod would replace the worker.
+
+The page (`page/`, served at `/`) needs no key to load: it holds none. It asks
+the endpoint, or a RunPod endpoint, with the key typed into it.
 """
 
 from __future__ import annotations
@@ -37,17 +49,31 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 log = logging.getLogger("local_endpoint")
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
-DEFAULT_EXECUTION_TIMEOUT_MS = 600_000  # RunPod's default
+RETRYABLE_STATES = {"FAILED", "TIMED_OUT"}
+DEFAULT_EXECUTION_TIMEOUT_MS = 600_000  # RunPod's defaults and limits
+DEFAULT_TTL_MS = 24 * 3600 * 1000
+SYNC_WAIT_MS = (1_000, 90_000, 300_000)  # min, default, max of ?wait=
+RESULT_RETENTION_S = {"run": 30 * 60.0, "runsync": 60.0}
+WEBHOOK_ATTEMPTS = 3
+WEBHOOK_RETRY_DELAY_S = 10.0
+WEBHOOK_TIMEOUT_S = 10.0
 LONG_POLL_S = 10.0
-RUNSYNC_WAIT_MS = 90_000
+PAGE_DIR = Path(__file__).parent / "page"
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+}
 
 
 @dataclass
@@ -55,6 +81,9 @@ class Job:
     id: str
     input: Any
     execution_timeout_ms: int
+    ttl_ms: int
+    submitted_by: str  # "run" or "runsync": how long the result is kept
+    webhook: str | None = None
     status: str = "IN_QUEUE"
     created_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
@@ -64,6 +93,7 @@ class Job:
     worker_id: str | None = None
     stream: list[dict[str, Any]] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
     def view(self) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.id, "status": self.status}
@@ -78,6 +108,16 @@ class Job:
             body["error"] = self.error
         return body
 
+    def schedule(self, name: str, delay_s: float, callback: Callable[[], None]) -> None:
+        """Run callback after delay_s, replacing this job's timer of the same name."""
+        self.cancel_timer(name)
+        self.timers[name] = asyncio.get_running_loop().call_later(delay_s, callback)
+
+    def cancel_timer(self, name: str) -> None:
+        timer = self.timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+
 
 class LocalEndpoint:
     def __init__(
@@ -86,31 +126,41 @@ class LocalEndpoint:
         api_key: str | None = None,
         long_poll_s: float = LONG_POLL_S,
         worker_key: str | None = None,
+        webhook_retry_delay_s: float = WEBHOOK_RETRY_DELAY_S,
+        result_retention_s: dict[str, float] | None = None,
     ):
         self.endpoint_id = endpoint_id
         self.api_key = api_key
         self.worker_key = worker_key or secrets.token_urlsafe(24)
         self.long_poll_s = long_poll_s
+        self.webhook_retry_delay_s = webhook_retry_delay_s
+        self.result_retention_s = result_retention_s or RESULT_RETENTION_S
         self.jobs: dict[str, Job] = {}
         self.queue: list[str] = []
         self.stop_requests: list[str] = []
         self.refresh_requests = 0
+        self.retried = 0
+        self.workers_expected = 0  # set when this process starts the worker: /health's "initializing"
         self.last_ping: float | None = None
         self.on_refresh = lambda: None  # called when a result asks to replace the worker
         self._changed = asyncio.Condition()
+        self._webhooks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
 
     # -- app -------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth], client_max_size=64 * 1024 * 1024)
+        app = web.Application(middlewares=[self._cors, self._auth], client_max_size=64 * 1024 * 1024)
         client = f"/v2/{self.endpoint_id}"
         app.add_routes(
             [
                 web.post(f"{client}/run", self.run),
                 web.post(f"{client}/runsync", self.runsync),
                 web.route("*", f"{client}/status/{{job_id}}", self.status),
+                web.route("*", f"{client}/status-sync/{{job_id}}", self.status_sync),
                 web.route("*", f"{client}/stream/{{job_id}}", self.stream),
                 web.post(f"{client}/cancel/{{job_id}}", self.cancel),
+                web.post(f"{client}/retry/{{job_id}}", self.retry),
                 web.get(f"{client}/health", self.health),
                 web.post(f"{client}/purge-queue", self.purge_queue),
                 web.get("/worker/job-take/{worker_id}", self.job_take),
@@ -118,9 +168,27 @@ class LocalEndpoint:
                 web.post("/worker/job-stream/{worker_id}/{job_id}", self.job_stream),
                 web.get("/worker/job-stop/{worker_id}", self.job_stop),
                 web.get("/worker/ping/{worker_id}", self.ping),
+                web.get("/", self.page),
+                web.get("/page-config.json", self.page_config),
+                web.static("/page", PAGE_DIR),
             ]
         )
+        app.on_cleanup.append(self._close)
         return app
+
+    @web.middleware
+    async def _cors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/v2/"):
+            return await handler(request)
+        if request.method == "OPTIONS":  # a browser's preflight: no key is sent with it
+            return web.Response(status=204, headers=CORS_HEADERS)
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:
+            error.headers.update(CORS_HEADERS)
+            raise
+        response.headers.update(CORS_HEADERS)
+        return response
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -131,6 +199,12 @@ class LocalEndpoint:
         if expected is not None and not key_matches(request.headers.get("Authorization", ""), expected):
             return web.json_response({"error": "Unauthorized: missing or wrong API key"}, status=401)
         return await handler(request)
+
+    async def _close(self, app: web.Application) -> None:
+        for task in list(self._webhooks):
+            task.cancel()
+        if self._http is not None:
+            await self._http.close()
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -154,42 +228,58 @@ class LocalEndpoint:
 
     # -- client API ------------------------------------------------------------
 
-    async def _submit(self, request: web.Request) -> Job:
+    async def _submit(self, request: web.Request, submitted_by: str) -> Job:
         body = await json_body(request)
         if not isinstance(body, dict) or "input" not in body:
             raise bad_request("'input' is required")
         policy = body.get("policy") or {}
         if not isinstance(policy, dict):
             raise bad_request("'policy' must be an object")
-        timeout_ms = policy.get("executionTimeout", DEFAULT_EXECUTION_TIMEOUT_MS)
-        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int | float) or not 0 < timeout_ms < math.inf:
-            raise bad_request("'policy.executionTimeout' must be a positive number of milliseconds")
-        timeout_ms = int(timeout_ms)
-        job = Job(id=f"local-{uuid.uuid4()}", input=body["input"], execution_timeout_ms=timeout_ms)
+        webhook = body.get("webhook")
+        if webhook is not None and not (isinstance(webhook, str) and webhook.startswith(("http://", "https://"))):
+            raise bad_request("'webhook' must be an http:// or https:// URL")
+        job = Job(
+            id=f"local-{uuid.uuid4()}",
+            input=body["input"],
+            execution_timeout_ms=milliseconds(policy, "executionTimeout", DEFAULT_EXECUTION_TIMEOUT_MS),
+            ttl_ms=milliseconds(policy, "ttl", DEFAULT_TTL_MS),
+            submitted_by=submitted_by,
+            webhook=webhook,
+        )
         self.jobs[job.id] = job
         self.queue.append(job.id)
+        job.schedule("ttl", job.ttl_ms / 1000, lambda: self._expire(job))
         log.info("job %s queued", job.id)
         await self._notify()
         return job
 
     async def run(self, request: web.Request) -> web.Response:
-        job = await self._submit(request)
+        job = await self._submit(request, "run")
         return web.json_response({"id": job.id, "status": job.status})
 
     async def runsync(self, request: web.Request) -> web.Response:
-        job = await self._submit(request)
-        try:
-            wait_ms = int(request.query.get("wait", RUNSYNC_WAIT_MS))
-        except ValueError:
-            raise bad_request("'wait' must be a whole number of milliseconds") from None
-        try:
-            await asyncio.wait_for(job.done.wait(), wait_ms / 1000)
-        except TimeoutError:
-            pass
+        job = await self._submit(request, "runsync")
+        await self._wait_until_done(job, request)
         return web.json_response(job.view())
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self._job(request).view())
+
+    async def status_sync(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        await self._wait_until_done(job, request)
+        return web.json_response(job.view())
+
+    async def _wait_until_done(self, job: Job, request: web.Request) -> None:
+        try:
+            wait_ms = int(request.query.get("wait", SYNC_WAIT_MS[1]))
+        except ValueError:
+            raise bad_request("'wait' must be a whole number of milliseconds") from None
+        wait_ms = min(max(wait_ms, SYNC_WAIT_MS[0]), SYNC_WAIT_MS[2])
+        try:
+            await asyncio.wait_for(job.done.wait(), wait_ms / 1000)
+        except TimeoutError:
+            pass
 
     async def stream(self, request: web.Request) -> web.Response:
         job = self._job(request)
@@ -206,11 +296,25 @@ class LocalEndpoint:
             await self._notify()
         return web.json_response({"id": job.id, "status": job.status})
 
+    async def retry(self, request: web.Request) -> web.Response:
+        job = self._job(request)
+        if job.status not in RETRYABLE_STATES:
+            raise bad_request(f"job {job.id} is {job.status}: only FAILED or TIMED_OUT jobs can be retried")
+        job.cancel_timer("retention")
+        job.status, job.output, job.error, job.stream = "IN_QUEUE", None, None, []
+        job.created_at, job.started_at, job.finished_at, job.worker_id = time.monotonic(), None, None, None
+        job.done = asyncio.Event()
+        self.queue.append(job.id)
+        self.retried += 1
+        log.info("job %s queued again (retry)", job.id)
+        await self._notify()
+        return web.json_response({"id": job.id, "status": job.status})
+
     async def health(self, request: web.Request) -> web.Response:
         counts = {state: 0 for state in ("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")}
         for job in self.jobs.values():
             counts[job.status] += 1
-        recently = self.last_ping is not None and time.monotonic() - self.last_ping < 30
+        ready = int(self.last_ping is not None and time.monotonic() - self.last_ping < 30)
         return web.json_response(
             {
                 "jobs": {
@@ -220,11 +324,14 @@ class LocalEndpoint:
                     "failed": counts["FAILED"],
                     "cancelled": counts["CANCELLED"],
                     "timedOut": counts["TIMED_OUT"],
-                    "retried": 0,
+                    "retried": self.retried,
                 },
                 "workers": {
+                    "idle": int(ready and not counts["IN_PROGRESS"]),
+                    "initializing": max(self.workers_expected - ready, 0),
+                    "ready": ready,
                     "running": counts["IN_PROGRESS"],
-                    "ready": int(recently),
+                    "throttled": 0,
                     "refreshRequested": self.refresh_requests,
                 },
             }
@@ -238,6 +345,14 @@ class LocalEndpoint:
         await self._notify()
         return web.json_response({"removed": removed, "status": "completed"})
 
+    # -- the page ------------------------------------------------------------------
+
+    async def page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PAGE_DIR / "index.html")
+
+    async def page_config(self, request: web.Request) -> web.Response:
+        return web.json_response({"endpointId": self.endpoint_id, "keyRequired": self.api_key is not None})
+
     # -- worker API --------------------------------------------------------------
 
     async def job_take(self, request: web.Request) -> web.Response:
@@ -246,7 +361,7 @@ class LocalEndpoint:
         job = self.jobs[self.queue.pop(0)]
         job.status, job.started_at = "IN_PROGRESS", time.monotonic()
         job.worker_id = request.match_info["worker_id"]
-        asyncio.get_running_loop().call_later(job.execution_timeout_ms / 1000, self._time_out, job)
+        job.schedule("execution", job.execution_timeout_ms / 1000, lambda: self._time_out(job))
         log.info("job %s taken by worker %s", job.id, job.worker_id)
         return web.json_response({"id": job.id, "input": job.input})
 
@@ -294,16 +409,63 @@ class LocalEndpoint:
     def _finish(self, job: Job, status: str) -> None:
         was_running = job.status == "IN_PROGRESS"
         job.status, job.finished_at = status, time.monotonic()
+        job.cancel_timer("execution")
         if was_running and status in ("CANCELLED", "TIMED_OUT"):
             job.output = None
             self.stop_requests.append(job.id)  # the worker learns it through job-stop
         job.done.set()
+        retention_s = self.result_retention_s[job.submitted_by]
+        job.schedule("retention", retention_s, lambda: self._forget(job, "its result expired"))
+        if job.webhook:
+            task = asyncio.get_running_loop().create_task(self._deliver_webhook(job.webhook, job.view()))
+            self._webhooks.add(task)
+            task.add_done_callback(self._webhooks.discard)
 
     def _time_out(self, job: Job) -> None:
         if job.status == "IN_PROGRESS":
             log.info("job %s passed its execution timeout of %d ms", job.id, job.execution_timeout_ms)
             self._finish(job, "TIMED_OUT")
             asyncio.ensure_future(self._notify())
+
+    def _expire(self, job: Job) -> None:
+        """The job's TTL has passed: drop it wherever it is, stopping it if it runs."""
+        if job.status == "IN_QUEUE":
+            self.queue.remove(job.id)
+        elif job.status == "IN_PROGRESS":
+            self.stop_requests.append(job.id)
+        self._forget(job, f"its ttl of {job.ttl_ms} ms passed")
+        asyncio.ensure_future(self._notify())
+
+    def _forget(self, job: Job, why: str) -> None:
+        for name in list(job.timers):
+            job.cancel_timer(name)
+        job.done.set()  # /runsync and /status-sync waiters return
+        if self.jobs.pop(job.id, None) is not None:
+            log.info("job %s removed: %s", job.id, why)
+
+    async def _deliver_webhook(self, url: str, body: dict[str, Any]) -> None:
+        """POST the final status; anything but 200 is tried again, as RunPod does."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_S))
+        for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
+            try:
+                async with self._http.post(url, json=body) as response:
+                    if response.status == 200:
+                        log.info("webhook for job %s delivered", body["id"])
+                        return
+                    why = f"HTTP {response.status}"
+            except (aiohttp.ClientError, TimeoutError) as error:
+                why = f"{type(error).__name__}: {error}"
+            log.warning("webhook for job %s, attempt %d of %d: %s", body["id"], attempt, WEBHOOK_ATTEMPTS, why)
+            if attempt < WEBHOOK_ATTEMPTS:
+                await asyncio.sleep(self.webhook_retry_delay_s)
+
+
+def milliseconds(policy: dict[str, Any], name: str, default: int) -> int:
+    value = policy.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise bad_request(f"'policy.{name}' must be a positive number of milliseconds")
+    return int(value)
 
 
 def key_matches(header: str, expected: str) -> bool:

@@ -8,6 +8,7 @@ local_dir=${LOCAL_DIR:-$repo_root/.local}
 cd "$repo_root"
 
 bash scripts/dev/setup_local.sh
+bash scripts/dev/setup_test_tools.sh
 python=$local_dir/venv/bin/python
 
 echo "== ruff"

@@ -18,6 +18,11 @@ running() { [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }
 case "${1:-}" in
   start)
     if running; then echo "ComfyUI already running (pid $(cat "$pid_file"))"; exit 0; fi
+    if (exec 3<>"/dev/tcp/${host_port%:*}/${host_port##*:}") 2>/dev/null; then
+      echo "$host_port is already in use by another program (not the ComfyUI this script starts):" \
+        "stop it, or set COMFY_HOST to a free host:port" >&2
+      exit 1
+    fi
     bash "$repo_root/scripts/dev/setup_local.sh"
     read -r -a launch_flags <<<"$(sed 's/#.*//' "$repo_root/ComfyUI/launch.args" | tr '\n' ' ')"
     cd "$local_dir/ComfyUI"

@@ -1,26 +1,31 @@
-"""Run test_input.json's txt2img through the worker, on the local tiny checkpoint.
+"""Run a job through the worker against the local ComfyUI and save its outputs.
+
+    scripts/dev/run_local_job.py [--job my_job.json] [--out out]
 
 The job goes through the RunPod SDK's own job runner (`run_job`, what
-`python rp_handler.py --test_input ...` calls), then each returned image is
-decoded and written to --out. Differences from test_input.json, so it finishes in
-seconds on a CPU: the checkpoint is the generated noise model, the image is
-128x128 and the sampler takes 4 steps.
+`python rp_handler.py --test_input ...` calls), then every output file (base64 or
+URL) is written to --out as `<job id>-<node id>-<file name>`, so runs never
+overwrite each other. Without --job it runs test_input.json's txt2img on the local
+tiny checkpoint, changed so it finishes in seconds on a CPU: the checkpoint is the
+generated noise model, the image is 128x128 and the sampler takes 4 steps. A --job
+file (`{"input": {...}}`, as for --test_input) runs as written.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import logging
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 from make_tiny_checkpoint import CHECKPOINT_NAME  # beside this script
 from runpod.serverless.modules.rp_job import run_job
 
+from client.api import save_outputs
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from rp_handler import configure_logging
@@ -40,7 +45,6 @@ def local_job(test_input: dict[str, Any]) -> dict[str, Any]:
             node["inputs"].update(width=128, height=128)
         elif node["class_type"] == "KSampler":
             node["inputs"]["steps"] = 4
-    job["id"] = "local-quick-start"
     return job
 
 
@@ -49,25 +53,27 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
     return await run_job(worker.handle_then_close, job)
 
 
-def save_outputs(result: dict[str, Any], out_dir: Path) -> int:
+def save_result(result: dict[str, Any], job_id: str, out_dir: Path) -> int:
     if "error" in result:
         log.error("job failed: %s", result["error"])
         return 1
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for image in result["output"]["images"]:
-        path = out_dir / image["filename"]
-        path.write_bytes(base64.b64decode(image["data"]))
-        log.info("wrote %s (%s, from node %s)", path, image["mime_type"], image["node_id"])
+    for path in save_outputs(result["output"], out_dir, job_id):
+        log.info("wrote %s", path)
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--job", type=Path, help='a job file ({"input": ...}); default: the tiny txt2img')
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "out")
     args = parser.parse_args()
     configure_logging()
-    job = local_job(json.loads((REPO_ROOT / "test_input.json").read_text()))
-    return save_outputs(asyncio.run(run(job)), args.out)
+    if args.job:
+        job = json.loads(args.job.read_text())
+    else:
+        job = local_job(json.loads((REPO_ROOT / "test_input.json").read_text()))
+    job["id"] = f"local-{uuid.uuid4().hex[:8]}"
+    return save_result(asyncio.run(run(job)), job["id"], args.out)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[fetch_models] %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     try:
-        models = load_models(args.manifest)
+        models = [model for model in load_models(args.manifest) if model.source == "image"]
         for model in models:
             fetch(model, args.models_dir)
     except (ManifestError, ModelError) as exc:

@@ -17,8 +17,13 @@ ComfyUI/models.json
          "revision": "<commit, or a branch/tag: sha256 pins the content either way>",
          "sha256": "<64 hex digits>",
          "folder": "checkpoints",                                 # ComfyUI model folder
-         "name": "<optional: file name in the folder; default the file's base name>"}
+         "name": "<optional: file name in the folder; default the file's base name>",
+         "from": "<optional: 'image' (default: baked in at build) or 'runpod-cache'>"}
     ]}
+
+`"from": "runpod-cache"`: not baked; RunPod's cached models place the repository
+under /runpod-volume/huggingface-cache/hub/ (the endpoint's Model setting), and
+start.sh links the file into the model folder (scripts/image/link_cached_models.py).
 
 `load_*` return typed entries or raise ManifestError listing every problem with
 its place (`models[0].sha256: ...`).
@@ -35,6 +40,7 @@ HEX40 = re.compile(r"^[0-9a-f]{40}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 REPO_ID = re.compile(r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
+MODEL_SOURCES = ("image", "runpod-cache")
 
 
 class ManifestError(ValueError):
@@ -56,6 +62,7 @@ class Model:
     sha256: str
     folder: str
     name: str
+    source: str = "image"  # or "runpod-cache"
 
     @property
     def relative_path(self) -> PurePosixPath:
@@ -91,7 +98,7 @@ def load_models(path: Path) -> list[Model]:
     for index, entry in enumerate(entries):
         where = f"models[{index}]"
         required = {"repo_id", "file", "revision", "sha256", "folder"}
-        if not _check_fields(entry, where, required=required, optional={"name"}, problems=problems):
+        if not _check_fields(entry, where, required=required, optional={"name", "from"}, problems=problems):
             continue
         file = str(entry["file"])
         name = str(entry.get("name") or PurePosixPath(file).name)
@@ -105,8 +112,19 @@ def load_models(path: Path) -> list[Model]:
             problems.append(f"{where}.folder: must be a ComfyUI model folder name such as 'checkpoints'")
         if not SAFE_NAME.match(name):
             problems.append(f"{where}.name: must be a plain file name")
+        source = str(entry.get("from", "image"))
+        if source not in MODEL_SOURCES:
+            problems.append(f"{where}.from: must be one of {', '.join(MODEL_SOURCES)}")
         models.append(
-            Model(str(entry["repo_id"]), file, str(entry["revision"]), str(entry["sha256"]), str(entry["folder"]), name)
+            Model(
+                str(entry["repo_id"]),
+                file,
+                str(entry["revision"]),
+                str(entry["sha256"]),
+                str(entry["folder"]),
+                name,
+                source,
+            )
         )
     targets = [str(m.relative_path) for m in models]
     problems += [f"models: two entries write {t}" for t in sorted({t for t in targets if targets.count(t) > 1})]

@@ -4,6 +4,7 @@ when the worker exits."""
 
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import psutil
 
+from comfy_worker.prefetch import cached_fraction
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port
+from tests.support.page_cache import evict
 from tests.support.servers import wait_until
+from tests.support.workflows import TINY_CHECKPOINT as CHECKPOINT_NAME
 from tests.support.workflows import txt2img
 
 from .conftest import REPO_ROOT
@@ -63,6 +67,8 @@ def test_start_sh_runs_comfyui_warmup_and_a_job(tmp_path):
         "WARMUP_JOB": str(warmup),
         "VOLUME_MODELS_DIR": str(tmp_path / "no-volume" / "models"),
     }
+    checkpoint = (base / "models" / "checkpoints" / CHECKPOINT_NAME).resolve()
+    evict(checkpoint)
     seen: dict = {}
     stop = threading.Event()
     watcher = threading.Thread(target=watch_comfyui, args=(pid_file, seen, stop))
@@ -93,6 +99,9 @@ def test_start_sh_runs_comfyui_warmup_and_a_job(tmp_path):
     ):
         assert flag in args
     assert "[warmup] warm-up done" in log
+    assert f"[prefetch] 1 model file(s) from WARMUP_JOB {warmup}" in log
+    assert "[prefetch] read 1 file(s)" in log or "already cached 1" in log, "the warm-up's checkpoint was handled"
+    assert cached_fraction(checkpoint) > 0.95
     assert "Job local_test completed successfully" in log
     comfy_pid = int(pid_file.read_text())
     assert not psutil.pid_exists(comfy_pid) or psutil.Process(comfy_pid).status() == psutil.STATUS_ZOMBIE
@@ -158,3 +167,20 @@ def test_start_sh_leaves_a_comfyui_that_dies_while_starting_down(tmp_path):
     assert "during start-up; not restarting it" in result.stderr
     assert result.returncode != 0, "the worker's local job failed: ComfyUI is not running"
     assert "ComfyUI is not running" in result.stdout + result.stderr, "the job names the cause"
+
+
+def test_start_sh_refuses_a_comfy_host_another_program_holds(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        env = fake_comfyui(tmp_path, "raise SystemExit('must not start')\n")
+        env["COMFY_HOST"] = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run(
+            ["bash", str(REPO_ROOT / "start.sh"), "--test_input", "{}"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"COMFY_HOST {env['COMFY_HOST']} is already in use by another program" in result.stderr
+    assert not (tmp_path / "comfyui.pid").exists(), "no ComfyUI was started"

@@ -2,76 +2,25 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
 from client import EndpointClient, JobFailed, job_input_from_files
-from tests.support.comfyui_server import PYTHON, free_port, start_comfyui
+from tests.support.comfyui_server import free_port, start_comfyui
+from tests.support.local_endpoint import API_KEY, running_endpoint, wait_until_worker_ready
 from tests.support.workflows import REPO_ROOT, empty_image, txt2img
-
-API_KEY = "local-test-key"
-
-
-@contextmanager
-def running_endpoint(worker_env: dict[str, str], log_file: Path) -> Iterator[str]:
-    """The local endpoint with a worker (rp_handler.py, production mode) serving it; yields the base URL."""
-    port = free_port()
-    env = {**os.environ, **worker_env, "PROGRESS_UPDATES_PER_S": "20"}
-    command = [
-        str(PYTHON),
-        "-m",
-        "local_endpoint",
-        "--port",
-        str(port),
-        "--api-key",
-        API_KEY,
-        "--worker-command",
-        f"{PYTHON} rp_handler.py",
-    ]
-    with open(log_file, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v2/local"
-    try:
-        deadline = time.monotonic() + 60
-        while not worker_ready(base_url):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"local endpoint or worker did not come up:\n{log_file.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def worker_ready(base_url: str) -> bool:
-    try:
-        health = requests.get(f"{base_url}/health", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=1)
-        return bool(health.json()["workers"]["ready"])
-    except requests.RequestException:
-        return False
-
-
-@pytest.fixture(scope="module")
-def endpoint(comfyui, tmp_path_factory):
-    log_file = tmp_path_factory.mktemp("endpoint") / "endpoint.log"
-    with running_endpoint(comfyui.env(), log_file) as base_url:
-        yield base_url, log_file
-
-
-@pytest.fixture
-def client(endpoint) -> EndpointClient:
-    return EndpointClient(endpoint[0], API_KEY)
 
 
 def comfy_queue(comfyui) -> dict:
@@ -126,6 +75,8 @@ def test_progress_shows_before_completion(client):
     in_progress = [s["output"] for s in statuses if s["status"] == "IN_PROGRESS" and s.get("output")]
     assert in_progress, [s["status"] for s in statuses]
     assert {"progress", "message", "node_id"} <= in_progress[-1].keys()
+    etas = [p["eta_s"] for p in in_progress if "eta_s" in p]
+    assert etas and all(eta >= 0 for eta in etas), "the time left is estimated once the sampler has a step rate"
     assert final["status"] == "COMPLETED" and final["output"]["images"]
     assert final["delayTime"] >= 0 and final["executionTime"] > 0 and final["workerId"] == "local-worker"
 
@@ -228,3 +179,133 @@ def test_refresh_worker_replaces_the_worker_when_comfyui_dies(tmp_path):
 def worker_replaced(log: str) -> bool:
     _, replaced, after = log.partition("replacing the worker")
     return bool(replaced) and "worker started" in after
+
+
+def post_json_file(base_url: str, path: str, body: bytes) -> dict:
+    response = requests.post(
+        f"{base_url}{path}",
+        data=body,
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+@pytest.mark.parametrize("example", sorted((REPO_ROOT / "examples").glob("*.json")), ids=lambda p: p.name)
+def test_every_example_file_runs_as_a_job(client, endpoint, example):
+    submitted = post_json_file(endpoint[0], "/run", example.read_bytes())  # as curl -d @file sends it
+    final = client.wait(submitted["id"], poll_interval_s=0.05)
+    assert final["status"] == "COMPLETED" and final["output"]["images"]
+
+
+def readme_block(marker: str) -> str:
+    """The code block after `<!-- marker -->` in README.md."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    after = readme.split(f"<!-- {marker} -->", 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
+def test_the_readme_curl_example_runs_as_written(endpoint):
+    script = readme_block("example: local endpoint with curl").replace("http://127.0.0.1:8000/v2/local", endpoint[0])
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=REPO_ROOT,
+        env={**os.environ, "RUNPOD_API_KEY": API_KEY},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    *_, last = result.stdout.strip().splitlines()
+    final = json.loads(last)
+    assert final["status"] == "COMPLETED" and final["output"]["images"][0]["mime_type"] == "image/png"
+
+
+class WebhookReceiver(http.server.BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        WebhookReceiver.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_webhook_retry_and_status_sync_with_the_real_worker(client, endpoint):
+    """A failing job: its webhook gets the FAILED status, /retry runs it again, /status-sync waits for it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WebhookReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    WebhookReceiver.received = []
+    workflow = empty_image()
+    workflow["3"] = {"class_type": "NoSuchNode", "inputs": {}}
+    try:
+        body = {"input": {"workflow": workflow}, "webhook": f"http://127.0.0.1:{server.server_port}/hook"}
+        job_id = client._call("POST", "/run", json=body)["id"]
+        first = client._call("GET", f"/status-sync/{job_id}?wait=30000")
+        assert first["status"] == "FAILED" and "NoSuchNode" in first["error"]
+        wait_until(lambda: len(WebhookReceiver.received) == 1)
+        assert WebhookReceiver.received[0]["id"] == job_id and WebhookReceiver.received[0]["status"] == "FAILED"
+
+        assert client._call("POST", f"/retry/{job_id}") == {"id": job_id, "status": "IN_QUEUE"}
+        again = client._call("GET", f"/status-sync/{job_id}?wait=30000")
+        assert again["status"] == "FAILED" and again["output"]["error_type"] == "workflow_rejected"
+        wait_until(lambda: len(WebhookReceiver.received) == 2)
+        assert client._call("GET", "/health")["jobs"]["retried"] >= 1
+    finally:
+        server.shutdown()
+
+
+def test_a_local_run_saves_its_outputs_under_unique_names(comfyui, tmp_path):
+    command = [sys.executable, "scripts/dev/run_local_job.py", "--job", "examples/txt2img-local.json"]
+    env = {**os.environ, **comfyui.env()}
+    for _ in range(2):
+        result = subprocess.run(
+            [*command, "--out", str(tmp_path)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    saved = sorted(tmp_path.iterdir())
+    assert len(saved) == 2, "the second run did not overwrite the first"
+    for path in saved:
+        assert path.name.startswith("local-") and "-9-" in path.name
+        assert Image.open(path).size == (128, 128)
+
+
+def test_a_taken_port_is_named_and_the_endpoint_exits(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "local_endpoint", "--port", str(port)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use by another program" in result.stderr
+
+
+def test_local_endpoint_sh_takes_ports_and_the_api_key(tmp_path):
+    """The script as README shows it: its options reach the endpoint and start.sh's ComfyUI."""
+    port, comfy_port = free_port(), free_port()
+    log_file = tmp_path / "script.log"
+    command = ["bash", "scripts/dev/local_endpoint.sh", "--port", str(port), "--comfy-host", f"127.0.0.1:{comfy_port}"]
+    command += ["--api-key", "script-key"]
+    env = {**os.environ, "LOCAL_ENDPOINT_API_KEY": ""}
+    with open(log_file, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    base_url = f"http://127.0.0.1:{port}/v2/local"
+    try:
+        wait_until_worker_ready(base_url, "script-key", log_file, timeout_s=180)
+        assert requests.get(f"{base_url}/health", timeout=5).status_code == 401
+        script_client = EndpointClient(base_url, "script-key")
+        final = script_client.wait(script_client.submit({"workflow": empty_image()}), poll_interval_s=0.1)
+        assert final["status"] == "COMPLETED"
+        assert "ComfyUI starting (pid" in log_file.read_text() and f"127.0.0.1:{comfy_port}" in log_file.read_text()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)

@@ -1,5 +1,6 @@
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -52,9 +53,11 @@ async def test_fails_at_once_when_the_process_is_dead(tmp_path):
 
 async def test_waits_while_alive_then_returns(tmp_path):
     (tmp_path / "comfy.pid").write_text(str(os.getpid()))
-    settings = Settings(comfy_pid_file=tmp_path / "comfy.pid", ready_poll_interval_s=0.01)
-    comfy = SilentComfy(answer_after=5)
-    await wait_until_ready(comfy, ComfyProcess(settings.comfy_pid_file), settings)
+    with socket.create_server(("127.0.0.1", 0)) as server:  # this process plays ComfyUI
+        host = f"127.0.0.1:{server.getsockname()[1]}"
+        settings = Settings(comfy_pid_file=tmp_path / "comfy.pid", ready_poll_interval_s=0.01, comfy_host=host)
+        comfy = SilentComfy(answer_after=5)
+        await wait_until_ready(comfy, ComfyProcess(settings.comfy_pid_file), settings)
     assert comfy.calls == 6
 
 
@@ -62,3 +65,18 @@ async def test_live_but_silent_process_times_out(tmp_path):
     settings = Settings(comfy_pid_file=tmp_path / "none.pid", ready_poll_interval_s=0.01, ready_timeout_s=0.05)
     with pytest.raises(ComfyUnavailable, match="did not answer within"):
         await wait_until_ready(SilentComfy(), ComfyProcess(settings.comfy_pid_file), settings)
+
+
+async def test_a_server_that_is_not_the_started_comfyui_is_refused(tmp_path):
+    """Something answers on COMFY_HOST while the started process does not listen, then it exits."""
+    with socket.create_server(("127.0.0.1", 0)) as other_program:
+        host = f"127.0.0.1:{other_program.getsockname()[1]}"
+        started = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(0.5)")
+        await asyncio.sleep(0.1)  # until it has exec'd: a child between fork and exec holds our sockets
+        (tmp_path / "comfy.pid").write_text(str(started.pid))
+        settings = Settings(comfy_pid_file=tmp_path / "comfy.pid", comfy_host=host, ready_poll_interval_s=0.02)
+        comfy = SilentComfy(answer_after=0)
+        with pytest.raises(ComfyUnavailable, match=f"another program answers at {host}, and the ComfyUI"):
+            await wait_until_ready(comfy, ComfyProcess(settings.comfy_pid_file), settings)
+        await started.wait()
+        assert comfy.calls > 5, "it waited for the started process rather than trusting the answer"

@@ -1,10 +1,17 @@
 """The local endpoint's state machine, through its HTTP API (no worker, no ComfyUI)."""
 
+import asyncio
+import contextlib
 import json
+import logging
+import os
+import sys
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from local_endpoint.__main__ import WorkerSupervisor, describe_exit
 from local_endpoint.server import LocalEndpoint, worker_environment
 
 
@@ -120,6 +127,9 @@ async def test_the_worker_api_needs_the_worker_key():
         json.dumps({"input": {}, "policy": {"executionTimeout": -5}}).encode(),
         b'{"input": {}, "policy": {"executionTimeout": NaN}}',
         json.dumps(["input"]).encode(),
+        json.dumps({"input": {}, "policy": {"ttl": 0}}).encode(),
+        json.dumps({"input": {}, "webhook": "ftp://example.com/hook"}).encode(),
+        json.dumps({"input": {}, "webhook": 5}).encode(),
     ],
 )
 async def test_malformed_requests_are_400s_with_a_reason(api, body):
@@ -129,7 +139,137 @@ async def test_malformed_requests_are_400s_with_a_reason(api, body):
     assert (await response.json())["error"]
 
 
+async def finish(client, job_id, result=None):
+    await call(client, "GET", "/worker/job-take/w1")
+    await client.post(f"/worker/job-done/w1/{job_id}", data=json.dumps(result or {"output": {"images": []}}))
+
+
+async def test_status_sync_waits_for_the_end_or_for_wait(api):
+    _, client = api
+    _, submitted = await call(client, "POST", "/v2/local/run", json={"input": {}})
+    job_id = submitted["id"]
+    started = asyncio.get_running_loop().time()
+    _, still_queued = await call(client, "GET", f"/v2/local/status-sync/{job_id}?wait=10")  # clamped to 1 s
+    assert still_queued["status"] == "IN_QUEUE" and asyncio.get_running_loop().time() - started >= 0.9
+
+    waiting = asyncio.ensure_future(call(client, "GET", f"/v2/local/status-sync/{job_id}?wait=5000"))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    await finish(client, job_id)
+    status, body = await asyncio.wait_for(waiting, 2)
+    assert status == 200 and body["status"] == "COMPLETED" and body["output"] == {"images": []}
+
+
+async def test_retry_requeues_a_failed_job_without_its_old_output(api):
+    endpoint, client = api
+    _, submitted = await call(client, "POST", "/v2/local/run", json={"input": {"n": 1}})
+    job_id = submitted["id"]
+    assert (await call(client, "POST", f"/v2/local/retry/{job_id}"))[0] == 400  # still queued: not retryable
+    await finish(client, job_id, {"error": "boom", "output": {"error_type": "execution_failed"}})
+
+    assert await call(client, "POST", f"/v2/local/retry/{job_id}") == (200, {"id": job_id, "status": "IN_QUEUE"})
+    _, requeued = await call(client, "GET", f"/v2/local/status/{job_id}")
+    assert requeued == {"id": job_id, "status": "IN_QUEUE"}
+    assert (await call(client, "GET", "/worker/job-take/w1"))[1] == {"id": job_id, "input": {"n": 1}}
+    _, health = await call(client, "GET", "/v2/local/health")
+    assert health["jobs"]["retried"] == 1 and health["jobs"]["inProgress"] == 1
+
+
+async def test_a_job_past_its_ttl_is_dropped_and_a_running_one_stopped(api):
+    _, client = api
+    _, queued = await call(client, "POST", "/v2/local/run", json={"input": {}, "policy": {"ttl": 100}})
+    await asyncio.sleep(0.2)
+    assert (await call(client, "GET", f"/v2/local/status/{queued['id']}"))[0] == 404
+    assert (await call(client, "GET", "/worker/job-take/w1"))[0] == 204  # it left the queue too
+
+    _, running = await call(client, "POST", "/v2/local/run", json={"input": {}, "policy": {"ttl": 150}})
+    await call(client, "GET", "/worker/job-take/w1")
+    assert (await call(client, "GET", "/worker/job-stop/w1"))[1] == {"jobsToStop": [running["id"]]}
+    assert (await call(client, "GET", f"/v2/local/status/{running['id']}"))[0] == 404
+
+
+async def test_results_expire_as_on_runpod():
+    endpoint = LocalEndpoint(long_poll_s=0.1, worker_key="k", result_retention_s={"run": 0.3, "runsync": 0.1})
+    async with TestClient(TestServer(endpoint.app()), headers={"Authorization": "k"}) as client:
+        _, by_run = await call(client, "POST", "/v2/local/run", json={"input": {}})
+        await finish(client, by_run["id"])
+        by_runsync = asyncio.ensure_future(call(client, "POST", "/v2/local/runsync", json={"input": {}}))
+        await asyncio.sleep(0.05)
+        _, body = await call(client, "GET", "/worker/job-take/w1")
+        await client.post(f"/worker/job-done/w1/{body['id']}", data=json.dumps({"output": 1}))
+        assert (await by_runsync)[1]["status"] == "COMPLETED"
+        await asyncio.sleep(0.15)
+        assert (await call(client, "GET", f"/v2/local/status/{body['id']}"))[0] == 404  # after 1 "minute"
+        assert (await call(client, "GET", f"/v2/local/status/{by_run['id']}"))[0] == 200  # kept 30 "minutes"
+        await asyncio.sleep(0.2)
+        assert (await call(client, "GET", f"/v2/local/status/{by_run['id']}"))[0] == 404
+        assert endpoint.jobs == {}  # nothing piles up
+
+
+async def test_the_webhook_gets_the_final_status_retried_until_it_answers_200():
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=500 if len(received) < 3 else 200)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    endpoint = LocalEndpoint(long_poll_s=0.1, worker_key="k", webhook_retry_delay_s=0.05)
+    async with (
+        TestServer(receiver) as hook_server,
+        TestClient(TestServer(endpoint.app()), headers={"Authorization": "k"}) as client,
+    ):
+        hook_url = str(hook_server.make_url("/hook"))
+        _, submitted = await call(client, "POST", "/v2/local/run", json={"input": {}, "webhook": hook_url})
+        await finish(client, submitted["id"], {"output": {"images": ["x"]}})
+        for _ in range(100):
+            if len(received) == 3:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # a fourth attempt would come by now
+        assert len(received) == 3  # the first and two retries; the third answered 200
+        assert all(body["id"] == submitted["id"] and body["status"] == "COMPLETED" for body in received)
+        assert received[0]["output"] == {"images": ["x"]}
+
+
+async def test_browsers_may_call_it_and_the_page_is_served(api):
+    _, client = api
+    preflight = await client.options("/v2/local/run", headers={"Authorization": ""})
+    assert preflight.status == 204 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    unauthorized = await client.get("/v2/local/health", headers={"Authorization": "wrong"})
+    assert unauthorized.status == 401 and unauthorized.headers["Access-Control-Allow-Origin"] == "*"
+    page = await client.get("/", headers={"Authorization": ""})
+    assert page.status == 200 and "<html" in await page.text()
+    script = await client.get("/page/app.js", headers={"Authorization": ""})
+    assert script.status == 200
+    assert await (await client.get("/page-config.json")).json() == {"endpointId": "local", "keyRequired": True}
+
+
 async def test_a_bad_wait_is_a_400(api):
     _, client = api
     response = await client.post("/v2/local/runsync?wait=abc", json={"input": {}})
     assert response.status == 400
+
+
+async def test_a_crashing_worker_is_restarted_with_its_reason_and_a_growing_delay(caplog, monkeypatch):
+    monkeypatch.setattr("local_endpoint.__main__.FIRST_RESTART_DELAY_S", 0.05)
+    command = f"{sys.executable} -c \"print('cannot import torch'); raise SystemExit(3)\""
+    supervisor = WorkerSupervisor(command, dict(os.environ))
+    with caplog.at_level(logging.INFO, logger="local_endpoint"):
+        running = asyncio.ensure_future(supervisor.run())
+        await asyncio.sleep(0.6)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    exits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("worker exited")]
+    assert len(exits) >= 2
+    assert "(status 3)" in exits[0] and "cannot import torch" in exits[0]
+    delays = [float(message.split("starting a new one in ")[1].split(" s")[0]) for message in exits]
+    assert delays[:2] == [0.05, 0.1], "the wait doubles after each quick crash"
+
+
+def test_exit_descriptions():
+    assert describe_exit(3) == "status 3"
+    assert describe_exit(-9) == "killed by SIGKILL"

@@ -107,3 +107,39 @@ async def test_relay_survives_a_failing_sender():
         raise RuntimeError("network down")
 
     ProgressRelay(broken, updates_per_s=1).offer({}, change=Change.MILESTONE)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_eta_counts_the_running_sampler_later_samplers_and_other_nodes():
+    workflow = Workflow(
+        {
+            "1": {"class_type": "CheckpointLoaderSimple", "inputs": {}},
+            "2": {"class_type": "KSampler", "inputs": {"steps": 10}},
+            "3": {"class_type": "KSampler", "inputs": {"steps": 4}},
+            "4": {"class_type": "VAEDecode", "inputs": {}},
+        }
+    )
+    clock = FakeClock()
+    t = ProgressTracker(workflow, False, 1000, started_at=0.0, clock=clock)
+    t.apply(event("execution_start"))
+    t.apply(event("executing", node="1"))
+    clock.now = 2.0  # the loader took 2 s
+    t.apply(event("executing", node="2"))
+    t.apply(event("progress", node="2", value=1, max=10))
+    assert "eta_s" not in t.payload(), "no step rate yet"
+    clock.now = 3.0
+    t.apply(event("progress", node="2", value=3, max=10))  # 0.5 s a step
+    # 7 steps left here, 4 in the next sampler, and VAEDecode at the 2 s a plain node took
+    assert t.payload()["eta_s"] == (7 + 4) * 0.5 + 2.0
+    clock.now = 6.5
+    t.apply(event("progress", node="2", value=10, max=10))
+    assert t.payload()["eta_s"] == 4 * 0.5 + 2.0
+    t.finish()
+    assert "eta_s" not in t.payload()

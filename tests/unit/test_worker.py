@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -282,8 +283,12 @@ async def test_a_cancel_while_the_prompt_is_being_queued_still_stops_it(make_wor
 
 async def test_a_prompt_that_ignores_the_interrupt_gets_comfyui_restarted(make_worker, comfy, tmp_path):
     pid_file = tmp_path / "comfy.pid"
-    sleeper = await asyncio.create_subprocess_exec("sleep", "60")
+    # A stand-in ComfyUI process: it listens, as the real one does once it serves.
+    serving = "import socket, time; server = socket.create_server(('127.0.0.1', 0)); time.sleep(60)"
+    sleeper = await asyncio.create_subprocess_exec(sys.executable, "-c", serving)
     pid_file.write_text(str(sleeper.pid))
+    while ComfyProcess(pid_file).listens() is not True:
+        await asyncio.sleep(0.02)
     comfy.runs.append(Run.success(hang=True))
     comfy.interrupt = lambda prompt_id: asyncio.sleep(0)  # the node never notices
     worker = make_worker(pid_file=pid_file, stop_grace_s=0.1)

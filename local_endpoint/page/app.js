@@ -1,0 +1,249 @@
+// The jobs page: submit a workflow to this local endpoint or to a RunPod endpoint,
+// follow its progress, see its outputs or its error, cancel it, and list recent jobs.
+// Plain browser JavaScript, no dependencies. The API key lives only in the input
+// field and this module's memory; nothing is stored in the browser.
+
+const RUNPOD_API = "https://api.runpod.ai/v2";
+const FINAL_STATES = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
+const OUTPUT_LISTS = ["images", "videos", "audio", "files"];
+const POLL_MS = 500;
+
+const $ = (id) => document.getElementById(id);
+let config = { endpointId: "local", keyRequired: false };
+const jobs = new Map(); // id -> { id, connection, status, submittedAt, last }
+let shownId = null;
+let ticks = 0;
+
+// -- talking to the endpoint ---------------------------------------------------
+
+function connection() {
+  const key = $("api-key").value.trim();
+  if ($("target").value === "runpod") {
+    const endpointId = $("endpoint-id").value.trim();
+    if (!endpointId) throw new Error("Enter the RunPod endpoint ID.");
+    if (!key) throw new Error("A RunPod endpoint needs your API key.");
+    return { base: `${RUNPOD_API}/${encodeURIComponent(endpointId)}`, key };
+  }
+  return { base: `${location.origin}/v2/${encodeURIComponent(config.endpointId)}`, key };
+}
+
+async function call(conn, method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (conn.key) headers.Authorization = `Bearer ${conn.key}`;
+  const response = await fetch(conn.base + path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data;
+  try { data = JSON.parse(text); } catch { data = { error: text }; }
+  if (!response.ok) {
+    const error = new Error(`${method} ${path}: HTTP ${response.status}: ${data.error || text}`);
+    error.httpStatus = response.status;
+    throw error;
+  }
+  return data;
+}
+
+// A bare workflow (API or UI format) becomes {"workflow": ...}; a job file's "input" is used as is.
+function jobInput(text, wantPreview) {
+  let parsed;
+  try { parsed = JSON.parse(text); } catch (error) { throw new Error(`The workflow is not valid JSON: ${error.message}`); }
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("The workflow must be a JSON object.");
+  const input = "input" in parsed ? { ...parsed.input } : { workflow: parsed };
+  if (wantPreview) input.preview = true;
+  return input;
+}
+
+// -- actions ---------------------------------------------------------------------
+
+async function submit() {
+  const problem = $("submit-error");
+  problem.hidden = true;
+  $("submit").disabled = true;
+  try {
+    const conn = connection();
+    const input = jobInput($("workflow-text").value, $("want-preview").checked);
+    const { id, status } = await call(conn, "POST", "/run", { input });
+    jobs.set(id, { id, connection: conn, status, submittedAt: new Date(), last: { id, status } });
+    show(id);
+  } catch (error) {
+    problem.textContent = error.message;
+    problem.hidden = false;
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+async function cancel() {
+  const job = jobs.get(shownId);
+  if (!job) return;
+  $("cancel").disabled = true;
+  try {
+    update(job, await call(job.connection, "POST", `/cancel/${job.id}`));
+  } catch (error) {
+    $("progress-text").textContent = `Cancel failed: ${error.message}`;
+  }
+}
+
+async function poll(job) {
+  try {
+    update(job, await call(job.connection, "GET", `/status/${job.id}`));
+  } catch (error) {
+    if (error.httpStatus === 404) update(job, { id: job.id, status: "EXPIRED", error: "the endpoint no longer knows this job (its result expired)" });
+    else $("progress-text").textContent = `Status check failed: ${error.message}`;
+  }
+}
+
+async function tick() {
+  ticks += 1;
+  const pending = [...jobs.values()].filter((job) => !FINAL_STATES.has(job.status) && job.status !== "EXPIRED");
+  // The shown job every tick; the others every 4th.
+  await Promise.all(pending.filter((job) => job.id === shownId || ticks % 4 === 0).map(poll));
+  setTimeout(tick, POLL_MS);
+}
+
+// -- rendering -------------------------------------------------------------------
+
+function update(job, status) {
+  job.status = status.status;
+  job.last = status;
+  renderRecent();
+  if (job.id === shownId) renderJob(job);
+}
+
+function show(id) {
+  shownId = id;
+  $("job-panel").hidden = false;
+  $("outputs").replaceChildren();
+  $("preview").hidden = true;
+  renderJob(jobs.get(id));
+  renderRecent();
+}
+
+function renderJob(job) {
+  const status = job.last;
+  const state = status.status;
+  const finished = FINAL_STATES.has(state) || state === "EXPIRED";
+  $("job-id").textContent = job.id;
+  $("job-state").textContent = state;
+  $("job-state").className = `state ${state}`;
+  $("cancel").hidden = finished;
+  $("cancel").disabled = false;
+  const output = status.output;
+  const bar = $("progress-bar");
+  if (state === "IN_QUEUE") {
+    bar.value = 0;
+    $("progress-text").textContent = "Waiting for a worker.";
+  } else if (state === "IN_PROGRESS" && output && typeof output.progress === "number") {
+    bar.value = output.progress;
+    $("progress-text").textContent = progressText(output);
+    if (output.preview) {
+      $("preview").src = `data:${output.preview.mime_type};base64,${output.preview.data}`;
+      $("preview").hidden = false;
+    }
+  } else if (state === "IN_PROGRESS") {
+    $("progress-text").textContent = "Starting.";
+  } else if (state === "COMPLETED") {
+    bar.value = 1;
+    const seconds = status.executionTime !== undefined ? ` in ${(status.executionTime / 1000).toFixed(1)} s` : "";
+    $("progress-text").textContent = `Done${seconds}.`;
+    $("preview").hidden = true;
+    renderOutputs(output || {});
+  } else {
+    $("progress-text").textContent = state === "CANCELLED" ? "Cancelled." : "";
+  }
+  renderError(finished && state !== "COMPLETED" && state !== "CANCELLED" ? status : null);
+}
+
+function progressText(p) {
+  const parts = [p.message || p.status];
+  if (p.node_id) parts.push(`node ${p.node_id} (${p.node_class})`);
+  if (p.nodes_total) parts.push(`${p.nodes_done} of ${p.nodes_total} nodes`);
+  parts.push(`${Math.round(100 * p.progress)}%`);
+  if (typeof p.eta_s === "number") parts.push(`about ${Math.ceil(p.eta_s)} s left`);
+  return parts.join(" · ");
+}
+
+function renderError(status) {
+  const box = $("job-error");
+  box.hidden = !status;
+  if (!status) return;
+  let message = status.error || status.status;
+  try { message = JSON.parse(message).error_message || message; } catch { /* a plain message */ }
+  $("job-error-message").textContent = `${status.status}: ${message}`;
+  $("job-error-details").textContent = JSON.stringify(status.output ?? {}, null, 2);
+}
+
+function renderOutputs(output) {
+  const figures = [];
+  for (const list of OUTPUT_LISTS) {
+    for (const entry of output[list] || []) {
+      const src = entry.type === "base64" ? `data:${entry.mime_type};base64,${entry.data}` : entry.data;
+      const media = entry.media || (list === "videos" ? "video" : list === "audio" ? "audio" : "file");
+      let element;
+      if (media === "image") {
+        element = document.createElement("img");
+        element.alt = entry.filename;
+      } else if (media === "video" || media === "audio") {
+        element = document.createElement(media);
+        element.controls = true;
+      } else {
+        element = document.createElement("a");
+        element.textContent = `download ${entry.filename}`;
+        element.download = entry.filename;
+      }
+      element[element.tagName === "A" ? "href" : "src"] = src;
+      const figure = document.createElement("figure");
+      const caption = document.createElement("figcaption");
+      caption.textContent = `${entry.filename} (node ${entry.node_id})`;
+      figure.append(element, caption);
+      figures.push(figure);
+    }
+  }
+  $("outputs").replaceChildren(...figures);
+}
+
+function renderRecent() {
+  const items = [...jobs.values()].reverse().map((job) => {
+    const item = document.createElement("li");
+    item.dataset.jobId = job.id;
+    const id = document.createElement("code");
+    id.textContent = job.id;
+    const state = document.createElement("span");
+    state.className = `state ${job.status}`;
+    state.textContent = job.status;
+    item.append(`${job.submittedAt.toLocaleTimeString()} `, id, " ", state);
+    if (job.id === shownId) item.style.fontWeight = "bold";
+    item.addEventListener("click", () => show(job.id));
+    return item;
+  });
+  $("recent-jobs").replaceChildren(...items);
+}
+
+// -- wiring ----------------------------------------------------------------------
+
+async function readDroppedFile(file) {
+  const text = await file.text();
+  try { $("workflow-text").value = JSON.stringify(JSON.parse(text), null, 2); } catch { $("workflow-text").value = text; }
+}
+
+async function start() {
+  try { config = await (await fetch("/page-config.json")).json(); } catch { /* served elsewhere: RunPod only */ }
+  $("target").addEventListener("change", () => { $("endpoint-id-field").hidden = $("target").value !== "runpod"; });
+  $("submit").addEventListener("click", submit);
+  $("cancel").addEventListener("click", cancel);
+  $("workflow-file").addEventListener("change", (event) => event.target.files[0] && readDroppedFile(event.target.files[0]));
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("dragging"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    if (event.dataTransfer.files[0]) readDroppedFile(event.dataTransfer.files[0]);
+  });
+  if (config.keyRequired) $("api-key").placeholder = "this endpoint needs its key";
+  document.body.dataset.ready = "true";
+  tick();
+}
+
+start();

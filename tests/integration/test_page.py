@@ -1,0 +1,135 @@
+"""The jobs page in a real headless Chromium (Debian's chromium and chromedriver,
+driven by Selenium) against the local endpoint, a worker and a real ComfyUI:
+a job submitted by a click completes and its image shows, the bar moves, cancel
+works, a failing workflow shows its error. Screenshots go to .local/artifacts/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.support.local_endpoint import API_KEY
+from tests.support.tools import missing
+from tests.support.workflows import REPO_ROOT, empty_image, txt2img
+
+ARTIFACTS = REPO_ROOT / ".local" / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or chromedriver is None:
+        missing("chromium or chromedriver")
+    options = Options()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1100"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def page(browser: WebDriver, endpoint, request) -> WebDriver:
+    """The page, loaded fresh, with the endpoint's API key typed in; screenshot after the test."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(endpoint[0].split("/v2/")[0] + "/")
+    WebDriverWait(browser, 10).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
+    browser.find_element(By.ID, "api-key").send_keys(API_KEY)
+    yield browser
+    browser.save_screenshot(str(ARTIFACTS / f"page-{request.node.name}.png"))
+
+
+def state(page: WebDriver) -> str:
+    return page.find_element(By.ID, "job-state").text
+
+
+def paste(page: WebDriver, text: str) -> None:
+    page.execute_script("document.getElementById('workflow-text').value = arguments[0]", text)
+
+
+def drop(page: WebDriver, text: str) -> None:
+    """A file dropped on the drop zone, as a browser delivers it."""
+    page.execute_script(
+        """const transfer = new DataTransfer();
+        transfer.items.add(new File([arguments[0]], "workflow.json", {type: "application/json"}));
+        const drop = new DragEvent("drop", {dataTransfer: transfer, bubbles: true});
+        document.getElementById("drop-zone").dispatchEvent(drop);""",
+        text,
+    )
+
+
+def test_a_dropped_workflow_runs_the_bar_moves_and_the_image_shows(page):
+    (ARTIFACTS / "page-while-sampling.png").unlink(missing_ok=True)
+    drop(page, json.dumps(txt2img(steps=40, size=64, seed=41)))
+    WebDriverWait(page, 5).until(lambda p: p.find_element(By.ID, "workflow-text").get_property("value"))
+    page.find_element(By.ID, "want-preview").click()
+    page.find_element(By.ID, "submit").click()
+
+    bar_values, texts, preview_shown = set(), set(), False
+    deadline = time.monotonic() + 120
+    while (now := state(page)) != "COMPLETED":
+        assert time.monotonic() < deadline and now in {"", "IN_QUEUE", "IN_PROGRESS"}, now
+        bar_values.add(value := float(page.find_element(By.ID, "progress-bar").get_property("value")))
+        if 0.63 < value < 0.7 and not (ARTIFACTS / "page-while-sampling.png").exists():
+            page.save_screenshot(str(ARTIFACTS / "page-while-sampling.png"))
+        texts.add(page.find_element(By.ID, "progress-text").text)
+        preview_shown = preview_shown or page.find_element(By.ID, "preview").is_displayed()
+        time.sleep(0.05)
+
+    assert len([v for v in bar_values if 0 < v < 1]) >= 2, f"the bar moved through the job: {sorted(bar_values)}"
+    assert any("KSampler: step" in text and "s left" in text for text in texts), texts
+    assert preview_shown and not page.find_element(By.ID, "preview").is_displayed(), "a preview while sampling only"
+    image = page.find_element(By.CSS_SELECTOR, "#outputs img")
+    WebDriverWait(page, 10).until(lambda p: p.execute_script("return arguments[0].naturalWidth", image) == 64)
+    job_id = page.find_element(By.ID, "job-id").text
+    recent = page.find_element(By.CSS_SELECTOR, f"#recent-jobs li[data-job-id='{job_id}']")
+    assert "COMPLETED" in recent.text
+
+
+def test_cancel_stops_the_running_job(page, comfyui):
+    paste(page, json.dumps({"input": {"workflow": txt2img(steps=400, seed=42)}}))  # a whole job file
+    page.find_element(By.ID, "submit").click()
+    WebDriverWait(page, 60).until(lambda p: "step" in p.find_element(By.ID, "progress-text").text)
+
+    page.find_element(By.ID, "cancel").click()
+
+    WebDriverWait(page, 10).until(lambda p: state(p) == "CANCELLED")
+    assert not page.find_element(By.ID, "cancel").is_displayed()
+    with urllib.request.urlopen(f"http://{comfyui.host}/queue") as response:
+        deadline = time.monotonic() + 10
+        while json.load(response)["queue_running"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            response = urllib.request.urlopen(f"http://{comfyui.host}/queue")
+    with urllib.request.urlopen(f"http://{comfyui.host}/queue") as response:
+        assert json.load(response)["queue_running"] == [], "ComfyUI stopped the prompt"
+
+
+def test_a_failing_workflow_shows_its_error_with_the_node(page, tmp_path):
+    paste(page, "{not json")
+    page.find_element(By.ID, "submit").click()
+    assert "not valid JSON" in page.find_element(By.ID, "submit-error").text
+
+    workflow = empty_image()
+    workflow["3"] = {"class_type": "NoSuchNode", "inputs": {}, "_meta": {"title": "Mystery"}}
+    chosen = tmp_path / "broken.json"
+    chosen.write_text(json.dumps(workflow))
+    page.find_element(By.ID, "workflow-file").send_keys(str(chosen))  # chosen with the file picker
+    WebDriverWait(page, 5).until(lambda p: "NoSuchNode" in p.find_element(By.ID, "workflow-text").get_property("value"))
+    page.find_element(By.ID, "submit").click()
+
+    WebDriverWait(page, 60).until(lambda p: state(p) == "FAILED")
+    message = page.find_element(By.ID, "job-error-message").text
+    assert "FAILED" in message and "NoSuchNode" in message and "3" in message
+    page.find_element(By.CSS_SELECTOR, "#job-error summary").click()
+    assert "workflow_rejected" in page.find_element(By.ID, "job-error-details").text
