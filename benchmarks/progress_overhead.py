@@ -25,7 +25,7 @@ from tests.support.comfyui_server import start_comfyui
 from tests.support.workflows import txt2img
 
 
-async def measure(steps: int, updates_per_s: float | None) -> None:
+async def measure(steps: int, updates_per_s: float | None) -> dict[str, float]:
     last_event_at = [0.0]
     events = [0]
     latencies: list[float] = []
@@ -64,12 +64,27 @@ async def measure(steps: int, updates_per_s: float | None) -> None:
         finally:
             server.stop()
     us = sorted(v * 1e6 for v in latencies)
-    print(f"throttle {settings.progress_updates_per_s:g}/s, {steps} steps in {elapsed:.2f} s")
-    print(f"  events from ComfyUI: {events[0]} ({events[0] / elapsed:.1f}/s)")
-    print(f"  progress updates sent: {len(sent_at)} ({len(sent_at) / elapsed:.1f}/s), {len(us)} right at an event")
-    print(
-        f"  event -> progress_update: median {statistics.median(us):.0f} us, "
-        f"p99 {us[int(len(us) * 0.99) - 1]:.0f} us, max {us[-1]:.0f} us"
+    return {
+        "throttle_per_s": settings.progress_updates_per_s,
+        "steps": steps,
+        "elapsed_s": elapsed,
+        "events": events[0],
+        "updates": len(sent_at),
+        "at_event": len(us),
+        "median_us": statistics.median(us),
+        "p99_us": us[int(len(us) * 0.99) - 1],
+        "max_us": us[-1],
+    }
+
+
+def report(stats: dict[str, float]) -> str:
+    return (
+        f"throttle {stats['throttle_per_s']:g}/s, {stats['steps']:.0f} steps in {stats['elapsed_s']:.2f} s\n"
+        f"  events from ComfyUI: {stats['events']:.0f} ({stats['events'] / stats['elapsed_s']:.1f}/s)\n"
+        f"  progress updates sent: {stats['updates']:.0f} ({stats['updates'] / stats['elapsed_s']:.1f}/s), "
+        f"{stats['at_event']:.0f} right at an event\n"
+        f"  event -> progress_update: median {stats['median_us']:.0f} us, p99 {stats['p99_us']:.0f} us, "
+        f"max {stats['max_us']:.0f} us"
     )
 
 
@@ -78,7 +93,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--updates-per-s", type=float, default=None, help="override PROGRESS_UPDATES_PER_S")
     args = parser.parse_args()
-    asyncio.run(measure(args.steps, args.updates_per_s))
+    print(report(asyncio.run(measure(args.steps, args.updates_per_s))))
 
 
 if __name__ == "__main__":

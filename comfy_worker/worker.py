@@ -44,7 +44,7 @@ from . import ui_format
 from .comfy_api import ComfyAPI, ComfyEvent
 from .comfy_client import ComfyClient
 from .comfy_process import ComfyProcess, wait_until_ready
-from .delivery import deliver_outputs
+from .delivery import deliver_outputs, is_quick
 from .errors import InternalError, InvalidJobInput, JobTimedOut, WorkerError, WorkflowRejected, error_result
 from .history import files_in_history, texts_in_history
 from .input_files import place_inputs
@@ -98,6 +98,7 @@ class Worker:
         self.model_cache = ModelCache(settings.model_cache_dir)
         self.fetcher = ModelFetcher(settings, self.model_cache)
         self._one_job_at_a_time = asyncio.Lock()
+        self._after_result: set[asyncio.Task[None]] = set()  # clean-up left off a job's critical path
 
     async def start(self) -> None:
         """Wait until ComfyUI answers, then learn its nodes and read the named workflows (once).
@@ -120,7 +121,13 @@ class Worker:
         self._nodes = NodeCatalog.from_object_info(object_info)
 
     async def close(self) -> None:
+        await self.settled()
         await self.comfy.close()
+
+    async def settled(self) -> None:
+        """Wait for the clean-up the last job left for after its result (its history release)."""
+        if self._after_result:
+            await asyncio.gather(*self._after_result)
 
     async def handle(self, job: dict[str, Any]) -> dict[str, Any]:
         """The RunPod handler: run the job once the previous one has finished."""
@@ -128,6 +135,7 @@ class Worker:
             log.warning("job %s waits: another job is running on this worker's ComfyUI", job.get("id"))
             self._progress(job, {"status": "waiting", "message": "waiting for the worker's previous job to finish"})
         async with self._one_job_at_a_time:
+            await self.settled()
             return await self.run_job(job)
 
     async def handle_then_close(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +192,7 @@ class Worker:
             history = await self.comfy.history(prompt_id)
             files = files_in_history(history, self.folders)
             job_files.add_outputs(file.path for file in files if file.created_by_job)
-            outputs = await asyncio.to_thread(
+            deliver = functools.partial(
                 deliver_outputs,
                 files,
                 texts_in_history(history),
@@ -194,6 +202,8 @@ class Worker:
                 job_id,
                 job_files,
             )
+            quick = is_quick(files, request.output, self.store)
+            outputs = deliver() if quick else await asyncio.to_thread(deliver)
         stage_times = timings.as_dict()
         log.info("job %s done, timings %s", job_id, json.dumps(stage_times))
         return {**outputs, **about, "timings": stage_times}
@@ -405,13 +415,18 @@ class Worker:
 
     async def _release_prompt(self, prompt_id: str, job_files: JobFiles) -> None:
         """Drop the prompt from ComfyUI's history, which otherwise grows on a warm worker,
-        after registering whatever files it wrote (a failed job's partial outputs)."""
+        after registering whatever files it wrote (a failed job's partial outputs). When
+        the outputs are known, the release waits until the result is out: it is one round
+        trip nobody needs before then, and the next job starts only once it is done."""
+        if job_files.has_outputs:
+            forget = functools.partial(self.comfy.forget_history, prompt_id)
+            task = asyncio.ensure_future(self._guarded("forget the prompt's history", forget))
+            self._after_result.add(task)
+            task.add_done_callback(self._after_result.discard)
+            return
         try:
-            if not job_files.has_outputs:
-                history = await self.comfy.history(prompt_id)
-                job_files.add_outputs(
-                    file.path for file in files_in_history(history, self.folders) if file.created_by_job
-                )
+            history = await self.comfy.history(prompt_id)
+            job_files.add_outputs(file.path for file in files_in_history(history, self.folders) if file.created_by_job)
         finally:
             await self.comfy.forget_history(prompt_id)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from comfy_worker.delivery import choose_storage, deliver_outputs, inline_size
+from comfy_worker.delivery import QUICK_DELIVERY_BYTES, choose_storage, deliver_outputs, inline_size, is_quick
 from comfy_worker.errors import InvalidJobInput, OutputTooLarge, OutputUnreadable
 from comfy_worker.history import OutputFile
 from comfy_worker.job_files import JobFiles, JobFolders
@@ -81,3 +81,18 @@ def test_same_names_in_different_subfolders_get_different_keys(tmp_path):
         "https://store.invalid/job/a/x.png",
         "https://store.invalid/job/b/x.png",
     ]
+
+
+def test_only_small_png_outputs_without_a_bucket_are_delivered_in_the_event_loop(tmp_path):
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    small.write_bytes(b"x" * 1000)
+    big.write_bytes(b"x" * (QUICK_DELIVERY_BYTES + 1))
+
+    def output(path):
+        return OutputFile("9", path.name, "", "output", path, "image/png")
+
+    assert is_quick([output(small)], OutputOptions(), None)
+    assert not is_quick([output(small), output(big)], OutputOptions(), None), "too much to read"
+    assert not is_quick([output(small)], OutputOptions(format="webp"), None), "a conversion"
+    assert not is_quick([output(small)], OutputOptions(), store=object()), "an upload may follow"
+    assert not is_quick([output(tmp_path / "gone.png")], OutputOptions(), None)

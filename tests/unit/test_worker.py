@@ -79,7 +79,10 @@ async def test_a_job_runs_and_leaves_nothing_behind(make_worker, comfy, comfyui_
     assert prompt["2"]["inputs"][JOB_TAG_INPUT].startswith("job-1/") and JOB_TAG_INPUT not in prompt["1"]["inputs"]
     assert progress[0]["status"] == "queued" and progress[-1]["progress"] == 1.0
     assert any(update["message"] == "Blank" for update in progress), "titles come from the workflow"
-    assert comfy.histories == {} and job_files(comfyui_path) == set()
+    assert job_files(comfyui_path) == set()
+    assert list(comfy.histories) == [prompt_id for prompt_id in comfy.prompts], "forgotten after the result"
+    await worker.settled()
+    assert comfy.histories == {}
     assert set(result["timings"]) >= {"execute_s", "collect_outputs_s", "total_s"}
 
 
@@ -151,6 +154,7 @@ async def test_a_failing_cleanup_step_neither_skips_the_others_nor_replaces_the_
 
     with caplog.at_level(logging.WARNING):
         result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
+        await worker.settled()  # the history is forgotten after the result
 
     assert "error" not in result and len(result["images"]) == 1
     assert job_files(comfyui_path) == set(), "the files were removed although an earlier step failed"
@@ -287,7 +291,9 @@ async def test_a_prompt_that_ignores_the_interrupt_gets_comfyui_restarted(make_w
     serving = "import socket, time; server = socket.create_server(('127.0.0.1', 0)); time.sleep(60)"
     sleeper = await asyncio.create_subprocess_exec(sys.executable, "-c", serving)
     pid_file.write_text(str(sleeper.pid))
-    while ComfyProcess(pid_file).listens() is not True:
+    for _ in range(250):  # until it listens
+        if ComfyProcess(pid_file).listens():
+            break
         await asyncio.sleep(0.02)
     comfy.runs.append(Run.success(hang=True))
     comfy.interrupt = lambda prompt_id: asyncio.sleep(0)  # the node never notices

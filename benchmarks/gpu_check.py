@@ -1,0 +1,226 @@
+"""Cold start and per-job overhead on a GPU machine, ComfyUI's side (benchmarks/gpu_check.sh runs it).
+
+On the GPU machine only ComfyUI's own dependencies are carried in, not the
+worker's (the RunPod SDK and its tree do not fit the carry limit), so this uses
+the standard-library lean client and the standard-library prefetch:
+
+1. cold start, 512x512, 20 steps on a generated SD1.5-size checkpoint: ComfyUI
+   launched -> answering -> first result (model read + load + generation) ->
+   second result (generation alone); with a cold page cache without and with the
+   prefetch, and with a warm one; plus the checkpoint read alone from a cold cache;
+2. per-job overhead of the lean client (wall - ComfyUI's execution) on the
+   model-free workflow and on the 512x512 txt2img.
+
+Writes a markdown section to the path given (benchmarks/GPU_RESULTS.md's form).
+
+    python benchmarks/gpu_check.py --comfyui DIR --out FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.lean_client import LeanClient, comfy_execution_s  # noqa: E402
+from comfy_worker.prefetch import read_through  # noqa: E402
+
+CHECKPOINT = "sd15-size-random-fp16.safetensors"
+SIZE, STEPS = int(os.environ.get("SIZE", 512)), int(os.environ.get("STEPS", 20))
+EXTRA_ARGS = os.environ.get("COMFY_EXTRA_ARGS", "").split()  # e.g. --cpu, for a dry run without a GPU
+
+
+def drop_caches() -> None:
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def txt2img(seed: int, size: int = SIZE, steps: int = STEPS) -> dict:
+    def node(class_type: str, **inputs: object) -> dict:
+        return {"class_type": class_type, "inputs": inputs}
+
+    return {
+        "4": node("CheckpointLoaderSimple", ckpt_name=CHECKPOINT),
+        "5": node("EmptyLatentImage", width=size, height=size, batch_size=1),
+        "6": node("CLIPTextEncode", text="a lighthouse on a cliff at sunset", clip=["4", 1]),
+        "7": node("CLIPTextEncode", text="blurry", clip=["4", 1]),
+        "3": node(
+            "KSampler",
+            seed=seed,
+            steps=steps,
+            cfg=7.0,
+            sampler_name="euler",
+            scheduler="normal",
+            denoise=1.0,
+            model=["4", 0],
+            positive=["6", 0],
+            negative=["7", 0],
+            latent_image=["5", 0],
+        ),  # fmt: skip
+        "8": node("VAEDecode", samples=["3", 0], vae=["4", 2]),
+        "9": node("SaveImage", filename_prefix="gpu", images=["8", 0]),
+    }
+
+
+def empty_image(color: int) -> dict:
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color}},
+        "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "empty", "images": ["1", 0]}},
+    }
+
+
+def start_comfyui(comfyui: Path, port: int, log_file: Path) -> subprocess.Popen:
+    flags = (REPO_ROOT / "ComfyUI" / "launch.args").read_text()
+    launch = [flag for line in flags.splitlines() for flag in line.split("#", 1)[0].split()]
+    (comfyui / "empty-frontend").mkdir(exist_ok=True)
+    command = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), *launch,
+               "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
+               "--front-end-root", str(comfyui / "empty-frontend"), *EXTRA_ARGS]  # fmt: skip
+    with open(log_file, "ab") as log:
+        return subprocess.Popen(command, cwd=comfyui, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_answering(port: int, process: subprocess.Popen, log_file: Path, started: float) -> float:
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/system_stats", timeout=1):
+                return time.monotonic() - started
+        except OSError:
+            if process.poll() is not None:
+                raise SystemExit(f"ComfyUI exited:\n{log_file.read_text()[-4000:]}") from None
+            time.sleep(0.02)
+
+
+def cold_start(comfyui: Path, cache: str, prefetch: bool, port: int, log_file: Path) -> dict:
+    if cache == "cold":
+        drop_caches()
+    started = time.monotonic()
+    prefetcher = None
+    if prefetch:
+        env = {**os.environ, "COMFYUI_PATH": str(comfyui), "PREFETCH_MODELS": CHECKPOINT}
+        prefetcher = subprocess.Popen(
+            ["nice", "-n", "19", sys.executable, "-m", "comfy_worker.prefetch"], cwd=REPO_ROOT, env=env
+        )
+    process = start_comfyui(comfyui, port, log_file)
+    try:
+        answers = wait_answering(port, process, log_file, started)
+        client = LeanClient(f"127.0.0.1:{port}")
+        _, first = client.run(txt2img(seed=1))
+        first_result = time.monotonic() - started
+        _, second = client.run(txt2img(seed=2))
+        return {
+            "cache": cache,
+            "prefetch": prefetch,
+            "answers_s": answers,
+            "first_result_s": first_result,
+            "first_execution_s": comfy_execution_s(first),
+            "generation_s": comfy_execution_s(second),
+        }
+    finally:
+        process.terminate()
+        process.wait(30)
+        if prefetcher is not None:
+            prefetcher.wait(60)
+
+
+def overheads(comfyui: Path, port: int, log_file: Path, runs: int) -> dict[str, list[float]]:
+    process = start_comfyui(comfyui, port, log_file)
+    try:
+        wait_answering(port, process, log_file, time.monotonic())
+        client = LeanClient(f"127.0.0.1:{port}")
+        client.run(txt2img(seed=3))  # loads the model
+        job = f"txt2img {SIZE}x{SIZE}, {STEPS} steps"
+        found: dict[str, list[float]] = {"model-free (EmptyImage 8x8)": [], job: []}
+        for i in range(runs + 3):
+            for name, workflow in (("model-free (EmptyImage 8x8)", empty_image(i + 1)), (job, txt2img(seed=100 + i))):
+                started = time.perf_counter()
+                _, history = client.run(workflow)
+                wall = time.perf_counter() - started
+                if i >= 3:
+                    found[name].append((wall - comfy_execution_s(history)) * 1000)
+        return found
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def device() -> str:
+    try:
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except FileNotFoundError:
+        smi = "no GPU (a dry run)"
+    import torch
+
+    return f"{smi}; torch {torch.__version__}, CUDA {torch.version.cuda}; Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comfyui", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    args.comfyui = args.comfyui.resolve()
+    log_file = args.out.parent / "comfyui.log"
+    checkpoint = args.comfyui / "models" / "checkpoints" / CHECKPOINT
+    drop_caches()
+    started = time.monotonic()
+    size = read_through(checkpoint, bytearray(8 * 1024 * 1024))
+    read_s = time.monotonic() - started
+    runs = [
+        cold_start(args.comfyui, cache, prefetch, 8190 + i, log_file)
+        for i, (cache, prefetch) in enumerate((("cold", False), ("cold", True), ("warm", False)))
+    ]
+    overhead = overheads(args.comfyui, 8199, log_file, args.runs)
+    rows = "\n".join(
+        f"| {r['cache']} | {'yes' if r['prefetch'] else 'no'} | {r['answers_s']:.1f} | {r['first_result_s']:.1f} | "
+        f"{r['first_execution_s']:.2f} | {r['generation_s']:.2f} | "
+        f"{max(r['answers_s'], read_s) + r['generation_s']:.1f} |"
+        for r in runs
+    )
+    overhead_rows = "\n".join(
+        f"| {name} | {statistics.median(v):.2f} | {statistics.quantiles(v, n=10)[-1]:.2f} | {len(v)} |"
+        for name, v in overhead.items()
+    )
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    args.out.write_text(
+        f"""## GPU (`benchmarks/gpu_check.sh`, {date})
+
+Device: {device()}. ComfyUI with the worker's launch flags, the lean client
+(the worker's own dependencies are not on that machine), a generated SD1.5-size
+checkpoint ({size / 1e9:.2f} GB fp16), txt2img {SIZE}x{SIZE}, {STEPS} steps, euler. Read
+alone from a cold page cache: {read_s:.2f} s ({size / 1e9 / read_s:.2f} GB/s).
+Seconds from ComfyUI's launch; the first job's execution includes reading and
+loading the model; "limit" is max(ComfyUI answering, the read alone) + generation.
+
+| page cache | prefetch | ComfyUI answers | first result | first job's execution | generation | limit |
+|---|---|---|---|---|---|---|
+{rows}
+
+Per-job overhead of the lean client (wall - ComfyUI's execution, ms):
+
+| workflow | median | p90 | n |
+|---|---|---|---|
+{overhead_rows}
+"""
+    )
+    print(args.out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

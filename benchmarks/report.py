@@ -1,0 +1,244 @@
+"""The results table: every benchmark's numbers and the targets, as markdown."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cold_start import CHECKPOINT, ColdStartResults
+from .encoding import Encoded
+from .job_loop import LoopTimes
+from .job_overhead import Overhead
+from .memory import Snapshot
+
+GPU_RESULTS = Path(__file__).parent / "GPU_RESULTS.md"
+OVERHEAD_TARGET_MS = 1.5
+FIRST_RESULT_WORKER_TARGET_S = 0.1
+RSS_NOISE_MB = 20.0
+
+
+@dataclass
+class Report:
+    environment: dict[str, str]
+    overheads: list[Overhead] = field(default_factory=list)
+    loop: LoopTimes | None = None
+    memory: tuple[Snapshot, Snapshot, Snapshot] | None = None
+    progress: dict[str, float] | None = None
+    encodings: list[Encoded] = field(default_factory=list)
+    cold_start: ColdStartResults | None = None
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def targets(report: Report) -> list[list[str]]:
+    rows = []
+    cold = report.cold_start
+    if cold is not None:
+        first = cold.run("cold", False, True)
+        rows.append(
+            [
+                f"the worker adds <= {FIRST_RESULT_WORKER_TARGET_S * 1000:.0f} ms to the first result",
+                f"{first.worker_adds_s * 1000:.0f} ms (cold cache, prefetch, no warm-up)",
+                verdict(first.worker_adds_s <= FIRST_RESULT_WORKER_TARGET_S),
+            ]
+        )
+        limit = max(first.comfy_answers_s, cold.read_s) + cold.generation_s()
+        ratio = first.result_s / limit
+        rows.append(
+            [
+                "first result within 10 % of max(ComfyUI boot, model read) + generation (cold cache, prefetch)",
+                f"{first.result_s:.1f} s against {limit:.1f} s: {100 * (ratio - 1):+.0f} %",
+                verdict(ratio <= 1.1),
+            ]
+        )
+    by_workflow: dict[str, dict[str, Overhead]] = {}
+    for overhead in report.overheads:
+        by_workflow.setdefault(overhead.workflow, {})[overhead.client] = overhead
+    for workflow, clients in by_workflow.items():
+        gap = clients["worker"].median() - clients["lean client"].median()
+        rows.append(
+            [
+                f"per-job overhead within {OVERHEAD_TARGET_MS} ms of the lean client: {workflow}",
+                f"{gap:+.2f} ms (medians)",
+                verdict(gap <= OVERHEAD_TARGET_MS),
+            ]
+        )
+    if report.memory is not None:
+        idle, warmed, after = report.memory
+        growth = after.worker_rss_mb - warmed.worker_rss_mb
+        comfy_growth = after.comfy_rss_mb - warmed.comfy_rss_mb
+        still = after.history_entries == idle.history_entries and after.job_files == idle.job_files
+        rows.append(
+            [
+                "no growth over the jobs (history, files, RSS after the first 20 jobs)",
+                f"history {idle.history_entries} -> {after.history_entries}, files {idle.job_files} -> "
+                f"{after.job_files}, worker RSS {growth:+.1f} MB, ComfyUI RSS {comfy_growth:+.1f} MB",
+                verdict(still and growth < RSS_NOISE_MB and comfy_growth < RSS_NOISE_MB),
+            ]
+        )
+    return rows
+
+
+def cold_start_section(cold: ColdStartResults) -> str:
+    rows = [
+        [
+            run.cache,
+            "yes" if run.warmup else "no",
+            "yes" if run.prefetch else "no",
+            f"{run.comfy_answers_s:.1f}",
+            f"{run.worker_ready_s:.1f}",
+            f"{run.result_s:.1f}",
+            f"{run.execute_s:.1f}",
+            f"{run.worker_adds_s * 1000:.0f}",
+            run.prefetch_line or "-",
+        ]
+        for run in cold.runs
+    ]
+    first = cold.run("cold", False, True)
+    generation = cold.generation_s()
+    load = first.execute_s - generation
+    return "\n\n".join(
+        [
+            "## 1. Cold start\n\n"
+            f"start.sh launched (SDK local mode, one job) on a generated SD1.5-size checkpoint (`{CHECKPOINT}`, "
+            f"{cold.read_gb:.2f} GB fp16); the job is a txt2img at 128x128, 4 steps. Seconds from the launch, "
+            "except the job's execution (ComfyUI's, as the worker timed it) and what the worker adds "
+            "(ms: result - ComfyUI answering - the job's and the warm-up's ComfyUI time). A cold page cache "
+            "is dropped before the launch (`/proc/sys/vm/drop_caches`), as in a fresh container.",
+            table(
+                [
+                    "page cache",
+                    "warm-up",
+                    "prefetch",
+                    "ComfyUI answers",
+                    "worker ready",
+                    "first result",
+                    "job execution",
+                    "worker adds (ms)",
+                    "prefetch did",
+                ],
+                rows,
+            ),
+            f"- The checkpoint read alone from a cold cache: {cold.read_s:.2f} s "
+            f"({cold.read_gb / cold.read_s:.2f} GB/s)."
+            f"\n- Importing the SDK and the worker: {cold.import_cold_s:.2f} s cold, {cold.import_warm_s:.2f} s warm "
+            '(inside "worker ready"; it overlaps ComfyUI\'s boot).'
+            f"\n- Generation with the model loaded (the job after a warm-up): {generation:.1f} s. Loading the model "
+            f"(deserialize, cast, place) inside the first job: {load:.1f} s, on this CPU mostly the fp16 -> fp32 "
+            "cast of 1.1 G parameters, which a GPU does not need.",
+        ]
+    )
+
+
+def overhead_section(overheads: list[Overhead]) -> str:
+    rows = [
+        [
+            o.workflow,
+            o.client,
+            f"{o.median():.2f}",
+            f"{o.p90():.2f}",
+            len(o.overheads_ms),
+            f"{statistics.median(o.walls_ms):.1f}",
+        ]
+        for o in overheads
+    ]
+    return (
+        "## 2. Per-job overhead\n\n"
+        "Wall time less ComfyUI's own execution (its history's execution_start -> execution_success), "
+        "ms; the lean client is standard-library Python (a new websocket per job, one keep-alive HTTP "
+        "connection, POST /prompt, /history, /view), the worker is `Worker.handle`, alternating job by job.\n\n"
+        + table(["workflow", "client", "overhead median", "p90", "n", "wall median"], rows)
+    )
+
+
+def loop_section(loop: LoopTimes) -> str:
+    def med(values: list[float]) -> str:
+        return f"{statistics.median(values):.1f}"
+
+    return (
+        "## 3. The job loop: RunPod's SDK and the local endpoint\n\n"
+        "A model-free job POSTed to /runsync and its COMPLETED answer, ms (medians, "
+        f"n = {len(loop.total_ms)}): the worker is `rp_handler.py` in production mode, the SDK's own job loop.\n\n"
+        + table(
+            ["submit -> COMPLETED", "less ComfyUI's execution", "pickup", "handler", "result post", "client"],
+            [
+                [
+                    med(loop.total_ms),
+                    med(loop.overhead_ms),
+                    med(loop.pickup_ms),
+                    med(loop.handler_ms),
+                    med(loop.result_post_ms),
+                    med(loop.client_ms),
+                ]
+            ],
+        )
+    )
+
+
+def encoding_section(encodings: list[Encoded]) -> str:
+    rows = [
+        [e.format, e.settings, f"{e.bytes / 1e6:.2f}", f"{e.base64_bytes / 1e6:.2f}", f"{e.encode_ms:.0f}",
+         f"{e.base64_ms:.1f}"]
+        for e in encodings
+    ]  # fmt: skip
+    return "## 4. Result size and encoding, 1024x1024\n\n" + table(
+        ["format", "settings", "MB", "MB as base64", "encode ms", "base64 ms"], rows
+    )
+
+
+def memory_section(memory: tuple[Snapshot, Snapshot, Snapshot], jobs: int) -> str:
+    rows = [
+        [label, f"{s.worker_rss_mb:.0f}", f"{s.comfy_rss_mb:.0f}", s.history_entries, s.job_files]
+        for label, s in zip(("idle", "after 20 jobs", f"after {jobs} jobs"), memory, strict=True)
+    ]
+    return "## 5. Memory on a warm worker\n\nModel-free and tiny txt2img jobs alternating; RSS in MB.\n\n" + table(
+        ["", "worker RSS", "ComfyUI RSS", "history entries", "files in input/output/temp"], rows
+    )
+
+
+def progress_section(stats: dict[str, float]) -> str:
+    return (
+        "## 6. Progress relay\n\n"
+        f"txt2img, {stats['steps']:.0f} steps ({stats['elapsed_s']:.1f} s): {stats['events']:.0f} ComfyUI events, "
+        f"{stats['updates']:.0f} updates sent at the default throttle ({stats['throttle_per_s']:g}/s), "
+        f"event -> progress_update median {stats['median_us']:.0f} us, p99 {stats['p99_us']:.0f} us."
+    )
+
+
+def render(report: Report, memory_jobs: int = 200) -> str:
+    env = report.environment
+    parts = [
+        "# Benchmark results",
+        "Written by `python -m benchmarks`; do not edit by hand.\n\n"
+        + table(["", ""], [[key, value] for key, value in env.items()]),
+        "## Targets\n\n" + table(["target", "measured", ""], targets(report)),
+    ]
+    if report.cold_start is not None:
+        parts.append(cold_start_section(report.cold_start))
+    else:
+        parts.append("## 1. Cold start\n\nNot run (`--skip-cold-start`).")
+    if report.overheads:
+        parts.append(overhead_section(report.overheads))
+    if report.loop is not None:
+        parts.append(loop_section(report.loop))
+    if report.encodings:
+        parts.append(encoding_section(report.encodings))
+    if report.memory is not None:
+        parts.append(memory_section(report.memory, memory_jobs))
+    if report.progress is not None:
+        parts.append(progress_section(report.progress))
+    if GPU_RESULTS.exists():
+        parts.append(GPU_RESULTS.read_text().strip())
+    else:
+        parts.append("## GPU\n\nNo GPU run recorded (`benchmarks/gpu_check.sh` writes `benchmarks/GPU_RESULTS.md`).")
+    return "\n\n".join(parts) + "\n"
