@@ -75,16 +75,6 @@ if grep -q '"runpod-cache"' "$worker_dir/ComfyUI/models.json" 2>/dev/null; then
     --models-dir "$COMFYUI_PATH/models" || log "linking models from RunPod's cache failed (see above)"
 fi
 
-# Read the first job's model files into the page cache while ComfyUI boots
-# (comfy_worker/prefetch.py), at idle CPU and I/O priority so the boot is not slowed.
-prefetch_pid=
-if [ "${PREFETCH:-auto}" != off ]; then
-  priority=(nice -n 19)
-  if command -v ionice >/dev/null; then priority+=(ionice -c 3); fi
-  (cd "$worker_dir" && exec "${priority[@]}" "$python_bin" -m comfy_worker.prefetch) &
-  prefetch_pid=$!
-fi
-
 start_comfyui() {
   (
     cd "$COMFYUI_PATH"
@@ -99,6 +89,17 @@ start_comfyui() {
   log "ComfyUI starting (pid $comfy_pid) on $COMFY_HOST"
 }
 start_comfyui
+
+# Read the first job's model files into the page cache while ComfyUI boots
+# (comfy_worker/prefetch.py): at idle CPU and I/O priority, and pausing while
+# ComfyUI reads from storage itself, so the boot is not slowed.
+prefetch_pid=
+if [ "${PREFETCH:-auto}" != off ]; then
+  priority=(nice -n 19)
+  if command -v ionice >/dev/null; then priority+=(ionice -c 3); fi
+  (cd "$worker_dir" && exec "${priority[@]}" "$python_bin" -m comfy_worker.prefetch) &
+  prefetch_pid=$!
+fi
 
 worker_pid=
 # Stop the worker and ComfyUI, and wait (up to 10 s, then SIGKILL) until ComfyUI has

@@ -19,8 +19,11 @@ Skipped where it cannot help: files already in the page cache (mincore), and
 whatever does not fit in MemAvailable less PREFETCH_MEMORY_RESERVE_GB (default 2):
 page cache is reclaimable, but prefetching what will be evicted before it is
 used only costs disk bandwidth. PREFETCH=off turns it off. It reads sequentially in
-8 MiB chunks into one reused buffer (its own memory stays ~8 MiB) and start.sh runs
-it at idle CPU and I/O priority, so ComfyUI's own start is not slowed.
+8 MiB chunks into one reused buffer (its own memory stays ~8 MiB). ComfyUI's boot
+comes first: start.sh runs it at idle CPU and I/O priority, and between chunks it
+pauses while ComfyUI (COMFY_PID_FILE) reads from storage itself, as it does while
+importing torch and CUDA's libraries (idle I/O priority alone does nothing under
+the multi-queue schedulers of cloud disks).
 
 Standard library only: it starts before anything heavy is imported.
 """
@@ -45,6 +48,9 @@ log = logging.getLogger("prefetch")
 CHUNK_BYTES = 8 * 1024 * 1024
 MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 PAGE_BYTES = mmap.PAGESIZE
+BUSY_BYTES_PER_S = 20e6  # ComfyUI reading faster than this is loading its libraries
+GIVE_WAY_PAUSE_S = 0.02
+MAX_GIVE_WAY_S = 30.0  # never starve the prefetch for longer
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,12 @@ class PrefetchReport:
     no_room: list[Path]  # would not fit in the memory left
     missing: list[str]
     seconds: float
+    gave_way_s: float = 0.0
 
     def summary(self) -> str:
-        rate = self.read_bytes / self.seconds / 1e9 if self.seconds > 0 else 0.0
         return (
-            f"read {len(self.read)} file(s), {self.read_bytes / 1e9:.2f} GB in {self.seconds:.2f} s ({rate:.2f} GB/s); "
+            f"read {len(self.read)} file(s), {self.read_bytes / 1e9:.2f} GB in {self.seconds:.2f} s "
+            f"(of which {self.gave_way_s:.2f} s paused while ComfyUI read); "
             f"already cached {len(self.cached)}, no room {len(self.no_room)}, not found {len(self.missing)}"
         )
 
@@ -145,17 +152,54 @@ def memory_available() -> int:
     return 0
 
 
-def read_through(path: Path, buffer: bytearray) -> int:
+class GiveWay:
+    """Pauses the prefetch while ComfyUI reads from storage itself (its libraries
+    while it boots: /proc/<pid>/io read_bytes), so the boot keeps the disk first."""
+
+    def __init__(self, pid_file: Path | None, busy_bytes_per_s: float = BUSY_BYTES_PER_S):
+        self.pid_file = pid_file
+        self.busy_bytes_per_s = busy_bytes_per_s
+        self.waited_s = 0.0
+        self._last: tuple[float, int] | None = None
+
+    def _read_bytes(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text()) if self.pid_file else 0
+            for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+                if line.startswith("read_bytes:"):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return None
+
+    def busy(self) -> bool:
+        now, read = time.monotonic(), self._read_bytes()
+        if read is None:
+            return False
+        last, self._last = self._last, (now, read)
+        return last is not None and now > last[0] and (read - last[1]) / (now - last[0]) > self.busy_bytes_per_s
+
+    def wait(self) -> None:
+        while self.waited_s < MAX_GIVE_WAY_S and self.busy():
+            time.sleep(GIVE_WAY_PAUSE_S)
+            self.waited_s += GIVE_WAY_PAUSE_S
+
+
+def read_through(path: Path, buffer: bytearray, give_way: GiveWay | None = None) -> int:
     """Read the whole file once (into the page cache), in chunks into one buffer."""
     total = 0
     view = memoryview(buffer)
     with path.open("rb", buffering=0) as file:
         while chunk := file.readinto(view):
             total += chunk
+            if give_way is not None:
+                give_way.wait()
     return total
 
 
-def prefetch(paths: list[Path], missing: list[str], memory_budget: int) -> PrefetchReport:
+def prefetch(
+    paths: list[Path], missing: list[str], memory_budget: int, give_way: GiveWay | None = None
+) -> PrefetchReport:
     started = time.monotonic()
     read: list[Path] = []
     cached: list[Path] = []
@@ -170,9 +214,10 @@ def prefetch(paths: list[Path], missing: list[str], memory_budget: int) -> Prefe
         if read_bytes + size > memory_budget:
             no_room.append(path)
             continue
-        read_bytes += read_through(path, buffer)
+        read_bytes += read_through(path, buffer, give_way)
         read.append(path)
-    return PrefetchReport(read, read_bytes, cached, no_room, missing, time.monotonic() - started)
+    waited = give_way.waited_s if give_way else 0.0
+    return PrefetchReport(read, read_bytes, cached, no_room, missing, time.monotonic() - started, waited)
 
 
 def planned_names(env: dict[str, str], worker_dir: Path) -> tuple[str, list[str]]:
@@ -200,7 +245,8 @@ def main(env: dict[str, str] | None = None) -> int:
     reserve = int(float(env.get("PREFETCH_MEMORY_RESERVE_GB", "2")) * 1e9)
     budget = max(memory_available() - reserve, 0)
     log.info("%d model file(s) from %s; memory budget %.1f GB", len(paths), source, budget / 1e9)
-    report = prefetch(paths, missing, budget)
+    pid_file = env.get("COMFY_PID_FILE")
+    report = prefetch(paths, missing, budget, GiveWay(Path(pid_file) if pid_file else None))
     log.info(report.summary())
     for name in report.missing:
         log.info("not found in %s: %s", ", ".join(map(str, model_roots(env))), name)

@@ -74,3 +74,20 @@ def test_prefetch_off_reads_nothing(tmp_path, capfd):
     env = {"PREFETCH": "off", "COMFYUI_PATH": str(tmp_path), "PREFETCH_MODELS": "a.safetensors"}
     assert prefetch.main(env) == 0
     assert "PREFETCH=off" in capfd.readouterr().err
+
+
+def test_the_prefetch_gives_way_while_comfyui_reads_from_storage(monkeypatch):
+    # ComfyUI's read_bytes: climbing fast twice (its libraries), then still.
+    reads = iter([0, 50_000_000, 100_000_000, 100_000_000, 100_000_000])
+    give_way = prefetch.GiveWay(pid_file=None)
+    monkeypatch.setattr(give_way, "_read_bytes", lambda: next(reads))
+    assert not give_way.busy(), "the first look only sets the baseline"
+    give_way.wait()
+    assert give_way.waited_s == 2 * prefetch.GIVE_WAY_PAUSE_S
+
+
+def test_without_comfyui_to_watch_the_prefetch_never_waits(tmp_path):
+    give_way = prefetch.GiveWay(pid_file=tmp_path / "no.pid")
+    give_way.wait()
+    give_way.wait()
+    assert give_way.waited_s == 0
