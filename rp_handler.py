@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Any
 
 import runpod
 from runpod.serverless.modules.rp_logger import RunPodLogger
 
 from comfy_worker.errors import WorkerError
+from comfy_worker.progress import ProgressSink
 from comfy_worker.runpod_progress import OrderedProgress, post_to_runpod
 from comfy_worker.settings import Settings
+from comfy_worker.warmup import WARMUP_JOB_ID, warm_up
 from comfy_worker.worker import Worker, log_progress
 
 log = logging.getLogger("rp_handler")
@@ -35,16 +38,28 @@ def configure_logging() -> None:
 
 
 async def wait_for_comfyui(worker: Worker) -> None:
-    """Block until ComfyUI serves. A ComfyUI that died during start-up is not fatal
-    here: the SDK still starts, and each job then fails at once with ComfyUI's death
-    as its error (and asks RunPod for a new worker), which users see in /status."""
+    """Block until ComfyUI serves, then run the warm-up job (WARMUP_JOB) if there is one.
+    A ComfyUI that died during start-up is not fatal here: the SDK still starts, and
+    each job then fails at once with ComfyUI's death as its error (and asks RunPod
+    for a new worker), which users see in /status."""
     try:
         await worker.start()
         log.info("worker ready: ComfyUI answers")
+        if worker.settings.warmup_job is not None:
+            await warm_up(worker.settings.warmup_job, worker)
     except WorkerError as error:
         log.error("ComfyUI is not available: %s", error.message)
     finally:
         await worker.close()  # the SDK runs jobs in an event loop of its own; the first job reconnects
+
+
+def except_warmup(sink: ProgressSink) -> ProgressSink:
+    """The warm-up job is the worker's own: its progress goes to the log, not to RunPod."""
+
+    def send(job: dict[str, Any], payload: dict[str, Any]) -> None:
+        (log_progress if job.get("id") == WARMUP_JOB_ID else sink)(job, payload)
+
+    return send
 
 
 def main() -> None:
@@ -52,7 +67,7 @@ def main() -> None:
     settings = Settings.from_env()
     # The SDK's own rule: without the job-take URL it runs one local job, not the worker loop.
     on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
-    worker = Worker(settings, progress=OrderedProgress(post_to_runpod()) if on_runpod else log_progress)
+    worker = Worker(settings, progress=except_warmup(OrderedProgress(post_to_runpod())) if on_runpod else log_progress)
     asyncio.run(wait_for_comfyui(worker))
     runpod.serverless.start({"handler": worker.handle if on_runpod else worker.handle_then_close})
 

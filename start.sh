@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Container entry point: start ComfyUI, optionally warm it up, then run the worker.
+# Container entry point: start ComfyUI, read the first job's models meanwhile, then run the worker.
 #
 # ComfyUI listens on COMFY_HOST (127.0.0.1:8188: only the worker talks to it) with
 # the flags in ComfyUI/launch.args, --extra-model-paths-config for models on a
@@ -11,7 +11,8 @@
 # installed (lower memory fragmentation when models load and unload).
 #
 # Settings (environment): COMFYUI_PATH, COMFY_HOST, COMFY_PID_FILE, COMFY_EXTRA_ARGS,
-# COMFY_RESTART_MIN_UPTIME_S, PYTHON, WARMUP_JOB (a job JSON file to run once before taking jobs),
+# COMFY_RESTART_MIN_UPTIME_S, PYTHON, WARMUP_JOB (a job JSON file rp_handler.py runs once before taking
+# jobs; the prefetch reads its models),
 # PREFETCH (auto|off), PREFETCH_MODELS, PREFETCH_MEMORY_RESERVE_GB (comfy_worker/prefetch.py),
 # RUNPOD_HF_CACHE (RunPod's cached models, /runpod-volume/huggingface-cache/hub),
 # MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
@@ -119,10 +120,6 @@ trap stop_all EXIT
 
 # The worker's relative paths (WORKFLOWS_DIR's default, ComfyUI/workflows) start here.
 cd "$worker_dir"
-if [ -n "${WARMUP_JOB:-}" ]; then
-  log "warming up with $WARMUP_JOB"
-  "$python_bin" -m comfy_worker.warmup "$WARMUP_JOB" || log "warm-up failed (see above); taking jobs anyway"
-fi
 
 if [ "${SERVE_API_LOCALLY:-false}" = true ]; then
   log "serving the SDK's local API on 0.0.0.0:8000 (development only)"

@@ -156,8 +156,8 @@ def run_once(tree: Path, tmp: Path, cache: str, warmup: bool, prefetch: bool, se
         tail = "\n".join(line for _, line in lines[-40:])
         raise RuntimeError(f"start.sh failed ({process.returncode}):\n{tail}")
     timings = json.loads(timings_line.split(" timings ", 1)[1])
-    warmup_start, _ = first(lines, "[start.sh] warming up")
-    warmup_done, _ = first(lines, "[warmup] warm-up done")
+    warmup_start, _ = first(lines, "warming up with")
+    warmup_done, _ = first(lines, "warm-up done")
     return Run(
         cache=cache,
         warmup=warmup,

@@ -93,7 +93,10 @@ class Settings:
     comfy_pid_file: Path = setting("COMFY_PID_FILE", Path, Path("/tmp/comfyui.pid"))
     """ComfyUI's PID, written by start.sh: the worker waits for ComfyUI while this process lives and
     fails at once when it has exited. Without the file it waits up to the timeout."""
-    ready_poll_interval_s: float = setting("COMFY_READY_POLL_INTERVAL_S", _positive_float, 0.1)
+    warmup_job: Path | None = setting("WARMUP_JOB", Path, None)
+    """A job file (`{"input": ...}`, e.g. /worker/test_input.json) the worker runs once ComfyUI answers
+    and before it takes jobs, so the first job finds its models loaded."""
+    ready_poll_interval_s: float = setting("COMFY_READY_POLL_INTERVAL_S", _positive_float, 0.025)
     """How often to probe ComfyUI while it starts."""
     ready_timeout_s: float = setting("COMFY_READY_TIMEOUT_S", _positive_float, 600.0)
     """Give up on a live ComfyUI that never answers after this many seconds."""

@@ -98,7 +98,7 @@ def test_start_sh_runs_comfyui_warmup_and_a_job(tmp_path):
         "--cpu",
     ):
         assert flag in args
-    assert "[warmup] warm-up done" in log
+    assert "warm-up done" in log
     assert f"[prefetch] 1 model file(s) from WARMUP_JOB {warmup}" in log
     assert "[prefetch] read 1 file(s)" in log or "already cached 1" in log, "the warm-up's checkpoint was handled"
     assert cached_fraction(checkpoint) > 0.95

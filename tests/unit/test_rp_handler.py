@@ -1,6 +1,8 @@
 """The entry point's lifecycle: no job is taken before ComfyUI serves, and a ComfyUI
 that died during start-up becomes every job's error instead of a crash."""
 
+import json
+
 import rp_handler
 from comfy_worker.comfy_process import ComfyProcess
 from comfy_worker.settings import Settings
@@ -40,3 +42,23 @@ async def test_a_comfyui_dead_at_start_fails_each_job_with_the_cause(tmp_path):
 
     assert result["error_type"] == "comfyui_unavailable" and result["refresh_worker"] is True
     assert "has exited" in result["error"] and "queue_prompt" not in comfy.calls
+
+
+async def test_the_warm_up_job_runs_once_comfyui_answers_before_any_job(tmp_path):
+    job_file = tmp_path / "warmup.json"
+    workflow = {"1": {"class_type": "EmptyImage", "inputs": {}}, "2": {"class_type": "SaveImage", "inputs": {}}}
+    job_file.write_text(json.dumps({"input": {"workflow": workflow}}))
+    comfy = SlowStart(tmp_path)
+    settings = Settings(
+        comfyui_path=tmp_path, comfy_pid_file=tmp_path / "none", ready_poll_interval_s=0.001, warmup_job=job_file
+    )
+    sent: list[tuple[str, dict]] = []
+    sink = rp_handler.except_warmup(lambda job, payload: sent.append((job["id"], payload)))
+    worker = Worker(settings, progress=sink, comfy=comfy, store=None)
+
+    await rp_handler.wait_for_comfyui(worker)
+
+    assert comfy.calls.index("object_info") < comfy.calls.index("queue_prompt") < comfy.calls.index("close")
+    assert sent == [], "the warm-up's progress never goes to RunPod"
+    sink({"id": "real-job"}, {"progress": 0.5})
+    assert sent == [("real-job", {"progress": 0.5})]
