@@ -23,9 +23,10 @@ def test_targets_are_met_or_missed_by_the_measured_numbers():
     text = render(report, memory_jobs=200)
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| per-job")}
     assert "+1.00 ms (medians) | met" in rows["per-job overhead within 1.5 ms of the lean client: model-free"]
-    assert "+2.00 ms (medians) | **missed** | see section 2" in rows[
-        "per-job overhead within 1.5 ms of the lean client: txt2img"
-    ]
+    assert (
+        "+2.00 ms (medians) | **missed** | see section 2"
+        in rows["per-job overhead within 1.5 ms of the lean client: txt2img"]
+    )
     assert "history 0 -> 0, files 0 -> 0, worker RSS +0.5 MB, ComfyUI RSS +1.0 MB | met" in text
     assert "| after 200 jobs | 600 | 1201 | 0 | 0 |" in text
     assert "Not run (`--skip-cold-start`)" in text
