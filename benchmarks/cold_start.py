@@ -48,14 +48,13 @@ class Run:
     execute_s: float  # the first job's ComfyUI execution, as the worker timed it
     job_total_s: float
     prefetch_line: str
+    warmup_share_s: float = 0.0  # the warm-up's whole run: ComfyUI's work for that job, model load included
 
     @property
     def worker_adds_s(self) -> float:
         """From ComfyUI answering to the result, less the first job's ComfyUI execution
         (and less the warm-up's whole run, which is ComfyUI's work for that job)."""
         return self.result_s - self.comfy_answers_s - self.execute_s - self.warmup_share_s
-
-    warmup_share_s: float = 0.0
 
 
 def ensure_models() -> Path:
@@ -84,9 +83,7 @@ def comfyui_tree(models: Path) -> Path:
 
 
 def the_job(seed: int) -> dict[str, Any]:
-    workflow = txt2img(steps=4, size=128, seed=seed)
-    workflow["4"]["inputs"]["ckpt_name"] = CHECKPOINT
-    return {"input": {"workflow": workflow}}
+    return {"input": {"workflow": txt2img(steps=4, size=128, seed=seed, checkpoint=CHECKPOINT)}}
 
 
 def watch_output(process: subprocess.Popen, started: float, lines: list[tuple[float, str]]) -> None:
@@ -168,7 +165,6 @@ def run_once(tree: Path, tmp: Path, cache: str, warmup: bool, prefetch: bool, se
         execute_s=timings["execute_s"],
         job_total_s=timings["total_s"],
         prefetch_line=first(lines, "[prefetch] read")[1].split("] ", 1)[-1],
-        # The warm-up is a whole job of ComfyUI's (model load included) run before the real one.
         warmup_share_s=(warmup_done - max(warmup_start, found.get("comfy_answers_s", 0.0))) if warmup else 0.0,
     )
 

@@ -35,49 +35,16 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.lean_client import LeanClient, comfy_execution_s  # noqa: E402
 from comfy_worker.prefetch import read_through  # noqa: E402
+from tests.support.page_cache import drop_all_caches  # noqa: E402
+from tests.support.workflows import empty_image, txt2img  # noqa: E402
 
 CHECKPOINT = "sd15-size-random-fp16.safetensors"
 SIZE, STEPS = int(os.environ.get("SIZE", 512)), int(os.environ.get("STEPS", 20))
 EXTRA_ARGS = os.environ.get("COMFY_EXTRA_ARGS", "").split()  # e.g. --cpu, for a dry run without a GPU
 
 
-def drop_caches() -> None:
-    os.sync()
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
-
-
-def txt2img(seed: int, size: int = SIZE, steps: int = STEPS) -> dict:
-    def node(class_type: str, **inputs: object) -> dict:
-        return {"class_type": class_type, "inputs": inputs}
-
-    return {
-        "4": node("CheckpointLoaderSimple", ckpt_name=CHECKPOINT),
-        "5": node("EmptyLatentImage", width=size, height=size, batch_size=1),
-        "6": node("CLIPTextEncode", text="a lighthouse on a cliff at sunset", clip=["4", 1]),
-        "7": node("CLIPTextEncode", text="blurry", clip=["4", 1]),
-        "3": node(
-            "KSampler",
-            seed=seed,
-            steps=steps,
-            cfg=7.0,
-            sampler_name="euler",
-            scheduler="normal",
-            denoise=1.0,
-            model=["4", 0],
-            positive=["6", 0],
-            negative=["7", 0],
-            latent_image=["5", 0],
-        ),  # fmt: skip
-        "8": node("VAEDecode", samples=["3", 0], vae=["4", 2]),
-        "9": node("SaveImage", filename_prefix="gpu", images=["8", 0]),
-    }
-
-
-def empty_image(color: int) -> dict:
-    return {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color}},
-        "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "empty", "images": ["1", 0]}},
-    }
+def job(seed: int) -> dict:
+    return txt2img(steps=STEPS, size=SIZE, seed=seed, checkpoint=CHECKPOINT)
 
 
 def start_comfyui(comfyui: Path, port: int, log_file: Path) -> subprocess.Popen:
@@ -104,7 +71,7 @@ def wait_answering(port: int, process: subprocess.Popen, log_file: Path, started
 
 def cold_start(comfyui: Path, cache: str, prefetch: bool, port: int, log_file: Path) -> dict:
     if cache == "cold":
-        drop_caches()
+        drop_all_caches()
     started = time.monotonic()
     process = start_comfyui(comfyui, port, log_file)
     prefetcher = None
@@ -124,9 +91,9 @@ def cold_start(comfyui: Path, cache: str, prefetch: bool, port: int, log_file: P
     try:
         answers = wait_answering(port, process, log_file, started)
         client = LeanClient(f"127.0.0.1:{port}")
-        _, first = client.run(txt2img(seed=1))
+        _, first = client.run(job(1))
         first_result = time.monotonic() - started
-        _, second = client.run(txt2img(seed=2))
+        _, second = client.run(job(2))
         return {
             "cache": cache,
             "prefetch": prefetch,
@@ -147,11 +114,14 @@ def overheads(comfyui: Path, port: int, log_file: Path, runs: int) -> dict[str, 
     try:
         wait_answering(port, process, log_file, time.monotonic())
         client = LeanClient(f"127.0.0.1:{port}")
-        client.run(txt2img(seed=3))  # loads the model
-        job = f"txt2img {SIZE}x{SIZE}, {STEPS} steps"
-        found: dict[str, list[float]] = {"model-free (EmptyImage 8x8)": [], job: []}
+        client.run(job(3))  # loads the model
+        txt2img_name = f"txt2img {SIZE}x{SIZE}, {STEPS} steps"
+        found: dict[str, list[float]] = {"model-free (EmptyImage 8x8)": [], txt2img_name: []}
         for i in range(runs + 3):
-            for name, workflow in (("model-free (EmptyImage 8x8)", empty_image(i + 1)), (job, txt2img(seed=100 + i))):
+            for name, workflow in (
+                ("model-free (EmptyImage 8x8)", empty_image(color=i + 1)),
+                (txt2img_name, job(100 + i)),
+            ):
                 started = time.perf_counter()
                 _, history = client.run(workflow)
                 wall = time.perf_counter() - started
@@ -186,7 +156,7 @@ def main() -> int:
     args.comfyui = args.comfyui.resolve()
     log_file = args.out.parent / "comfyui.log"
     checkpoint = args.comfyui / "models" / "checkpoints" / CHECKPOINT
-    drop_caches()
+    drop_all_caches()
     started = time.monotonic()
     size = read_through(checkpoint, bytearray(8 * 1024 * 1024))
     read_s = time.monotonic() - started

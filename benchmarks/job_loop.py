@@ -12,7 +12,6 @@ and the whole less ComfyUI's execution is the loop's overhead.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,3 @@ def measure(server: ComfyServer, runs: int, log_file: Path) -> LoopTimes:
             times.client_ms.append(total - status["delayTime"] - status["executionTime"])
             times.overhead_ms.append(total - comfy)
     return times
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)

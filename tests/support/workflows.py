@@ -14,10 +14,10 @@ from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME as TINY_CHECKPOINT
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def txt2img(steps: int = 2, size: int = 64, seed: int = 42) -> dict:
-    """test_input.json's workflow on the tiny checkpoint, small enough for a CPU."""
+def txt2img(steps: int = 2, size: int = 64, seed: int = 42, checkpoint: str = TINY_CHECKPOINT) -> dict:
+    """test_input.json's workflow on the tiny checkpoint (or another), small enough for a CPU."""
     workflow = json.loads((REPO_ROOT / "test_input.json").read_text())["input"]["workflow"]
-    workflow["4"]["inputs"]["ckpt_name"] = TINY_CHECKPOINT
+    workflow["4"]["inputs"]["ckpt_name"] = checkpoint
     workflow["5"]["inputs"].update(width=size, height=size)
     workflow["3"]["inputs"].update(steps=steps, seed=seed)
     return workflow
