@@ -6,12 +6,12 @@
 # network volume (/runpod-volume/models), and COMFY_EXTRA_ARGS (e.g. "--cpu" to run
 # on a machine without a GPU).
 # Its PID goes to COMFY_PID_FILE: the worker waits for ComfyUI while that process
-# lives and fails fast once it has died; start.sh starts it again when it exits
-# after running a while (see the end). tcmalloc is preloaded into ComfyUI when
-# installed (lower memory fragmentation when models load and unload).
+# lives and fails fast once it has died; start.sh starts it again when it exits,
+# unless it died before it ever answered (see the end). tcmalloc is preloaded into
+# ComfyUI when installed (lower memory fragmentation when models load and unload).
 #
 # Settings (environment): COMFYUI_PATH, COMFY_HOST, COMFY_PID_FILE, COMFY_EXTRA_ARGS,
-# COMFY_RESTART_MIN_UPTIME_S, PYTHON, WARMUP_JOB (a job JSON file rp_handler.py runs once before taking
+# PYTHON, WARMUP_JOB (a job JSON file rp_handler.py runs once before taking
 # jobs; the prefetch reads its models),
 # PREFETCH (auto|off), PREFETCH_MODELS, PREFETCH_MEMORY_RESERVE_GB (comfy_worker/prefetch.py),
 # RUNPOD_HF_CACHE (RunPod's cached models, /runpod-volume/huggingface-cache/hub),
@@ -57,7 +57,7 @@ if [ -z "${MODEL_CACHE_DIR:-}" ]; then
 fi
 export MODEL_CACHE_DIR
 mkdir -p "$MODEL_CACHE_DIR"
-cache_paths=$(mktemp /tmp/model-cache-paths.XXXXXX)
+cache_paths=$(mktemp "${TMPDIR:-/tmp}/model-cache-paths.XXXXXX")
 sed -e 's#^runpod_volume:#model_cache:#' -e "s#base_path: .*#base_path: $MODEL_CACHE_DIR/#" \
   "$worker_dir/ComfyUI/extra_model_paths.yaml" >"$cache_paths"
 
@@ -76,6 +76,12 @@ if grep -q '"runpod-cache"' "$worker_dir/ComfyUI/models.json" 2>/dev/null; then
     --models-dir "$COMFYUI_PATH/models" || log "linking models from RunPod's cache failed (see above)"
 fi
 
+# What the worker tells start.sh about a ComfyUI (comfy_worker/comfy_process.py): the
+# PID of one that answered, and of one the worker ended on purpose.
+answered_file=$COMFY_PID_FILE.answered
+ended_file=$COMFY_PID_FILE.ended
+rm -f "$answered_file" "$ended_file"
+
 start_comfyui() {
   (
     cd "$COMFYUI_PATH"
@@ -85,7 +91,6 @@ start_comfyui() {
       --extra-model-paths-config "$cache_paths" "${extra_args[@]}"
   ) &
   comfy_pid=$!
-  comfy_started=$SECONDS
   echo "$comfy_pid" >"$COMFY_PID_FILE"
   log "ComfyUI starting (pid $comfy_pid) on $COMFY_HOST"
 }
@@ -106,6 +111,7 @@ worker_pid=
 # Stop the worker and ComfyUI, and wait (up to 10 s, then SIGKILL) until ComfyUI has
 # exited: start.sh never returns while ComfyUI still holds the GPU or its port.
 stop_all() {
+  rm -f "$cache_paths" "$answered_file" "$ended_file"
   [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true
   [ -n "$prefetch_pid" ] && kill "$prefetch_pid" 2>/dev/null || true
   kill "$comfy_pid" 2>/dev/null || true
@@ -129,23 +135,28 @@ else
 fi
 worker_pid=$!
 
-# Supervise until the worker exits. A ComfyUI that exits after running a while is
-# started again: the worker ends one whose prompt ignored an interrupt, so that the
-# next job does not wait for it. One that dies during start-up
-# (COMFY_RESTART_MIN_UPTIME_S) stays down: jobs then fail with ComfyUI's death as
-# the cause, and its log above says why.
+# Supervise until the worker exits. A ComfyUI the worker ended (its prompt ignored an
+# interrupt) is always started again, however young, so the next job is served; so is
+# one that died after it had answered. One that died before it ever answered stays
+# down, since starting it again would only crash again (a custom node failing to
+# import, say): jobs then fail with ComfyUI's death as the cause, and its log above
+# says why.
+pid_in() { [ -f "$1" ] && [ "$(cat "$1" 2>/dev/null)" = "$comfy_pid" ]; }
 while true; do
   status=0
   wait -n -p exited "$worker_pid" "$comfy_pid" || status=$?
   if [ "${exited:-}" = "$worker_pid" ]; then
     exit "$status"
   fi
-  if (( SECONDS - comfy_started < ${COMFY_RESTART_MIN_UPTIME_S:-60} )); then
-    log "ComfyUI exited (status $status) during start-up; not restarting it"
+  if pid_in "$ended_file"; then
+    log "the worker ended ComfyUI (a prompt ignored its interrupt); starting a new one"
+  elif pid_in "$answered_file"; then
+    log "ComfyUI exited (status $status); starting a new one"
+  else
+    log "ComfyUI exited (status $status) before it ever answered; not restarting it"
     status=0
     wait "$worker_pid" || status=$?
     exit "$status"
   fi
-  log "ComfyUI exited (status $status); starting a new one"
   start_comfyui
 done

@@ -5,7 +5,8 @@
 
 Shows node, step and overall percent while the job runs, cancels the job on
 Ctrl-C, saves the outputs into --out as <job id>-<node id>-<file name>, and exits non-zero with the job's error if
-it fails (1 failed, 2 usage, 130 cancelled).
+it fails (1 failed, 2 usage or an unreadable file, 130 cancelled). Outside a terminal
+the progress is written as plain lines, one per change.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import requests
 from tqdm import tqdm
@@ -25,31 +26,53 @@ from .api import EndpointClient, JobFailed, job_input_from_files, save_outputs
 log = logging.getLogger("client")
 
 
-class ProgressBar:
-    """Renders the worker's progress payload (README, Progress) as a tqdm bar in percent."""
+BAR_FORMAT = "{l_bar}{bar}| {n:.0f}% [{elapsed}]"
 
-    def __init__(self) -> None:
-        self.bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}] {postfix}")
-        self.seen_progress = False
+
+class ProgressBar:
+    """Renders the worker's progress payload (docs/job-api.md, Progress): a tqdm bar on a
+    terminal; elsewhere (a pipe, a log file) one plain line each time what it says changes."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.plain = not self.stream.isatty()
+        self.bar = None if self.plain else tqdm(total=100, file=self.stream, bar_format=BAR_FORMAT)
+        self.percent = 0.0
+        self.message = ""
+        self.eta_text = ""
+        self._last_line: str | None = None
 
     def update(self, status: dict[str, Any]) -> None:
         output = status.get("output")
         if status["status"] == "IN_PROGRESS" and isinstance(output, dict) and "progress" in output:
-            self.seen_progress = True
-            self.bar.n = round(100 * output["progress"], 1)
-            self.bar.set_description(output.get("message") or "running")
+            self.percent = round(100 * output["progress"], 1)
+            self.message = output.get("message") or "running"
             eta_s = output.get("eta_s")
-            self.bar.set_postfix_str(f"about {eta_s:.0f} s left" if isinstance(eta_s, int | float) else "")
+            self.eta_text = f"about {eta_s:.0f} s left" if isinstance(eta_s, int | float) else ""
         elif status["status"] == "COMPLETED":
-            self.bar.n = 100
-            self.bar.set_description("done")
-            self.bar.set_postfix_str("")
+            self.percent, self.message, self.eta_text = 100.0, "done", ""
         else:
-            self.bar.set_description(status["status"].lower().replace("_", " "))
+            self.message, self.eta_text = status["status"].lower().replace("_", " "), ""
+        self._render()
+
+    def _render(self) -> None:
+        if self.bar is None:
+            line = f"{self.percent:5.1f}% {self.message}" + (f" ({self.eta_text})" if self.eta_text else "")
+            if line != self._last_line:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+                self._last_line = line
+            return
+        self.bar.n = self.percent
+        self.bar.set_description(self.message, refresh=False)
+        # The time left after the elapsed time, without tqdm's ", " postfix separator.
+        eta = self.eta_text.replace("{", "{{").replace("}", "}}")
+        self.bar.bar_format = BAR_FORMAT + (f" {eta}" if eta else "")
         self.bar.refresh()
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +85,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         client = EndpointClient(args.base_url, api_key)
     output_options = {"format": args.format} if args.format else None
-    job_input = job_input_from_files(args.workflow, args.image, timeout_s=args.timeout_s, output=output_options)
+    try:
+        job_input = job_input_from_files(args.workflow, args.image, timeout_s=args.timeout_s, output=output_options)
+    except OSError as exc:
+        log.error("cannot read %s: %s", exc.filename or args.workflow, exc.strerror or exc)
+        return 2
+    except ValueError as exc:  # json.JSONDecodeError included
+        log.error("%s is not a workflow or job file: %s", args.workflow, exc)
+        return 2
     job_id = client.submit(job_input, execution_timeout_ms=args.execution_timeout_ms)
     log.info("job %s submitted", job_id)
     bar = ProgressBar()
@@ -83,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a workflow and save its outputs")
@@ -100,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--timeout-s", type=float, help="the worker's timeout for this job")
     run_parser.add_argument("--execution-timeout-ms", type=int, help="RunPod's policy.executionTimeout")
     run_parser.add_argument("--poll-interval-s", type=float, default=0.5)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return run(args)

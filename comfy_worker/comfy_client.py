@@ -46,21 +46,38 @@ class ComfyClient:
         self.base_url = base_url.rstrip("/")
         self.client_id = uuid.uuid4().hex
         self._session: aiohttp.ClientSession | None = None
+        self._closer: asyncio.Task[None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+            self._closer = asyncio.get_running_loop().create_task(self._close_with_the_loop(self._session))
         return self._session
+
+    async def _close_with_the_loop(self, session: aiohttp.ClientSession) -> None:
+        """Close the session when its event loop shuts down. RunPod's SDK ends its loop on
+        SIGTERM without a hook for its handler; asyncio.run then cancels this task, and
+        the session closes cleanly instead of being reported unclosed at exit."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self._session is session:
+                await self.close()
+            elif not session.closed:
+                await session.close()
 
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()
             self._ws = None
         if self._session is not None:
-            await self._session.close()
-            self._session = None
+            session, self._session = self._session, None
+            await session.close()
+        if self._closer is not None and self._closer is not asyncio.current_task():
+            self._closer.cancel()
+            self._closer = None
 
     # -- HTTP ------------------------------------------------------------------
 

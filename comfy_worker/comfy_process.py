@@ -14,6 +14,14 @@ cannot tell death from slowness and simply waits up to the timeout.
 (SIGKILL, so the GPU is free at once) and expects start.sh, which supervises it, to
 start a new one: for RESTART_WAIT_S the killed process reads as UNKNOWN rather than
 DEAD, so the next job waits for the new ComfyUI instead of failing.
+
+The worker tells start.sh two things through files beside the PID file, each holding
+a PID: `<pid file>.answered` once that ComfyUI has answered (`note_answered`), and
+`<pid file>.ended` just before `kill` ends it. start.sh always restarts a ComfyUI
+the worker ended, and one that died after answering; one that died before it ever
+answered stays down (a crash at start-up would only repeat). `kill` returns False
+when it cannot leave that note or find the process: then nobody will start a new
+ComfyUI, and the caller asks RunPod for a new worker instead.
 """
 
 from __future__ import annotations
@@ -68,20 +76,47 @@ class ComfyProcess:
         except (psutil.NoSuchProcess, ValueError):
             return Liveness.DEAD
 
+    @property
+    def answered_file(self) -> Path:
+        return self.pid_file.with_name(self.pid_file.name + ".answered")
+
+    @property
+    def ended_file(self) -> Path:
+        return self.pid_file.with_name(self.pid_file.name + ".ended")
+
+    def note_answered(self) -> None:
+        """Tell start.sh that this ComfyUI came up: should it die later, it is restarted."""
+        pid = self._pid()
+        if pid is not None and pid > 0:
+            self._write_note(self.answered_file, pid)
+
     def kill(self) -> bool:
-        """End ComfyUI now; False when its PID is unknown (nobody to kill, nobody to restart it)."""
+        """End ComfyUI now. True when start.sh will start a new one; False when the PID is
+        unknown, the note for start.sh cannot be written, or the process cannot be signalled."""
         pid = self._pid()
         if pid is None or pid <= 0:
             return False
+        noted = self._write_note(self.ended_file, pid)
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)  # even without the note: the GPU must be freed
         except ProcessLookupError:
             pass
         except PermissionError:
             return False
+        if not noted:
+            return False
         log.warning("killed ComfyUI (pid %d); start.sh starts a new one", pid)
         self._killed = (pid, time.monotonic() + RESTART_WAIT_S)
         return True
+
+    @staticmethod
+    def _write_note(path: Path, pid: int) -> bool:
+        try:
+            path.write_text(f"{pid}\n")
+            return True
+        except OSError as exc:
+            log.warning("could not write %s for start.sh: %s", path, exc)
+            return False
 
     def listens(self) -> bool | None:
         """Whether the started ComfyUI listens on a TCP port yet; None when that cannot be known."""
@@ -116,6 +151,7 @@ async def wait_until_ready(comfy: ComfyAPI, process: ComfyProcess, settings: Set
         # answers is another program (ComfyUI listens on its port or, behind a proxy, on another).
         if await comfy.is_responding():
             if process.listens() is not False:
+                process.note_answered()
                 waited = time.monotonic() - started
                 if announced:
                     log.info("ComfyUI is ready after %.1f s", waited)

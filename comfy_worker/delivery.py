@@ -80,7 +80,19 @@ def deliver_outputs(
         result.setdefault(RESULT_LISTS[file.media], []).append(entry)
     if texts:
         result["text"] = texts
+    if not wanted and not texts:
+        result["hint"] = no_outputs_hint(files)
     return result
+
+
+def no_outputs_hint(files: list[OutputFile]) -> str:
+    """Why a job that succeeded returns no files, and what to change."""
+    if any(file.folder_type == "temp" for file in files):
+        return (
+            'the workflow\'s only images are previews (PreviewImage): add "output": {"include_previews": true} '
+            "to the job to get them, or save them with SaveImage"
+        )
+    return "the workflow saved no files: end it with a node that saves, such as SaveImage or SaveVideo"
 
 
 def choose_storage(
@@ -103,12 +115,21 @@ def choose_storage(
     if storage is not None:
         return storage
     raise OutputTooLarge(
-        f"the outputs are {size / 1e6:.1f} MB as base64, over the {limit / 1e6:.1f} MB limit for a RunPod "
+        f"the outputs are {size_text(size)} as base64, over the {size_text(limit)} limit for a RunPod "
         "result (MAX_RESPONSE_BYTES). Configure an S3-compatible bucket (BUCKET_ENDPOINT_URL, "
         "BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY) to get URLs instead, or ask for a lighter "
         'format: "output": {"format": "webp"} or "jpeg"',
         {"size_bytes": size, "limit_bytes": limit},
     )
+
+
+def size_text(size: int) -> str:
+    """A byte count for people: '12.3 MB', '40.5 kB' or '900 bytes'."""
+    if size >= 1_000_000:
+        return f"{size / 1e6:.1f} MB"
+    if size >= 1_000:
+        return f"{size / 1e3:.1f} kB"
+    return f"{size} bytes"
 
 
 def inline_size(files: list[OutputFile], texts: list[dict[str, str]]) -> int:

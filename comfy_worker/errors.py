@@ -81,7 +81,8 @@ class ModelDownloadFailed(WorkerError):
 class WorkflowRejected(WorkerError):
     """ComfyUI's validation refused the prompt. `details["node_errors"]` has one entry
     per error: node_id, class_type, title (when known), type, message, details, input;
-    a value that is not installed also has `missing` (value, folder, closest, searched)."""
+    a value that is not installed also has `missing` (value, folder, closest, searched,
+    and `installed` when the folder holds ten files or fewer)."""
 
     error_type = "workflow_rejected"
 
@@ -110,9 +111,14 @@ def _node_error_text(error: dict[str, Any]) -> str:
         text += f": '{missing['value']}' " + (
             "is not installed" if missing.get("folder") else "is not one of its choices"
         )
-        text += (
-            f"; closest: {', '.join(repr(n) for n in missing['closest'])}" if missing["closest"] else "; none is close"
-        )
+        if missing["closest"]:
+            text += f"; closest: {', '.join(repr(n) for n in missing['closest'])}"
+        elif missing.get("installed"):
+            text += f"; none is close; installed: {', '.join(repr(n) for n in missing['installed'])}"
+        elif "installed" in missing:
+            text += "; none is installed" + (f" in {missing['folder']}" if missing.get("folder") else "")
+        else:
+            text += "; none is close"
         if missing.get("searched"):
             text += f"; searched {', '.join(missing['searched'])}"
         return text

@@ -45,6 +45,7 @@ INPUT_FOLDERS = {
 _NUMBERED = re.compile(r"\d+$")  # clip_name1, clip_name2, ...
 NOT_FILES = frozenset({"custom_nodes", "configs"})
 CLOSEST = 3
+LIST_INSTALLED_UP_TO = 10  # a refused value with no close match lists what is installed when at most this many
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def explain_missing_models(
                 "closest": closest_names(value, choices),
                 "searched": list(installed.folders.get(folder or "", [])),
             }
+            if len(choices) <= LIST_INSTALLED_UP_TO:  # few enough to name them all
+                error["missing"]["installed"] = list(choices)
         node_errors.append(error)
     return WorkflowRejected.from_comfy(rejected.details.get("comfy_error") or {}, node_errors)
 

@@ -85,6 +85,18 @@ class JobFiles:
                 continue
             self._folders.append(new)
 
+    def expect_folders(self, folders: Iterable[Path]) -> None:
+        """Folders the prompt may create (savers' subfolders): those missing now, and
+        their missing parents inside a root, are removed at the end if empty. Those that
+        exist now are left alone, as is anything outside the roots."""
+        for folder in folders:
+            if not any(folder.is_relative_to(root) for root in self.folders.roots):
+                continue
+            while not folder.exists() and folder not in self.folders.roots:
+                if folder not in self._folders:
+                    self._folders.append(folder)
+                folder = folder.parent
+
     def _refuse_outside(self, path: Path) -> None:
         if not any(path.is_relative_to(root) for root in self.folders.roots):
             raise UnsafePath(f"{path.name} is outside ComfyUI's job folders", {"path": str(path)})

@@ -61,6 +61,9 @@ _DATA_URI = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)  # media type and 
 _WHITESPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_BYTES = 255  # the longest file name Linux file systems store
+# Deeper than any real workflow (an API graph is ~6 levels, a UI graph ~10), and far
+# below Python's recursion limit, which the validators and ComfyUI itself recurse into.
+MAX_NESTING = 64
 
 
 def check_name_part(part: str, what: str) -> None:
@@ -247,6 +250,13 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None) -> JobInput:
             raise InvalidJobInput(
                 [("input", f"is a string but not valid JSON ({exc.msg} at position {exc.pos})")]
             ) from None
+        except RecursionError:
+            raise InvalidJobInput([("input", f"is a JSON string nested deeper than {MAX_NESTING} levels")]) from None
+    too_deep = first_too_deep(raw, MAX_NESTING)
+    if too_deep is not None:
+        raise InvalidJobInput(
+            [(field_path(too_deep), f"is nested deeper than {MAX_NESTING} levels of lists and objects")]
+        )
     if not isinstance(raw, dict):
         raise InvalidJobInput([("input", f"must be an object, got {type(raw).__name__}")])
     if not any(key in raw for key in ("workflow", "workflow_name", "list")):
@@ -267,6 +277,24 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None) -> JobInput:
     if problems:
         raise InvalidJobInput(problems)
     return job_input
+
+
+def first_too_deep(value: Any, limit: int) -> tuple[int | str, ...] | None:
+    """The path to the first list or object nested more than `limit` levels deep, or None.
+    Iterative, so that a hostile input cannot exhaust the stack it is checked with."""
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.items()
+        elif isinstance(item, list):
+            children = enumerate(item)
+        else:
+            continue
+        if len(path) >= limit:
+            return path
+        stack.extend((child, (*path, key)) for key, child in children)
+    return None
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

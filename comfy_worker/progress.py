@@ -9,8 +9,10 @@ a client polling /status sees as `output` while the job is IN_PROGRESS:
      "progress": 0.41, "nodes_done": 2, "nodes_total": 7, "elapsed_s": 1.84, "eta_s": 2.6,
      "preview": {"mime_type": "image/jpeg", "data": "<base64>"}}   # only if asked
 
-`progress` is the whole workflow's fraction: nodes finished or cached, plus the
-running node's step fraction, over the workflow's node count. It never goes
+`progress` is the whole workflow's fraction of expected time, so that 0.5 means
+about half the run: once a sampler's step rate is measured, the time the prompt has
+run over that plus `eta_s`; before that, each sampler step and each other node weigh
+one unit (a 20-step txt2img is ~15 % done when its sampler starts). It never goes
 backwards (several samplers read as one rising value) and is 1.0 only at the end.
 `eta_s` estimates the seconds left (see `_eta_s`); it is absent until the running
 sampler has taken two steps, so a step rate is measured.
@@ -70,6 +72,7 @@ class ProgressTracker:
         self._want_preview = want_preview
         self._preview_max_bytes = preview_max_bytes
         self._started_at = started_at
+        self._running_since: float | None = None  # when ComfyUI began the prompt
         self.status = "queued"
         self.node_id: str | None = None
         self.step: int | None = None
@@ -125,6 +128,7 @@ class ProgressTracker:
 
     def _on_start(self, event: ComfyEvent) -> Change:
         self.status = "running"
+        self._running_since = self._clock()
         return Change.MILESTONE
 
     def _on_cached(self, event: ComfyEvent) -> Change:
@@ -185,11 +189,32 @@ class ProgressTracker:
     def _overall_fraction(self) -> float:
         if self._fraction >= 1.0 or not self._workflow:
             return self._fraction
-        running = self.node_id in self._workflow and self.node_id not in self.done
-        step_fraction = (self.step / self.max) if (running and self.step and self.max) else 0.0
+        eta_s = self._eta_s()
+        ran_s = self._clock() - (self._running_since if self._running_since is not None else self._started_at)
+        if eta_s is not None and ran_s + eta_s > 0:
+            estimate = ran_s / (ran_s + eta_s)
+        else:
+            estimate = self._unit_fraction()
         # Below 1.0 until the prompt has really ended, and never backwards.
-        self._fraction = max(self._fraction, min((self._nodes_done() + step_fraction) / len(self._workflow), 0.99))
+        self._fraction = max(self._fraction, min(estimate, 0.99))
         return self._fraction
+
+    def _unit_fraction(self) -> float:
+        """Done over total, where each sampler step and each other node weigh one unit."""
+        done = total = 0.0
+        for node_id in self._workflow:
+            units = self._steps(node_id) or 1
+            total += units
+            if node_id in self.done:
+                done += units
+            elif node_id == self.node_id and self.step and self.max:
+                done += units * min(self.step / self.max, 1.0)
+        return done / total
+
+    def _steps(self, node_id: str) -> int | None:
+        """A sampler's step count, from its `steps` input (None for other nodes, or when wired)."""
+        steps = self._workflow.input_value(node_id, "steps")
+        return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
 
     def _eta_s(self) -> float | None:
         """Seconds left: the running sampler's steps and every later sampler's at the
@@ -204,9 +229,8 @@ class ProgressTracker:
         for node_id in self._workflow:
             if node_id in self.done or node_id == self.node_id:
                 continue
-            steps = self._workflow.input_value(node_id, "steps")
-            has_steps = isinstance(steps, int) and not isinstance(steps, bool)
-            left += steps * self._step_s if has_steps else plain_s
+            steps = self._steps(node_id)
+            left += steps * self._step_s if steps is not None else plain_s
         return left
 
     def _message(self) -> str:

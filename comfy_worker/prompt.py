@@ -15,9 +15,12 @@ Contract:
   that finished while its events went elsewhere (a reconnect under a new client
   id) ends there; one that vanished from both is `ComfyError`.
 - `stop_prompt` takes a prompt out of ComfyUI's queue, or interrupts it if it is
-  running and waits (bounded) for it to end, so its files exist before cleanup;
-  it returns False if the prompt is still running after the grace period (a node
-  that never checks for interrupts): the caller must then free ComfyUI otherwise.
+  running and waits (bounded) for it to end, so its files exist before cleanup.
+  A failed POST /interrupt is tried again (INTERRUPT_ATTEMPTS) within the grace
+  period. It returns a `Stop`: stopped, or still running after the grace period,
+  with whether the interrupt was delivered (a node that never checks for
+  interrupts) or not (ComfyUI did not take it): the caller must then free ComfyUI
+  otherwise, and can say which happened.
 Events of other prompts (an earlier, stopped job) are ignored. What the events
 mean for progress is `progress`'s business; this module only routes them.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .comfy_api import ComfyAPI, ComfyEvent, EventStreamClosed
@@ -37,6 +41,25 @@ log = logging.getLogger(__name__)
 
 RECONNECT_ATTEMPTS = 20
 RECONNECT_PAUSE_S = 0.25
+INTERRUPT_ATTEMPTS = 3
+INTERRUPT_PAUSE_S = 0.2
+
+
+@dataclass(frozen=True)
+class Stop:
+    """How `stop_prompt` went: `stopped`, or why not (`undelivered` says why the
+    interrupt never reached ComfyUI; None means it did and was ignored)."""
+
+    stopped: bool
+    undelivered: str | None = None
+
+    def describe(self) -> str:
+        """What happened to the prompt, for an error message ("... ran longer than x s <this>")."""
+        if self.stopped:
+            return "and was stopped"
+        if self.undelivered is not None:
+            return f"and ComfyUI did not accept the interrupt ({self.undelivered})"
+        return "and ignored the interrupt"
 
 
 def execution_error(data: dict[str, Any]) -> ExecutionFailed:
@@ -95,6 +118,10 @@ async def _follow_events(
         if not reader.done():
             reader.cancel()
             await asyncio.wait({reader})
+        if not reader.cancelled():
+            # Retrieved, so that an outcome left behind by a cancel is not logged later
+            # as "Task exception was never retrieved".
+            reader.exception()
 
 
 class _Follower:
@@ -175,22 +202,58 @@ def _outcome_from_history(entry: dict[str, Any]) -> bool:
     return bool(status.get("completed")) or status.get("status_str") == "success"
 
 
-async def stop_prompt(comfy: ComfyAPI, prompt_id: str, grace_s: float) -> bool:
-    """Free ComfyUI from this prompt: drop it if queued, interrupt it if running.
-    True once it no longer runs; False if it still runs after grace_s."""
+async def stop_prompt(comfy: ComfyAPI, prompt_id: str, grace_s: float) -> Stop:
+    """Free ComfyUI from this prompt: drop it if queued, interrupt it if running, and
+    wait up to grace_s for it to end."""
+    interrupt = _Interrupt(comfy, prompt_id)
     try:
-        place = _place_in_queue(await comfy.queue(), prompt_id)
-        if place == "queue_pending":
-            await comfy.delete_queued(prompt_id)
-            return True
-        if place is None:
-            return True  # already finished
-        await comfy.interrupt(prompt_id)
         async with asyncio.timeout(grace_s):
+            place = _place_in_queue(await comfy.queue(), prompt_id)
+            if place == "queue_pending":
+                await comfy.delete_queued(prompt_id)
+                return Stop(stopped=True)
+            if place is None:
+                return Stop(stopped=True)  # already finished
+            await interrupt.send()
             await _follow_events(comfy, prompt_id, lambda event: None, silence_check_s=min(1.0, grace_s))
-        return True
+        return Stop(stopped=True)
     except ExecutionFailed:
-        return True  # it ended (interrupted, as asked, or failing on its own)
+        return Stop(stopped=True)  # it ended (interrupted, as asked, or failing on its own)
     except (WorkerError, EventStreamClosed, TimeoutError) as exc:
-        log.warning("prompt %s is still running %g s after the interrupt: %s", prompt_id, grace_s, exc)
-        return False
+        log.warning("prompt %s is still running %g s after the stop began: %r", prompt_id, grace_s, exc)
+        return Stop(stopped=False, undelivered=interrupt.why_undelivered())
+
+
+class _Interrupt:
+    """POST /interrupt, tried again (INTERRUPT_ATTEMPTS) when it fails; remembers how it went."""
+
+    def __init__(self, comfy: ComfyAPI, prompt_id: str):
+        self.comfy = comfy
+        self.prompt_id = prompt_id
+        self.delivered = False
+        self.failures: list[str] = []
+
+    async def send(self) -> None:
+        for attempt in range(1, INTERRUPT_ATTEMPTS + 1):
+            try:
+                await self.comfy.interrupt(self.prompt_id)
+                self.delivered = True
+                return
+            except WorkerError as error:
+                self.failures.append(error.message)
+                log.warning(
+                    "interrupt of prompt %s, attempt %d of %d: %s",
+                    self.prompt_id,
+                    attempt,
+                    INTERRUPT_ATTEMPTS,
+                    error.message,
+                )
+            if attempt < INTERRUPT_ATTEMPTS:
+                await asyncio.sleep(INTERRUPT_PAUSE_S)
+
+    def why_undelivered(self) -> str | None:
+        if self.delivered:
+            return None
+        if not self.failures:
+            return "it was never sent: ComfyUI did not answer in time"
+        return f"POST /interrupt failed {len(self.failures)} time(s): {self.failures[-1]}"

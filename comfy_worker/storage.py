@@ -68,8 +68,10 @@ class S3Storage:
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_expiry_s
             )
         except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
+            # boto3 names the local file; the job knows its output by name, not by the worker's path.
+            reason = str(exc).replace(str(path), name)
             raise StorageError(
-                f"upload of {path.name} to bucket '{self.bucket}' failed: {exc}",
+                f"upload of {name} to bucket '{self.bucket}' failed: {reason}",
                 {"bucket": self.bucket, "key": key},
             ) from None
         return url

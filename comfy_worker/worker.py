@@ -20,9 +20,13 @@ so every one runs even when another fails and none can replace the job's result:
 release the prompt (forget its history, and on failure register its partial
 outputs), remove the job's files, and drop the connection if ComfyUI died.
 
-A prompt that ignores the interrupt of a timeout or cancel is not left to hold
-the GPU: the worker ends ComfyUI, which start.sh restarts, and the next job waits
-for the new one.
+A prompt that ignores the interrupt of a timeout or cancel (or whose interrupt
+ComfyUI does not accept) is not left to hold the GPU: the worker ends ComfyUI,
+which start.sh restarts, and the next job waits for the new one; where no restart
+can happen, the job's result asks for a new worker. The delivery of outputs ends at
+the job's deadline too (`timeout_s` from the prompt's submit), so a stalled bucket
+cannot hold a job. A history entry that could not be deleted is deleted when the
+next job starts.
 
 Jobs run one at a time: the worker has one ComfyUI. RunPod's SDK takes one job at
 a time (concurrency 1); should a second arrive anyway, it waits for the first to
@@ -64,9 +68,8 @@ from .workflow import NodeCatalog, Workflow
 log = logging.getLogger(__name__)
 
 _NO_STORE: Any = object()
-STOPPED = "and was stopped"
-RESTARTED = "and ignored the interrupt, so ComfyUI was restarted (the next job waits for it)"
-STOP_FAILED = "and ignored the interrupt; it may still run, so the worker asks to be replaced"
+RESTARTED = ", so ComfyUI was restarted (the next job waits for it)"
+STOP_FAILED = "; it may still run and ComfyUI could not be restarted, so the worker asks to be replaced"
 
 
 def log_progress(job: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -99,6 +102,7 @@ class Worker:
         self.fetcher = ModelFetcher(settings, self.model_cache)
         self._one_job_at_a_time = asyncio.Lock()
         self._after_result: set[asyncio.Task[None]] = set()  # clean-up left off a job's critical path
+        self._histories_to_forget: set[str] = set()  # history deletes that failed, tried again next job
 
     async def start(self) -> None:
         """Wait until ComfyUI answers, then learn its nodes and read the named workflows (once).
@@ -136,6 +140,8 @@ class Worker:
             self._progress(job, {"status": "waiting", "message": "waiting for the worker's previous job to finish"})
         async with self._one_job_at_a_time:
             await self.settled()
+            if self._histories_to_forget:
+                await self._forget_leftover_histories()
             return await self.run_job(job)
 
     async def handle_then_close(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +179,7 @@ class Worker:
         if request.list_what is not None:
             return await self._answer_list(request.list_what)
         workflow, param_files, about = await self._workflow_to_run(request, nodes)
-        self._refuse_unsafe_file_inputs(nodes, workflow)
+        self._check_against_comfyui(nodes, workflow)
         with timings.stage("fetch_models_s"):
             workflow = await self._fetch_remote_models(job, workflow, request, cleanup)
         with timings.stage("upload_inputs_s"):
@@ -185,9 +191,11 @@ class Worker:
         tracker = ProgressTracker(
             workflow, request.preview, self.settings.progress_preview_max_bytes, timings.started_at
         )
+        timeout_s = request.timeout_s or self.settings.job_timeout_s
         with timings.stage("execute_s"):
             prompt_id = await self._submit(workflow, request.extra_data(), job_files, cleanup)
-            await self._follow(job, prompt_id, tracker, request.timeout_s or self.settings.job_timeout_s, job_files)
+            deadline = asyncio.get_running_loop().time() + timeout_s  # for the run and the delivery
+            await self._follow(job, prompt_id, tracker, timeout_s, job_files)
         with timings.stage("collect_outputs_s"):
             history = await self.comfy.history(prompt_id)
             files = files_in_history(history, self.folders)
@@ -203,7 +211,7 @@ class Worker:
                 job_files,
             )
             quick = is_quick(files, request.output, self.store)
-            outputs = deliver() if quick else await asyncio.to_thread(deliver)
+            outputs = deliver() if quick else await _deliver_by(deadline, timeout_s, deliver)
         stage_times = timings.as_dict()
         log.info("job %s done, timings %s", job_id, json.dumps(stage_times))
         return {**outputs, **about, "timings": stage_times}
@@ -329,9 +337,10 @@ class Worker:
         return self._nodes
 
     @staticmethod
-    def _refuse_unsafe_file_inputs(nodes: NodeCatalog, workflow: Workflow) -> None:
-        """A loader input naming a file outside ComfyUI's folders (ComfyUI itself would read it)."""
-        problems = workflow.unsafe_file_inputs(nodes.file_inputs)
+    def _check_against_comfyui(nodes: NodeCatalog, workflow: Workflow) -> None:
+        """Node types this ComfyUI lacks (named with what to add), and loader inputs naming
+        a file outside ComfyUI's folders (ComfyUI itself would read it)."""
+        problems = workflow.unknown_node_types(nodes.object_info) or workflow.unsafe_file_inputs(nodes.file_inputs)
         if problems:
             raise InvalidJobInput(problems)
 
@@ -340,16 +349,19 @@ class Worker:
     ) -> str:
         """Queue the prompt and register its release. A cancel that arrives while POST /prompt
         is on its way still learns the prompt id, so the prompt is stopped, not orphaned."""
+        job_files.expect_folders(self.folders.output / folder for folder in workflow.output_subfolders())
         submitting = asyncio.ensure_future(submit_prompt(self.comfy, workflow, extra_data))
         try:
             prompt_id = await asyncio.shield(submitting)
         except WorkflowRejected as rejected:
             raise await self._explain_rejection(rejected, workflow) from None
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
+            try:
                 prompt_id = await asyncio.wait_for(submitting, self.settings.stop_grace_s)
                 await self._stop(prompt_id)
                 await self._release_prompt(prompt_id, job_files)
+            except Exception as exc:  # the cancel goes on; say what could not be undone
+                log.warning("a prompt queued as the job was cancelled may not have been stopped: %r", exc)
             raise
         release = functools.partial(self._release_prompt, prompt_id, job_files)
         cleanup.push_async_callback(self._guarded, f"release prompt {prompt_id}", release)
@@ -386,12 +398,12 @@ class Worker:
                     self.comfy, prompt_id, on_event, self.process.is_dead, self.settings.event_silence_check_s
                 )
         except TimeoutError:
-            how = await self._stop(prompt_id)
+            how, replace_worker = await self._stop(prompt_id)
             raise JobTimedOut(
                 f"the workflow ran longer than its timeout of {timeout_s:g} s {how} "
                 "(set timeout_s in the job, or JOB_TIMEOUT_S)",
                 {"timeout_s": timeout_s},
-                refresh_worker=how == STOP_FAILED,
+                refresh_worker=replace_worker,
             ) from None
         except asyncio.CancelledError:
             # RunPod cancel, execution timeout or expiry: free ComfyUI, then let the SDK see it.
@@ -403,13 +415,18 @@ class Worker:
         tracker.finish()
         relay.offer(tracker.payload(), Change.MILESTONE)
 
-    async def _stop(self, prompt_id: str) -> str:
-        """Stop the prompt; if it ignores the interrupt, end ComfyUI itself (start.sh starts a
-        new one) so the next job does not wait for it. Says what happened, for the error."""
-        if await stop_prompt(self.comfy, prompt_id, self.settings.stop_grace_s):
-            return STOPPED
+    async def _stop(self, prompt_id: str) -> tuple[str, bool]:
+        """Stop the prompt; if it still runs after the grace period, end ComfyUI itself
+        (start.sh starts a new one) so the next job does not wait for it. Returns what
+        happened, for the error, and whether the worker must be replaced (ComfyUI could
+        not be restarted)."""
+        stop = await stop_prompt(self.comfy, prompt_id, self.settings.stop_grace_s)
+        if stop.stopped:
+            return stop.describe(), False
         await self._forget_connection()
-        return RESTARTED if self.process.kill() else STOP_FAILED
+        if self.process.kill():
+            return stop.describe() + RESTARTED, False
+        return stop.describe() + STOP_FAILED, True
 
     # -- clean-up steps (each runs, whatever the others do) -----------------------
 
@@ -419,7 +436,7 @@ class Worker:
         the outputs are known, the release waits until the result is out: it is one round
         trip nobody needs before then, and the next job starts only once it is done."""
         if job_files.has_outputs:
-            forget = functools.partial(self.comfy.forget_history, prompt_id)
+            forget = functools.partial(self._forget_history, prompt_id)
             task = asyncio.ensure_future(self._guarded("forget the prompt's history", forget))
             self._after_result.add(task)
             task.add_done_callback(self._after_result.discard)
@@ -428,7 +445,23 @@ class Worker:
             history = await self.comfy.history(prompt_id)
             job_files.add_outputs(file.path for file in files_in_history(history, self.folders) if file.created_by_job)
         finally:
+            await self._forget_history(prompt_id)
+
+    async def _forget_history(self, prompt_id: str) -> None:
+        """Delete the prompt's history entry; one that could not be deleted is tried
+        again when the next job starts, so entries never pile up."""
+        try:
             await self.comfy.forget_history(prompt_id)
+        except BaseException:
+            self._histories_to_forget.add(prompt_id)
+            raise
+        self._histories_to_forget.discard(prompt_id)
+
+    async def _forget_leftover_histories(self) -> None:
+        for prompt_id in list(self._histories_to_forget):
+            await self._guarded(
+                f"forget prompt {prompt_id}'s history again", functools.partial(self._forget_history, prompt_id)
+            )
 
     async def _drop_if_comfy_died(self) -> None:
         if self.process.is_dead():
@@ -448,6 +481,21 @@ class Worker:
             log.warning("clean-up step failed (%s): %s", what, error.message)
         except Exception:
             log.exception("clean-up step failed (%s)", what)
+
+
+async def _deliver_by(deadline: float, timeout_s: float, deliver: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Deliver in a thread, within the job's deadline: a stalled bucket must not hold the
+    job past its timeout. A thread still uploading then ends at its next file, which
+    the job's clean-up has removed."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await asyncio.to_thread(deliver)
+    except TimeoutError:
+        raise JobTimedOut(
+            f"delivering the outputs did not finish within the job's timeout of {timeout_s:g} s: the bucket "
+            "did not answer in time (set timeout_s in the job, or check BUCKET_ENDPOINT_URL and BUCKET_TIMEOUT_S)",
+            {"timeout_s": timeout_s, "stage": "delivery"},
+        ) from None
 
 
 def _as_async(function: Callable[[], None]) -> Callable[[], Any]:

@@ -22,8 +22,10 @@ loading, sampling) stays cached.
 
 from __future__ import annotations
 
+import difflib
+import posixpath
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,6 +218,20 @@ class Workflow:
             nodes[node_id] = {**node, "inputs": {**node["inputs"], JOB_TAG_INPUT: job_id}}
         return Workflow(nodes)
 
+    def output_subfolders(self) -> set[str]:
+        """The folders that savers' `filename_prefix` inputs put files in ("sub/dir" for
+        "sub/dir/img"), relative to ComfyUI's output folder, as ComfyUI derives them
+        (folder_paths.get_save_image_path). Prefixes with %...% patterns are left out:
+        ComfyUI fills them in only when it saves."""
+        folders = set()
+        for node in self._nodes.values():
+            prefix = node["inputs"].get("filename_prefix")
+            if isinstance(prefix, str) and "%" not in prefix:
+                folder = posixpath.dirname(posixpath.normpath(prefix))
+                if folder and not _escapes(folder):
+                    folders.add(folder)
+        return folders
+
     def link_problems(self) -> list[tuple[str, str]]:
         """(field path, problem) for each link to a missing node and each cycle."""
         problems = []
@@ -258,6 +274,24 @@ class Workflow:
                     path.append(child)
                     children.append(iter(upstream[child]))
         return []
+
+    def unknown_node_types(self, known: Collection[str]) -> list[tuple[str, str]]:
+        """(field path, problem) for each node whose class_type is not in `known` (this
+        ComfyUI's nodes): its id, title, the closest known types, and what to do."""
+        problems = []
+        for node_id, node in self._nodes.items():
+            class_type = node.get("class_type", "")
+            if class_type in known:
+                continue
+            title = self.title(node_id)
+            text = f"node {node_id}" + (f" '{title}'" if title and title != class_type else "")
+            text += f" has type '{class_type}', which this ComfyUI does not have"
+            close = difflib.get_close_matches(class_type, list(known), n=3, cutoff=0.75)
+            if close:
+                text += f" (did you mean {' or '.join(repr(name) for name in close)}?)"
+            text += "; if a custom node provides it, add its package to ComfyUI/custom_nodes.json"
+            problems.append((f"input.workflow.{node_id}.class_type", text))
+        return problems
 
     def unsafe_file_inputs(self, file_inputs: FileInputs) -> list[tuple[str, str]]:
         """(field path, problem) for each file-name input that leaves ComfyUI's folders."""

@@ -23,9 +23,13 @@ import errno
 import logging
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -37,6 +41,7 @@ FIRST_RESTART_DELAY_S = 2.0
 MAX_RESTART_DELAY_S = 60.0
 STABLE_AFTER_S = 60.0  # a worker that ran this long was not crash-looping
 OUTPUT_LINES_KEPT = 15
+STOP_TIMEOUT_S = 20.0
 
 
 class WorkerSupervisor:
@@ -48,6 +53,8 @@ class WorkerSupervisor:
         self.process: asyncio.subprocess.Process | None = None
         self.replace_requested = asyncio.Event()
         self.last_lines: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES_KEPT)
+        self.quick_exits = 0  # exits in a row, each soon after its start
+        self.on_exit: Callable[[str], None] = lambda reason: None  # told why the worker exited
 
     async def run(self) -> None:
         delay = FIRST_RESTART_DELAY_S
@@ -76,10 +83,16 @@ class WorkerSupervisor:
             ran_s = time.monotonic() - started
             if ran_s > STABLE_AFTER_S:
                 delay = FIRST_RESTART_DELAY_S
+                self.quick_exits = 0
+            else:
+                self.quick_exits += 1
+            last_line = next((line for line in reversed(self.last_lines) if line.strip()), "(no output)")
+            self.on_exit(f"{describe_exit(self.process.returncode)} after {ran_s:.1f} s: {last_line}")
             log.error(
-                "worker exited (%s) after %.1f s; starting a new one in %.3g s. Its last lines:\n%s",
+                "worker exited (%s) after %.1f s%s; starting a new one in %.3g s. Its last lines:\n%s",
                 describe_exit(self.process.returncode),
                 ran_s,
+                f", {self.quick_exits} times in a row soon after starting" if self.quick_exits > 1 else "",
                 delay,
                 "\n".join(f"    {line}" for line in self.last_lines) or "    (no output)",
             )
@@ -99,8 +112,9 @@ class WorkerSupervisor:
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.process.wait(), 20)
+                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
             except TimeoutError:
+                log.warning("the worker did not stop within %g s of SIGTERM; killing it", STOP_TIMEOUT_S)
                 self.process.kill()
                 await self.process.wait()
 
@@ -128,11 +142,16 @@ async def serve(args: argparse.Namespace) -> int:
     base_url = f"http://{args.host}:{args.port}"
     log.info("RunPod endpoint on %s/v2/%s; the jobs page on %s/", base_url, args.endpoint_id, base_url)
     supervisor = None
+    state_dir = Path(tempfile.mkdtemp(prefix=f"local-endpoint-{args.port}-"))
     if args.worker_command:
         env = {**os.environ, **worker_environment(base_url, endpoint.worker_key)}
         if args.comfy_host:
             env["COMFY_HOST"] = args.comfy_host
+        # Files of this endpoint's worker alone: two endpoints from one checkout must not
+        # share ComfyUI's PID file (stopping one would kill the other's ComfyUI).
+        env.setdefault("COMFY_PID_FILE", str(state_dir / "comfyui.pid"))
         supervisor = WorkerSupervisor(args.worker_command, env)
+        supervisor.on_exit = endpoint.note_worker_exit
         endpoint.on_refresh = supervisor.replace_requested.set
         endpoint.workers_expected = 1
         worker = asyncio.ensure_future(supervisor.run())
@@ -140,12 +159,17 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
+    log.info("stopping")
+    await endpoint.close_long_polls()
     if supervisor is not None:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
         await supervisor.stop()
+        log.info("worker stopped")
     await runner.cleanup()
+    log.info("stopped")
+    shutil.rmtree(state_dir, ignore_errors=True)
     return 0
 
 

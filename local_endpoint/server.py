@@ -47,7 +47,7 @@ import math
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,13 +144,15 @@ class LocalEndpoint:
         self.last_ping: float | None = None
         self.on_refresh = lambda: None  # called when a result asks to replace the worker
         self._changed = asyncio.Condition()
-        self._webhooks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # webhooks and notifications, kept until done
+        self.worker_exit: str | None = None  # why the worker last exited, until it pings again
+        self.closing = False  # shutting down: long polls answer at once, no job is handed out
         self._http: aiohttp.ClientSession | None = None
 
     # -- app -------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._cors, self._auth], client_max_size=64 * 1024 * 1024)
+        app = web.Application(middlewares=[self._cors, self._json_errors, self._auth], client_max_size=64 * 1024 * 1024)
         client = f"/v2/{self.endpoint_id}"
         app.add_routes(
             [
@@ -191,6 +193,22 @@ class LocalEndpoint:
         return response
 
     @web.middleware
+    async def _json_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Under /v2/, a path that matches no route (a wrong endpoint id, say) answers JSON, as RunPod does."""
+        try:
+            return await handler(request)
+        except web.HTTPNotFound as error:
+            if not request.path.startswith("/v2/") or error.content_type == "application/json":
+                raise
+            endpoint_id = request.path.split("/")[2]
+            message = (
+                f"endpoint '{endpoint_id}' does not exist here (this one is '{self.endpoint_id}')"
+                if endpoint_id != self.endpoint_id
+                else f"no such operation: {request.method} {request.path}"
+            )
+            raise web.HTTPNotFound(text=json.dumps({"error": message}), content_type="application/json") from None
+
+    @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/worker/"):
             expected: str | None = self.worker_key
@@ -201,10 +219,23 @@ class LocalEndpoint:
         return await handler(request)
 
     async def _close(self, app: web.Application) -> None:
-        for task in list(self._webhooks):
+        for task in list(self._tasks):
             task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
         if self._http is not None:
             await self._http.close()
+
+    async def close_long_polls(self) -> None:
+        """Answer the worker's pending long polls now and every later one at once, so a
+        stopping worker (whose SDK waits for its job-take to return) exits in moments."""
+        self.closing = True
+        await self._notify()
+
+    def note_worker_exit(self, reason: str) -> None:
+        """The worker process exited (why, in a line): /health reports it until a worker pings again."""
+        self.worker_exit = reason
+        self.last_ping = None
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -332,8 +363,10 @@ class LocalEndpoint:
                     "ready": ready,
                     "running": counts["IN_PROGRESS"],
                     "throttled": 0,
+                    "unhealthy": int(self.worker_exit is not None and not ready),
                     "refreshRequested": self.refresh_requests,
                 },
+                **({"lastWorkerExit": self.worker_exit} if self.worker_exit is not None and not ready else {}),
             }
         )
 
@@ -356,7 +389,7 @@ class LocalEndpoint:
     # -- worker API --------------------------------------------------------------
 
     async def job_take(self, request: web.Request) -> web.Response:
-        if not await self._wait_for(lambda: bool(self.queue), self.long_poll_s):
+        if not await self._wait_for(lambda: bool(self.queue) or self.closing, self.long_poll_s) or self.closing:
             return web.Response(status=204)
         job = self.jobs[self.queue.pop(0)]
         job.status, job.started_at = "IN_PROGRESS", time.monotonic()
@@ -395,13 +428,16 @@ class LocalEndpoint:
         return web.json_response({})
 
     async def job_stop(self, request: web.Request) -> web.Response:
-        if not await self._wait_for(lambda: bool(self.stop_requests), self.long_poll_s):
+        if not await self._wait_for(lambda: bool(self.stop_requests) or self.closing, self.long_poll_s):
+            return web.Response(status=204)
+        if not self.stop_requests:
             return web.Response(status=204)
         job_ids, self.stop_requests = self.stop_requests, []
         return web.json_response({"jobsToStop": job_ids})
 
     async def ping(self, request: web.Request) -> web.Response:
         self.last_ping = time.monotonic()
+        self.worker_exit = None
         return web.json_response({})
 
     # -- state changes -------------------------------------------------------------
@@ -417,15 +453,20 @@ class LocalEndpoint:
         retention_s = self.result_retention_s[job.submitted_by]
         job.schedule("retention", retention_s, lambda: self._forget(job, "its result expired"))
         if job.webhook:
-            task = asyncio.get_running_loop().create_task(self._deliver_webhook(job.webhook, job.view()))
-            self._webhooks.add(task)
-            task.add_done_callback(self._webhooks.discard)
+            self._spawn(self._deliver_webhook(job.webhook, job.view()))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run coroutine as a task that is kept (not garbage-collected mid-way) and
+        cancelled when the app closes."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _time_out(self, job: Job) -> None:
         if job.status == "IN_PROGRESS":
             log.info("job %s passed its execution timeout of %d ms", job.id, job.execution_timeout_ms)
             self._finish(job, "TIMED_OUT")
-            asyncio.ensure_future(self._notify())
+            self._spawn(self._notify())
 
     def _expire(self, job: Job) -> None:
         """The job's TTL has passed: drop it wherever it is, stopping it if it runs."""
@@ -434,7 +475,7 @@ class LocalEndpoint:
         elif job.status == "IN_PROGRESS":
             self.stop_requests.append(job.id)
         self._forget(job, f"its ttl of {job.ttl_ms} ms passed")
-        asyncio.ensure_future(self._notify())
+        self._spawn(self._notify())
 
     def _forget(self, job: Job, why: str) -> None:
         for name in list(job.timers):
@@ -480,6 +521,8 @@ async def json_body(request: web.Request) -> Any:
         return json.loads(await request.read())
     except (ValueError, UnicodeDecodeError):
         raise bad_request("the body is not valid JSON (UTF-8)") from None
+    except RecursionError:
+        raise bad_request("the body is JSON nested too deeply to read") from None
 
 
 def bad_request(message: str) -> web.HTTPBadRequest:
@@ -495,4 +538,7 @@ def worker_environment(base_url: str, api_key: str) -> dict[str, str]:
         "RUNPOD_WEBHOOK_PING": f"{base_url}/worker/ping/$RUNPOD_POD_ID?gpu=local",
         "RUNPOD_AI_API_KEY": api_key,
         "RUNPOD_POD_ID": "local-worker",
+        # The SDK's start-up checks include reaching the internet (8.8.8.8:53); a local
+        # endpoint must work offline. RunPod runs them on its own machines.
+        "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
     }

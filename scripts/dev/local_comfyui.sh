@@ -25,10 +25,16 @@ case "${1:-}" in
     fi
     bash "$repo_root/scripts/dev/setup_local.sh"
     read -r -a launch_flags <<<"$(sed 's/#.*//' "$repo_root/ComfyUI/launch.args" | tr '\n' ' ')"
+    # The folders of models jobs fetch by URL (MODEL_CACHE_DIR), as start.sh adds them.
+    model_cache=${MODEL_CACHE_DIR:-$local_dir/model-cache}
+    mkdir -p "$model_cache"
+    sed -e 's#^runpod_volume:#model_cache:#' -e "s#base_path: .*#base_path: $model_cache/#" \
+      "$repo_root/ComfyUI/extra_model_paths.yaml" >"$local_dir/model-cache-paths.yaml"
     cd "$local_dir/ComfyUI"
     # --cpu: no GPU here. --disable-api-nodes: Comfy.org API nodes need network and a key.
     nohup "$local_dir/venv/bin/python" main.py --listen "${host_port%:*}" --port "${host_port##*:}" \
-      "${launch_flags[@]}" --cpu --disable-api-nodes >"$log_file" 2>&1 &
+      "${launch_flags[@]}" --cpu --disable-api-nodes --extra-model-paths-config "$local_dir/model-cache-paths.yaml" \
+      >"$log_file" 2>&1 &
     echo $! >"$pid_file"
     for _ in $(seq 1 600); do
       if curl -fs "http://$host_port/prompt" >/dev/null; then

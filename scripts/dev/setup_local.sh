@@ -4,6 +4,7 @@
 #   .local/venv      Python with CPU-capable PyTorch, ComfyUI's requirements, and this
 #                    repository installed editable with its client and dev extras
 #   .local/models    a generated random-weight SD1.5-shaped checkpoint (scripts/dev/make_tiny_checkpoint.py)
+#   .local/workflows the shipped named workflows on that checkpoint (scripts/dev/make_local_workflows.py)
 # Re-running only does what is missing. Override the location with LOCAL_DIR.
 set -euo pipefail
 
@@ -40,4 +41,5 @@ if [ ! -f "$venv/.req-$req_stamp" ]; then
 fi
 
 PYTHONPATH=$comfy_dir "$venv/bin/python" "$repo_root/scripts/dev/make_tiny_checkpoint.py" --comfyui-dir "$comfy_dir"
+"$venv/bin/python" "$repo_root/scripts/dev/make_local_workflows.py" --out "$local_dir/workflows"
 log "ready: ComfyUI at $comfy_dir, Python at $venv/bin/python"

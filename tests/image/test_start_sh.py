@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
+from comfy_worker.comfy_process import ComfyProcess
 from comfy_worker.prefetch import cached_fraction
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port
 from tests.support.page_cache import evict
@@ -136,14 +138,21 @@ def live_pid(pid_file: Path) -> int | None:
         return None
 
 
-def test_start_sh_starts_a_new_comfyui_when_the_worker_ended_one(tmp_path):
-    env = {**fake_comfyui(tmp_path, "import time\ntime.sleep(600)\n"), "COMFY_RESTART_MIN_UPTIME_S": "0"}
+@pytest.mark.parametrize("how", ["ended by the worker", "died after answering"])
+def test_start_sh_starts_a_new_comfyui_however_young_when_the_worker_ended_it_or_it_had_answered(tmp_path, how):
+    # A young ComfyUI (seconds old), as for the first job after a cold start.
+    env = {**fake_comfyui(tmp_path, "import time\ntime.sleep(600)\n"), "TMPDIR": str(tmp_path)}
     pid_file = Path(env["COMFY_PID_FILE"])
     start_sh = subprocess.Popen(["bash", str(REPO_ROOT / "start.sh")], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
     try:
         wait_until(lambda: live_pid(pid_file) is not None, 20, "ComfyUI's PID")
         first = live_pid(pid_file)
-        os.kill(first, 9)  # what the worker does to a ComfyUI stuck in a node
+        process = ComfyProcess(pid_file)
+        if how == "ended by the worker":
+            assert process.kill(), "start.sh will start a new one"  # what the worker does to a stuck node
+        else:
+            process.note_answered()  # what the worker does once ComfyUI answers
+            os.kill(first, 9)  # a crash: out of memory, say
         wait_until(lambda: live_pid(pid_file) not in (None, first), 20, "a new ComfyUI")
         assert start_sh.poll() is None, "start.sh and its worker keep running"
     finally:
@@ -151,6 +160,8 @@ def test_start_sh_starts_a_new_comfyui_when_the_worker_ended_one(tmp_path):
         _, stderr = start_sh.communicate(timeout=30)
     assert "starting a new one" in stderr.decode()
     assert live_pid(pid_file) is None, "start.sh stops ComfyUI when it exits"
+    assert not list(tmp_path.glob("model-cache-paths.*")), "start.sh removes its paths file"
+    assert not list(tmp_path.glob("comfyui.pid.*")), "and the notes between it and the worker"
 
 
 def test_start_sh_leaves_a_comfyui_that_dies_while_starting_down(tmp_path):
@@ -164,7 +175,7 @@ def test_start_sh_leaves_a_comfyui_that_dies_while_starting_down(tmp_path):
         text=True,
         timeout=120,
     )
-    assert "during start-up; not restarting it" in result.stderr
+    assert "before it ever answered; not restarting it" in result.stderr
     assert result.returncode != 0, "the worker's local job failed: ComfyUI is not running"
     assert "ComfyUI is not running" in result.stdout + result.stderr, "the job names the cause"
 

@@ -79,15 +79,20 @@ async def test_invalid_input_names_the_fields(run_job, clean_after):
     await assert_worker_still_serves(run_job)
 
 
-async def test_unknown_node_type_is_named(run_job, clean_after):
+async def test_unknown_node_type_is_named_with_its_title_and_what_to_add(run_job, clean_after):
     workflow = empty_image()
-    workflow["3"] = {"class_type": "NoSuchNode", "inputs": {}}
+    workflow["3"] = {"class_type": "SaveImag", "inputs": {}, "_meta": {"title": "Keep it"}}
 
     result = await run_job({"workflow": workflow})
 
-    assert result["error_type"] == "workflow_rejected"
-    assert "NoSuchNode" in result["error"]
-    assert result["details"]["comfy_error"]["type"] == "invalid_prompt"
+    assert result["error_type"] == "invalid_input"
+    assert result["details"]["problems"] == [
+        {
+            "field": "input.workflow.3.class_type",
+            "problem": "node 3 'Keep it' has type 'SaveImag', which this ComfyUI does not have "
+            "(did you mean 'SaveImage'?); if a custom node provides it, add its package to ComfyUI/custom_nodes.json",
+        }
+    ]
     await assert_worker_still_serves(run_job)
 
 

@@ -18,7 +18,7 @@ import requests
 from PIL import Image
 
 from client import EndpointClient, JobFailed, job_input_from_files
-from tests.support.comfyui_server import free_port, start_comfyui
+from tests.support.comfyui_server import LOCAL_DIR, free_port, start_comfyui
 from tests.support.local_endpoint import API_KEY, running_endpoint, wait_until_worker_ready
 from tests.support.workflows import REPO_ROOT, empty_image, txt2img
 
@@ -63,7 +63,7 @@ def test_the_cli_runs_a_job_and_saves_the_png(endpoint, tmp_path):
     [saved] = result.stdout.split()
     image = Image.open(saved)
     assert image.format == "PNG" and image.size == (64, 64)
-    assert "100%" in result.stderr  # the progress bar reached the end
+    assert "100.0% done" in result.stderr  # the progress reached the end (plain lines: not a terminal)
 
 
 def test_progress_shows_before_completion(client):
@@ -103,7 +103,7 @@ def test_a_failing_workflow_surfaces_its_error(client, endpoint, tmp_path):
 
     assert info.value.status["status"] == "FAILED"
     assert "NoSuchNode" in info.value.status["error"]
-    assert info.value.status["output"]["error_type"] == "workflow_rejected"
+    assert info.value.status["output"]["error_type"] == "invalid_input"
     (tmp_path / "bad.json").write_text(json.dumps(workflow))
     cli = subprocess.run(
         [
@@ -251,7 +251,7 @@ def test_webhook_retry_and_status_sync_with_the_real_worker(client, endpoint):
 
         assert client._call("POST", f"/retry/{job_id}") == {"id": job_id, "status": "IN_QUEUE"}
         again = client._call("GET", f"/status-sync/{job_id}?wait=30000")
-        assert again["status"] == "FAILED" and again["output"]["error_type"] == "workflow_rejected"
+        assert again["status"] == "FAILED" and again["output"]["error_type"] == "invalid_input"
         wait_until(lambda: len(WebhookReceiver.received) == 2)
         assert client._call("GET", "/health")["jobs"]["retried"] >= 1
     finally:
@@ -305,7 +305,22 @@ def test_local_endpoint_sh_takes_ports_and_the_api_key(tmp_path):
         script_client = EndpointClient(base_url, "script-key")
         final = script_client.wait(script_client.submit({"workflow": empty_image()}), poll_interval_s=0.1)
         assert final["status"] == "COMPLETED"
-        assert "ComfyUI starting (pid" in log_file.read_text() and f"127.0.0.1:{comfy_port}" in log_file.read_text()
+        log = log_file.read_text()
+        assert "ComfyUI starting (pid" in log and f"127.0.0.1:{comfy_port}" in log
+        # Issue 20, item 13: models fetched by URL stay with this checkout, not in a shared /tmp.
+        assert f"Adding extra search path checkpoints {LOCAL_DIR}/model-cache/checkpoints" in log
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(60)
+
+
+def test_issue20_12_the_endpoint_and_its_worker_stop_quietly(comfyui, tmp_path):
+    log_file = tmp_path / "endpoint.log"
+    with running_endpoint(comfyui.env(), log_file) as base_url:
+        client = EndpointClient(base_url, API_KEY)
+        assert client.wait(client.submit({"workflow": txt2img(steps=2)}), poll_interval_s=0.1)["status"] == "COMPLETED"
+    log = log_file.read_text(errors="replace")
+    assert "[local_endpoint] stopped" in log, log[-2000:]
+    assert "did not stop within" not in log, "the worker ended on SIGTERM, without being killed"
+    for noise in ("Traceback", "Unclosed", "Event loop is closed", "Task exception was never retrieved"):
+        assert noise not in log, f"{noise}: {log[-3000:]}"

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME, LORA_NAME
-from tests.support.workflows import add_lora, decode_image, png_base64, txt2img
+from tests.support.comfyui_server import LOCAL_DIR
+from tests.support.workflows import REPO_ROOT, add_lora, decode_image, png_base64, txt2img
 
 TINY = {"checkpoint": CHECKPOINT_NAME, "steps": 2, "width": 64, "height": 64}
 
@@ -137,3 +138,16 @@ async def test_missing_lora_and_a_wrong_sampler_are_told_apart(run_job):
     assert errors["lora_name"]["missing"]["folder"] == "loras"
     assert errors["sampler_name"]["missing"]["folder"] is None
     assert "'eulr' is not one of its choices; closest: 'euler'" in result["error"]
+
+
+async def test_issue20_16_the_readme_example_runs_as_written_on_the_local_setup(run_job, use_settings, clean_after):
+    """The local scripts point WORKFLOWS_DIR at .local/workflows: the shipped workflows on the
+    generated checkpoint (scripts/dev/make_local_workflows.py)."""
+    use_settings(WORKFLOWS_DIR=str(LOCAL_DIR / "workflows"))
+    readme = (REPO_ROOT / "README.md").read_text()
+    [line] = [line for line in readme.splitlines() if line.startswith('{"input": {"workflow_name": "txt2img"')]
+
+    result = await run_job(json.loads(line)["input"])
+
+    assert "error" not in result, result
+    assert decode_image(result["images"][0]).size == (64, 64)

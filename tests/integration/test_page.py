@@ -132,4 +132,4 @@ def test_a_failing_workflow_shows_its_error_with_the_node(page, tmp_path):
     message = page.find_element(By.ID, "job-error-message").text
     assert "FAILED" in message and "NoSuchNode" in message and "3" in message
     page.find_element(By.CSS_SELECTOR, "#job-error summary").click()
-    assert "workflow_rejected" in page.find_element(By.ID, "job-error-details").text
+    assert "invalid_input" in page.find_element(By.ID, "job-error-details").text

@@ -1,20 +1,23 @@
-"""The defects the adversarial review found (issue 11), each against a real ComfyUI.
-The test names carry the defect's number; the unit tests cover the rest (see README's
-reliability table)."""
+"""The defects the adversarial reviews found, each against a real ComfyUI. The test
+names carry the defect's number (issue 11's plain, issue 20's as `issue20_N`); the
+unit tests cover the rest (see the reliability table in docs)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from client import EndpointClient
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
-from tests.support.comfyui_server import start_comfyui
-from tests.support.servers import misbehaving_http_server
+from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, TEST_CUSTOM_NODES, free_port, start_comfyui
+from tests.support.local_endpoint import API_KEY, running_endpoint
+from tests.support.servers import misbehaving_http_server, stalled_server
 from tests.support.workflows import add_lora, decode_image, empty_image, load_image, png_base64, txt2img
 
 
@@ -155,9 +158,8 @@ async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog
     api_key = "comfy-org-SECRET-KEY-43"
     workflow = empty_image(color=0x717171)
     failed = await run_job({"workflow": workflow, "comfy_org_api_key": api_key})
-    rejected = await run_job(
-        {"workflow": {**workflow, "2": {"class_type": "Nope", "inputs": {}}}, "comfy_org_api_key": api_key}
-    )
+    too_small = {**workflow["1"], "inputs": {**workflow["1"]["inputs"], "width": -5}}
+    rejected = await run_job({"workflow": {**workflow, "1": too_small}, "comfy_org_api_key": api_key})
     # A model credential, on a model download that fails (HF_TOKEN-like token and a host header).
     credentials = {"huggingface_token": "hf_SECRET_44", "headers": {"127.0.0.1": {"Authorization": "Bearer SECRET-45"}}}
     lora_by_url = add_lora(txt2img(), "http://127.0.0.1:9/x.safetensors")
@@ -182,3 +184,93 @@ async def test_a_flood_of_bad_jobs_leaves_the_worker_serving(run_job, then_healt
     ]
     results = await asyncio.gather(*(run_job(raw) for raw in bad_inputs))
     assert {result["error_type"] for result in results} == {"invalid_input"}
+
+
+def final_status(client: EndpointClient, job_id: str, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while (status := client.status(job_id))["status"] not in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
+        assert time.monotonic() < deadline, f"job {job_id} still {status['status']} after {timeout_s} s"
+        time.sleep(0.2)
+    return status
+
+
+def comfyui_tree_with_test_nodes(base: Path) -> Path:
+    """A ComfyUI folder for start.sh: the pinned code linked in, the tests' custom nodes,
+    fresh input/output/temp."""
+    base.mkdir()
+    for item in COMFYUI_DIR.iterdir():
+        if item.name not in {"input", "output", "temp", "user", "custom_nodes"}:
+            (base / item.name).symlink_to(item)
+    (base / "custom_nodes").mkdir()
+    for node in TEST_CUSTOM_NODES.iterdir():
+        if node.is_dir() and not node.name.startswith("__"):
+            (base / "custom_nodes" / node.name).symlink_to(node)
+    return base
+
+
+@pytest.mark.case_class("faults between worker and ComfyUI")
+def test_issue20_1_a_hung_node_in_a_young_comfyui_is_restarted_and_the_next_job_served(tmp_path):
+    """start.sh, the SDK's loop and the local endpoint, with default settings: the first job
+    after a cold start hangs in a node that ignores interrupts."""
+    base = comfyui_tree_with_test_nodes(tmp_path / "comfyui")
+    env = {
+        "COMFYUI_PATH": str(base),
+        "COMFY_PID_FILE": str(tmp_path / "comfyui.pid"),
+        "PYTHON": str(PYTHON),
+        "COMFY_EXTRA_ARGS": f"--cpu --base-directory {base} --disable-api-nodes --database-url sqlite:///:memory:",
+        "VOLUME_MODELS_DIR": str(tmp_path / "no-volume" / "models"),
+        "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
+        "TMPDIR": str(tmp_path),
+        "STOP_GRACE_S": "1",
+        "PREFETCH": "off",
+    }
+    env["COMFY_HOST"] = f"127.0.0.1:{free_port()}"
+    log_file = tmp_path / "endpoint.log"
+    with running_endpoint(env, log_file, worker_command="bash start.sh", ready_s=120) as base_url:
+        client = EndpointClient(base_url, API_KEY)
+        stuck = client.submit(
+            {"workflow": {"1": {"class_type": "StubbornSleep", "inputs": {"seconds": 600.0}}}, "timeout_s": 1}
+        )
+        after = client.submit({"workflow": empty_image(color=0x626262)})
+        first = final_status(client, stuck, timeout_s=120)
+        second = final_status(client, after, timeout_s=120)
+    log = log_file.read_text(errors="replace")
+    assert first["status"] == "FAILED", first
+    assert first["output"]["error_type"] == "timeout" and "ComfyUI was restarted" in first["error"], first
+    assert second["status"] == "COMPLETED", f"{second}\n{log[-3000:]}"
+    assert decode_image(second["output"]["images"][0]).getpixel((0, 0)) == (0x62, 0x62, 0x62)
+    assert "the worker ended ComfyUI" in log and "starting a new one" in log
+
+
+@pytest.mark.case_class("file names and files")
+async def test_issue20_4_output_subfolders_the_job_made_are_removed_and_others_kept(run_job, comfyui, then_healthy):
+    output = comfyui.base_dir / "output"
+    kept = output / "kept"
+    kept.mkdir(parents=True)
+    workflow = empty_image(color=0x222222, prefix="sub/dir/x")
+    for node_id, prefix in (("3", "a/img"), ("4", "b/img"), ("5", "kept/img")):
+        workflow[node_id] = {"class_type": "SaveImage", "inputs": {"filename_prefix": prefix, "images": ["1", 0]}}
+    try:
+        result = await run_job({"workflow": workflow})
+        assert "error" not in result, result
+        assert len(result["images"]) == 4
+        assert not any((output / name).exists() for name in ("sub", "a", "b")), sorted(output.rglob("*"))
+        assert kept.is_dir() and not any(kept.iterdir()), "a folder that was there stays, emptied of the job's files"
+    finally:
+        kept.rmdir()
+
+
+@pytest.mark.case_class("faults between worker and ComfyUI")
+async def test_issue20_5_a_stalled_bucket_is_bounded_by_the_jobs_timeout(run_job, use_settings, then_healthy):
+    with stalled_server() as bucket:
+        use_settings(
+            BUCKET_ENDPOINT_URL=bucket,
+            BUCKET_ACCESS_KEY_ID="id",
+            BUCKET_SECRET_ACCESS_KEY="secret",
+            BUCKET_NAME="outputs",
+            BUCKET_TIMEOUT_S="30",
+        )
+        result = await run_job({"workflow": empty_image(color=0x232323), "timeout_s": 2})
+    # Without a bound, boto3 gives up after 2 x BUCKET_TIMEOUT_S (60 s) with a storage_error.
+    assert result["error_type"] == "timeout", result
+    assert "delivering the outputs" in result["error"] and "timeout of 2 s" in result["error"]

@@ -92,3 +92,14 @@ async def test_a_lasting_5xx_on_a_read_fails_the_job_but_not_the_worker(proxied_
     result = await proxied_worker.handle(job(empty_image(color=0x404040)))
     assert result["error_type"] == "comfyui_error" and "refresh_worker" not in result
     assert proxy.injected >= 3, "retried before giving up"
+
+
+@pytest.mark.case_class("faults between worker and ComfyUI")
+async def test_issue20_2_one_failed_interrupt_is_tried_again_not_a_restart(proxied_worker, proxy, comfyui):
+    proxy.inject("POST", "/interrupt", 503, b"busy", times=1)
+    comfyui_pid = comfyui.process.pid
+    result = await proxied_worker.handle({"id": "slow", "input": {"workflow": txt2img(steps=500), "timeout_s": 1.5}})
+    assert result["error_type"] == "timeout" and "and was stopped" in result["error"], result
+    assert "restarted" not in result["error"] and "refresh_worker" not in result
+    assert proxy.injected == 1, "the interrupt met the injected 503 once"
+    assert comfyui.process.poll() is None and comfyui.process.pid == comfyui_pid, "ComfyUI was not killed"

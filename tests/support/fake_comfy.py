@@ -28,6 +28,8 @@ OBJECT_INFO = {
     "PreviewImage": {"output_node": True},
     "EmptyImage": {"output_node": False},
     "KSampler": {"output_node": False},
+    "CheckpointLoaderSimple": {"output_node": False},
+    "LoadImage": {"output_node": False},
 }
 
 

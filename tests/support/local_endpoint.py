@@ -18,8 +18,11 @@ API_KEY = "local-test-key"
 
 
 @contextmanager
-def running_endpoint(worker_env: dict[str, str], log_file: Path) -> Iterator[str]:
-    """The local endpoint with a worker (rp_handler.py, production mode) serving it; yields the base URL."""
+def running_endpoint(
+    worker_env: dict[str, str], log_file: Path, worker_command: str = f"{PYTHON} rp_handler.py", ready_s: float = 60
+) -> Iterator[str]:
+    """The local endpoint with a worker (by default rp_handler.py, production mode) serving it;
+    yields the base URL."""
     port = free_port()
     env = {**os.environ, **worker_env, "PROGRESS_UPDATES_PER_S": "20"}
     command = [
@@ -31,13 +34,13 @@ def running_endpoint(worker_env: dict[str, str], log_file: Path) -> Iterator[str
         "--api-key",
         API_KEY,
         "--worker-command",
-        f"{PYTHON} rp_handler.py",
+        worker_command,
     ]
     with open(log_file, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v2/local"
     try:
-        wait_until_worker_ready(base_url, API_KEY, log_file, timeout_s=60)
+        wait_until_worker_ready(base_url, API_KEY, log_file, timeout_s=ready_s)
         yield base_url
     finally:
         process.terminate()

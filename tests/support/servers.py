@@ -7,6 +7,7 @@ import contextlib
 import functools
 import http.server
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -60,6 +61,34 @@ def serving(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Itera
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def stalled_server() -> Iterator[str]:
+    """A server that accepts connections and never answers (a stalled bucket, say);
+    yields its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        listener.close()
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:

@@ -1,8 +1,12 @@
 import base64
+import io
+
+import pytest
 
 from client.api import save_outputs
-from client.cli import ProgressBar
+from client.cli import ProgressBar, build_parser, main
 from tests.support.servers import http_file_server
+from tests.support.workflows import REPO_ROOT
 
 
 def test_save_outputs_writes_base64_and_downloads_urls(tmp_path):
@@ -34,14 +38,52 @@ def test_file_names_from_the_worker_cannot_escape_the_folder(tmp_path):
     assert saved.parent == tmp_path / "out" and saved.name == "b-escape.png"
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def test_progress_bar_follows_the_payload():
-    bar = ProgressBar()
+    bar = ProgressBar(Terminal())
     bar.update({"status": "IN_QUEUE"})
     bar.update(
         {"status": "IN_PROGRESS", "output": {"progress": 0.4267, "message": "KSampler: step 3/20", "eta_s": 4.2}}
     )
-    assert bar.bar.n == 42.7 and bar.bar.desc.startswith("KSampler: step 3/20") and bar.seen_progress
-    assert bar.bar.postfix == "about 4 s left"
+    assert bar.bar.n == 42.7 and bar.bar.desc.startswith("KSampler: step 3/20")
+    shown = bar.stream.getvalue().rsplit("\r", 1)[-1]
+    assert shown.endswith("] about 4 s left"), shown
+    assert ", about" not in shown, "no stray comma before the time left"
     bar.update({"status": "COMPLETED", "output": {"images": []}})
     assert bar.bar.n == 100
     bar.close()
+
+
+def test_issue20_15_outside_a_terminal_progress_is_plain_lines_one_per_change():
+    stream = io.StringIO()
+    bar = ProgressBar(stream)
+    running = {"status": "IN_PROGRESS", "output": {"progress": 0.25, "message": "KSampler: step 5/20", "eta_s": 3}}
+    for status in ({"status": "IN_QUEUE"}, running, running, {"status": "COMPLETED", "output": {}}):
+        bar.update(status)
+    bar.close()
+    assert stream.getvalue().splitlines() == [
+        "  0.0% in queue",
+        " 25.0% KSampler: step 5/20 (about 3 s left)",
+        "100.0% done",
+    ]
+
+
+@pytest.mark.parametrize("content", [None, "{not json", "\udcff"])
+def test_issue20_15_a_missing_or_unreadable_job_file_is_one_line_and_exit_2(tmp_path, caplog, content):
+    path = tmp_path / "job.json"
+    if content is not None:
+        path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    code = main(["run", str(path), "--base-url", "http://127.0.0.1:9/v2/local"])
+    assert code == 2
+    [record] = caplog.records
+    assert str(path) in record.getMessage() and record.exc_info is None
+
+
+def test_issue20_15_the_default_output_folder_is_git_ignored():
+    ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
+    default = build_parser().parse_args(["run", "w.json", "--base-url", "http://x"]).out
+    assert f"/{default}/" in ignored

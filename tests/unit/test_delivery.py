@@ -96,3 +96,21 @@ def test_only_small_png_outputs_without_a_bucket_are_delivered_in_the_event_loop
     assert not is_quick([output(small)], OutputOptions(format="webp"), None), "a conversion"
     assert not is_quick([output(small)], OutputOptions(), store=object()), "an upload may follow"
     assert not is_quick([output(tmp_path / "gone.png")], OutputOptions(), None)
+
+
+def test_issue20_6_a_small_limit_reads_in_kilobytes_not_zero_megabytes(file_of_3000_bytes):
+    with pytest.raises(OutputTooLarge) as info:
+        choose_storage(OutputOptions(), None, [file_of_3000_bytes], [], 1000)
+    assert "the outputs are 4.5 kB as base64, over the 1.0 kB limit" in info.value.message
+    assert "0.0 MB" not in info.value.message
+
+
+def test_issue20_6_no_files_out_comes_with_a_hint(tmp_path, file_of_3000_bytes):
+    files = JobFiles(JobFolders.of(tmp_path))
+    preview = OutputFile("7", "p.png", "", "temp", file_of_3000_bytes.path, "image/png")
+    only_previews = deliver_outputs([preview], [], OutputOptions(), None, 10**6, "j", files)
+    nothing = deliver_outputs([], [], OutputOptions(), None, 10**6, "j", files)
+    assert only_previews["images"] == [] and '"include_previews": true' in only_previews["hint"]
+    assert "saved no files" in nothing["hint"] and "SaveImage" in nothing["hint"]
+    with_files = deliver_outputs([file_of_3000_bytes], [], OutputOptions(), None, 10**6, "j", files)
+    assert "hint" not in with_files

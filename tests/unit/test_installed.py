@@ -78,3 +78,20 @@ def test_values_not_installed_skips_uploads_and_parameters():
     assert values_not_installed(workflow, object_info, {("1", "vae_name")}) == [
         "node 1 'Loader' (Loader) input 'ckpt_name': 'gone.safetensors'"
     ]
+
+
+def test_issue20_6_with_nothing_close_the_few_installed_files_are_listed():
+    workflow = Workflow(
+        {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "flux1-dev.safetensors"}}}
+    )
+    object_info = {"CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [INSTALLED.files["checkpoints"]]}}}}
+    comfy_error = {
+        "node_id": "4", "class_type": "CheckpointLoaderSimple", "type": "value_not_in_list",
+        "message": "Value not in list", "input": "ckpt_name", "received_value": "flux1-dev.safetensors",
+    }  # fmt: skip
+    rejected = WorkflowRejected.from_comfy({"type": "prompt_outputs_failed_validation"}, [comfy_error])
+
+    explained = explain_missing_models(rejected, workflow, object_info, INSTALLED)
+
+    listed = ", ".join(repr(name) for name in INSTALLED.files["checkpoints"])
+    assert f"'flux1-dev.safetensors' is not installed; none is close; installed: {listed}" in explained.message

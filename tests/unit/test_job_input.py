@@ -212,3 +212,25 @@ def test_links_to_missing_nodes_and_cycles_are_named():
     found = problems({"workflow": workflow})
     assert found["input.workflow.3.inputs.y"] == "links to node 9, which is not in the workflow"
     assert found["input.workflow"] == "has a cycle: 1 (A) -> 3 (C) -> 2 (Bee) -> 1 (A)"
+
+
+def test_issue20_3_a_json_string_nested_past_any_limit_is_an_input_error():
+    found = problems("[" * 100_000 + "]" * 100_000)
+    assert found == {"input": "is a JSON string nested deeper than 64 levels"}
+
+
+def test_issue20_3_a_node_input_nested_thousands_deep_is_an_input_error_naming_where():
+    value: list = []
+    for _ in range(5_000):
+        value = [value]
+    found = problems({"workflow": {"1": {"class_type": "EmptyImage", "inputs": {"width": value}}}})
+    ((field, problem),) = found.items()
+    assert field.startswith("input.workflow.1.inputs.width[0][0]")
+    assert problem == "is nested deeper than 64 levels of lists and objects"
+
+
+def test_issue20_3_ordinary_nesting_is_accepted():
+    value: list = [1]
+    for _ in range(40):
+        value = [value]
+    assert parse_job_input({"workflow": {"1": {"class_type": "X", "inputs": {"v": value}}}}).workflow

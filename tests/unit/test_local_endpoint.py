@@ -5,7 +5,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -13,6 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from local_endpoint.__main__ import WorkerSupervisor, describe_exit
 from local_endpoint.server import LocalEndpoint, worker_environment
+from tests.support.comfyui_server import free_port
+from tests.support.workflows import REPO_ROOT
 
 
 @pytest.fixture
@@ -130,6 +135,7 @@ async def test_the_worker_api_needs_the_worker_key():
         json.dumps({"input": {}, "policy": {"ttl": 0}}).encode(),
         json.dumps({"input": {}, "webhook": "ftp://example.com/hook"}).encode(),
         json.dumps({"input": {}, "webhook": 5}).encode(),
+        b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # issue 20, item 3: nested past any limit
     ],
 )
 async def test_malformed_requests_are_400s_with_a_reason(api, body):
@@ -273,3 +279,76 @@ async def test_a_crashing_worker_is_restarted_with_its_reason_and_a_growing_dela
 def test_exit_descriptions():
     assert describe_exit(3) == "status 3"
     assert describe_exit(-9) == "killed by SIGKILL"
+
+
+def test_issue20_10_the_workers_start_up_checks_do_not_need_the_internet():
+    assert worker_environment("http://127.0.0.1:9", "k")["RUNPOD_SKIP_AUTO_SYSTEM_CHECKS"] == "true"
+
+
+async def test_issue20_10_a_worker_that_keeps_exiting_is_reported_by_health_with_the_reason(api, monkeypatch):
+    endpoint, client = api
+    monkeypatch.setattr("local_endpoint.__main__.FIRST_RESTART_DELAY_S", 0.05)
+    command = f"{sys.executable} -c \"print('Network connectivity failed'); raise SystemExit(1)\""
+    supervisor = WorkerSupervisor(command, dict(os.environ))
+    supervisor.on_exit = endpoint.note_worker_exit
+    running = asyncio.ensure_future(supervisor.run())
+    try:
+        for _ in range(100):
+            if supervisor.quick_exits >= 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    _, health = await call(client, "GET", "/v2/local/health")
+    assert health["workers"]["unhealthy"] == 1 and health["workers"]["ready"] == 0
+    assert health["lastWorkerExit"].startswith("status 1 after ")
+    assert health["lastWorkerExit"].endswith(": Network connectivity failed")
+    await call(client, "GET", "/worker/ping/w1")
+    _, health = await call(client, "GET", "/v2/local/health")
+    assert health["workers"]["unhealthy"] == 0 and "lastWorkerExit" not in health
+
+
+async def test_issue20_12_a_wrong_endpoint_id_gets_a_json_404(api):
+    _, client = api
+    status, body = await call(client, "POST", "/v2/other/run", json={"input": {}})
+    assert status == 404 and body == {"error": "endpoint 'other' does not exist here (this one is 'local')"}
+    status, body = await call(client, "GET", "/v2/local/nothing-here")
+    assert status == 404 and body["error"].startswith("no such operation")
+
+
+def test_issue20_11_each_endpoint_gives_its_worker_a_pid_file_of_its_own(tmp_path):
+    """Two endpoints from one checkout: their workers' ComfyUI PID files differ and go with them."""
+    report = "import os, time; print('PID_FILE=' + os.environ.get('COMFY_PID_FILE', '/unset/x'), flush=True); "
+    report += "time.sleep(60)"
+    env = {key: value for key, value in os.environ.items() if key != "COMFY_PID_FILE"}
+    endpoints = []
+    for _ in range(2):
+        command = [sys.executable, "-m", "local_endpoint", "--port", str(free_port())]
+        command += ["--worker-command", f'{sys.executable} -c "{report}"']
+        endpoints.append(subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True))
+    pid_files = []
+    try:
+        for endpoint in endpoints:
+            assert endpoint.stdout is not None
+            line = next(line for line in endpoint.stdout if line.startswith("PID_FILE="))
+            pid_files.append(Path(line.strip().removeprefix("PID_FILE=")))
+    finally:
+        for endpoint in endpoints:
+            endpoint.send_signal(signal.SIGTERM)
+            endpoint.wait(30)
+    assert pid_files[0] != pid_files[1] and pid_files[0].parent != pid_files[1].parent
+    assert not pid_files[0].parent.exists() and not pid_files[1].parent.exists(), "each endpoint removes its folder"
+
+
+async def test_issue20_12_stopping_answers_the_workers_pending_long_polls_at_once():
+    endpoint = LocalEndpoint(worker_key="k", long_poll_s=60)
+    async with TestClient(TestServer(endpoint.app()), headers={"Authorization": "Bearer k"}) as client:
+        polls = [asyncio.ensure_future(client.get(f"/worker/{path}/w1")) for path in ("job-take", "job-stop")]
+        await asyncio.sleep(0.1)
+        await endpoint.close_long_polls()
+        done, _ = await asyncio.wait(polls, timeout=10)  # a hang guard; the answers come at once
+        assert len(done) == 2 and [poll.result().status for poll in polls] == [204, 204]
+        await client.post("/v2/local/run", json={"input": {}})
+        assert (await client.get("/worker/job-take/w1")).status == 204, "no job is handed out while stopping"

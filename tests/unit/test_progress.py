@@ -21,7 +21,8 @@ def event(type_: str, **data) -> ComfyEvent:
 
 
 def tracker(preview: bool = False, max_bytes: int = 1000) -> ProgressTracker:
-    return ProgressTracker(WORKFLOW, preview, max_bytes, started_at=0.0)
+    """No time passes: the fraction is counted in units (each node, each sampler step)."""
+    return ProgressTracker(WORKFLOW, preview, max_bytes, started_at=0.0, clock=FakeClock())
 
 
 def run(t: ProgressTracker, events: list[ComfyEvent]) -> list[float]:
@@ -143,3 +144,48 @@ def test_eta_counts_the_running_sampler_later_samplers_and_other_nodes():
     assert t.payload()["eta_s"] == 4 * 0.5 + 2.0
     t.finish()
     assert "eta_s" not in t.payload()
+
+
+def test_issue20_9_the_fraction_follows_time_not_node_count():
+    """A txt2img run: loader 0.5 s, the small nodes 0.01-0.02 s, 20 steps of 0.2 s, decode and save 0.1 s."""
+    workflow = Workflow(
+        {
+            "4": {"class_type": "CheckpointLoaderSimple", "inputs": {}},
+            "6": {"class_type": "CLIPTextEncode", "inputs": {}},
+            "7": {"class_type": "CLIPTextEncode", "inputs": {}},
+            "5": {"class_type": "EmptyLatentImage", "inputs": {}},
+            "3": {"class_type": "KSampler", "inputs": {"steps": 20}},
+            "8": {"class_type": "VAEDecode", "inputs": {}},
+            "9": {"class_type": "SaveImage", "inputs": {}},
+        }
+    )
+    clock = FakeClock()
+    t = ProgressTracker(workflow, False, 1000, started_at=0.0, clock=clock)
+    seen: list[tuple[float, float]] = []  # (share of the run's time, progress)
+    total_s = 0.5 + 0.02 + 0.02 + 0.01 + 20 * 0.2 + 0.1 + 0.1
+
+    def at(now: float, e: ComfyEvent) -> None:
+        clock.now = now
+        t.apply(e)
+        seen.append((now / total_s, t.payload()["progress"]))
+
+    at(0.0, event("execution_start"))
+    now = 0.0
+    for node_id, seconds in (("4", 0.5), ("6", 0.02), ("7", 0.02), ("5", 0.01)):
+        at(now, event("executing", node=node_id))
+        now += seconds
+    at(now, event("executing", node="3"))
+    for step in range(1, 21):
+        now += 0.2
+        at(now, event("progress", node="3", value=step, max=20))
+    for node_id in ("8", "9"):
+        at(now, event("executing", node=node_id))
+        now += 0.1
+
+    progress = [fraction for _, fraction in seen]
+    assert progress == sorted(progress), "never backwards"
+    sampler_starts = next(fraction for share, fraction in seen if share >= 0.55 / total_s)
+    assert sampler_starts <= 0.2, f"{sampler_starts:.2f} when about 12 % of the time has passed"
+    for share, fraction in seen[6:]:
+        # once a step rate is measured, within 10 points of the share of time
+        assert abs(fraction - share) <= 0.1, (share, fraction)

@@ -1,5 +1,11 @@
+import asyncio
+import gc
+
+import pytest
+
+from comfy_worker.comfy_api import ComfyEvent
 from comfy_worker.errors import ExecutionFailed
-from comfy_worker.prompt import execution_error, stop_prompt
+from comfy_worker.prompt import _follow_events, execution_error, stop_prompt
 from tests.support.fake_comfy import FakeComfy
 
 
@@ -29,3 +35,26 @@ async def test_stopping_a_queued_prompt_removes_it_from_the_queue(tmp_path):
     comfy.pending.append("prompt-waiting")
     await stop_prompt(comfy, "prompt-waiting", grace_s=1)
     assert comfy.pending == [] and "interrupt" not in comfy.calls
+
+
+async def test_issue20_8_a_cancel_as_the_prompt_fails_leaves_no_unretrieved_task_exception(caplog):
+    """The event reader ends with the prompt's failure in the same instant the job is
+    cancelled: its exception must not surface later as 'never retrieved'."""
+    go = asyncio.Event()
+
+    class Stream:
+        async def events(self):
+            await go.wait()
+            yield ComfyEvent("execution_interrupted", {"prompt_id": "p", "node_id": "3", "node_type": "KSampler"})
+            yield ComfyEvent("executing", {"prompt_id": "p", "node": None})
+
+    following = asyncio.ensure_future(_follow_events(Stream(), "p", lambda event: None, silence_check_s=60))
+    await asyncio.sleep(0.01)
+    go.set()
+    following.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await following
+    await asyncio.sleep(0.01)
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text

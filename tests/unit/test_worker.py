@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from comfy_worker.comfy_process import ComfyProcess
-from comfy_worker.errors import WorkflowRejected
+from comfy_worker.errors import ComfyError, WorkflowRejected
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from comfy_worker.workflow import JOB_TAG_INPUT
@@ -334,3 +334,66 @@ async def test_a_list_job_answers_without_a_prompt(make_worker, comfy):
     result = await make_worker().handle({"id": "list", "input": {"list": "workflows"}})
     assert result == {"workflows": []}
     assert "queue_prompt" not in comfy.calls
+
+
+async def test_issue20_7_a_history_entry_that_could_not_be_deleted_is_deleted_at_the_next_job(make_worker, comfy):
+    worker = make_worker()
+    comfy.fail_on["forget_history"] = ComfyError("HTTP 503 on POST /history")
+    first = await worker.handle({"id": "first", "input": {"workflow": WORKFLOW}})
+    await worker.settled()
+    assert "error" not in first and list(comfy.histories) == ["prompt-1"], "the delete failed"
+
+    del comfy.fail_on["forget_history"]
+    second = await worker.handle({"id": "second", "input": {"workflow": WORKFLOW}})
+    await worker.settled()
+
+    assert "error" not in second
+    assert comfy.histories == {}, "the first prompt's entry was deleted when the next job started"
+
+
+async def test_issue20_2_an_interrupt_comfyui_never_takes_is_named_as_such(make_worker, comfy):
+    comfy.runs.append(Run.success(hang=True))
+    comfy.fail_on["interrupt"] = ComfyError("POST /interrupt: HTTP 503")
+    worker = make_worker(stop_grace_s=1.0)  # no PID file: ComfyUI cannot be restarted
+
+    result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW, "timeout_s": 0.05}})
+
+    assert comfy.calls.count("interrupt") == 3, "tried again before giving up"
+    assert result["error_type"] == "timeout"
+    assert (
+        "ComfyUI did not accept the interrupt (POST /interrupt failed 3 time(s): POST /interrupt: HTTP 503)"
+        in (result["error"])
+    )
+    assert "ignored the interrupt" not in result["error"]
+    assert result["refresh_worker"] is True, "nobody can restart ComfyUI: the worker asks to be replaced"
+
+
+async def test_issue20_6_an_unknown_node_type_in_an_api_workflow_names_the_node_and_what_to_add(make_worker, comfy):
+    workflow = {**WORKFLOW, "3": {"class_type": "SaveImages", "inputs": {}, "_meta": {"title": "Keep"}}}
+    result = await make_worker().handle({"id": "j", "input": {"workflow": workflow}})
+    assert result["error_type"] == "invalid_input"
+    [problem] = result["details"]["problems"]
+    assert problem["field"] == "input.workflow.3.class_type"
+    assert problem["problem"] == (
+        "node 3 'Keep' has type 'SaveImages', which this ComfyUI does not have (did you mean 'SaveImage'?); "
+        "if a custom node provides it, add its package to ComfyUI/custom_nodes.json"
+    )
+    assert "queue_prompt" not in comfy.calls
+
+
+async def test_issue20_8_a_failed_stop_after_a_cancel_during_submit_is_logged(make_worker, comfy, caplog):
+    answering = asyncio.Event()
+
+    async def failing_queue_prompt(prompt, extra_data):
+        answering.set()
+        await asyncio.sleep(0.1)
+        raise ComfyError("POST /prompt: HTTP 500")
+
+    comfy.queue_prompt = failing_queue_prompt
+    job = asyncio.create_task(make_worker().handle({"id": "j", "input": {"workflow": WORKFLOW}}))
+    await answering.wait()
+
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert "may not have been stopped" in caplog.text and "HTTP 500" in caplog.text
