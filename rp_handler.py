@@ -16,14 +16,14 @@ import os
 from typing import Any
 
 import runpod
-from runpod.serverless.modules.rp_logger import RunPodLogger
 
+from comfy_worker import runpod_sdk
 from comfy_worker.errors import WorkerError
-from comfy_worker.progress import ProgressSink
+from comfy_worker.progress import ProgressSink, log_progress
 from comfy_worker.runpod_progress import OrderedProgress, post_to_runpod
 from comfy_worker.settings import Settings
 from comfy_worker.warmup import WARMUP_JOB_ID, warm_up
-from comfy_worker.worker import Worker, log_progress
+from comfy_worker.worker import Worker
 
 log = logging.getLogger("rp_handler")
 
@@ -34,7 +34,7 @@ def configure_logging() -> None:
     if not (os.environ.get("RUNPOD_LOG_LEVEL") or os.environ.get("RUNPOD_DEBUG_LEVEL")):
         # The SDK defaults to DEBUG, which logs every job's input (API keys included)
         # and its whole base64 output.
-        RunPodLogger().set_level("INFO")
+        runpod_sdk.RunPodLogger().set_level("INFO")
 
 
 async def wait_for_comfyui(worker: Worker) -> None:
@@ -63,6 +63,7 @@ def except_warmup(sink: ProgressSink) -> ProgressSink:
 
 
 def main() -> None:
+    runpod_sdk.check()  # an SDK without the names the worker uses fails here, not in a job
     configure_logging()
     settings = Settings.from_env()
     # The SDK's own rule: without the job-take URL it runs one local job, not the worker loop.

@@ -54,13 +54,13 @@ async def measure(server: ComfyServer, runs: int) -> list[Overhead]:
     worker = Worker(Settings.from_env(server.env()), progress=lambda job, payload: None)
     await worker.start()
     seen: dict[str, Any] = {}
-    history = worker.comfy.history
+    history = worker.comfyui.api.history
 
     async def history_spy(prompt_id: str) -> dict[str, Any]:
         seen["history"] = await history(prompt_id)
         return seen["history"]
 
-    worker.comfy.history = history_spy  # type: ignore[method-assign]
+    worker.comfyui.api.history = history_spy  # type: ignore[method-assign]
     lean = LeanClient(server.host)
     results = []
     for name, make in WORKFLOWS.items():

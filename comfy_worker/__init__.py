@@ -1,23 +1,45 @@
-"""The parts of the RunPod ComfyUI worker, one module per stage of a job's data flow.
+"""The parts of the RunPod ComfyUI worker, grouped by wing, one module per concern.
 
-    worker         the Worker: lifecycle, the job's story, the error boundary, clean-up
-    job_input      parse and validate the job's input (pure)
-    workflow       the workflow as a value: nodes, titles, output nodes, cache tag, prompt
-    comfy_api      the interface to ComfyUI (a Protocol) and its event type
-    comfy_client   that interface over HTTP + websocket (aiohttp)
-    comfy_process  ComfyUI's process: alive or dead; wait while it starts
-    input_files    fetch URL inputs (SSRF-safe), write input files into ComfyUI's input folder
-    prompt         submit the prompt, follow it to the end, stop it
-    progress       fold events into the progress payload; throttle the relay
+The job
+    worker           the Worker: lifecycle, the job's story, the error boundary, clean-up
+    job_input        parse and validate the job's input (pure)
+    input_files      place the job's input files in ComfyUI's input folder (URLs fetched safely)
+    prompt_run       one prompt's life for one job: submit, follow, stop, release
+    progress         fold events into the progress payload; throttle the relay
     runpod_progress  send progress to RunPod in order (one sender, newest wins)
-    history        find the prompt's output files and texts in its history (pure)
-    delivery       still-image format, base64 or store URLs, the size guard
-    storage        the OutputStore interface, and S3-compatible buckets
-    job_files      ComfyUI's job folders; remove every file the job created
-    timings        per-stage wall times for the result
-    errors         error hierarchy and the job's error result
-    settings       environment settings, read once
-    warmup         run one job before taking jobs (python -m comfy_worker.warmup)
+    history          find the prompt's output files and texts in its history (pure)
+    delivery         still-image format, base64 or store URLs, the size guard, the deadline
+    job_files        ComfyUI's job folders; remove every file the job created
+    timings          per-stage wall times for the result
+
+The ComfyUI edge
+    connection       this ComfyUI: its API, process, folders, and what it offers
+    capabilities     what it offers (nodes, named workflows, models) and the answers from it
+    comfy_api        the interface to ComfyUI (a Protocol) and its event type
+    comfy_client     that interface over HTTP + websocket (aiohttp)
+    comfy_process    ComfyUI's process: alive or dead; wait while it starts; end it
+    prompt           submit a prompt, follow its events to the end, stop it
+
+Where a workflow comes from
+    workflow         the workflow as a value (nodes, titles, seeds, tags) and ComfyUI's node catalog
+    ui_format        convert the editor's UI format (comfy-cli's converter)
+    named_workflows  workflows shipped with the worker, with typed parameters
+
+Models
+    installed        what ComfyUI has installed; a refused model explained
+    remote_models    models named by URL or hf://, fetched for a job
+    model_cache      the shared, content-named cache those go to
+    prefetch         read the first job's model files while ComfyUI boots
+
+Downloads and the RunPod SDK
+    downloads        fetch a URL safely (SSRF rules, per-host headers, size cap, typed refusals)
+    runpod_sdk       every SDK name used beyond start() and progress_update, checked at start-up
+
+Across the wings
+    storage          the OutputStore interface, and S3-compatible buckets
+    errors           error hierarchy, the job's error result, guarded clean-up steps
+    settings         environment settings, read once
+    warmup           run one job before taking jobs
 
 rp_handler.py at the repository root does the process's lifecycle around a Worker.
 """

@@ -19,26 +19,29 @@ Rules, in order:
    `"base64"`, files come back inline, after a size check: over MAX_RESPONSE_BYTES
    they go to the bucket if there is one, else the job fails with `OutputTooLarge`
    (size, limit, ways out). Never a result RunPod would reject.
-`deliver_outputs` is blocking file and network work: the worker runs it in a
-thread (asyncio.to_thread), so large videos never block the event loop, except
+`deliver_outputs` is blocking file and network work: `Delivery.collect` runs it in
+a thread (asyncio.to_thread), so large videos never block the event loop, except
 where `is_quick` says it is only reading and encoding a few small files, which
 costs less than the thread hop (tens of microseconds against ~0.1 ms). The store
-(an `OutputStore`, or None without a bucket) is the worker's, built once.
+(an `OutputStore`, or None without a bucket) is the worker's `Delivery`'s, built once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import replace
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InvalidJobInput, OutputTooLarge, OutputUnreadable
-from .history import OutputFile
+from .comfy_api import ComfyAPI
+from .errors import InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable
+from .history import OutputFile, files_in_history, texts_in_history
 from .job_files import JobFiles
-from .job_input import OutputOptions
-from .storage import OutputStore
+from .job_input import NO_BUCKET_FOR_S3, OutputOptions
+from .settings import Settings
+from .storage import OutputStore, output_store
 
 ENTRY_OVERHEAD_BYTES = 512  # field names, file name, mime type... per entry, generously
 RESULT_LISTS = {"image": "images", "video": "videos", "audio": "audio", "file": "files"}
@@ -56,6 +59,52 @@ def is_quick(files: list[OutputFile], options: OutputOptions, store: OutputStore
         return sum(file.path.stat().st_size for file in files) <= QUICK_DELIVERY_BYTES
     except OSError:
         return False  # the thread's path reports it
+
+
+class Delivery:
+    """How this worker returns a job's outputs: its bucket (an `OutputStore`, or None)
+    and the largest result RunPod takes inline. Built once; no job state."""
+
+    def __init__(self, store: OutputStore | None, max_response_bytes: int):
+        self.store = store
+        self.max_response_bytes = max_response_bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: OutputStore | None | bool = True) -> Delivery:
+        """`store=True`: the bucket the settings configure, if any (building one costs ~0.1 s)."""
+        return cls(output_store(settings) if store is True else store or None, settings.max_response_bytes)
+
+    async def collect(
+        self,
+        comfy: ComfyAPI,
+        prompt_id: str,
+        job_files: JobFiles,
+        options: OutputOptions,
+        job_id: str,
+        deadline: float,
+        timeout_s: float,
+    ) -> dict[str, Any]:
+        """The prompt's outputs from its history, registered for clean-up and delivered
+        within the job's deadline (event-loop time): in the event loop when `is_quick`,
+        else in a thread, so that a stalled bucket cannot hold the job past its timeout
+        (`JobTimedOut`, `details.stage: "delivery"`). A thread still uploading then ends
+        at its next file, which the job's clean-up has removed."""
+        history = await comfy.history(prompt_id)
+        files = files_in_history(history, job_files.folders)
+        job_files.add_outputs(file.path for file in files if file.created_by_job)
+        args = (files, texts_in_history(history), options, self.store, self.max_response_bytes, job_id, job_files)
+        if is_quick(files, options, self.store):
+            return deliver_outputs(*args)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.to_thread(deliver_outputs, *args)
+        except TimeoutError:
+            raise JobTimedOut(
+                f"delivering the outputs did not finish within the job's timeout of {timeout_s:g} s: the bucket "
+                "did not answer in time (set timeout_s in the job, or check BUCKET_ENDPOINT_URL and "
+                "BUCKET_TIMEOUT_S)",
+                {"timeout_s": timeout_s, "stage": "delivery"},
+            ) from None
 
 
 def deliver_outputs(
@@ -104,9 +153,7 @@ def choose_storage(
 ) -> OutputStore | None:
     """The bucket to upload to, or None for inline base64 (see rule 3)."""
     if options.storage == "s3" and storage is None:
-        raise InvalidJobInput(
-            [("input.output.storage", "is 's3' but this endpoint has no bucket (set BUCKET_ENDPOINT_URL and keys)")]
-        )
+        raise InvalidJobInput([("input.output.storage", NO_BUCKET_FOR_S3)])
     if options.storage != "base64" and storage is not None:
         return storage
     size = inline_size(files, texts)

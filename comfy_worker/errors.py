@@ -19,14 +19,19 @@ Each external edge translates its own library's exceptions where it calls it:
 `comfy_client` (aiohttp), `input_files` (requests and the SDK's SSRF guard),
 `storage` (boto3). `Worker.run_job` is the last resort: a `WorkerError` becomes
 its result through `error_result`, and any other exception becomes an
-`InternalError` there. RunPod marks a job FAILED when the result has a string
+`InternalError` there; `guarded` runs a clean-up step so that its failure is logged,
+never raised. RunPod marks a job FAILED when the result has a string
 `error`; the other keys land in the job's `output`, so clients also get
 `error_type` and structured `details`.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class WorkerError(Exception):
@@ -199,3 +204,14 @@ def error_result(error: WorkerError) -> dict[str, Any]:
     if error.refresh_worker:
         result["refresh_worker"] = True
     return result
+
+
+async def guarded(what: str, step: Callable[[], Awaitable[Any]]) -> None:
+    """Run one clean-up step, logging (never raising) its failure, so that every step
+    runs and none replaces the job's result."""
+    try:
+        await step()
+    except WorkerError as error:
+        log.warning("clean-up step failed (%s): %s", what, error.message)
+    except Exception:
+        log.exception("clean-up step failed (%s)", what)

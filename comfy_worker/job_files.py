@@ -101,6 +101,10 @@ class JobFiles:
         if not any(path.is_relative_to(root) for root in self.folders.roots):
             raise UnsafePath(f"{path.name} is outside ComfyUI's job folders", {"path": str(path)})
 
+    async def remove_all_async(self) -> None:
+        """`remove_all`, as a clean-up step of an async exit stack (a job's few files: no thread)."""
+        self.remove_all()
+
     def remove_all(self) -> None:
         """Remove the files, then the folders the job made, deepest first, if empty."""
         for path in self._paths:

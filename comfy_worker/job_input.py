@@ -64,6 +64,7 @@ MAX_NAME_BYTES = 255  # the longest file name Linux file systems store
 # Deeper than any real workflow (an API graph is ~6 levels, a UI graph ~10), and far
 # below Python's recursion limit, which the validators and ComfyUI itself recurse into.
 MAX_NESTING = 64
+NO_BUCKET_FOR_S3 = "is 's3' but this endpoint has no bucket (set BUCKET_ENDPOINT_URL and keys)"
 
 
 def check_name_part(part: str, what: str) -> None:
@@ -241,8 +242,10 @@ class JobInput(BaseModel):
         return {"api_key_comfy_org": self.comfy_org_api_key.get_secret_value()}
 
 
-def parse_job_input(raw: Any, max_timeout_s: float | None = None) -> JobInput:
-    """The job's `input` as a `JobInput`, or `InvalidJobInput` listing every problem."""
+def parse_job_input(raw: Any, max_timeout_s: float | None = None, has_bucket: bool = True) -> JobInput:
+    """The job's `input` as a `JobInput`, or `InvalidJobInput` listing every problem.
+    `max_timeout_s` (JOB_TIMEOUT_MAX_S) bounds `timeout_s`; without a bucket
+    (`has_bucket` False), `"storage": "s3"` is refused."""
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -274,6 +277,8 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None) -> JobInput:
     except ValidationError as exc:
         raise InvalidJobInput([(field_path(err["loc"]), problem_text(err)) for err in exc.errors()]) from None
     problems = job_input.workflow.link_problems() if job_input.workflow is not None else []
+    if job_input.output.storage == "s3" and not has_bucket:
+        problems.append(("input.output.storage", NO_BUCKET_FOR_S3))
     if problems:
         raise InvalidJobInput(problems)
     return job_input

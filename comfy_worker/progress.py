@@ -50,6 +50,11 @@ ProgressSink = Callable[[dict[str, Any], dict[str, Any]], None]
 """Where a job's progress goes: called with (job, payload), as runpod.serverless.progress_update is."""
 
 
+def log_progress(job: dict[str, Any], payload: dict[str, Any]) -> None:
+    """The progress sink for local runs, where there is no RunPod job to report to."""
+    log.info("progress %s: %s (%.0f%%)", job.get("id"), payload.get("message"), 100 * payload.get("progress", 0))
+
+
 class Change(enum.Enum):
     """What an event did to the progress state, which decides whether to send it."""
 

@@ -30,24 +30,26 @@ another host go without it). They are secrets: never logged, never returned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import requests
-from runpod.serverless.utils.rp_ssrf import SSRFError
 
+from .downloads import Download, TooLarge, describe, redact, refusal
 from .errors import InvalidJobInput, ModelDownloadFailed
-from .input_files import Download, describe, redact, refusal
 from .job_input import ModelCredentials
 from .model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
+from .progress import Change, ProgressRelay
+from .runpod_sdk import SSRFError
 from .settings import Settings
 from .workflow import Workflow
 
@@ -161,9 +163,10 @@ def find_remote_models(workflow: Workflow, model_inputs: Mapping[str, str], allo
 
 
 class ModelFetcher:
-    def __init__(self, settings: Settings, cache: ModelCache):
+    def __init__(self, settings: Settings, cache: ModelCache | None = None):
+        """`cache` defaults to the one in MODEL_CACHE_DIR."""
         self.settings = settings
-        self.cache = cache
+        self.cache = cache if cache is not None else ModelCache(settings.model_cache_dir)
 
     async def fetch(
         self, model: RemoteModel, workflow: Workflow, credentials: Credentials, progress: Progress
@@ -181,6 +184,49 @@ class ModelFetcher:
             raise self._failed(model, workflow, str(error)) from None
         finally:
             abort.set()  # a download still running (after a cancel or the deadline) stops now
+
+    async def fetch_all(
+        self,
+        workflow: Workflow,
+        model_inputs: Callable[[], Awaitable[Mapping[str, str]]],
+        given: ModelCredentials,
+        send: Callable[[dict[str, Any]], None],
+        cleanup: contextlib.AsyncExitStack,
+    ) -> Workflow:
+        """The workflow with every model it names by URL or hf:// fetched (from the cache,
+        or downloaded into it) and its input pointed at the cached file. Progress goes to
+        `send` ("downloading <name>: 40%", throttled); each file stays held until the
+        job's clean-up, so eviction cannot take it meanwhile."""
+        if not any(is_remote(value) for node_id in workflow for value in workflow.inputs(node_id).values()):
+            return workflow
+        models = find_remote_models(workflow, await model_inputs(), self.settings.allow_pickle_models)
+        credentials = Credentials.from_job(given)
+        loop = asyncio.get_running_loop()
+        relay = ProgressRelay(send, self.settings.progress_updates_per_s)
+        changes = {}
+        done = False
+
+        def offer(payload: dict[str, Any]) -> None:
+            if not done:  # a download thread still running after a cancel reports no more
+                relay.offer(payload, Change.ROUTINE)
+
+        try:
+            for model in models:
+
+                def report(message: str, fraction: float | None, model: RemoteModel = model) -> None:
+                    payload = {"status": "downloading", "message": message, "node_id": model.node_id, "progress": 0.0}
+                    if fraction is not None:
+                        payload["download_progress"] = round(fraction, 4)
+                    loop.call_soon_threadsafe(offer, payload)  # called from the download thread
+
+                cached = await self.fetch(model, workflow, credentials, report)
+                hold = await asyncio.to_thread(self.cache.hold, cached)
+                cleanup.callback(hold.release)
+                changes[(model.node_id, model.input)] = cached.name
+        finally:
+            done = True
+            relay.close()
+        return workflow.with_inputs(changes)
 
     @staticmethod
     def _failed(model: RemoteModel, workflow: Workflow, reason: str) -> ModelDownloadFailed:
@@ -254,7 +300,7 @@ class ModelFetcher:
                 download.stream(write)
             return digest.hexdigest()
         except SSRFError as exc:
-            if "exceeds size cap" in str(exc):
+            if isinstance(exc, TooLarge):
                 raise _FetchError(_too_large_url(self.settings.model_download_max_bytes)) from None
             raise _FetchError(refusal(exc)) from None
         except (requests.RequestException, ValueError, OSError, TimeoutError) as exc:

@@ -66,9 +66,8 @@ class OrderedProgress:
 def post_to_runpod() -> Send:
     """A blocking `send` that posts IN_PROGRESS updates as the SDK does, over one session.
     Call it from one thread only (OrderedProgress's)."""
-    # SDK internals, pinned with runpod==1.12.0: the request progress_update makes.
-    from runpod.http_client import AsyncClientSession
-    from runpod.serverless.modules.rp_http import send_result
+    # SDK internals (runpod_sdk.py): the request progress_update makes.
+    from .runpod_sdk import AsyncClientSession, send_result
 
     loop = asyncio.new_event_loop()
     session: Any = None

@@ -15,7 +15,7 @@ from tests.support.workflows import add_lora
 
 
 async def object_info(session_worker) -> dict:
-    return await session_worker.comfy.object_info()
+    return await session_worker.comfyui.api.object_info()
 
 
 async def test_shipped_workflows_pass_when_their_checkpoint_is_installed(session_worker, tmp_path):

@@ -244,7 +244,7 @@ async def test_url_errors_and_size_cap(run_job, use_settings, served_png, monkey
     too_big = await run_job(
         {"workflow": load_image("x.png"), "images": [{"name": "x.png", "image": f"{served_png}/in.png"}]}
     )
-    assert "size cap" in too_big["error"]
+    assert "is larger than 10 bytes (INPUT_MAX_BYTES)" in too_big["error"]
 
 
 async def test_input_in_a_subfolder_is_loaded_and_removed(run_job, comfyui, clean_after):

@@ -139,14 +139,12 @@ async def test_private_addresses_and_pickles_are_refused(run_job, monkeypatch, f
 
 async def test_a_redirect_to_a_private_address_is_refused(run_job, monkeypatch, fresh_cache):
     # 'localhost' passes as a public host here; the redirect to 127.0.0.1 must still be refused.
-    from runpod.serverless.utils import rp_ssrf
+    from comfy_worker import downloads
 
     monkeypatch.delenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", raising=False)
-    original = rp_ssrf.resolve_and_validate
+    original = downloads.resolve
     monkeypatch.setattr(
-        rp_ssrf,
-        "resolve_and_validate",
-        lambda host, port: ["127.0.0.1"] if host == "localhost" else original(host, port),
+        downloads, "resolve", lambda host, port: ["127.0.0.1"] if host == "localhost" else original(host, port)
     )
     with model_server({"/style.safetensors": LORA}) as server:
         port = server.url.rsplit(":", 1)[1]

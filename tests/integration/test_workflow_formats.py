@@ -69,7 +69,7 @@ async def test_bypassed_and_muted_nodes_do_not_run(run_job, clean_after):
 async def test_subgraphed_templates_convert_to_known_nodes(session_worker, name):
     from comfy_worker.ui_format import to_api_format
 
-    object_info = session_worker._nodes.object_info
+    object_info = (await session_worker.comfyui.ready()).nodes.object_info
     api = to_api_format(template(name), object_info)
 
     assert api

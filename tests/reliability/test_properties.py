@@ -11,28 +11,23 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from comfy_worker.comfy_process import ComfyProcess
-from comfy_worker.errors import InvalidJobInput
-from comfy_worker.job_input import parse_job_input
+from comfy_worker.errors import InvalidJobInput, WorkerError
+from comfy_worker.job_input import InputFile, JobInput, ModelCredentials, OutputOptions, parse_job_input
 from comfy_worker.settings import Settings
-from comfy_worker.worker import Worker
-from tests.support.fake_comfy import FakeComfy, png_bytes
+from tests.support.fake_comfy import FakeComfy, fake_worker, png_bytes
 
-ERROR_TYPES = {
-    "invalid_input",
-    "comfyui_unavailable",
-    "comfyui_error",
-    "workflow_rejected",
-    "execution_failed",
-    "interrupted",
-    "timeout",
-    "output_too_large",
-    "output_unreadable",
-    "unsafe_path",
-    "storage_error",
-    "internal_error",
-}
+
+def error_types(cls: type[WorkerError] = WorkerError) -> set[str]:
+    """Every documented error_type: the error classes' own, derived from the hierarchy."""
+    return {sub.error_type for sub in cls.__subclasses__()} | {
+        t for sub in cls.__subclasses__() for t in error_types(sub)
+    }
+
+
+ERROR_TYPES = error_types()
 VALID = {
     "workflow": {
         "1": {"class_type": "EmptyImage", "inputs": {"width": 4}},
@@ -50,24 +45,39 @@ json_values = st.recursive(
 
 def mutated_jobs() -> st.SearchStrategy:
     """The valid job with one field (at any depth) replaced by an arbitrary value, or an added key."""
-    paths = [
-        ("workflow",),
+    return st.tuples(st.sampled_from(mutation_paths()), json_values).map(lambda change: replaced(VALID, *change))
+
+
+def mutation_paths() -> list[tuple[str | int, ...]]:
+    """Every field of the job input, at every depth, derived from the schema (so a new field
+    is mutated too), plus the workflow's own shape and an unknown key."""
+    paths: list[tuple[str | int, ...]] = [
         ("workflow", "1"),
         ("workflow", "1", "class_type"),
         ("workflow", "1", "inputs"),
         ("workflow", "2", "inputs", "images"),
-        ("images",),
         ("images", 0),
-        ("images", 0, "name"),
-        ("images", 0, "image"),
-        ("images", 0, "subfolder"),
-        ("output",),
-        ("timeout_s",),
-        ("preview",),
-        ("comfy_org_api_key",),
         ("unknown_field",),
     ]
-    return st.tuples(st.sampled_from(paths), json_values).map(lambda change: replaced(VALID, *change))
+    nested: dict[str, tuple[tuple[str | int, ...], type[BaseModel]]] = {
+        "images": (("images", 0), InputFile),
+        "output": (("output",), OutputOptions),
+        "model_credentials": (("model_credentials",), ModelCredentials),
+    }
+    for name, field in JobInput.model_fields.items():
+        if name == "ui_workflow":  # set by the parser from a UI-format `workflow`, not a job field
+            continue
+        key = field.alias or name
+        paths.append((key,))
+        if key in nested:
+            prefix, model = nested[key]
+            paths += [(*prefix, sub) for sub in model.model_fields]
+    return paths
+
+
+def test_the_mutations_cover_every_field_of_the_schema():
+    covered = {path[0] for path in mutation_paths()}
+    assert {field.alias or name for name, field in JobInput.model_fields.items()} - covered == {"ui_workflow"}
 
 
 def replaced(value, path, new):
@@ -99,13 +109,8 @@ def test_any_job_gets_a_documented_result_and_leaves_no_file(job_input):
         for folder in ("input", "output", "temp"):
             (comfyui_path / folder).mkdir()
         comfy = FakeComfy(comfyui_path)
-        worker = Worker(
-            Settings(comfyui_path=comfyui_path, comfy_pid_file=comfyui_path / "none"),
-            lambda job, payload: None,
-            comfy=comfy,
-            store=None,
-            process=ComfyProcess(comfyui_path / "none"),
-        )
+        settings = Settings(comfyui_path=comfyui_path, comfy_pid_file=comfyui_path / "none")
+        worker = fake_worker(settings, comfy, process=ComfyProcess(comfyui_path / "none"))
         result = asyncio.run(worker.handle({"id": "fuzz", "input": job_input}))
 
         assert isinstance(result, dict)

@@ -21,7 +21,14 @@ from typing import Any
 
 from PIL import Image
 
-from comfy_worker.comfy_api import ComfyEvent, EventStreamClosed
+from comfy_worker.comfy_api import ComfyAPI, ComfyEvent, EventStreamClosed
+from comfy_worker.comfy_process import ComfyProcess
+from comfy_worker.connection import ComfyConnection
+from comfy_worker.delivery import Delivery
+from comfy_worker.progress import ProgressSink
+from comfy_worker.settings import Settings
+from comfy_worker.storage import OutputStore
+from comfy_worker.worker import Worker
 
 OBJECT_INFO = {
     "SaveImage": {"output_node": True},
@@ -234,3 +241,21 @@ class FakeComfy:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(png_bytes())
         return {"filename": filename, "subfolder": run.subfolder, "type": "output"}
+
+
+def fake_worker(
+    settings: Settings,
+    comfy: ComfyAPI,
+    progress: ProgressSink | None = None,
+    store: OutputStore | None = None,
+    process: ComfyProcess | None = None,
+) -> Worker:
+    """A worker on a scripted ComfyUI (and, if given, an in-memory store; else no bucket)."""
+    comfyui = ComfyConnection(settings, comfy, process)
+    delivery = Delivery(store, settings.max_response_bytes)
+    return Worker(settings, progress or (lambda job, payload: None), comfyui=comfyui, delivery=delivery)
+
+
+def _matches_the_protocol(fake: FakeComfy) -> ComfyAPI:
+    """mypy checks this (pyproject.toml): the fake still has every ComfyAPI method, with its types."""
+    return fake

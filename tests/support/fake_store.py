@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from comfy_worker.errors import StorageError
+from comfy_worker.storage import OutputStore
 
 
 class FakeStore:
@@ -17,3 +18,8 @@ class FakeStore:
             raise StorageError(f"upload of {path.name} to bucket 'fake' failed", {"bucket": "fake", "key": name})
         self.objects[name] = (path.read_bytes(), content_type)
         return f"https://store.invalid/{name}"
+
+
+def _matches_the_protocol(fake: FakeStore) -> OutputStore:
+    """mypy checks this (pyproject.toml): the fake is still an OutputStore."""
+    return fake

@@ -6,8 +6,7 @@ import json
 import rp_handler
 from comfy_worker.comfy_process import ComfyProcess
 from comfy_worker.settings import Settings
-from comfy_worker.worker import Worker
-from tests.support.fake_comfy import FakeComfy
+from tests.support.fake_comfy import FakeComfy, fake_worker
 
 
 class SlowStart(FakeComfy):
@@ -23,7 +22,7 @@ class SlowStart(FakeComfy):
 async def test_waits_until_comfyui_answers_then_closes_for_the_sdks_loop(tmp_path):
     comfy = SlowStart(tmp_path)
     settings = Settings(comfyui_path=tmp_path, comfy_pid_file=tmp_path / "none", ready_poll_interval_s=0.001)
-    worker = Worker(settings, comfy=comfy, store=None)
+    worker = fake_worker(settings, comfy)
 
     await rp_handler.wait_for_comfyui(worker)
 
@@ -35,7 +34,7 @@ async def test_a_comfyui_dead_at_start_fails_each_job_with_the_cause(tmp_path):
     comfy = FakeComfy(tmp_path)
     comfy.responding = False
     settings = Settings(comfyui_path=tmp_path, comfy_pid_file=tmp_path / "comfy.pid")
-    worker = Worker(settings, comfy=comfy, store=None, process=ComfyProcess(settings.comfy_pid_file))
+    worker = fake_worker(settings, comfy, process=ComfyProcess(settings.comfy_pid_file))
 
     await rp_handler.wait_for_comfyui(worker)  # logs, does not raise
     result = await worker.handle({"id": "j", "input": {"workflow": {"1": {"class_type": "EmptyImage", "inputs": {}}}}})
@@ -54,7 +53,7 @@ async def test_the_warm_up_job_runs_once_comfyui_answers_before_any_job(tmp_path
     )
     sent: list[tuple[str, dict]] = []
     sink = rp_handler.except_warmup(lambda job, payload: sent.append((job["id"], payload)))
-    worker = Worker(settings, progress=sink, comfy=comfy, store=None)
+    worker = fake_worker(settings, comfy, progress=sink)
 
     await rp_handler.wait_for_comfyui(worker)
 

@@ -16,7 +16,7 @@ from comfy_worker.errors import ComfyError, WorkflowRejected
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from comfy_worker.workflow import JOB_TAG_INPUT
-from tests.support.fake_comfy import FakeComfy, Run, png_bytes
+from tests.support.fake_comfy import FakeComfy, Run, fake_worker, png_bytes
 from tests.support.fake_store import FakeStore
 
 PNG_BASE64 = base64.b64encode(png_bytes()).decode()
@@ -53,9 +53,7 @@ def make_worker(comfyui_path, comfy, progress, tmp_path):
             **settings,
         )
         process = ComfyProcess(pid_file or settings.comfy_pid_file)
-        return Worker(
-            settings, lambda job, payload: progress.append(payload), comfy=comfy, store=store, process=process
-        )
+        return fake_worker(settings, comfy, lambda job, payload: progress.append(payload), store, process)
 
     return make
 
@@ -304,7 +302,7 @@ async def test_a_prompt_that_ignores_the_interrupt_gets_comfyui_restarted(make_w
     assert result["error_type"] == "timeout" and "ComfyUI was restarted" in result["error"]
     assert "was stopped" not in result["error"] and "refresh_worker" not in result
     assert await asyncio.wait_for(sleeper.wait(), 5) == -9, "ComfyUI was killed"
-    assert not worker.process.is_dead(), "a restart is awaited, not a death reported"
+    assert not worker.comfyui.process.is_dead(), "a restart is awaited, not a death reported"
 
 
 async def test_a_refused_model_is_explained_with_what_is_installed(make_worker, comfy):

@@ -1,0 +1,66 @@
+"""This ComfyUI, as the worker reaches it: its API, its process, its folders, and what
+it offers.
+
+Contract: `ComfyConnection(settings)` builds nothing that needs an event loop; tests
+pass a fake `api` and `process`. It joins the worker's two channels to one ComfyUI:
+HTTP and the websocket (`api`, a `ComfyAPI`) and the shared file system (`folders`,
+where jobs place inputs and find outputs; `job_files()` starts a job's ledger).
+- `await ready()` returns the `ComfyCapabilities` once ComfyUI serves: it fails at once
+  when the process has died (`ComfyUnavailable`), else waits for it (`wait_until_ready`)
+  and learns what it offers, once per connection. The UI-format converter is imported
+  meanwhile, while ComfyUI boots.
+- `await end()` ends a ComfyUI whose prompt ignores its interrupt (SIGKILL; start.sh
+  starts a new one) and forgets the connection; True when a new one will start.
+- `await drop_if_dead()` forgets the connection of a ComfyUI that died, so a later job
+  waits for a new one; `await close()` closes the connections, which the next job
+  reopens in whatever event loop runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from . import ui_format
+from .capabilities import ComfyCapabilities
+from .comfy_api import ComfyAPI
+from .comfy_client import ComfyClient
+from .comfy_process import ComfyProcess, wait_until_ready
+from .job_files import JobFiles, JobFolders
+from .settings import Settings
+
+
+class ComfyConnection:
+    def __init__(self, settings: Settings, api: ComfyAPI | None = None, process: ComfyProcess | None = None):
+        self.settings = settings
+        self.api: ComfyAPI = api if api is not None else ComfyClient(settings.comfy_http_url)
+        self.process = process if process is not None else ComfyProcess(settings.comfy_pid_file)
+        self.folders = JobFolders.of(settings.comfyui_path)
+        self._capabilities: ComfyCapabilities | None = None
+
+    def job_files(self) -> JobFiles:
+        return JobFiles(self.folders)
+
+    async def ready(self) -> ComfyCapabilities:
+        if self.process.is_dead():
+            raise self.process.death_error()
+        if self._capabilities is None:
+            importing = asyncio.ensure_future(asyncio.to_thread(ui_format.preload))
+            await wait_until_ready(self.api, self.process, self.settings)
+            await importing
+            self._capabilities = await ComfyCapabilities.learn(self.api, self.settings)
+        return self._capabilities
+
+    async def end(self) -> bool:
+        await self._forget()
+        return self.process.kill()
+
+    async def drop_if_dead(self) -> None:
+        if self.process.is_dead():
+            await self._forget()
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def _forget(self) -> None:
+        await self.close()
+        self._capabilities = None

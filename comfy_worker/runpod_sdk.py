@@ -1,0 +1,83 @@
+"""Every name of the RunPod SDK that the worker uses beyond `runpod.serverless.start`
+and `progress_update`, public and private, in one place.
+
+Contract: the rest of the package imports these from here, never from `runpod.*`
+directly. `runpod==1.12.0` is pinned (requirements.txt); the private names below are
+internals of that version, and runpod 2.0 moves the worker code to a package of its
+own. `check()` runs at start-up (rp_handler.py) and raises `SDKMismatch` naming each
+name that is missing and the version it was written for, so an upgrade fails at once
+and clearly instead of in the middle of a job. Importing this module never fails on a
+missing name: `check()` is where that is reported.
+
+What each is for:
+- SSRF-safe downloads (`downloads.py`): `SSRFError`, `is_safe_address`, and the
+  building blocks of the SDK's `safe_get` (proxy refusal, connecting to a pinned
+  address, redirect statuses, session hand-over), which `downloads` drives hop by
+  hop so that each host gets only its own headers.
+- Ordered progress (`runpod_progress.py`): `send_result` and `AsyncClientSession`,
+  the request `progress_update` makes, over one kept-open session.
+- Logging (rp_handler.py): `RunPodLogger`, whose default level logs every job's input.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+WRITTEN_FOR = "runpod 1.12.0"
+
+# (module, name) -> what this package calls it
+_NAMES = {
+    ("runpod.serverless.utils.rp_ssrf", "SSRFError"): "SSRFError",
+    ("runpod.serverless.utils.rp_ssrf", "is_safe_address"): "is_safe_address",
+    ("runpod.serverless.utils.rp_ssrf", "_refuse_if_proxied"): "refuse_if_proxied",
+    ("runpod.serverless.utils.rp_ssrf", "_get_via_first_reachable_ip"): "get_via_first_reachable_ip",
+    ("runpod.serverless.utils.rp_ssrf", "_REDIRECT_STATUS"): "REDIRECT_STATUS",
+    ("runpod.serverless.utils.rp_ssrf", "_close_session_quietly"): "close_session_quietly",
+    ("runpod.serverless.utils.rp_ssrf", "_bind_session_to_response"): "bind_session_to_response",
+    ("runpod.serverless.modules.rp_http", "send_result"): "send_result",
+    ("runpod.http_client", "AsyncClientSession"): "AsyncClientSession",
+    ("runpod.serverless.modules.rp_logger", "RunPodLogger"): "RunPodLogger",
+}
+
+
+class SDKMismatch(RuntimeError):
+    """The installed RunPod SDK lacks names this worker was written against."""
+
+
+def _load(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def check() -> None:
+    missing = [f"{module}.{name}" for (module, name) in _NAMES if _load(module, name) is None]
+    if missing:
+        raise SDKMismatch(
+            f"the installed RunPod SDK lacks {', '.join(missing)}; this worker was written for {WRITTEN_FOR} "
+            "(pinned in requirements.txt): install that version, or update comfy_worker/runpod_sdk.py"
+        )
+
+
+_loaded = {alias: _load(module, name) for (module, name), alias in _NAMES.items()}
+
+
+try:
+    from runpod.serverless.utils.rp_ssrf import SSRFError
+except ImportError:  # check() reports it; the package still imports
+
+    class SSRFError(ValueError):  # type: ignore[no-redef]
+        """Stands in for the SDK's SSRFError."""
+
+
+is_safe_address = _loaded["is_safe_address"]
+refuse_if_proxied = _loaded["refuse_if_proxied"]
+get_via_first_reachable_ip = _loaded["get_via_first_reachable_ip"]
+REDIRECT_STATUS = _loaded["REDIRECT_STATUS"]
+close_session_quietly = _loaded["close_session_quietly"]
+bind_session_to_response = _loaded["bind_session_to_response"]
+send_result = _loaded["send_result"]
+AsyncClientSession = _loaded["AsyncClientSession"]
+RunPodLogger = _loaded["RunPodLogger"]
