@@ -5,8 +5,8 @@
 # and never re-downloads models.
 #
 # Every build argument defaults to what RunPod's builder uses; scripts/image_test.sh
-# overrides them with local stand-ins where this network cannot reach the real ones
-# (README: "Build and try the image locally").
+# overrides them with local stand-ins, so the image builds and runs where the registries
+# are out of reach (docs/deploy.md: "Build and try the image locally").
 #
 # Base: the smallest CUDA 12.4 flavour, `base`. PyTorch's wheels bring their own CUDA
 # 12.4 runtime, cuBLAS, cuDNN, NCCL... (the nvidia-*-cu12 packages of

@@ -5,8 +5,9 @@
 
 Writes benchmarks/RESULTS.md (date, machine, versions, the exact command, each
 benchmark's table, the targets met or missed and by how much) and copies it into
-README.md between its `benchmarks:begin` / `benchmarks:end` markers, so no number
-there is typed by hand. Needs the local runtime (scripts/dev/setup_local.sh) and,
+docs/development.md between its `benchmarks:begin` / `benchmarks:end` markers (headings
+one level down), so no number there is typed by hand. It writes only from a clean
+commit: the table names the commit its numbers belong to. Needs the local runtime (scripts/dev/setup_local.sh) and,
 for the cold-start runs, root (they drop the page cache). See each module's
 docstring for what it measures.
 """
@@ -18,6 +19,7 @@ import asyncio
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,7 +30,7 @@ from .report import Report, render
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"
-README = REPO_ROOT / "README.md"
+DOC = REPO_ROOT / "docs" / "development.md"
 BEGIN, END = "<!-- benchmarks:begin -->", "<!-- benchmarks:end -->"
 
 
@@ -85,7 +87,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs of each")
     parser.add_argument("--skip-cold-start", action="store_true", help="no start.sh runs (they need root)")
-    parser.add_argument("--no-write", action="store_true", help="print the table; leave RESULTS.md and README alone")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the table; leave RESULTS.md and docs/development.md alone"
+    )
     args = parser.parse_args()
     args.overhead_runs, args.loop_runs, args.memory_jobs = (30, 10, 60) if args.quick else (100, 30, 200)
     args.progress_steps = 100 if args.quick else 200
@@ -101,14 +105,26 @@ def main() -> int:
             report.cold_start = cold_start.measure(Path(tmp), quick=args.quick)
     table = render(report, args.memory_jobs)
     print(table)
-    if not args.no_write:
-        RESULTS.write_text(table)
-        readme = README.read_text()
-        before, rest = readme.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        README.write_text(f"{before}{BEGIN}\n{table.split(chr(10), 1)[1].strip()}\n{END}{after}")
-        print(f"wrote {RESULTS.relative_to(REPO_ROOT)} and README.md's benchmark section", file=sys.stderr)
+    if args.no_write:
+        return 0
+    if "uncommitted" in report.environment["commit"]:
+        print("not written: the tree has uncommitted changes (numbers come only from a clean commit)", file=sys.stderr)
+        return 1
+    RESULTS.write_text(table)
+    write_section(DOC, table)
+    print(
+        f"wrote {RESULTS.relative_to(REPO_ROOT)} and {DOC.relative_to(REPO_ROOT)}'s benchmark section", file=sys.stderr
+    )
     return 0
+
+
+def write_section(doc: Path, table: str) -> None:
+    """The table between the doc's markers, its headings one level down (it sits under
+    the doc's own "## Benchmarks")."""
+    body = re.sub(r"^(#+) ", lambda match: f"#{match.group(1)} ", table.split("\n", 1)[1].strip(), flags=re.M)
+    before, rest = doc.read_text().split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    doc.write_text(f"{before}{BEGIN}\n{body}\n{END}{after}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The GPU part of the benchmarks, run on a GPU machine (the `device` tool) from the
-# repository root, with .gpu/ carried: the pinned ComfyUI tree as comfyui.tar.xz and
-# the wheels of ComfyUI's dependencies that machine lacks (Python 3.12). Prepare it here:
+# The GPU part of the benchmarks, run on a machine with an NVIDIA GPU and PyTorch from the
+# repository root, with .gpu/ beside it: the pinned ComfyUI tree as comfyui.tar.xz and the
+# wheels of ComfyUI's other dependencies for its Python (3.12). Prepare .gpu/ where the
+# local runtime is set up:
 #   mkdir -p .gpu && tar -C .local -cJf .gpu/comfyui.tar.xz --exclude='ComfyUI/models/*' ... ComfyUI
 #   pip download --only-binary=:all: --python-version 3.12 --no-deps -d .gpu av torchsde trampoline \
 #     SQLAlchemy alembic Mako greenlet pydantic pydantic-core annotated-types typing-inspection
-# It generates the SD1.5-size checkpoint there and writes $OUT/GPU_RESULTS.md
+# It generates the SD1.5-size checkpoint on the GPU machine and writes $OUT/GPU_RESULTS.md
 # (copy it to benchmarks/GPU_RESULTS.md; `python -m benchmarks` includes it).
 set -euo pipefail
 work=/tmp/gpu-check

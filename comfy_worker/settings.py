@@ -3,7 +3,7 @@
 Contract: `Settings.from_env(mapping)` returns a frozen, validated value or raises
 `ValueError` naming the variable and what is wrong. Each field declares its
 environment variable and parser once (`setting(...)`); its docstring is the text of
-README.md's settings table, and a test keeps the two in agreement. Tests pass plain
+the settings table in docs/deploy.md, and a test keeps the two in agreement. Tests pass plain
 dicts instead of touching os.environ.
 """
 
@@ -181,5 +181,5 @@ class Settings:
 
     @classmethod
     def variables(cls) -> dict[str, Any]:
-        """Environment variable -> default, for every setting (README's table is checked against it)."""
+        """Environment variable -> default, for every setting (docs/deploy.md's table is checked against it)."""
         return {field.metadata["env"]: field.default for field in dataclasses.fields(cls)}

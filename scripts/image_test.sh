@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the real Dockerfile on this machine and run jobs in the image (README: "Build and
-# try the image locally"). Starts a Docker engine if none answers (installing Debian's
+# Build the real Dockerfile on this machine and run jobs in the image (docs/deploy.md: "Build
+# and try the image locally"). Starts a Docker engine if none answers (installing Debian's
 # docker.io and debootstrap where missing), builds the image with local stand-ins for
 # the base image, uv, Hugging Face and a custom node repository
 # (tests/container/image_build.py says which and why), prints the image's size and

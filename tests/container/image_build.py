@@ -1,10 +1,10 @@
-"""Build the real Dockerfile here, with local stand-ins for what this network cannot reach,
+"""Build the real Dockerfile locally, with local stand-ins for the registries it uses,
 then run the container tests against the image (scripts/image_test.sh runs this).
 
 Stand-ins, each behind a build argument whose default is the real thing:
-- BASE_IMAGE: a Debian bookworm root file system (debootstrap) with this machine's
-  CA bundle and its CPython 3.12 (at the same absolute path, where it runs), in
-  place of nvidia/cuda:12.4.1-base-ubuntu22.04 (a registry this network cannot reach);
+- BASE_IMAGE: a Debian bookworm root file system (debootstrap) with the building
+  machine's CA bundle and its CPython 3.12 (at the same absolute path, where it runs),
+  in place of nvidia/cuda:12.4.1-base-ubuntu22.04;
 - UV_IMAGE: the uv binary of PyPI's uv wheel at the pinned version, in place of
   ghcr.io/astral-sh/uv;
 - HF_ENDPOINT and MODELS_MANIFEST: a Hugging Face-compatible server on 127.0.0.1

@@ -199,15 +199,15 @@ def test_every_example_file_runs_as_a_job(client, endpoint, example):
     assert final["status"] == "COMPLETED" and final["output"]["images"]
 
 
-def readme_block(marker: str) -> str:
-    """The code block after `<!-- marker -->` in README.md."""
-    readme = (REPO_ROOT / "README.md").read_text()
+def doc_block(marker: str) -> str:
+    """The code block after `<!-- marker -->` in docs/local.md."""
+    readme = (REPO_ROOT / "docs" / "local.md").read_text()
     after = readme.split(f"<!-- {marker} -->", 1)[1]
     return after.split("```", 2)[1].split("\n", 1)[1]
 
 
-def test_the_readme_curl_example_runs_as_written(endpoint):
-    script = readme_block("example: local endpoint with curl").replace("http://127.0.0.1:8000/v2/local", endpoint[0])
+def test_the_documented_curl_example_runs_as_written(endpoint):
+    script = doc_block("example: local endpoint with curl").replace("http://127.0.0.1:8000/v2/local", endpoint[0])
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         cwd=REPO_ROOT,
@@ -288,7 +288,7 @@ def test_a_taken_port_is_named_and_the_endpoint_exits(tmp_path):
 
 
 def test_local_endpoint_sh_takes_ports_and_the_api_key(tmp_path):
-    """The script as README shows it: its options reach the endpoint and start.sh's ComfyUI."""
+    """The script as docs/local.md shows it: its options reach the endpoint and start.sh's ComfyUI."""
     port, comfy_port = free_port(), free_port()
     log_file = tmp_path / "script.log"
     command = ["bash", "scripts/dev/local_endpoint.sh", "--port", str(port), "--comfy-host", f"127.0.0.1:{comfy_port}"]

@@ -1,7 +1,7 @@
 """The reliability suite's shared checks: after every case, the same worker serves the
 next job, and ComfyUI's folders hold exactly what they held before. Each case belongs
 to a class (`pytest.mark.case_class`, or its module's); every run that includes the
-suite ends with a table of cases per class and how many passed (README shows one)."""
+suite ends with a table of cases per class and how many passed (docs/development.md describes the classes)."""
 
 from __future__ import annotations
 

@@ -71,8 +71,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def readme_table(heading: str) -> dict[str, str]:
-    """Variable -> default cell of the first table under README's `heading`."""
-    section = (REPO_ROOT / "README.md").read_text().split(f"\n{heading}\n", 1)[1]
+    """Variable -> default cell of the first table under `heading` in docs/deploy.md."""
+    section = (REPO_ROOT / "docs" / "deploy.md").read_text().split(f"\n{heading}\n", 1)[1]
     rows = {}
     for line in section.splitlines():
         if line.startswith("#"):  # the next heading ends the section
@@ -96,7 +96,7 @@ def documented(default: object) -> str:
 def test_readme_settings_table_lists_every_setting_with_its_default():
     table = readme_table("### Worker settings")
     variables = Settings.variables()
-    assert sorted(table) == sorted(variables), "README's worker settings table and Settings disagree"
+    assert sorted(table) == sorted(variables), "docs/deploy.md's worker settings table and Settings disagree"
     wrong = {
         name: (table[name], documented(default))
         for name, default in variables.items()
