@@ -152,7 +152,7 @@ async def serve(args: argparse.Namespace) -> int:
         env.setdefault("COMFY_PID_FILE", str(state_dir / "comfyui.pid"))
         supervisor = WorkerSupervisor(args.worker_command, env)
         supervisor.on_exit = endpoint.note_worker_exit
-        endpoint.on_refresh = supervisor.replace_requested.set
+        endpoint.board.on_refresh = supervisor.replace_requested.set
         endpoint.workers_expected = 1
         worker = asyncio.ensure_future(supervisor.run())
     stop = asyncio.Event()

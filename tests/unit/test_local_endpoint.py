@@ -60,7 +60,7 @@ async def test_error_result_fails_the_job_and_stop_pod_is_counted(api):
     await client.post(f"/worker/job-done/w1/{submitted['id']}", data=json.dumps(result))
     _, failed = await call(client, "GET", f"/v2/local/status/{submitted['id']}")
     assert failed["status"] == "FAILED" and failed["error"] == "node 3 failed"
-    assert endpoint.refresh_requests == 1
+    assert endpoint.board.refresh_requests == 1
 
 
 async def test_cancel_of_a_running_job_is_sent_to_the_worker(api):
@@ -209,7 +209,7 @@ async def test_results_expire_as_on_runpod():
         assert (await call(client, "GET", f"/v2/local/status/{by_run['id']}"))[0] == 200  # kept 30 "minutes"
         await asyncio.sleep(0.2)
         assert (await call(client, "GET", f"/v2/local/status/{by_run['id']}"))[0] == 404
-        assert endpoint.jobs == {}  # nothing piles up
+        assert endpoint.board.jobs == {}  # nothing piles up
 
 
 async def test_the_webhook_gets_the_final_status_retried_until_it_answers_200():
