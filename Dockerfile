@@ -63,14 +63,11 @@ COPY ${CUSTOM_NODES_MANIFEST} /worker/ComfyUI/custom_nodes.json
 COPY scripts/image/install_custom_nodes.py scripts/image/check_custom_nodes.py /worker/scripts/image/
 RUN python /worker/scripts/image/install_custom_nodes.py --lock /worker/ComfyUI/custom_nodes.json --comfyui /comfyui
 
-# 5. The worker, installed as a package (pyproject.toml; --no-deps: its dependencies
-#    are in requirements.lock, installed above).
-COPY pyproject.toml requirements.txt requirements-client.txt requirements-dev.txt /worker/
+# 5. The worker alone: its entry point and its package, run from /worker (start.sh
+#    starts it there); its dependencies are in requirements.lock, installed above. The
+#    local endpoint, the client and the development tools stay out of the image.
 COPY rp_handler.py /worker/
 COPY comfy_worker /worker/comfy_worker
-COPY local_endpoint /worker/local_endpoint
-COPY client /worker/client
-RUN python -m pip install --no-deps /worker
 COPY start.sh test_input.json /worker/
 COPY ComfyUI/extra_model_paths.yaml ComfyUI/launch.args /worker/ComfyUI/
 

@@ -26,15 +26,13 @@ if [ ! -f "$comfy_dir/.pinned-$COMFYUI_VERSION" ]; then
 fi
 
 # The venv is brought up to date when any requirement file or the package's metadata changes.
-req_stamp=$(cat "$comfy_dir/requirements.txt" "$repo_root"/requirements*.txt "$repo_root/pyproject.toml" \
+req_stamp=$(cat "$comfy_dir/requirements.txt" "$repo_root/requirements.txt" "$repo_root/pyproject.toml" \
   | sha256sum | cut -c1-16)
 if [ ! -f "$venv/.req-$req_stamp" ]; then
   log "installing Python packages into $venv"
   [ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv"
   rm -f "$venv"/.req-*
-  bash "$repo_root/scripts/dev/install_python_deps.sh" "$venv/bin/python" "$comfy_dir" \
-    "$repo_root/requirements-local.txt" "$repo_root/requirements.txt" \
-    "$repo_root/requirements-client.txt" "$repo_root/requirements-dev.txt"
+  bash "$repo_root/scripts/dev/install_python_deps.sh" "$venv/bin/python" "$comfy_dir" cpu client dev
   # The package itself (dependencies are in place above; setuptools is the venv's own).
   "$venv/bin/python" -m pip install -qq --no-deps --no-build-isolation -e "$repo_root"
   touch "$venv/.req-$req_stamp"

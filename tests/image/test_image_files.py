@@ -3,6 +3,8 @@ files have RunPod's structure, and the Hub test is a job this worker accepts."""
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 from manifests import load_models
@@ -35,7 +37,8 @@ def test_every_file_the_dockerfile_copies_exists():
 
 def test_the_image_copies_every_module_the_worker_needs():
     sources = set(dockerfile_sources())
-    assert {"comfy_worker", "pyproject.toml", "requirements.txt", "ComfyUI/extra_model_paths.yaml"} <= sources
+    assert {"comfy_worker", "rp_handler.py", "requirements.lock", "ComfyUI/extra_model_paths.yaml"} <= sources
+    assert not {"local_endpoint", "client", "pyproject.toml"} & sources, "the image holds the worker only"
     assert "ComfyUI/launch.args" in sources, "start.sh reads ComfyUI's launch flags from it"
 
 
@@ -95,8 +98,12 @@ def test_default_jobs_use_the_model_the_image_bakes(job):
 
 
 def pins(path) -> dict[str, str]:
+    return pins_in(path.read_text())
+
+
+def pins_in(text: str) -> dict[str, str]:
     found = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         match = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s\\;]+)", line)
         if match:
             found[re.sub(r"\[.*\]", "", match.group(1)).lower().replace("_", "-")] = match.group(2)
@@ -105,7 +112,11 @@ def pins(path) -> dict[str, str]:
 
 def test_the_image_lock_holds_every_pin_of_its_inputs():
     lock = pins(REPO_ROOT / "requirements.lock")
-    for source in ("requirements.txt", "requirements-cuda.txt"):
-        for name, version in pins(REPO_ROOT / source).items():
+    cuda = subprocess.run(
+        [sys.executable, "scripts/pins.py", "cuda"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    inputs = {"requirements.txt": (REPO_ROOT / "requirements.txt").read_text(), "pyproject.toml [cuda]": cuda}
+    for source, text in inputs.items():
+        for name, version in pins_in(text).items():
             assert lock.get(name) == version, f"{source} pins {name}=={version}; regenerate requirements.lock"
     assert all("--hash=sha256:" in block for block in (REPO_ROOT / "requirements.lock").read_text().split("==")[1:])
