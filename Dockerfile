@@ -77,7 +77,8 @@ COPY ComfyUI/extra_model_paths.yaml ComfyUI/launch.args /worker/ComfyUI/
 ARG WORKFLOWS_DIR=ComfyUI/workflows
 COPY ${WORKFLOWS_DIR} /worker/ComfyUI/workflows
 COPY scripts/image/check_workflows.py /worker/scripts/image/
-RUN python /worker/scripts/image/check_workflows.py --comfyui /comfyui \
+# The worker is not an installed package: the check imports it from /worker.
+RUN PYTHONPATH=/worker python /worker/scripts/image/check_workflows.py --comfyui /comfyui \
       --workflows /worker/ComfyUI/workflows --launch-args /worker/ComfyUI/launch.args
 
 WORKDIR /worker
