@@ -70,9 +70,9 @@ class Delivery:
         self.max_response_bytes = max_response_bytes
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: OutputStore | None | bool = True) -> Delivery:
-        """`store=True`: the bucket the settings configure, if any (building one costs ~0.1 s)."""
-        return cls(output_store(settings) if store is True else store or None, settings.max_response_bytes)
+    def from_settings(cls, settings: Settings) -> Delivery:
+        """With the bucket the settings configure, if any (building one costs ~0.1 s)."""
+        return cls(output_store(settings), settings.max_response_bytes)
 
     async def collect(
         self,
