@@ -63,9 +63,8 @@ from pydantic.json_schema import JsonDict
 
 from .errors import InvalidJobInput
 from .job_input import InputFile, field_path, file_content, problem_text
-from .remote_models import is_remote
 from .ui_format import is_ui_format, to_api_format
-from .workflow import Workflow, combo_choices, input_specs, is_link
+from .workflow import Workflow, combo_choices, input_specs, is_link, is_remote_model
 
 MEDIA_TYPES = {"image": ".png", "video": ".mp4", "audio": ".wav"}  # type -> extension when none can be told
 _SIGNATURES = [
@@ -313,7 +312,7 @@ def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) 
 
 
 def _installed_or_remote(installed: list[str], value: str) -> str:
-    if value in installed or is_remote(value):
+    if value in installed or is_remote_model(value):
         return value
     shown = ", ".join(installed[:20]) + (", ..." if len(installed) > 20 else "") if installed else "none"
     raise ValueError(f"must be an installed file (installed: {shown}), or an https:// or hf:// reference to fetch")

@@ -51,9 +51,8 @@ from .model_cache import CachedModel, CorruptModel, ModelCache, check_model_file
 from .progress import Change, ProgressRelay
 from .runpod_sdk import SSRFError
 from .settings import Settings
-from .workflow import Workflow
+from .workflow import Workflow, is_remote_model
 
-REMOTE_PREFIXES = ("https://", "http://", "hf://")
 SAFE_EXTENSIONS = (".safetensors", ".sft", ".gguf")
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2")
 MODEL_CHUNK_BYTES = 1024 * 1024
@@ -136,10 +135,6 @@ class RemoteModel:
         return f"node {self.node_id} '{workflow.display_name(self.node_id)}' input '{self.input}'"
 
 
-def is_remote(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(REMOTE_PREFIXES)
-
-
 def find_remote_models(workflow: Workflow, model_inputs: Mapping[str, str], allow_pickle: bool) -> list[RemoteModel]:
     """Every input that names a model by URL or hf:// reference; `model_inputs` maps
     "<class>.<input>" to its model folder."""
@@ -147,7 +142,7 @@ def find_remote_models(workflow: Workflow, model_inputs: Mapping[str, str], allo
     for node_id in workflow:
         class_type = workflow.class_type(node_id)
         for name, value in workflow.inputs(node_id).items():
-            if not is_remote(value):
+            if not is_remote_model(value):
                 continue
             field = f"input.workflow.{node_id}.inputs.{name}"
             folder = model_inputs.get(f"{class_type}.{name}")
@@ -197,7 +192,7 @@ class ModelFetcher:
         or downloaded into it) and its input pointed at the cached file. Progress goes to
         `send` ("downloading <name>: 40%", throttled); each file stays held until the
         job's clean-up, so eviction cannot take it meanwhile."""
-        if not any(is_remote(value) for node_id in workflow for value in workflow.inputs(node_id).values()):
+        if not any(is_remote_model(value) for node_id in workflow for value in workflow.inputs(node_id).values()):
             return workflow
         models = find_remote_models(workflow, await model_inputs(), self.settings.allow_pickle_models)
         credentials = Credentials.from_job(given)
