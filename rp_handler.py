@@ -70,7 +70,13 @@ def main() -> None:
     on_runpod = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
     worker = Worker(settings, progress=except_warmup(OrderedProgress(post_to_runpod())) if on_runpod else log_progress)
     asyncio.run(wait_for_comfyui(worker))
-    runpod.serverless.start({"handler": worker.handle if on_runpod else worker.handle_then_close})
+    if not on_runpod:
+        runpod.serverless.start({"handler": worker.handle_then_close})
+        return
+    # Up to JOBS_IN_FLIGHT jobs at once: the next is prepared and queued in ComfyUI
+    # while the current one runs (comfy_worker/worker.py).
+    jobs_in_flight = settings.jobs_in_flight
+    runpod.serverless.start({"handler": worker.handle, "concurrency_modifier": lambda current: jobs_in_flight})
 
 
 if __name__ == "__main__":

@@ -12,11 +12,15 @@ from .encoding import Encoded
 from .job_loop import LoopTimes
 from .job_overhead import Overhead
 from .memory import Snapshot
+from .queue_throughput import Throughput, percentile, summary
 
 GPU_RESULTS = Path(__file__).parent / "GPU_RESULTS.md"
 OVERHEAD_TARGET_MS = 1.5
 FIRST_RESULT_WORKER_TARGET_S = 0.1
 RSS_NOISE_MB = 20.0
+IDLE_TARGET_MS = 20.0
+SPEEDUP_TARGET = 1.8
+ISOLATED_TARGET_MS = 2.0
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Report:
     progress: dict[str, float] | None = None
     encodings: list[Encoded] = field(default_factory=list)
     cold_start: ColdStartResults | None = None
+    throughput: Throughput | None = None
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
@@ -86,6 +91,8 @@ def targets(report: Report) -> list[list[str]]:
                 "" if gap <= OVERHEAD_TARGET_MS else "see section 2",
             ]
         )
+    if report.throughput is not None:
+        rows += throughput_targets(report.throughput)
     if report.memory is not None:
         idle, warmed, after = report.memory
         growth = after.worker_rss_mb - warmed.worker_rss_mb
@@ -107,6 +114,63 @@ def targets(report: Report) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def throughput_targets(results: Throughput) -> list[list[str]]:
+    numbers = summary(results)
+    best = int(numbers["best_n"])
+    return [
+        [
+            f"ComfyUI idle between consecutive prompts of a queue: median <= {IDLE_TARGET_MS:.0f} ms",
+            f"{numbers['idle_median_2']:.1f} ms with JOBS_IN_FLIGHT=2, {numbers['idle_median_best']:.1f} ms with "
+            f"{best} (tiny txt2img)",
+            verdict(numbers["idle_median_2"] <= IDLE_TARGET_MS),
+            "section 7: the gap left is the SDK taking the next job (it polls for one every second while full)",
+        ],
+        [
+            f"queue of tiny txt2img jobs: >= {SPEEDUP_TARGET}x the jobs per second of JOBS_IN_FLIGHT=1",
+            f"{numbers['speedup_2']:.2f}x with 2, {numbers['best_speedup']:.2f}x with {best}",
+            verdict(numbers["speedup_2"] >= SPEEDUP_TARGET),
+            "section 7",
+        ],
+        [
+            f"an isolated job with JOBS_IN_FLIGHT=2 within {ISOLATED_TARGET_MS:.0f} ms of 1 (median latency)",
+            f"{numbers['isolated_gap_ms']:+.1f} ms",
+            verdict(numbers["isolated_gap_ms"] <= ISOLATED_TARGET_MS),
+            "",
+        ],
+    ]
+
+
+def throughput_section(results: Throughput) -> str:
+    rows = []
+    for run in results.queues:
+        rows.append(
+            [
+                run.workflow,
+                run.jobs_in_flight,
+                f"{run.jobs_per_s:.2f}",
+                f"{statistics.median(run.latency_ms):.0f}",
+                f"{percentile(run.latency_ms, 0.9):.0f}",
+                f"{statistics.median(run.idle_ms):.1f}",
+                f"{percentile(run.idle_ms, 0.9):.1f}",
+            ]
+        )
+    isolated = ", ".join(
+        f"JOBS_IN_FLIGHT={n}: {statistics.median(ms):.1f} ms" for n, ms in sorted(results.isolated_ms.items())
+    )
+    jobs = results.queues[0].jobs if results.queues else 0
+    return (
+        "## 7. A queue of jobs: JOBS_IN_FLIGHT\n\n"
+        f"{jobs} jobs POSTed to /run at once; `rp_handler.py` in production mode (the SDK's loop) behind the "
+        "local endpoint. Latency is the endpoint's delayTime + executionTime; ComfyUI's idle time is between "
+        "one prompt's end and the next one's start, by ComfyUI's own clock.\n\n"
+        + table(
+            ["workflow", "jobs in flight", "jobs/s", "latency median ms", "p90", "ComfyUI idle median ms", "p90"],
+            rows,
+        )
+        + f"\n\nAn isolated tiny txt2img job (nothing else queued), median latency: {isolated}."
+    )
 
 
 def cold_start_section(cold: ColdStartResults) -> str:
@@ -257,6 +321,8 @@ def render(report: Report, memory_jobs: int = 200) -> str:
         parts.append(memory_section(report.memory, memory_jobs))
     if report.progress is not None:
         parts.append(progress_section(report.progress))
+    if report.throughput is not None:
+        parts.append(throughput_section(report.throughput))
     if GPU_RESULTS.exists():
         parts.append(GPU_RESULTS.read_text().strip())
     else:

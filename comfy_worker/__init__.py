@@ -4,7 +4,7 @@ The job
     worker           the Worker: lifecycle, the job's story, the error boundary, clean-up
     job_input        parse and validate the job's input (pure)
     input_files      place the job's input files in ComfyUI's input folder (URLs fetched safely)
-    prompt_run       one prompt's life for one job: submit, follow, stop, release
+    prompt_run       one prompt's life for one job: submit, follow, stop, release, resubmit
     progress         fold events into the progress payload; throttle the relay
     runpod_progress  send progress to RunPod in order (one sender, newest wins)
     history          find the prompt's output files and texts in its history (pure)
@@ -17,8 +17,9 @@ The ComfyUI edge
     capabilities     what it offers (nodes, named workflows, models) and the answers from it
     comfy_api        the interface to ComfyUI (a Protocol) and its event type
     comfy_client     that interface over HTTP + websocket (aiohttp)
+    comfy_events     the one event stream, routed to each prompt in flight; queue positions
     comfy_process    ComfyUI's process: alive or dead; wait while it starts; end it
-    prompt           submit a prompt, follow its events to the end, stop it
+    prompt           follow a prompt's events to the end; stop it
 
 Where a workflow comes from
     workflow         the workflow as a value (nodes, titles, seeds, tags) and ComfyUI's node catalog

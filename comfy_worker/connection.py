@@ -5,12 +5,15 @@ Contract: `ComfyConnection(settings)` builds nothing that needs an event loop; t
 pass a fake `api` and `process`. It joins the worker's two channels to one ComfyUI:
 HTTP and the websocket (`api`, a `ComfyAPI`) and the shared file system (`folders`,
 where jobs place inputs and find outputs; `job_files()` starts a job's ledger).
+- `events` (`EventRouter`) is the one reader of ComfyUI's event stream: jobs queue
+  their prompts through it and get their own prompt's events.
 - `await ready()` returns the `ComfyCapabilities` once ComfyUI serves: it fails at once
   when the process has died (`ComfyUnavailable`), else waits for it (`wait_until_ready`)
-  and learns what it offers, once per connection. The UI-format converter is imported
-  meanwhile, while ComfyUI boots.
+  and learns what it offers, once per connection however many jobs ask at once. The
+  UI-format converter is imported meanwhile, while ComfyUI boots.
 - `await end()` ends a ComfyUI whose prompt ignores its interrupt (SIGKILL; start.sh
   starts a new one) and forgets the connection; True when a new one will start.
+  `restarts` counts these, so a prompt queued behind the hung one knows why it was lost.
 - `await drop_if_dead()` forgets the connection of a ComfyUI that died, so a later job
   waits for a new one; `await close()` closes the connections, which the next job
   reopens in whatever event loop runs it.
@@ -24,6 +27,7 @@ from . import ui_format
 from .capabilities import ComfyCapabilities
 from .comfy_api import ComfyAPI
 from .comfy_client import ComfyClient
+from .comfy_events import EventRouter
 from .comfy_process import ComfyProcess, wait_until_ready
 from .job_files import JobFiles, JobFolders
 from .settings import Settings
@@ -35,7 +39,10 @@ class ComfyConnection:
         self.api: ComfyAPI = api if api is not None else ComfyClient(settings.comfy_http_url)
         self.process = process if process is not None else ComfyProcess(settings.comfy_pid_file)
         self.folders = JobFolders.of(settings.comfyui_path)
+        self.events = EventRouter(self.api)
+        self.restarts = 0
         self._capabilities: ComfyCapabilities | None = None
+        self._learning: asyncio.Lock | None = None  # made in the event loop that uses it
 
     def job_files(self) -> JobFiles:
         return JobFiles(self.folders)
@@ -43,14 +50,20 @@ class ComfyConnection:
     async def ready(self) -> ComfyCapabilities:
         if self.process.is_dead():
             raise self.process.death_error()
-        if self._capabilities is None:
-            importing = asyncio.ensure_future(asyncio.to_thread(ui_format.preload))
-            await wait_until_ready(self.api, self.process, self.settings)
-            await importing
-            self._capabilities = await ComfyCapabilities.learn(self.api, self.settings)
-        return self._capabilities
+        if self._capabilities is not None:
+            return self._capabilities
+        if self._learning is None:
+            self._learning = asyncio.Lock()
+        async with self._learning:
+            if self._capabilities is None:
+                importing = asyncio.ensure_future(asyncio.to_thread(ui_format.preload))
+                await wait_until_ready(self.api, self.process, self.settings)
+                await importing
+                self._capabilities = await ComfyCapabilities.learn(self.api, self.settings)
+            return self._capabilities
 
     async def end(self) -> bool:
+        self.restarts += 1
         await self._forget()
         return self.process.kill()
 
@@ -59,7 +72,9 @@ class ComfyConnection:
             await self._forget()
 
     async def close(self) -> None:
+        await self.events.close()
         await self.api.close()
+        self._learning = None  # the next job may run in another event loop
 
     async def _forget(self) -> None:
         await self.close()

@@ -9,6 +9,10 @@ a client polling /status sees as `output` while the job is IN_PROGRESS:
      "progress": 0.41, "nodes_done": 2, "nodes_total": 7, "elapsed_s": 1.84, "eta_s": 2.6,
      "preview": {"mime_type": "image/jpeg", "data": "<base64>"}}   # only if asked
 
+While the prompt waits behind other jobs of this worker, `status` is "queued", the
+message says how many ("waiting in ComfyUI's queue: 1 job ahead"), `jobs_ahead`
+counts them, and `eta_s` (once a prompt has run here) counts their time too.
+
 `progress` is the whole workflow's fraction of expected time, so that 0.5 means
 about half the run: once a sampler's step rate is measured, the time the prompt has
 run over that plus `eta_s`; before that, each sampler step and each other node weigh
@@ -79,6 +83,8 @@ class ProgressTracker:
         self._started_at = started_at
         self._running_since: float | None = None  # when ComfyUI began the prompt
         self.status = "queued"
+        self.jobs_ahead: int | None = None  # while queued: this worker's prompts ahead in ComfyUI's queue
+        self._queue_estimate: tuple[float, float, float] | None = None  # (starts_in_s, run_s, told at)
         self.node_id: str | None = None
         self.step: int | None = None
         self.max: int | None = None
@@ -96,6 +102,7 @@ class ProgressTracker:
             "progress": self._on_progress,
             "executed": self._on_executed,
             "preview_frame": self._on_preview,
+            "queue_position": self._on_queue_position,
         }
 
     def apply(self, event: ComfyEvent) -> Change:
@@ -122,6 +129,8 @@ class ProgressTracker:
             "nodes_total": len(self._workflow),
             "elapsed_s": round(self._clock() - self._started_at, 3),
         }
+        if self.status == "queued" and self.jobs_ahead is not None:
+            payload["jobs_ahead"] = self.jobs_ahead
         eta_s = self._eta_s()
         if eta_s is not None:
             payload["eta_s"] = round(eta_s, 1)
@@ -134,6 +143,17 @@ class ProgressTracker:
     def _on_start(self, event: ComfyEvent) -> Change:
         self.status = "running"
         self._running_since = self._clock()
+        return Change.MILESTONE
+
+    def _on_queue_position(self, event: ComfyEvent) -> Change:
+        if self.status != "queued":
+            return Change.NONE
+        self.jobs_ahead = int(event.data.get("ahead") or 0)
+        starts_in_s, run_s = event.data.get("starts_in_s"), event.data.get("run_s")
+        if isinstance(starts_in_s, float | int) and isinstance(run_s, float | int):
+            self._queue_estimate = (float(starts_in_s), float(run_s), self._clock())
+        else:
+            self._queue_estimate = None
         return Change.MILESTONE
 
     def _on_cached(self, event: ComfyEvent) -> Change:
@@ -192,7 +212,7 @@ class ProgressTracker:
         return len(self.done)
 
     def _overall_fraction(self) -> float:
-        if self._fraction >= 1.0 or not self._workflow:
+        if self._fraction >= 1.0 or not self._workflow or self.status == "queued":
             return self._fraction
         eta_s = self._eta_s()
         ran_s = self._clock() - (self._running_since if self._running_since is not None else self._started_at)
@@ -224,7 +244,11 @@ class ProgressTracker:
     def _eta_s(self) -> float | None:
         """Seconds left: the running sampler's steps and every later sampler's at the
         measured step rate, other nodes at the mean time such nodes took in this job.
-        None until a step rate is measured."""
+        None until a step rate is measured. While queued: the time until the prompts
+        ahead end, and then this worker's typical run (`EventRouter`'s estimate)."""
+        if self.status == "queued" and self._queue_estimate is not None:
+            starts_in_s, run_s, told_at = self._queue_estimate
+            return max(starts_in_s - (self._clock() - told_at), 0.0) + run_s
         if self.status != "running" or self._step_s is None:
             return None
         plain_s = sum(self._plain_node_s) / len(self._plain_node_s) if self._plain_node_s else 0.0
@@ -240,6 +264,8 @@ class ProgressTracker:
 
     def _message(self) -> str:
         if self.status == "queued":
+            if self.jobs_ahead:
+                return f"waiting in ComfyUI's queue: {self.jobs_ahead} job{'s' if self.jobs_ahead > 1 else ''} ahead"
             return "waiting in ComfyUI's queue"
         if self.status == "collecting_outputs":
             return "collecting outputs"

@@ -1,19 +1,19 @@
-"""Run one prompt on ComfyUI: submit it, follow its events to the end, or stop it.
+"""Follow one queued prompt to its end, or stop it.
 
-Contract:
-- `submit_prompt` opens the event stream, then queues the workflow, and returns
-  the prompt id (ComfyUI sends a prompt's events only to a stream open at submit).
+Contract (prompts are queued by `comfy_events.EventRouter.submit`, which gives each
+its own `PromptEvents`):
 - `wait_for_prompt` passes each of the prompt's events (and preview frames) to
   `on_event` and returns once ComfyUI reports the prompt finished (`executing`
   with `node: null`). A node failure raises `ExecutionFailed` naming the node, an
   interrupt `PromptInterrupted`. If the stream drops while ComfyUI lives, it
-  reconnects and reads the outcome from /history for what it missed; if ComfyUI
-  died, it raises `ComfyUnavailable` at once.
+  reconnects (once for all prompts in flight) and reads the outcome from /history
+  for what it missed; if ComfyUI died, it raises `ComfyUnavailable` at once.
 - While following, silence is not trusted: after `silence_check_s` (the setting
-  EVENT_SILENCE_CHECK_S) without an event
-  of the prompt, its history (and, if it has none, the queue) is read. A prompt
-  that finished while its events went elsewhere (a reconnect under a new client
-  id) ends there; one that vanished from both is `ComfyError`.
+  EVENT_SILENCE_CHECK_S) without an event of the prompt, its history (and, if it
+  has none, the queue) is read. A prompt that finished while its events went
+  elsewhere (a reconnect under a new client id) ends there; one found running is
+  reported started (`execution_start` with `seen_in_queue`); one that vanished
+  from both is `ComfyError`.
 - `stop_prompt` takes a prompt out of ComfyUI's queue, or interrupts it if it is
   running and waits (bounded) for it to end, so its files exist before cleanup.
   A failed POST /interrupt is tried again (INTERRUPT_ATTEMPTS) within the grace
@@ -21,21 +21,21 @@ Contract:
   with whether the interrupt was delivered (a node that never checks for
   interrupts) or not (ComfyUI did not take it): the caller must then free ComfyUI
   otherwise, and can say which happened.
-Events of other prompts (an earlier, stopped job) are ignored. What the events
-mean for progress is `progress`'s business; this module only routes them.
+What the events mean for progress is `progress`'s business; this module only
+passes them on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .comfy_api import ComfyAPI, ComfyEvent, EventStreamClosed
+from .comfy_events import EventRouter, PromptEvents, StreamEnded
 from .errors import ComfyError, ComfyUnavailable, ExecutionFailed, PromptInterrupted, WorkerError
-from .workflow import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -75,44 +75,39 @@ def interrupted_error(data: dict[str, Any]) -> PromptInterrupted:
     return PromptInterrupted(f"the workflow was interrupted{where}", {"node_id": data.get("node_id")})
 
 
-async def submit_prompt(comfy: ComfyAPI, workflow: Workflow, extra_data: dict[str, Any]) -> str:
-    await comfy.connect_events()
-    return await comfy.queue_prompt(workflow.to_prompt(), extra_data)
-
-
 async def wait_for_prompt(
     comfy: ComfyAPI,
-    prompt_id: str,
+    events: PromptEvents,
     on_event: Callable[[ComfyEvent], None],
     comfy_died: Callable[[], bool],
     silence_check_s: float,
 ) -> None:
     while True:
         try:
-            await _follow_events(comfy, prompt_id, on_event, silence_check_s)
+            await _follow_events(comfy, events, on_event, silence_check_s)
             return
-        except EventStreamClosed as closed:
-            log.warning("ComfyUI websocket dropped during prompt %s (%s)", prompt_id, closed)
-            await _reconnect(comfy, comfy_died)
+        except StreamEnded as ended:
+            log.warning("ComfyUI websocket dropped during prompt %s", events.prompt_id)
+            await _reconnect(events.router, comfy_died, ended.generation)
         # Events sent while the socket was down are lost: ask the history.
-        if await _finished(comfy, prompt_id):
+        if await _finished(comfy, events.prompt_id, on_event):
             return
 
 
 async def _follow_events(
-    comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEvent], None], silence_check_s: float
+    comfy: ComfyAPI, events: PromptEvents, on_event: Callable[[ComfyEvent], None], silence_check_s: float
 ) -> None:
     # Events are read by a task of their own; this coroutine only wakes once per
     # silent spell (no timer per event), to ask the history whether the prompt ended.
-    follower = _Follower(prompt_id, on_event)
-    reader = asyncio.ensure_future(follower.read(comfy.events()))
+    follower = _Follower(events, on_event)
+    reader = asyncio.ensure_future(follower.read())
     try:
         while True:
             seen = follower.events_seen
             done, _ = await asyncio.wait({reader}, timeout=silence_check_s)
             if done:
-                return reader.result()  # raises the prompt's failure, or EventStreamClosed
-            if follower.events_seen == seen and await _finished(comfy, prompt_id):
+                return reader.result()  # raises the prompt's failure, or StreamEnded
+            if follower.events_seen == seen and await _finished(comfy, events.prompt_id, on_event):
                 return
     finally:
         if not reader.done():
@@ -125,45 +120,43 @@ async def _follow_events(
 
 
 class _Follower:
-    """Routes one prompt's events to `on_event` until ComfyUI reports the prompt's end."""
+    """Passes one prompt's events to `on_event` until ComfyUI reports the prompt's end."""
 
-    def __init__(self, prompt_id: str, on_event: Callable[[ComfyEvent], None]):
-        self.prompt_id = prompt_id
+    def __init__(self, events: PromptEvents, on_event: Callable[[ComfyEvent], None]):
+        self.events = events
         self.on_event = on_event
         self.events_seen = 0
 
-    async def read(self, stream: AsyncGenerator[ComfyEvent, None]) -> None:
+    async def read(self) -> None:
         # A failure is raised only at the final `executing: null`: ComfyUI records the
         # prompt in its history (and off its queue) just before sending it, and cleanup
         # reads the history.
         failure: ExecutionFailed | None = None
-        try:
-            async for event in stream:
-                # Preview frames carry no prompt id; jobs run one at a time, so they are ours.
-                if event.prompt_id != self.prompt_id and event.type != "preview_frame":
-                    continue
-                self.events_seen += 1
-                self.on_event(event)
-                if event.type == "executing" and event.data.get("node") is None:
-                    if failure is not None:
-                        raise failure
-                    return
-                if event.type == "execution_error":
-                    failure = execution_error(event.data)
-                elif event.type == "execution_interrupted":
-                    failure = interrupted_error(event.data)
-        finally:
-            await stream.aclose()
-        raise EventStreamClosed("the event stream ended")
+        while True:
+            event = await self.events.next()
+            self.events_seen += 1
+            self.on_event(event)
+            if event.type == "executing" and event.data.get("node") is None:
+                if failure is not None:
+                    raise failure
+                return
+            if event.type == "execution_error":
+                failure = execution_error(event.data)
+            elif event.type == "execution_interrupted":
+                failure = interrupted_error(event.data)
 
 
-async def _finished(comfy: ComfyAPI, prompt_id: str) -> bool:
+async def _finished(comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEvent], None]) -> bool:
     """True if ComfyUI's history shows the prompt finished (raises if it failed);
-    `ComfyError` if ComfyUI has forgotten it altogether."""
+    `ComfyError` if ComfyUI has forgotten it altogether. A prompt found running whose
+    start went unseen (its events were lost) is reported to `on_event` as started."""
     entry = await comfy.history(prompt_id)
     if entry:
         return _outcome_from_history(entry)
-    if _place_in_queue(await comfy.queue(), prompt_id) is not None:
+    place = _place_in_queue(await comfy.queue(), prompt_id)
+    if place == "queue_running":
+        on_event(ComfyEvent("execution_start", {"prompt_id": prompt_id, "seen_in_queue": True}))
+    if place is not None:
         return False
     entry = await comfy.history(prompt_id)  # it may have finished between the two reads
     if entry:
@@ -171,12 +164,12 @@ async def _finished(comfy: ComfyAPI, prompt_id: str) -> bool:
     raise ComfyError(f"prompt {prompt_id} vanished from ComfyUI: neither queued nor in its history")
 
 
-async def _reconnect(comfy: ComfyAPI, comfy_died: Callable[[], bool]) -> None:
+async def _reconnect(router: EventRouter, comfy_died: Callable[[], bool], closed_generation: int) -> None:
     for _ in range(RECONNECT_ATTEMPTS):
         if comfy_died():
             raise ComfyUnavailable("ComfyUI exited during the job (its process is gone); see its log for the cause")
         try:
-            await comfy.reconnect_events()
+            await router.reconnect(closed_generation)
             return
         except ComfyUnavailable:
             await asyncio.sleep(RECONNECT_PAUSE_S)
@@ -202,9 +195,10 @@ def _outcome_from_history(entry: dict[str, Any]) -> bool:
     return bool(status.get("completed")) or status.get("status_str") == "success"
 
 
-async def stop_prompt(comfy: ComfyAPI, prompt_id: str, grace_s: float) -> Stop:
+async def stop_prompt(comfy: ComfyAPI, events: PromptEvents, grace_s: float) -> Stop:
     """Free ComfyUI from this prompt: drop it if queued, interrupt it if running, and
-    wait up to grace_s for it to end."""
+    wait up to grace_s for it to end. Other prompts, queued or running, are untouched."""
+    prompt_id = events.prompt_id
     interrupt = _Interrupt(comfy, prompt_id)
     try:
         async with asyncio.timeout(grace_s):
@@ -215,7 +209,7 @@ async def stop_prompt(comfy: ComfyAPI, prompt_id: str, grace_s: float) -> Stop:
             if place is None:
                 return Stop(stopped=True)  # already finished
             await interrupt.send()
-            await _follow_events(comfy, prompt_id, lambda event: None, silence_check_s=min(1.0, grace_s))
+            await _follow_events(comfy, events, lambda event: None, silence_check_s=min(1.0, grace_s))
         return Stop(stopped=True)
     except ExecutionFailed:
         return Stop(stopped=True)  # it ended (interrupted, as asked, or failing on its own)

@@ -1,19 +1,24 @@
 """A prompt's life on ComfyUI, for one job: submit, follow, stop, release.
 
 Contract: `PromptRun` belongs to one job (its files, its progress sink) and one
-prompt.
-- `submit(workflow, extra_data, explain, cleanup)` queues the workflow and puts the
-  prompt's release on the job's clean-up stack. A refusal is explained (`explain`:
-  what is installed); a cancel that arrives while POST /prompt is on its way still
-  learns the prompt id, so the prompt is stopped and released, not orphaned.
+prompt; other jobs' prompts may wait in ComfyUI's queue beside it.
+- `submit(workflow, extra_data, explain, cleanup)` queues the workflow (through the
+  connection's `EventRouter`, which routes its events to it) and puts the prompt's
+  release on the job's clean-up stack. A refusal is explained (`explain`: what is
+  installed); a cancel that arrives while POST /prompt is on its way still learns
+  the prompt id, so the prompt is stopped and released, not orphaned.
 - `follow(workflow, preview, started_at, send, timeout_s)` relays the prompt's
-  progress (`ProgressTracker`, throttled; latent previews if asked) until it ends,
-  registering the files nodes report as they finish (removed even if the history
-  cannot be read later). On timeout it stops the prompt and raises `JobTimedOut`
-  saying how the stop went; on cancel it stops it and re-raises.
-- `stop()` interrupts or dequeues the prompt (`prompt.stop_prompt`); if it still
-  runs after STOP_GRACE_S, `end_comfyui` ends ComfyUI (start.sh starts a new one).
-  It returns what happened, for the error, and whether the worker must be replaced.
+  progress (`ProgressTracker`, throttled; latent previews if asked; its place in the
+  queue while it waits) until it ends, registering the files nodes report as they
+  finish (removed even if the history cannot be read later). `timeout_s` counts from
+  the prompt's start (`deadline` is then known); on timeout it stops the prompt and
+  raises `JobTimedOut` saying how the stop went; on cancel it stops it and re-raises.
+  A prompt that was still queued when the worker restarted ComfyUI (to stop another
+  job's hung prompt) is queued once more on the new ComfyUI.
+- `stop()` dequeues the prompt or interrupts it (`prompt.stop_prompt`, which never
+  touches another prompt); if it still runs after STOP_GRACE_S, the worker ends
+  ComfyUI (start.sh starts a new one). It returns what happened, for the error, and
+  whether the worker must be replaced.
 - `release()` forgets the prompt's history entry, after registering the files a
   failed prompt wrote; when the outputs are known already, the delete waits until
   the result is out (`Histories`).
@@ -30,15 +35,16 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .comfy_api import ComfyAPI, ComfyEvent
+from .comfy_events import EventRouter, PromptEvents
 from .comfy_process import ComfyProcess
-from .errors import JobTimedOut, WorkerError, WorkflowRejected, guarded
+from .errors import ComfyError, ComfyUnavailable, JobTimedOut, WorkerError, WorkflowRejected, guarded
 from .history import files_in_history
 from .job_files import JobFiles, JobFolders
 from .progress import Change, ProgressRelay, ProgressTracker
-from .prompt import stop_prompt, submit_prompt, wait_for_prompt
+from .prompt import stop_prompt, wait_for_prompt
 from .settings import Settings
 from .workflow import Workflow
 
@@ -46,6 +52,13 @@ log = logging.getLogger(__name__)
 
 RESTARTED = ", so ComfyUI was restarted (the next job waits for it)"
 STOP_FAILED = "; it may still run and ComfyUI could not be restarted, so the worker asks to be replaced"
+
+COMFY_CLOCK = {  # events whose ComfyUI timestamp marks the run's start or end
+    "execution_start": "started",
+    "execution_success": "ended",
+    "execution_error": "ended",
+    "execution_interrupted": "ended",
+}
 
 Explain = Callable[[WorkflowRejected, Workflow], Awaitable[WorkflowRejected]]
 Send = Callable[[dict[str, Any]], None]
@@ -74,67 +87,116 @@ class Histories:
         """Wait for the deletes left for after a result, and try the failed ones again."""
         if self._later:
             await asyncio.gather(*self._later)
+        await self.retry_failed()
+
+    async def retry_failed(self) -> None:
         for prompt_id in list(self._failed):
             await guarded(f"forget prompt {prompt_id}'s history again", functools.partial(self.forget, prompt_id))
 
 
+class ComfyUI(Protocol):
+    """What a prompt needs of this ComfyUI (`connection.ComfyConnection`)."""
+
+    api: ComfyAPI
+    process: ComfyProcess
+    events: EventRouter
+    restarts: int  # how many times the worker has ended ComfyUI
+
+    async def ready(self) -> object: ...
+
+    async def end(self) -> bool: ...
+
+
 class PromptRun:
-    def __init__(
-        self,
-        comfy: ComfyAPI,
-        process: ComfyProcess,
-        settings: Settings,
-        job_files: JobFiles,
-        histories: Histories,
-        end_comfyui: Callable[[], Awaitable[bool]],
-    ):
-        """`end_comfyui` ends a ComfyUI that ignores the interrupt; True when a new one will start."""
-        self.comfy = comfy
-        self.process = process
+    def __init__(self, comfyui: ComfyUI, settings: Settings, job_files: JobFiles, histories: Histories):
+        self.comfyui = comfyui
+        self.comfy = comfyui.api
         self.settings = settings
         self.folders: JobFolders = job_files.folders
         self.job_files = job_files
         self.histories = histories
-        self.end_comfyui = end_comfyui
         self.prompt_id = ""
+        self.events: PromptEvents | None = None
+        self.started_at: float | None = None  # loop time ComfyUI began running it
+        self._queued: tuple[dict[str, Any], dict[str, Any]] | None = None  # (prompt, extra_data), to resubmit
+        self._timeout_s = 0.0
+        self._submitted_at = 0.0
+        self._comfy_clock: dict[str, float] = {}  # ComfyUI's own timestamps of the run (Unix seconds)
+        self._restarts_at_submit = 0
+        self._resubmitted = False
 
     async def submit(
         self, workflow: Workflow, extra_data: dict[str, Any], explain: Explain, cleanup: contextlib.AsyncExitStack
     ) -> str:
         self.job_files.expect_folders(self.folders.output / folder for folder in workflow.output_subfolders())
-        submitting = asyncio.ensure_future(submit_prompt(self.comfy, workflow, extra_data))
+        self._queued = (workflow.to_prompt(), extra_data)
+        self._submitted_at = asyncio.get_running_loop().time()
         try:
-            self.prompt_id = await asyncio.shield(submitting)
+            await self._queue()
         except WorkflowRejected as rejected:
             raise await explain(rejected, workflow) from None
+        cleanup.push_async_callback(guarded, f"release prompt {self.prompt_id}", self.release)
+        return self.prompt_id
+
+    async def _queue(self) -> None:
+        """POST /prompt, shielded: a cancel that arrives meanwhile still learns the prompt id,
+        so the prompt is stopped and released, not orphaned."""
+        assert self._queued is not None
+        self._restarts_at_submit = self.comfyui.restarts
+        submitting = asyncio.ensure_future(self.comfyui.events.submit(*self._queued))
+        try:
+            self.events = await asyncio.shield(submitting)
         except asyncio.CancelledError:
             try:
-                self.prompt_id = await asyncio.wait_for(submitting, self.settings.stop_grace_s)
+                self.events = await asyncio.wait_for(submitting, self.settings.stop_grace_s)
+                self.prompt_id = self.events.prompt_id
                 await self.stop()
                 await self.release()
             except Exception as exc:  # the cancel goes on; say what could not be undone
                 log.warning("a prompt queued as the job was cancelled may not have been stopped: %r", exc)
             raise
-        cleanup.push_async_callback(guarded, f"release prompt {self.prompt_id}", self.release)
-        return self.prompt_id
+        self.prompt_id = self.events.prompt_id
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.started_at is None else self.started_at + self._timeout_s
+
+    def timings(self) -> dict[str, float]:
+        """`queued_s`: how long the prompt waited behind other jobs in ComfyUI's queue;
+        `comfyui_started_at` / `comfyui_ended_at`: its run by ComfyUI's own clock (Unix s)."""
+        times = {f"comfyui_{name}_at": at for name, at in self._comfy_clock.items()}
+        if self.started_at is not None:
+            times["queued_s"] = round(self.started_at - self._submitted_at, 3)
+        return times
 
     async def follow(self, workflow: Workflow, preview: bool, started_at: float, send: Send, timeout_s: float) -> None:
+        """Relay the prompt's progress until it ends. `timeout_s` counts from the moment
+        ComfyUI starts the prompt, not while it waits behind other jobs."""
+        self._timeout_s = timeout_s
         tracker = ProgressTracker(workflow, preview, self.settings.progress_preview_max_bytes, started_at)
         relay = ProgressRelay(send, self.settings.progress_updates_per_s)
+        loop = asyncio.get_running_loop()
+
+        limit = asyncio.timeout(None)  # armed when the prompt starts
 
         def on_event(event: ComfyEvent) -> None:
+            if event.type == "execution_start":
+                if self.started_at is not None:
+                    return  # seen again in the queue after lost events: the first start counts
+                self.started_at = loop.time()
+                limit.reschedule(self.started_at + timeout_s)
             if event.type == "executed":
                 self._note_written_files(event)
+            if event.type in COMFY_CLOCK and isinstance(event.data.get("timestamp"), int):
+                self._comfy_clock[COMFY_CLOCK[event.type]] = event.data["timestamp"] / 1000
             change = tracker.apply(event)
             if change is not Change.NONE:
                 relay.offer(tracker.payload(), change)
 
         relay.offer(tracker.payload(), Change.MILESTONE)
         try:
-            async with asyncio.timeout(timeout_s):
-                await wait_for_prompt(
-                    self.comfy, self.prompt_id, on_event, self.process.is_dead, self.settings.event_silence_check_s
-                )
+            async with limit:
+                await self._wait(on_event)
         except TimeoutError:
             how, replace_worker = await self.stop()
             raise JobTimedOut(
@@ -153,15 +215,43 @@ class PromptRun:
         tracker.finish()
         relay.offer(tracker.payload(), Change.MILESTONE)
 
+    async def _wait(self, on_event: Callable[[ComfyEvent], None]) -> None:
+        """Wait for the prompt's end. A prompt still queued when the worker restarted ComfyUI
+        (to stop another job's hung prompt) died with that ComfyUI: it is queued once more
+        on the new one."""
+        while True:
+            assert self.events is not None
+            try:
+                await wait_for_prompt(
+                    self.comfy, self.events, on_event, self.comfyui.process.is_dead, self.settings.event_silence_check_s
+                )
+                return
+            except (ComfyUnavailable, ComfyError) as error:
+                lost = self.comfyui.restarts != self._restarts_at_submit and self.started_at is None
+                if not lost or self._resubmitted:
+                    raise
+                log.warning(
+                    "prompt %s was waiting behind a prompt that ComfyUI was restarted to stop (%s); queueing it again",
+                    self.prompt_id,
+                    error.message,
+                )
+            self.events.close()
+            self._resubmitted = True
+            await self.comfyui.ready()
+            await self._queue()
+
     async def stop(self) -> tuple[str, bool]:
-        stop = await stop_prompt(self.comfy, self.prompt_id, self.settings.stop_grace_s)
+        assert self.events is not None
+        stop = await stop_prompt(self.comfy, self.events, self.settings.stop_grace_s)
         if stop.stopped:
             return stop.describe(), False
-        if await self.end_comfyui():
+        if await self.comfyui.end():
             return stop.describe() + RESTARTED, False
         return stop.describe() + STOP_FAILED, True
 
     async def release(self) -> None:
+        if self.events is not None:
+            self.events.close()
         if self.job_files.has_outputs:
             self.histories.forget_later(self.prompt_id)
             return

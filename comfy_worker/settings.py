@@ -32,6 +32,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _jobs_in_flight(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 8:
+        raise ValueError("at most 8: one ComfyUI runs one prompt at a time, more only wait longer")
+    return value
+
+
 def _http_url(raw: str) -> str:
     parsed = urlparse(raw)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -101,8 +108,12 @@ class Settings:
     ready_timeout_s: float = setting("COMFY_READY_TIMEOUT_S", _positive_float, 600.0)
     """Give up on a live ComfyUI that never answers after this many seconds."""
 
+    jobs_in_flight: int = setting("JOBS_IN_FLIGHT", _jobs_in_flight, 2)
+    """How many jobs this worker takes at once: each is prepared as soon as it is taken and waits in
+    ComfyUI's queue, so the GPU never waits between jobs. 1 takes the next job only after a result."""
     job_timeout_s: float = setting("JOB_TIMEOUT_S", _positive_float, 570.0)
-    """Default limit on a workflow's run, in seconds; a job may set its own `timeout_s`."""
+    """Default limit on a workflow's run, in seconds, counted from the prompt's start in ComfyUI; a job
+    may set its own `timeout_s`."""
     job_timeout_max_s: float = setting("JOB_TIMEOUT_MAX_S", _positive_float, 3600.0)
     """The largest `timeout_s` a job may ask for."""
     event_silence_check_s: float = setting("EVENT_SILENCE_CHECK_S", _positive_float, 5.0)

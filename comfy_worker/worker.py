@@ -24,11 +24,12 @@ GPU: `PromptRun.stop` has the worker end ComfyUI, which start.sh restarts; the
 capabilities are learned again from the new one. Where no restart can happen, the
 job's result asks for a new worker.
 
+Several jobs may be in flight at once (JOBS_IN_FLIGHT): each is prepared as soon
+as it is taken and its prompt waits in ComfyUI's queue, so ComfyUI starts it the
+moment the one ahead ends, and a finished job's delivery overlaps the next prompt.
 Per-job state lives in the job's own objects (`JobFiles`, `PromptRun`, the progress
-sink); the worker holds only what all jobs share (the connection, the capabilities,
-the model cache, the history janitor). Jobs still run one at a time (`_one_at_a_time`):
-RunPod's SDK takes one job at a time (concurrency 1); should a second arrive anyway,
-it waits for the first (its progress says so).
+sink); the worker holds only what all jobs share (the connection with its event
+router and capabilities, the model cache, the history janitor).
 """
 
 from __future__ import annotations
@@ -72,7 +73,6 @@ class Worker:
         self.fetcher = ModelFetcher(settings)
         self.histories = Histories(self.comfyui.api)
         self._progress = progress
-        self._one_at_a_time = asyncio.Lock()
 
     async def start(self) -> None:
         """Wait until ComfyUI serves and learn what it offers; clear downloads a dead worker left."""
@@ -89,13 +89,9 @@ class Worker:
         await self.histories.settled()
 
     async def handle(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The RunPod handler."""
-        if self._one_at_a_time.locked():
-            log.warning("job %s waits: another job is running on this worker's ComfyUI", job.get("id"))
-            self._progress(job, {"status": "waiting", "message": "waiting for the worker's previous job to finish"})
-        async with self._one_at_a_time:
-            await self.settled()
-            return await self.run_job(job)
+        """The RunPod handler; several jobs may run at once (JOBS_IN_FLIGHT)."""
+        await self.histories.retry_failed()
+        return await self.run_job(job)
 
     async def handle_then_close(self, job: dict[str, Any]) -> dict[str, Any]:
         """For runs that end their event loop after one job (--test_input, warm-up)."""
@@ -141,17 +137,16 @@ class Worker:
         run_tag = f"{job_id}/{uuid.uuid4().hex[:8]}"
         workflow = workflow.with_files_renamed(renames).tagged(run_tag, comfy.nodes.output_classes)
         timeout_s = request.timeout_s or self.settings.job_timeout_s
-        prompt = PromptRun(
-            self.comfyui.api, self.comfyui.process, self.settings, job_files, self.histories, self.comfyui.end
-        )
+        prompt = PromptRun(self.comfyui, self.settings, job_files, self.histories)
         with timings.stage("execute_s"):
-            prompt_id = await prompt.submit(workflow, request.extra_data(), comfy.explain, cleanup)
-            deadline = asyncio.get_running_loop().time() + timeout_s  # for the run and the delivery
+            await prompt.submit(workflow, request.extra_data(), comfy.explain, cleanup)
             await prompt.follow(workflow, request.preview, timings.started_at, send, timeout_s)
+        # The run and the delivery share the timeout, counted from the prompt's start.
+        deadline = prompt.deadline or asyncio.get_running_loop().time() + timeout_s
         with timings.stage("collect_outputs_s"):
             outputs = await self.delivery.collect(
-                self.comfyui.api, prompt_id, job_files, request.output, job_id, deadline, timeout_s
+                self.comfyui.api, prompt.prompt_id, job_files, request.output, job_id, deadline, timeout_s
             )
-        stage_times = timings.as_dict()
+        stage_times = {**timings.as_dict(), **prompt.timings()}
         log.info("job %s done, timings %s", job_id, json.dumps(stage_times))
         return {**outputs, **about, "timings": stage_times}

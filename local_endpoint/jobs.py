@@ -152,10 +152,14 @@ class JobBoard:
 
     # -- worker side --------------------------------------------------------------
 
-    async def take(self, worker_id: str, long_poll_s: float) -> Job | None:
-        """The next queued job, now IN_PROGRESS, or None after the long poll (or when stopping)."""
+    async def take(self, worker_id: str, long_poll_s: float, most: int = 1) -> list[Job]:
+        """Up to `most` queued jobs, now IN_PROGRESS: as many as are queued once one is, or
+        none after the long poll (or when stopping)."""
         if not await self._wait_for(lambda: bool(self.queue) or self.closing, long_poll_s) or self.closing:
-            return None
+            return []
+        return [self._take_next(worker_id) for _ in range(min(most, len(self.queue)))]
+
+    def _take_next(self, worker_id: str) -> Job:
         job = self.jobs[self.queue.pop(0)]
         job.status, job.started_at, job.worker_id = "IN_PROGRESS", time.monotonic(), worker_id
         job.schedule("execution", job.execution_timeout_ms / 1000, lambda: self._time_out(job))

@@ -27,7 +27,8 @@ CORS is open, so a page served elsewhere can call it.
 Worker side, under /worker (the URLs the SDK reads from RUNPOD_WEBHOOK_*; see
 `worker_environment`), always authenticated with the worker's own key (the SDK
 sends RUNPOD_AI_API_KEY; a random one unless given), so nobody else can take a job
-or post a result: job-take (long poll, one job at a time), job-done (final
+or post a result: job-take (long poll, one job) and job-take-batch (up to
+`batch_size` jobs, when the worker runs several at once), job-done (final
 results and progress), job-stream, job-stop (long poll: {"jobsToStop": [...]},
 how cancels, execution timeouts and TTLs reach the worker), ping. A result with
 `stopPod` (the worker's refresh_worker) is recorded and reported by /health,
@@ -105,6 +106,7 @@ class LocalEndpoint:
                 web.get(f"{client}/health", self.health),
                 web.post(f"{client}/purge-queue", self.purge_queue),
                 web.get("/worker/job-take/{worker_id}", self.job_take),
+                web.get("/worker/job-take-batch/{worker_id}", self.job_take_batch),
                 web.post("/worker/job-done/{worker_id}/{job_id}", self.job_done),
                 web.post("/worker/job-stream/{worker_id}/{job_id}", self.job_stream),
                 web.get("/worker/job-stop/{worker_id}", self.job_stop),
@@ -280,10 +282,21 @@ class LocalEndpoint:
     # -- worker API --------------------------------------------------------------
 
     async def job_take(self, request: web.Request) -> web.Response:
-        job = await self.board.take(request.match_info["worker_id"], self.long_poll_s)
-        if job is None:
+        jobs = await self.board.take(request.match_info["worker_id"], self.long_poll_s)
+        if not jobs:
             return web.Response(status=204)
-        return web.json_response({"id": job.id, "input": job.input})
+        return web.json_response({"id": jobs[0].id, "input": jobs[0].input})
+
+    async def job_take_batch(self, request: web.Request) -> web.Response:
+        """What the SDK asks for when it runs several jobs at once (its concurrency_modifier)."""
+        try:
+            most = int(request.query.get("batch_size", "1"))
+        except ValueError:
+            raise bad_request("batch_size must be a whole number") from None
+        jobs = await self.board.take(request.match_info["worker_id"], self.long_poll_s, max(most, 1))
+        if not jobs:
+            return web.Response(status=204)
+        return web.json_response([{"id": job.id, "input": job.input} for job in jobs])
 
     async def job_done(self, request: web.Request) -> web.Response:
         job = self._job(request)

@@ -68,7 +68,13 @@ async def test_progress_reports_every_sampler_end_and_rises_to_one(run_job, prog
         "execute_s",
         "collect_outputs_s",
         "total_s",
+        "queued_s",
+        "comfyui_started_at",
+        "comfyui_ended_at",
     }
+    timings = result["timings"]
+    ran_s = timings["comfyui_ended_at"] - timings["comfyui_started_at"]
+    assert 0 < ran_s <= timings["execute_s"] and timings["queued_s"] < timings["execute_s"]
 
 
 async def test_two_samplers_read_as_one_rising_fraction(run_job, progress):
@@ -156,14 +162,15 @@ async def test_cancel_while_queued_removes_the_prompt(run_job, progress, comfyui
     assert "error" not in await run_job({"workflow": empty_image()})
 
 
-async def test_second_concurrent_job_waits_then_runs(run_job, progress):
+async def test_a_second_job_in_flight_waits_in_comfyuis_queue_then_runs(run_job, progress):
     first, second = await asyncio.gather(
         run_job({"workflow": txt2img(steps=8, seed=8)}), run_job({"workflow": empty_image(color=0x0A0B0C)})
     )
 
     assert "error" not in first and "error" not in second
     assert decode_image(second["images"][0]).getpixel((0, 0)) == (10, 11, 12)
-    assert any(u.get("status") == "waiting" for u in progress)
+    assert any(u.get("status") == "queued" and u.get("jobs_ahead") == 1 for u in progress)
+    assert second["timings"]["queued_s"] > 0 and first["timings"]["queued_s"] < second["timings"]["queued_s"]
 
 
 async def test_dropped_websocket_is_survived(run_job, progress):

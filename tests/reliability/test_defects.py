@@ -238,6 +238,9 @@ def test_issue20_1_a_hung_node_in_a_young_comfyui_is_restarted_and_the_next_job_
     assert second["status"] == "COMPLETED", f"{second}\n{log[-3000:]}"
     assert decode_image(second["output"]["images"][0]).getpixel((0, 0)) == (0x62, 0x62, 0x62)
     assert "the worker ended ComfyUI" in log and "starting a new one" in log
+    # Two jobs in flight (the default): the second waited in ComfyUI's queue behind the
+    # stuck one, died with that ComfyUI, and was queued again on the new one.
+    assert "queueing it again" in log, log[-3000:]
 
 
 @pytest.mark.case_class("file names and files")

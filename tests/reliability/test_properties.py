@@ -101,9 +101,9 @@ def test_parsing_any_json_raises_only_invalid_input(raw):
         assert error.details["problems"], "an invalid input names at least one problem"
 
 
-@given(mutated_jobs())
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_any_job_gets_a_documented_result_and_leaves_no_file(job_input):
+def run_jobs_in_flight(job_inputs: list) -> None:
+    """The jobs at once on one worker (as with JOBS_IN_FLIGHT = len(job_inputs)): each gets a
+    documented result, and ComfyUI's folders are left as they were."""
     with tempfile.TemporaryDirectory() as base:
         comfyui_path = Path(base)
         for folder in ("input", "output", "temp"):
@@ -111,16 +111,35 @@ def test_any_job_gets_a_documented_result_and_leaves_no_file(job_input):
         comfy = FakeComfy(comfyui_path)
         settings = Settings(comfyui_path=comfyui_path, comfy_pid_file=comfyui_path / "none")
         worker = fake_worker(settings, comfy, process=ComfyProcess(comfyui_path / "none"))
-        result = asyncio.run(worker.handle({"id": "fuzz", "input": job_input}))
 
-        assert isinstance(result, dict)
-        if "error" in result:
-            assert isinstance(result["error"], str) and result["error_type"] in ERROR_TYPES, result
-            assert result["error_type"] != "internal_error", result
-        else:
-            assert result["images"], result
+        async def run() -> list:
+            try:
+                jobs = [worker.handle({"id": f"fuzz-{i}", "input": job}) for i, job in enumerate(job_inputs)]
+                return await asyncio.gather(*jobs)
+            finally:
+                await worker.close()
+
+        for result in asyncio.run(run()):
+            assert isinstance(result, dict)
+            if "error" in result:
+                assert isinstance(result["error"], str) and result["error_type"] in ERROR_TYPES, result
+                assert result["error_type"] != "internal_error", result
+            else:
+                assert result["images"], result
         assert [p for p in comfyui_path.rglob("*") if p.is_file()] == []
         assert sorted(p.name for p in comfyui_path.iterdir()) == ["input", "output", "temp"]
+
+
+@given(mutated_jobs())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_job_gets_a_documented_result_and_leaves_no_file(job_input):
+    run_jobs_in_flight([job_input])
+
+
+@given(mutated_jobs(), mutated_jobs())
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_two_jobs_in_flight_get_documented_results_and_leave_no_file(first, second):
+    run_jobs_in_flight([first, second])
 
 
 @given(st.text(min_size=1, max_size=80))

@@ -56,6 +56,7 @@ class Run:
     hang: bool = False  # stay running (after the first node) until interrupted
     subfolder: str = ""  # where output files are reported (and written, if inside the folder)
     steps: int = 2
+    node_s: float = 0.0  # how long each node takes
 
     @classmethod
     def success(cls, **kwargs: Any) -> Run:
@@ -93,6 +94,8 @@ class FakeComfy:
         self._stream: asyncio.Queue[ComfyEvent | None] | None = None
         self._sent = 0
         self._interrupted = asyncio.Event()
+        self._one_at_a_time = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- ComfyAPI ----------------------------------------------------------------
 
@@ -116,8 +119,10 @@ class FakeComfy:
         prompt_id = f"prompt-{next(self._ids)}"
         self.prompts[prompt_id] = prompt
         run = self.runs.pop(0) if self.runs else Run.success()
-        self.running = prompt_id
-        asyncio.get_running_loop().create_task(self._execute(prompt_id, prompt, run))
+        self.pending.append(prompt_id)
+        task = asyncio.get_running_loop().create_task(self._run_in_turn(prompt_id, prompt, run))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return prompt_id
 
     async def history(self, prompt_id: str) -> dict[str, Any]:
@@ -166,6 +171,16 @@ class FakeComfy:
         self._record("close")
         self._stream = None
 
+    def restart(self) -> None:
+        """As a killed and restarted ComfyUI: every prompt, queued or running, and the
+        history are gone (the worker's connection was closed before the kill)."""
+        for task in self._tasks:
+            task.cancel()
+        self.pending.clear()
+        self.running = None
+        self.histories.clear()
+        self._one_at_a_time = asyncio.Lock()
+
     # -- the scripted run ---------------------------------------------------------
 
     def _record(self, name: str) -> None:
@@ -184,6 +199,14 @@ class FakeComfy:
             await self._stream.put(event)
         await asyncio.sleep(0)
 
+    async def _run_in_turn(self, prompt_id: str, prompt: dict[str, Any], run: Run) -> None:
+        async with self._one_at_a_time:  # as ComfyUI: one prompt at a time, in the order queued
+            if prompt_id not in self.pending:
+                return  # taken out of the queue
+            self.pending.remove(prompt_id)
+            self.running = prompt_id
+            await self._execute(prompt_id, prompt, run)
+
     async def _execute(self, prompt_id: str, prompt: dict[str, Any], run: Run) -> None:
         self._sent = 0
         self._interrupted.clear()
@@ -192,6 +215,7 @@ class FakeComfy:
         await self._send(run, "execution_start", {"prompt_id": prompt_id})
         for node_id, node in prompt.items():
             await self._send(run, "executing", {"node": node_id, "prompt_id": prompt_id})
+            await asyncio.sleep(run.node_s)
             if run.hang:
                 await self._interrupted.wait()
                 data = {"prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"]}

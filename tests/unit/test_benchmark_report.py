@@ -2,6 +2,7 @@
 
 from benchmarks.job_overhead import Overhead
 from benchmarks.memory import Snapshot
+from benchmarks.queue_throughput import QueueRun, Throughput
 from benchmarks.report import Report, render
 
 
@@ -30,3 +31,25 @@ def test_targets_are_met_or_missed_by_the_measured_numbers():
     assert "history 0 -> 0, files 0 -> 0, worker RSS +0.5 MB, ComfyUI RSS +1.0 MB | met" in text
     assert "| after 200 jobs | 600 | 1201 | 0 | 0 |" in text
     assert "Not run (`--skip-cold-start`)" in text
+
+
+def test_queue_targets_are_judged_from_the_queue_runs():
+    def queue(workflow: str, n: int, wall_s: float, idle_ms: float) -> QueueRun:
+        return QueueRun(workflow, n, 50, wall_s, [1000.0] * 50, [idle_ms] * 49)
+
+    throughput = Throughput(
+        queues=[
+            queue("model-free", 1, 50.0, 1000.0),
+            queue("tiny txt2img", 1, 50.0, 600.0),
+            queue("model-free", 2, 25.0, 4.0),
+            queue("tiny txt2img", 2, 30.0, 25.0),
+            queue("tiny txt2img", 3, 20.0, 3.0),
+        ],
+        isolated_ms={1: [1000.0, 1002.0], 2: [1001.0, 1003.0]},
+    )
+    text = render(Report({"date": "2026-12-03"}, throughput=throughput))
+
+    assert "| 25.0 ms with JOBS_IN_FLIGHT=2, 3.0 ms with 3 (tiny txt2img) | **missed** |" in text
+    assert "| 1.67x with 2, 2.50x with 3 | **missed** |" in text
+    assert "| +1.0 ms | met |" in text
+    assert "| tiny txt2img | 3 | 2.50 | 1000 | 1000 | 3.0 | 3.0 |" in text

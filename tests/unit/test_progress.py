@@ -197,3 +197,22 @@ def test_issue20_9_the_fraction_follows_time_not_node_count():
     for share, fraction in seen[6:]:
         # once a step rate is measured, within 10 points of the share of time
         assert abs(fraction - share) <= 0.1, (share, fraction)
+
+
+def test_a_queued_prompt_says_how_many_jobs_are_ahead_and_counts_their_time():
+    clock = FakeClock()
+    t = ProgressTracker(WORKFLOW, False, 1000, started_at=0.0, clock=clock)
+    told = {"prompt_id": "p", "ahead": 2, "starts_in_s": 5.0, "run_s": 3.0}
+
+    assert t.apply(ComfyEvent("queue_position", told)) is Change.MILESTONE
+    clock.now = 1.5
+    payload = t.payload()
+
+    assert payload["status"] == "queued" and payload["jobs_ahead"] == 2
+    assert payload["message"] == "waiting in ComfyUI's queue: 2 jobs ahead"
+    assert payload["eta_s"] == 6.5, "3.5 s until it starts, then a typical 3 s run"
+    assert payload["progress"] == 0.0, "waiting is not progress"
+
+    t.apply(ComfyEvent("execution_start", {"prompt_id": "p"}))
+    assert "jobs_ahead" not in t.payload()
+    assert t.apply(ComfyEvent("queue_position", told)) is Change.NONE, "a started prompt is no longer queued"

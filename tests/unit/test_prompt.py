@@ -4,6 +4,7 @@ import gc
 import pytest
 
 from comfy_worker.comfy_api import ComfyEvent
+from comfy_worker.comfy_events import EventRouter, PromptEvents
 from comfy_worker.errors import ExecutionFailed
 from comfy_worker.prompt import _follow_events, execution_error, stop_prompt
 from tests.support.fake_comfy import FakeComfy
@@ -26,31 +27,26 @@ def test_execution_error_names_node_and_exception():
 
 async def test_stopping_a_finished_prompt_does_nothing(tmp_path):
     comfy = FakeComfy(tmp_path)
-    await stop_prompt(comfy, "prompt-already-done", grace_s=1)
+    await stop_prompt(comfy, PromptEvents(EventRouter(comfy), "prompt-already-done"), grace_s=1)
     assert comfy.calls == ["queue"]
 
 
 async def test_stopping_a_queued_prompt_removes_it_from_the_queue(tmp_path):
     comfy = FakeComfy(tmp_path)
     comfy.pending.append("prompt-waiting")
-    await stop_prompt(comfy, "prompt-waiting", grace_s=1)
+    await stop_prompt(comfy, PromptEvents(EventRouter(comfy), "prompt-waiting"), grace_s=1)
     assert comfy.pending == [] and "interrupt" not in comfy.calls
 
 
-async def test_issue20_8_a_cancel_as_the_prompt_fails_leaves_no_unretrieved_task_exception(caplog):
+async def test_issue20_8_a_cancel_as_the_prompt_fails_leaves_no_unretrieved_task_exception(caplog, tmp_path):
     """The event reader ends with the prompt's failure in the same instant the job is
     cancelled: its exception must not surface later as 'never retrieved'."""
-    go = asyncio.Event()
-
-    class Stream:
-        async def events(self):
-            await go.wait()
-            yield ComfyEvent("execution_interrupted", {"prompt_id": "p", "node_id": "3", "node_type": "KSampler"})
-            yield ComfyEvent("executing", {"prompt_id": "p", "node": None})
-
-    following = asyncio.ensure_future(_follow_events(Stream(), "p", lambda event: None, silence_check_s=60))
+    comfy = FakeComfy(tmp_path)
+    events = PromptEvents(EventRouter(comfy), "p")
+    following = asyncio.ensure_future(_follow_events(comfy, events, lambda event: None, silence_check_s=60))
     await asyncio.sleep(0.01)
-    go.set()
+    events._put(ComfyEvent("execution_interrupted", {"prompt_id": "p", "node_id": "3", "node_type": "KSampler"}))
+    events._put(ComfyEvent("executing", {"prompt_id": "p", "node": None}))
     following.cancel()
     with pytest.raises(asyncio.CancelledError):
         await following

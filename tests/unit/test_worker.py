@@ -44,7 +44,9 @@ def progress() -> list[dict]:
 
 
 @pytest.fixture
-def make_worker(comfyui_path, comfy, progress, tmp_path):
+async def make_worker(comfyui_path, comfy, progress, tmp_path):
+    made: list[Worker] = []
+
     def make(store=None, pid_file: Path | None = None, **settings) -> Worker:
         settings = Settings(
             comfyui_path=comfyui_path,
@@ -53,9 +55,12 @@ def make_worker(comfyui_path, comfy, progress, tmp_path):
             **settings,
         )
         process = ComfyProcess(pid_file or settings.comfy_pid_file)
-        return fake_worker(settings, comfy, lambda job, payload: progress.append(payload), store, process)
+        made.append(fake_worker(settings, comfy, lambda job, payload: progress.append(payload), store, process))
+        return made[-1]
 
-    return make
+    yield make
+    for worker in made:
+        await worker.close()
 
 
 def job_files(comfyui_path: Path) -> set[Path]:
@@ -227,14 +232,111 @@ async def test_s3_without_a_store_is_refused_before_comfyui_works(make_worker, c
     assert comfy.prompts == {}
 
 
-async def test_a_second_job_waits_for_the_first(make_worker, comfy, progress):
+async def test_two_jobs_in_flight_each_get_their_own_outputs_and_progress(make_worker, comfy, comfyui_path):
+    comfy.runs += [Run.success(node_s=0.05), Run.success(node_s=0.05, subfolder="b")]
     worker = make_worker()
+    updates: dict[str, list[dict]] = {"a": [], "b": []}
+    worker._progress = lambda job, payload: updates[job["id"]].append(payload)
+
     first, second = await asyncio.gather(
         worker.handle({"id": "a", "input": {"workflow": WORKFLOW}}),
         worker.handle({"id": "b", "input": {"workflow": WORKFLOW}}),
     )
-    assert "error" not in first and "error" not in second
-    assert any(update["status"] == "waiting" for update in progress)
+
+    assert "error" not in first and "error" not in second, (first, second)
+    assert [image["subfolder"] for image in first["images"] + second["images"]] == ["", "b"]
+    assert comfy.calls.count("queue_prompt") == 2
+    waiting = [update for update in updates["b"] if update["status"] == "queued"]
+    assert {"jobs_ahead": 1, "message": "waiting in ComfyUI's queue: 1 job ahead"}.items() <= waiting[1].items()
+    assert waiting[-1]["jobs_ahead"] == 0, "told when the job ahead ended"
+    assert all(update.get("jobs_ahead", 0) == 0 for update in updates["a"]), "a never waited behind b"
+    assert updates["a"][-1]["progress"] == updates["b"][-1]["progress"] == 1.0
+    assert job_files(comfyui_path) == set()
+
+
+async def test_the_timeout_counts_from_the_prompts_own_start(make_worker, comfy):
+    comfy.runs += [Run.success(node_s=0.15), Run.success()]
+    worker = make_worker()
+
+    first, second = await asyncio.gather(
+        worker.handle({"id": "a", "input": {"workflow": WORKFLOW}}),
+        worker.handle({"id": "b", "input": {"workflow": WORKFLOW, "timeout_s": 0.2}}),
+    )
+
+    assert "error" not in first, first
+    assert "error" not in second, "0.3 s behind the first job, but its own run is short: no timeout"
+
+
+async def test_a_cancelled_queued_job_leaves_the_running_one_alone(make_worker, comfy):
+    comfy.runs += [Run.success(hang=True), Run.success()]
+    worker = make_worker()
+    running = asyncio.ensure_future(worker.handle({"id": "a", "input": {"workflow": WORKFLOW}}))
+    while comfy.running is None:  # noqa: ASYNC110 (the fake's state)
+        await asyncio.sleep(0.01)  # noqa: ASYNC110 (the fake's state)
+    queued = asyncio.ensure_future(worker.handle({"id": "b", "input": {"workflow": WORKFLOW}}))
+    while not comfy.pending:  # noqa: ASYNC110 (the fake's state)
+        await asyncio.sleep(0.01)  # noqa: ASYNC110 (the fake's state)
+
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    assert "delete_queued" in comfy.calls and "interrupt" not in comfy.calls, "the running prompt is untouched"
+    assert comfy.running is not None and not running.done()
+
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert "interrupt" in comfy.calls and comfy.running is None
+
+
+class RestartingProcess(ComfyProcess):
+    """A ComfyUI process that start.sh restarts whenever the worker ends it."""
+
+    def __init__(self, pid_file: Path, comfy: FakeComfy):
+        super().__init__(pid_file)
+        self.comfy = comfy
+        self.kills = 0
+
+    def kill(self) -> bool:
+        self.kills += 1
+        self.comfy.restart()
+        return True
+
+
+async def test_a_job_queued_behind_a_hung_prompt_is_queued_again_on_the_restarted_comfyui(
+    make_worker, comfy, comfyui_path, tmp_path
+):
+    comfy.runs += [Run.success(hang=True), Run.success(), Run.success()]
+    comfy.interrupt = lambda prompt_id: asyncio.sleep(0)  # the hung node never notices
+    worker = make_worker(stop_grace_s=0.1)
+    process = RestartingProcess(tmp_path / "no-pid-file", comfy)
+    worker.comfyui.process = process
+
+    hung, behind = await asyncio.gather(
+        worker.handle({"id": "a", "input": {"workflow": WORKFLOW, "timeout_s": 0.1}}),
+        worker.handle({"id": "b", "input": {"workflow": WORKFLOW}}),
+    )
+
+    assert hung["error_type"] == "timeout" and "ComfyUI was restarted" in hung["error"]
+    assert "error" not in behind, behind
+    assert process.kills == 1 and comfy.calls.count("queue_prompt") == 3, "b was queued once more"
+    assert len(behind["images"]) == 1 and job_files(comfyui_path) == set()
+
+
+async def test_comfyui_dying_fails_every_job_in_flight_and_asks_for_a_new_worker(make_worker, comfy, tmp_path):
+    pid_file = tmp_path / "comfy.pid"
+    comfy.runs += [Run.success(drop_after=2), Run.success()]
+    worker = make_worker(pid_file=pid_file)
+    comfy.on_drop = lambda: pid_file.write_text("not a pid: the process is gone")
+
+    results = await asyncio.gather(
+        worker.handle({"id": "a", "input": {"workflow": WORKFLOW}}),
+        worker.handle({"id": "b", "input": {"workflow": WORKFLOW}}),
+    )
+
+    assert [result["error_type"] for result in results] == ["comfyui_unavailable"] * 2
+    assert all(result["refresh_worker"] is True for result in results)
+    assert "process is gone" in results[0]["error"]
 
 
 async def test_a_taken_input_name_is_neither_replaced_nor_removed(make_worker, comfy, comfyui_path):
