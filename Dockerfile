@@ -70,6 +70,9 @@ COPY rp_handler.py /worker/
 COPY comfy_worker /worker/comfy_worker
 COPY start.sh test_input.json /worker/
 COPY ComfyUI/extra_model_paths.yaml ComfyUI/launch.args /worker/ComfyUI/
+# The worker's own node: SaveImage with its PNG encoding off ComfyUI's prompt thread.
+COPY comfyui_nodes/worker_save_image /comfyui/custom_nodes/worker_save_image
+RUN PYTHONPATH=/comfyui python /worker/scripts/image/check_custom_nodes.py --comfyui /comfyui worker_save_image
 
 # 6. The named workflows (README: "Named workflows"), proven here against this ComfyUI,
 #    its custom nodes and its baked models: the build fails naming the workflow and

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import cold_start, encoding, job_loop, job_overhead, memory, progress_overhead, queue_throughput
+from . import cold_start, encoding, job_loop, job_overhead, memory, progress_overhead, queue_throughput, save_image
 from .report import Report, render
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +79,8 @@ async def run_with_comfyui(args: argparse.Namespace, report: Report, tmp: Path) 
         report.loop = job_loop.measure(server, args.loop_runs, tmp / "endpoint.log")
         print("a queue of jobs, JOBS_IN_FLIGHT = 1, 2, 3", file=sys.stderr)
         report.throughput = queue_throughput.measure(server, args.queue_jobs, args.loop_runs, tmp)
+        print("saving PNGs: SaveImage and WorkerSaveImage", file=sys.stderr)
+        report.saving = save_image.measure(server, args.save_runs)
     finally:
         server.stop()
     print("progress relay", file=sys.stderr)
@@ -96,6 +98,7 @@ def main() -> int:
     args.overhead_runs, args.loop_runs, args.memory_jobs = (30, 10, 60) if args.quick else (100, 30, 200)
     args.progress_steps = 100 if args.quick else 200
     args.queue_jobs = 20 if args.quick else 50
+    args.save_runs = 5 if args.quick else 15
     command = "python -m benchmarks" + "".join(
         f" --{name.replace('_', '-')}" for name in ("quick", "skip_cold_start") if getattr(args, name)
     )

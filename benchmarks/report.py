@@ -13,6 +13,7 @@ from .job_loop import LoopTimes
 from .job_overhead import Overhead
 from .memory import Snapshot
 from .queue_throughput import Throughput, percentile, summary
+from .save_image import SaveCost
 
 GPU_RESULTS = Path(__file__).parent / "GPU_RESULTS.md"
 OVERHEAD_TARGET_MS = 1.5
@@ -33,6 +34,7 @@ class Report:
     encodings: list[Encoded] = field(default_factory=list)
     cold_start: ColdStartResults | None = None
     throughput: Throughput | None = None
+    saving: list[SaveCost] = field(default_factory=list)
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
@@ -170,6 +172,21 @@ def throughput_section(results: Throughput) -> str:
             rows,
         )
         + f"\n\nAn isolated tiny txt2img job (nothing else queued), median latency: {isolated}."
+    )
+
+
+def saving_section(costs: list[SaveCost]) -> str:
+    rows = [
+        [f"{c.size}x{c.size}", c.batch, f"{c.save_image_ms:.0f}", f"{c.worker_save_image_ms:.0f}",
+         f"{c.save_image_ms - c.worker_save_image_ms:.0f}"]
+        for c in costs
+    ]  # fmt: skip
+    return (
+        "## 8. Saving PNGs in ComfyUI's prompt thread\n\n"
+        "A prompt EmptyImage -> saver, ComfyUI's own run time in ms (median): SaveImage compresses the PNGs "
+        "before the prompt ends; WorkerSaveImage, which the worker runs in its place, hands them to a thread, "
+        "so the next prompt starts meanwhile.\n\n"
+        + table(["size", "batch", "SaveImage ms", "WorkerSaveImage ms", "freed for the next prompt, ms"], rows)
     )
 
 
@@ -323,6 +340,8 @@ def render(report: Report, memory_jobs: int = 200) -> str:
         parts.append(progress_section(report.progress))
     if report.throughput is not None:
         parts.append(throughput_section(report.throughput))
+    if report.saving:
+        parts.append(saving_section(report.saving))
     if GPU_RESULTS.exists():
         parts.append(GPU_RESULTS.read_text().strip())
     else:

@@ -93,10 +93,11 @@ class Delivery:
         files = files_in_history(history, job_files.folders)
         job_files.add_outputs(file.path for file in files if file.created_by_job)
         args = (files, texts_in_history(history), options, self.store, self.max_response_bytes, job_id, job_files)
-        if is_quick(files, options, self.store):
-            return deliver_outputs(*args)
         try:
             async with asyncio.timeout_at(deadline):
+                await job_files.written(file.path for file in files)  # PNGs still being encoded
+                if is_quick(files, options, self.store):
+                    return deliver_outputs(*args)
                 return await asyncio.to_thread(deliver_outputs, *args)
         except TimeoutError:
             raise JobTimedOut(

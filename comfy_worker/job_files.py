@@ -10,11 +10,18 @@ in the history (`add_outputs`, once), and `remove_all` runs when the job ends,
 whatever its outcome, so nothing piles up on a warm worker. It removes only what
 the job created: the files it added, and the folders it made once they are empty;
 a folder that existed before the job stays.
+
+A saver that encodes in the background (comfyui_nodes/worker_save_image) marks a
+file it is still writing with `<name>.writing`: `written()` waits for such files
+before they are read, and removal waits for them too (bounded, WRITE_WAIT_S), so a
+late write never leaves a file behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +29,15 @@ from pathlib import Path
 from .errors import UnsafePath
 
 log = logging.getLogger(__name__)
+
+WRITING_SUFFIX = ".writing"
+WRITE_POLL_S = 0.005
+WRITE_WAIT_S = 60.0
+
+
+def writing(path: Path) -> Path:
+    """The marker of `path` while a background saver writes it."""
+    return path.with_name(path.name + WRITING_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -101,8 +117,21 @@ class JobFiles:
         if not any(path.is_relative_to(root) for root in self.folders.roots):
             raise UnsafePath(f"{path.name} is outside ComfyUI's job folders", {"path": str(path)})
 
+    async def written(self, paths: Iterable[Path], wait_s: float = WRITE_WAIT_S) -> None:
+        """Wait (at most `wait_s`) until none of `paths` is still being written by a saver that
+        encodes in the background (`<name>.writing` exists until the file is complete)."""
+        pending = [path for path in paths if writing(path).exists()]
+        deadline = time.monotonic() + wait_s
+        while pending and time.monotonic() < deadline:
+            await asyncio.sleep(WRITE_POLL_S)
+            pending = [path for path in pending if writing(path).exists()]
+        if pending:
+            log.warning("%d output file(s) still being written after %g s, e.g. %s", len(pending), wait_s, pending[0])
+
     async def remove_all_async(self) -> None:
-        """`remove_all`, as a clean-up step of an async exit stack (a job's few files: no thread)."""
+        """`remove_all` once background writes of the job's files have ended, as a clean-up
+        step of an async exit stack (a job's few files: no thread)."""
+        await self.written(self._paths)
         self.remove_all()
 
     def remove_all(self) -> None:
@@ -110,6 +139,7 @@ class JobFiles:
         for path in self._paths:
             try:
                 path.unlink(missing_ok=True)
+                writing(path).unlink(missing_ok=True)
             except OSError as exc:  # keep going: one stuck file must not keep the rest
                 log.warning("could not remove %s: %s", path, exc)
         for folder in sorted(self._folders, key=lambda f: len(f.parts), reverse=True):

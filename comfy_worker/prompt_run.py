@@ -126,10 +126,16 @@ class PromptRun:
         self._resubmitted = False
 
     async def submit(
-        self, workflow: Workflow, extra_data: dict[str, Any], explain: Explain, cleanup: contextlib.AsyncExitStack
+        self,
+        workflow: Workflow,
+        extra_data: dict[str, Any],
+        explain: Explain,
+        cleanup: contextlib.AsyncExitStack,
+        swaps: dict[str, str] | None = None,
     ) -> str:
+        """`swaps`: node classes to run in place of the workflow's (`NodeCatalog.background_savers`)."""
         self.job_files.expect_folders(self.folders.output / folder for folder in workflow.output_subfolders())
-        self._queued = (workflow.to_prompt(), extra_data)
+        self._queued = (workflow.to_prompt(swaps), extra_data)
         self._submitted_at = asyncio.get_running_loop().time()
         try:
             await self._queue()

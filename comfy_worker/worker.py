@@ -139,7 +139,7 @@ class Worker:
         timeout_s = request.timeout_s or self.settings.job_timeout_s
         prompt = PromptRun(self.comfyui, self.settings, job_files, self.histories)
         with timings.stage("execute_s"):
-            await prompt.submit(workflow, request.extra_data(), comfy.explain, cleanup)
+            await prompt.submit(workflow, request.extra_data(), comfy.explain, cleanup, comfy.nodes.background_savers)
             await prompt.follow(workflow, request.preview, timings.started_at, send, timeout_s)
         # The run and the delivery share the timeout, counted from the prompt's start.
         deadline = prompt.deadline or asyncio.get_running_loop().time() + timeout_s

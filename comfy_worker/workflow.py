@@ -55,6 +55,11 @@ FileInputs = Mapping[str, frozenset[str]]
 """class_type -> names of its inputs that take a file name (a COMBO of files, or an upload)."""
 
 
+BACKGROUND_SAVERS = {"SaveImage": "WorkerSaveImage"}
+"""Savers run in place of ComfyUI's own where installed: the same files, encoded off ComfyUI's
+prompt thread while the next prompt runs (comfyui_nodes/worker_save_image)."""
+
+
 @dataclass(frozen=True)
 class NodeCatalog:
     """What the worker needs to know of ComfyUI's installed nodes, from GET /object_info."""
@@ -66,6 +71,11 @@ class NodeCatalog:
     @classmethod
     def from_object_info(cls, object_info: Mapping[str, Any]) -> NodeCatalog:
         return cls(output_node_classes(object_info), file_name_inputs(object_info), object_info)
+
+    @property
+    def background_savers(self) -> dict[str, str]:
+        """The BACKGROUND_SAVERS this ComfyUI has."""
+        return {saver: background for saver, background in BACKGROUND_SAVERS.items() if background in self.object_info}
 
 
 def file_name_inputs(object_info: Mapping[str, Any]) -> FileInputs:
@@ -334,6 +344,12 @@ class Workflow:
             nodes[node_id] = {**node, "inputs": {**inputs, **changed}} if changed else node
         return Workflow(nodes)
 
-    def to_prompt(self) -> dict[str, Any]:
-        """The graph for POST /prompt (JSON-ready; do not modify)."""
-        return self._nodes
+    def to_prompt(self, swaps: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The graph for POST /prompt (JSON-ready; do not modify), with the node classes in
+        `swaps` (class_type -> class_type) replaced."""
+        if not swaps:
+            return self._nodes
+        return {
+            node_id: {**node, "class_type": swaps[node["class_type"]]} if node.get("class_type") in swaps else node
+            for node_id, node in self._nodes.items()
+        }

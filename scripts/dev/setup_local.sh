@@ -5,6 +5,7 @@
 #                    repository installed editable with its client and dev extras
 #   .local/models    a generated random-weight SD1.5-shaped checkpoint (scripts/dev/make_tiny_checkpoint.py)
 #   .local/workflows the shipped named workflows on that checkpoint (scripts/dev/make_local_workflows.py)
+#   and the worker's own ComfyUI nodes (comfyui_nodes/) linked into .local/ComfyUI/custom_nodes, as the image has them
 # Re-running only does what is missing. Override the location with LOCAL_DIR.
 set -euo pipefail
 
@@ -40,4 +41,7 @@ fi
 
 PYTHONPATH=$comfy_dir "$venv/bin/python" "$repo_root/scripts/dev/make_tiny_checkpoint.py" --comfyui-dir "$comfy_dir"
 "$venv/bin/python" "$repo_root/scripts/dev/make_local_workflows.py" --out "$local_dir/workflows"
+for node in "$repo_root"/comfyui_nodes/*/; do
+  ln -sfn "${node%/}" "$comfy_dir/custom_nodes/$(basename "$node")"
+done
 log "ready: ComfyUI at $comfy_dir, Python at $venv/bin/python"

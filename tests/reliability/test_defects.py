@@ -15,7 +15,7 @@ from PIL import Image
 from client import EndpointClient
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
-from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, TEST_CUSTOM_NODES, free_port, start_comfyui
+from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port, link_custom_nodes, start_comfyui
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.servers import misbehaving_http_server, stalled_server
 from tests.support.workflows import add_lora, decode_image, empty_image, load_image, png_base64, txt2img
@@ -199,10 +199,7 @@ def comfyui_tree_with_test_nodes(base: Path) -> Path:
     for item in COMFYUI_DIR.iterdir():
         if item.name not in {"input", "output", "temp", "user", "custom_nodes"}:
             (base / item.name).symlink_to(item)
-    (base / "custom_nodes").mkdir()
-    for node in TEST_CUSTOM_NODES.iterdir():
-        if node.is_dir() and not node.name.startswith("__"):
-            (base / "custom_nodes" / node.name).symlink_to(node)
+    link_custom_nodes(base / "custom_nodes")
     return base
 
 

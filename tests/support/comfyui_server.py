@@ -24,6 +24,15 @@ COMFYUI_DIR = LOCAL_DIR / "ComfyUI"
 PYTHON = LOCAL_DIR / "venv" / "bin" / "python"
 LAUNCH_FLAGS = shlex.split((REPO_ROOT / "ComfyUI" / "launch.args").read_text(), comments=True)
 TEST_CUSTOM_NODES = Path(__file__).resolve().parent / "custom_nodes"
+WORKER_NODES = REPO_ROOT / "comfyui_nodes"  # what the image installs beside the manifest's nodes
+
+
+def link_custom_nodes(custom_nodes: Path) -> None:
+    """The worker's own nodes and the tests' nodes, linked into a ComfyUI's custom_nodes folder."""
+    custom_nodes.mkdir(exist_ok=True)
+    for node in [*WORKER_NODES.iterdir(), *TEST_CUSTOM_NODES.iterdir()]:
+        if node.is_dir() and not node.name.startswith("__") and not (custom_nodes / node.name).exists():
+            (custom_nodes / node.name).symlink_to(node)
 
 
 @dataclass
@@ -77,16 +86,13 @@ def free_port() -> int:
 
 
 def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = (), port: int | None = None) -> ComfyServer:
-    """A ComfyUI with the tests' custom nodes (tests/support/custom_nodes), on `port` or a free one."""
+    """A ComfyUI with the worker's and the tests' custom nodes, on `port` or a free one."""
     if not (COMFYUI_DIR / "main.py").exists() or not PYTHON.exists():
         raise RuntimeError(
             f"no local ComfyUI at {COMFYUI_DIR}: run scripts/dev/setup_local.sh (scripts/ci/test.sh does)"
         )
     base_dir.mkdir(parents=True, exist_ok=True)
-    (base_dir / "custom_nodes").mkdir(exist_ok=True)
-    for node in TEST_CUSTOM_NODES.iterdir():
-        if node.is_dir() and not node.name.startswith("__") and not (base_dir / "custom_nodes" / node.name).exists():
-            (base_dir / "custom_nodes" / node.name).symlink_to(node)
+    link_custom_nodes(base_dir / "custom_nodes")
     if not (base_dir / "models").exists():
         (base_dir / "models").symlink_to(COMFYUI_DIR / "models")
     # The model cache's folders, as start.sh adds them (from the volume's paths file).

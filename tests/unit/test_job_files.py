@@ -1,9 +1,10 @@
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from comfy_worker.errors import UnsafePath
-from comfy_worker.job_files import JobFiles, JobFolders
+from comfy_worker.job_files import JobFiles, JobFolders, writing
 
 
 @pytest.fixture
@@ -60,3 +61,32 @@ def test_add_outputs_marks_the_outputs_as_registered(folders):
     assert not files.has_outputs
     files.add_outputs([folders.output / "a.png"])
     assert files.has_outputs
+
+
+async def test_a_file_still_being_written_is_waited_for_then_removed(folders):
+    """A background saver renames `<name>.writing` to `<name>` when done: removing earlier
+    would leave the finished file behind."""
+    job = JobFiles(folders)
+    path = folders.output / "late_00001_.png"
+    writing(path).write_bytes(b"half a png")
+    job.add_outputs([path])
+
+    async def finish_writing():
+        await asyncio.sleep(0.05)
+        writing(path).replace(path)
+
+    finishing = asyncio.ensure_future(finish_writing())
+    await job.remove_all_async()
+    await finishing
+
+    assert not path.exists() and not writing(path).exists()
+
+
+async def test_waiting_for_a_writer_that_never_finishes_is_bounded(folders, caplog):
+    job = JobFiles(folders)
+    path = folders.output / "stuck_00001_.png"
+    writing(path).write_bytes(b"")
+
+    await job.written([path], wait_s=0.05)
+
+    assert "still being written" in caplog.text

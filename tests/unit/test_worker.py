@@ -497,3 +497,14 @@ async def test_issue20_8_a_failed_stop_after_a_cancel_during_submit_is_logged(ma
     with pytest.raises(asyncio.CancelledError):
         await job
     assert "may not have been stopped" in caplog.text and "HTTP 500" in caplog.text
+
+
+async def test_saveimage_runs_as_the_background_saver_where_comfyui_has_it(make_worker, comfy):
+    comfy.object_info_data = {**comfy.object_info_data, "WorkerSaveImage": {"output_node": True}}
+    worker = make_worker()
+
+    result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
+
+    assert "error" not in result, result
+    [prompt] = comfy.prompts.values()
+    assert prompt["2"]["class_type"] == "WorkerSaveImage" and prompt["1"]["class_type"] == "EmptyImage"

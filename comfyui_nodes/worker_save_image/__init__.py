@@ -1,0 +1,103 @@
+"""WorkerSaveImage: ComfyUI's SaveImage, with the PNG encoding moved off ComfyUI's prompt thread.
+
+The worker runs jobs with this node in place of SaveImage (comfy_worker/workflow.py,
+`BACKGROUND_SAVERS`) when ComfyUI has it. The files are the same as SaveImage's: the
+same names and counter, the same pixels, the same compression and metadata. What
+differs is when: the node copies the pixels, reserves each file name, and returns at
+once, so ComfyUI starts the next prompt while a thread compresses the PNGs (zlib
+releases the GIL, so the encoding runs beside the next prompt's work).
+
+The contract with the worker: while a file is being written, `<name>.writing` exists
+(it is created before the node returns, so the name's counter is taken); the thread
+writes into it and renames it to `<name>` when complete. A failed write removes it.
+The worker waits for `<name>.writing` to go before it reads or removes `<name>`.
+At most MAX_PENDING images wait for the thread; past that the node encodes in place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import folder_paths
+import nodes
+import numpy as np
+from comfy.cli_args import args
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+log = logging.getLogger(__name__)
+
+WRITING_SUFFIX = ".writing"
+MAX_PENDING = 16
+ENCODER_THREADS = 2
+
+_encoder = ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="worker-save-image")
+_pending = threading.BoundedSemaphore(MAX_PENDING)
+
+
+def _as_submitted(prompt: dict) -> dict:
+    """The prompt as the job wrote it: SaveImage where the worker ran this node, so the graph
+    in the PNG loads in any ComfyUI."""
+    return {
+        node_id: {**node, "class_type": "SaveImage"} if node.get("class_type") == "WorkerSaveImage" else node
+        for node_id, node in prompt.items()
+    }
+
+
+def _metadata(prompt, extra_pnginfo) -> PngInfo | None:
+    if args.disable_metadata:
+        return None
+    metadata = PngInfo()
+    if prompt is not None:
+        metadata.add_text("prompt", json.dumps(_as_submitted(prompt)))
+    for key, value in (extra_pnginfo or {}).items():
+        metadata.add_text(key, json.dumps(value))
+    return metadata
+
+
+def _write(pixels: np.ndarray, metadata: PngInfo | None, path: str, compress_level: int) -> None:
+    writing = path + WRITING_SUFFIX
+    try:
+        Image.fromarray(pixels).save(writing, format="PNG", pnginfo=metadata, compress_level=compress_level)
+        os.replace(writing, path)
+    except Exception:
+        log.exception("WorkerSaveImage could not write %s", path)
+        try:
+            os.unlink(writing)
+        except OSError:
+            pass
+
+
+class WorkerSaveImage(nodes.SaveImage):
+    DESCRIPTION = "Saves images as SaveImage does, encoding the PNGs while the next prompt runs."
+
+    def save_images(self, images, filename_prefix="ComfyUI", prompt=None, extra_pnginfo=None):
+        filename_prefix += self.prefix_append
+        folder, filename, counter, subfolder, filename_prefix = folder_paths.get_save_image_path(
+            filename_prefix, self.output_dir, images[0].shape[1], images[0].shape[0]
+        )
+        metadata = _metadata(prompt, extra_pnginfo)
+        results = []
+        for batch_number, image in enumerate(images):
+            # Copied now: the tensor belongs to ComfyUI's cache once the node returns.
+            pixels = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
+            file = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
+            path = os.path.join(folder, file)
+            with open(path + WRITING_SUFFIX, "xb"):  # the name's counter is taken from here on
+                pass
+            if _pending.acquire(blocking=False):
+                future = _encoder.submit(_write, pixels, metadata, path, self.compress_level)
+                future.add_done_callback(lambda _: _pending.release())
+            else:
+                _write(pixels, metadata, path, self.compress_level)
+            results.append({"filename": file, "subfolder": subfolder, "type": self.type})
+            counter += 1
+        return {"ui": {"images": results}}
+
+
+NODE_CLASS_MAPPINGS = {"WorkerSaveImage": WorkerSaveImage}
+NODE_DISPLAY_NAME_MAPPINGS = {"WorkerSaveImage": "Save Image (worker)"}
