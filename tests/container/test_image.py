@@ -116,6 +116,8 @@ def test_inside_the_image(running_worker):
 
     with urllib.request.urlopen(f"{running_worker.comfy_url}/object_info/ImageTestNode", timeout=10) as response:
         assert "ImageTestNode" in json.load(response), "the custom node is registered with ComfyUI"
+    with urllib.request.urlopen(f"{running_worker.comfy_url}/object_info/WorkerSaveImage", timeout=10) as response:
+        assert "WorkerSaveImage" in json.load(response), "the worker's own saver is installed"
 
     maps = running_worker.exec("sh", "-c", "cat /proc/$(cat /tmp/comfyui.pid)/maps")
     assert "libtcmalloc" in maps.stdout, "tcmalloc is preloaded into ComfyUI"
