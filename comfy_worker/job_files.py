@@ -138,8 +138,9 @@ class JobFiles:
         """Remove the files, then the folders the job made, deepest first, if empty."""
         for path in self._paths:
             try:
+                # Never `<name>.writing`: once the job's file is gone, ComfyUI may give its name
+                # to the next prompt, whose saver is writing it.
                 path.unlink(missing_ok=True)
-                writing(path).unlink(missing_ok=True)
             except OSError as exc:  # keep going: one stuck file must not keep the rest
                 log.warning("could not remove %s: %s", path, exc)
         for folder in sorted(self._folders, key=lambda f: len(f.parts), reverse=True):

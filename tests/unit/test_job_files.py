@@ -90,3 +90,17 @@ async def test_waiting_for_a_writer_that_never_finishes_is_bounded(folders, capl
     await job.written([path], wait_s=0.05)
 
     assert "still being written" in caplog.text
+
+
+def test_removal_leaves_a_name_the_next_prompt_is_writing(folders):
+    """Once the job's file is gone ComfyUI may give its name to the next prompt (its counter
+    counts files that exist): that prompt's `<name>.writing` is not the job's to remove."""
+    job = JobFiles(folders)
+    path = folders.output / "shared_00106_.png"
+    path.write_bytes(b"the job's image")
+    job.add_outputs([path])
+    writing(path).write_bytes(b"the next prompt's image, being written")
+
+    job.remove_all()
+
+    assert not path.exists() and writing(path).exists()
