@@ -2,8 +2,9 @@
 
 Runs a txt2img on the tiny checkpoint with many sampler steps through the handler
 against a real ComfyUI (CPU). Each websocket event is timestamped as the client
-yields it; each progress_update call records the time since the event that caused
-it. Prints events per second, updates sent per second (default throttle) and the
+yields it (to the event router, which hands it to the job's follower); each
+progress_update sent while the tracker applies an event records the time since
+that event arrived. Prints events per second, updates sent per second (default throttle) and the
 median / p99 / max event-to-update latency. Usage:
 
     .local/venv/bin/python -m benchmarks.progress_overhead [--steps 200]
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from comfy_worker import comfy_client
+from comfy_worker import comfy_client, progress
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import start_comfyui
@@ -26,25 +27,37 @@ from tests.support.workflows import txt2img
 
 
 async def measure(steps: int, updates_per_s: float | None) -> dict[str, float]:
-    last_event_at = [0.0]
+    arrived: dict[int, float] = {}  # id(event) -> when the client yielded it
+    applying = [0.0]  # arrival time of the event the tracker is applying now
     events = [0]
     latencies: list[float] = []
     sent_at: list[float] = []
     original_events = comfy_client.ComfyClient.events
+    original_apply = progress.ProgressTracker.apply
+    original_offer = progress.ProgressRelay.offer
 
     async def timed_events(self):
         async for event in original_events(self):
             events[0] += 1
-            last_event_at[0] = time.perf_counter()
-            yield event  # the handler reacts synchronously until it asks for the next event
-            last_event_at[0] = 0.0
+            arrived[id(event)] = time.perf_counter()
+            yield event
+
+    def timed_apply(self, event):
+        applying[0] = arrived.pop(id(event), 0.0)
+        return original_apply(self, event)
+
+    def timed_offer(self, payload, change):
+        sent = len(sent_at)
+        original_offer(self, payload, change)
+        if len(sent_at) > sent and applying[0]:  # sent now, in reaction to the event
+            latencies.append(sent_at[-1] - applying[0])
+        applying[0] = 0.0
 
     def capture(job, payload):
-        now = time.perf_counter()
-        sent_at.append(now)
-        if last_event_at[0]:  # sent in reaction to an event, not by the throttle's timer
-            latencies.append(now - last_event_at[0])
+        sent_at.append(time.perf_counter())
 
+    progress.ProgressTracker.apply = timed_apply  # type: ignore[method-assign]
+    progress.ProgressRelay.offer = timed_offer  # type: ignore[method-assign]
     comfy_client.ComfyClient.events = timed_events  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as base:
         server = start_comfyui(Path(base))
@@ -63,6 +76,9 @@ async def measure(steps: int, updates_per_s: float | None) -> dict[str, float]:
             await worker.close()
         finally:
             server.stop()
+            progress.ProgressTracker.apply = original_apply  # type: ignore[method-assign]
+            progress.ProgressRelay.offer = original_offer  # type: ignore[method-assign]
+            comfy_client.ComfyClient.events = original_events  # type: ignore[method-assign]
     us = sorted(v * 1e6 for v in latencies)
     return {
         "throttle_per_s": settings.progress_updates_per_s,
