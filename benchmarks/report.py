@@ -59,10 +59,9 @@ def targets(report: Report) -> list[list[str]]:
                 f"{first.worker_adds_s * 1000:.0f} ms (cold cache, prefetch, no warm-up)",
                 verdict(first.worker_adds_s <= FIRST_RESULT_WORKER_TARGET_S),
                 f"{start_ms:.0f} ms from ComfyUI answering to the worker ready (reading and parsing /object_info, "
-                "building the named workflows); most of the rest follows ComfyUI's last node: after a prompt "
-                "(always the first, then at most every 10 s) ComfyUI runs gc.collect() holding the GIL, and the "
-                "worker's GET /history waits for it. Would close it: take the outputs from the `executed` "
-                "events instead of /history.",
+                "building the named workflows); the outputs come from ComfyUI's `executed` events, so nothing "
+                "waits for the gc.collect() ComfyUI runs after a prompt (holding the GIL) before the result; "
+                "/history is read only when events were lost.",
             ]
         )
         limit = max(first.comfy_answers_s, cold.read_s) + cold.generation_s()

@@ -35,7 +35,6 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from .comfy_api import ComfyAPI
 from .errors import InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable
 from .history import OutputFile, files_in_history, texts_in_history
 from .job_files import JobFiles
@@ -76,20 +75,18 @@ class Delivery:
 
     async def collect(
         self,
-        comfy: ComfyAPI,
-        prompt_id: str,
+        history: dict[str, Any],
         job_files: JobFiles,
         options: OutputOptions,
         job_id: str,
         deadline: float,
         timeout_s: float,
     ) -> dict[str, Any]:
-        """The prompt's outputs from its history, registered for clean-up and delivered
-        within the job's deadline (event-loop time): in the event loop when `is_quick`,
-        else in a thread, so that a stalled bucket cannot hold the job past its timeout
-        (`JobTimedOut`, `details.stage: "delivery"`). A thread still uploading then ends
-        at its next file, which the job's clean-up has removed."""
-        history = await comfy.history(prompt_id)
+        """The outputs `history` lists (`PromptRun.outputs`), registered for clean-up and
+        delivered within the job's deadline (event-loop time): in the event loop when
+        `is_quick`, else in a thread, so that a stalled bucket cannot hold the job past its
+        timeout (`JobTimedOut`, `details.stage: "delivery"`). A thread still uploading then
+        ends at its next file, which the job's clean-up has removed."""
         files = files_in_history(history, job_files.folders)
         job_files.add_outputs(file.path for file in files if file.created_by_job)
         args = (files, texts_in_history(history), options, self.store, self.max_response_bytes, job_id, job_files)

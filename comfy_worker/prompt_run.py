@@ -122,6 +122,8 @@ class PromptRun:
         self._timeout_s = 0.0
         self._submitted_at = 0.0
         self._comfy_clock: dict[str, float] = {}  # ComfyUI's own timestamps of the run (Unix seconds)
+        self._outputs: dict[str, Any] = {}  # node id -> its output, from `executed` events
+        self._saw_end = False  # the prompt's end event arrived: every `executed` event did too
         self._restarts_at_submit = 0
         self._resubmitted = False
 
@@ -167,6 +169,15 @@ class PromptRun:
     def deadline(self) -> float | None:
         return None if self.started_at is None else self.started_at + self._timeout_s
 
+    async def outputs(self) -> dict[str, Any]:
+        """The prompt's outputs as its history lists them (`{"outputs": {node id: output}}`):
+        from its `executed` events when its end event arrived (every `executed` did too);
+        else, events having been lost (a dropped stream, a restart), from GET /history.
+        Reading the history right after a prompt waits while ComfyUI collects garbage."""
+        if self._saw_end:
+            return {"outputs": self._outputs}
+        return await self.comfy.history(self.prompt_id)
+
     def timings(self) -> dict[str, float]:
         """`queued_s`: how long the prompt waited behind other jobs in ComfyUI's queue;
         `comfyui_started_at` / `comfyui_ended_at`: its run by ComfyUI's own clock (Unix s)."""
@@ -193,6 +204,10 @@ class PromptRun:
                 limit.reschedule(self.started_at + timeout_s)
             if event.type == "executed":
                 self._note_written_files(event)
+                if isinstance(event.data.get("output"), dict):
+                    self._outputs[str(event.data.get("node"))] = event.data["output"]
+            elif event.type == "executing" and event.data.get("node") is None and event.prompt_id == self.prompt_id:
+                self._saw_end = True
             if event.type in COMFY_CLOCK and isinstance(event.data.get("timestamp"), int):
                 self._comfy_clock[COMFY_CLOCK[event.type]] = event.data["timestamp"] / 1000
             change = tracker.apply(event)

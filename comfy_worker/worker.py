@@ -144,9 +144,8 @@ class Worker:
         # The run and the delivery share the timeout, counted from the prompt's start.
         deadline = prompt.deadline or asyncio.get_running_loop().time() + timeout_s
         with timings.stage("collect_outputs_s"):
-            outputs = await self.delivery.collect(
-                self.comfyui.api, prompt.prompt_id, job_files, request.output, job_id, deadline, timeout_s
-            )
+            history = await prompt.outputs()
+            outputs = await self.delivery.collect(history, job_files, request.output, job_id, deadline, timeout_s)
         stage_times = {**timings.as_dict(), **prompt.timings()}
         log.info("job %s done, timings %s", job_id, json.dumps(stage_times))
         return {**outputs, **about, "timings": stage_times}

@@ -132,3 +132,22 @@ async def test_history_is_not_kept_on_a_warm_worker(run_job, comfyui):
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://{comfyui.host}/history") as resp:
             assert await resp.json() == {}
+
+
+async def test_the_outputs_come_from_comfyuis_events_not_a_history_read(run_job, clean_after, monkeypatch):
+    """GET /history right after a prompt waits for ComfyUI's garbage collection: the
+    worker takes the outputs from the `executed` events instead."""
+    client = run_job.worker.comfyui.api
+    read = client.history
+
+    async def history_not_for_outputs(prompt_id):
+        raise AssertionError("the outputs were read from /history")
+
+    monkeypatch.setattr(client, "history", history_not_for_outputs)
+    try:
+        result = await run_job({"workflow": empty_image(color=0x5A6B7C)})
+    finally:
+        monkeypatch.setattr(client, "history", read)
+
+    assert "error" not in result, result
+    assert decode_image(result["images"][0]).getpixel((0, 0)) == (0x5A, 0x6B, 0x7C)

@@ -508,3 +508,23 @@ async def test_saveimage_runs_as_the_background_saver_where_comfyui_has_it(make_
     assert "error" not in result, result
     [prompt] = comfy.prompts.values()
     assert prompt["2"]["class_type"] == "WorkerSaveImage" and prompt["1"]["class_type"] == "EmptyImage"
+
+
+async def test_outputs_come_from_the_prompts_events_without_reading_the_history(make_worker, comfy):
+    comfy.fail_on["history"] = ComfyError("GET /history waits for ComfyUI's garbage collection")
+    worker = make_worker()
+
+    result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
+
+    assert "error" not in result, result
+    assert len(result["images"]) == 1 and "history" not in comfy.calls
+
+
+async def test_outputs_are_read_from_the_history_when_events_were_lost(make_worker, comfy):
+    comfy.runs.append(Run.success(drop_after=2))  # the stream drops before the image is reported
+    worker = make_worker()
+
+    result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
+
+    assert "error" not in result, result
+    assert len(result["images"]) == 1 and "history" in comfy.calls
