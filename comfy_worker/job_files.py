@@ -31,7 +31,7 @@ from .errors import UnsafePath
 log = logging.getLogger(__name__)
 
 WRITING_SUFFIX = ".writing"
-WRITE_POLL_S = 0.005
+WRITE_POLL_S = 0.001  # a stat per pending file: cheap, and the wait is short
 WRITE_WAIT_S = 60.0
 
 
