@@ -74,12 +74,12 @@ class JobFiles:
     def __init__(self, folders: JobFolders):
         self.folders = folders
         self.has_outputs = False
-        self._paths: list[Path] = []
+        self._paths: dict[Path, None] = {}  # an ordered set: each file is removed once (see remove_all)
         self._folders: list[Path] = []
 
     def add(self, path: Path) -> None:
         self._refuse_outside(path)
-        self._paths.append(path)
+        self._paths[path] = None
 
     def add_outputs(self, paths: Iterable[Path]) -> None:
         """Register the files the prompt wrote (output and temp files, from its history)."""
@@ -138,8 +138,8 @@ class JobFiles:
         """Remove the files, then the folders the job made, deepest first, if empty."""
         for path in self._paths:
             try:
-                # Never `<name>.writing`: once the job's file is gone, ComfyUI may give its name
-                # to the next prompt, whose saver is writing it.
+                # Once, and never `<name>.writing`: the moment the job's file is gone ComfyUI
+                # may give its name to the next prompt, whose file a second removal would take.
                 path.unlink(missing_ok=True)
             except OSError as exc:  # keep going: one stuck file must not keep the rest
                 log.warning("could not remove %s: %s", path, exc)

@@ -7,10 +7,11 @@ differs is when: the node copies the pixels, reserves each file name, and return
 once, so ComfyUI starts the next prompt while a thread compresses the PNGs (zlib
 releases the GIL, so the encoding runs beside the next prompt's work).
 
-The contract with the worker: while a file is being written, `<name>.writing` exists
-(it is created before the node returns, so the name's counter is taken); the thread
-writes into it and renames it to `<name>` when complete. A failed write removes it.
-The worker waits for `<name>.writing` to go before it reads or removes `<name>`.
+The contract with the worker: before the node returns, `<name>` exists, empty (created
+exclusively, so no other prompt can take the name), and so does `<name>.writing`; the
+thread writes the PNG into `<name>.writing` and renames it over `<name>` when complete.
+A failed write removes both. The worker waits for `<name>.writing` to go before it reads
+or removes `<name>`.
 At most MAX_PENDING images wait for the thread; past that the node encodes in place.
 """
 
@@ -66,10 +67,30 @@ def _write(pixels: np.ndarray, metadata: PngInfo | None, path: str, compress_lev
         os.replace(writing, path)
     except Exception:
         log.exception("WorkerSaveImage could not write %s", path)
+        for unfinished in (path, writing):  # the empty name too: no empty image is ever delivered
+            try:
+                os.unlink(unfinished)
+            except OSError:
+                pass
+
+
+def _claim(folder: str, stem: str, counter: int) -> tuple[str, str, int]:
+    """The first free `<stem>_<counter>_.png` from `counter` on, created empty (so it is ours,
+    and the next prompt's counter counts it) with its `.writing` marker beside it. ComfyUI's
+    counter comes from listing the folder, which may miss a file being renamed at that moment
+    (or, with %batch_num%, never match): creating the name exclusively is what makes it unique."""
+    while True:
+        file = f"{stem}_{counter:05}_.png"
+        path = os.path.join(folder, file)
         try:
-            os.unlink(writing)
-        except OSError:
+            with open(path, "xb"):
+                pass
+        except FileExistsError:
+            counter += 1
+            continue
+        with open(path + WRITING_SUFFIX, "wb"):
             pass
+        return file, path, counter
 
 
 class WorkerSaveImage(nodes.SaveImage):
@@ -85,10 +106,7 @@ class WorkerSaveImage(nodes.SaveImage):
         for batch_number, image in enumerate(images):
             # Copied now: the tensor belongs to ComfyUI's cache once the node returns.
             pixels = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
-            file = f"{filename.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-            path = os.path.join(folder, file)
-            with open(path + WRITING_SUFFIX, "xb"):  # the name's counter is taken from here on
-                pass
+            file, path, counter = _claim(folder, filename.replace("%batch_num%", str(batch_number)), counter)
             if _pending.acquire(blocking=False):
                 future = _encoder.submit(_write, pixels, metadata, path, self.compress_level)
                 future.add_done_callback(lambda _: _pending.release())

@@ -95,3 +95,21 @@ async def test_a_job_gets_its_png_with_the_graph_it_sent(run_job):
     assert image.getpixel((0, 0)) == (0x0F, 0x1E, 0x2D)
     graph = json.loads(image.info["prompt"])
     assert graph["2"]["class_type"] == "SaveImage", "the PNG's graph loads in any ComfyUI"
+
+
+def test_a_taken_name_is_never_overwritten(comfyui):
+    """ComfyUI's counter can land on a taken name: with %batch_num% in the prefix it never
+    matches the saved files (SaveImage then overwrites the last prompt's image), and a
+    folder listing can miss a file renamed at that moment. The name is created exclusively."""
+    prefix = f"taken-{uuid.uuid4().hex[:6]}_%batch_num%"
+    output = comfyui.base_dir / "output"
+    first = outputs(comfyui, queue(comfyui, batch("WorkerSaveImage", prefix, batch_size=1, color=0x0A0A0A)))
+    second = outputs(comfyui, queue(comfyui, batch("WorkerSaveImage", prefix, batch_size=1, color=0x0B0B0B)))
+    try:
+        stem = prefix.replace("%batch_num%", "0")
+        assert first == [f"{stem}_00001_.png"] and second == [f"{stem}_00002_.png"]
+        assert Image.open(io.BytesIO(complete(output / first[0]))).getpixel((0, 0)) == (10, 10, 10)
+        assert Image.open(io.BytesIO(complete(output / second[0]))).getpixel((0, 0)) == (11, 11, 11)
+    finally:
+        for name in first + second:
+            (output / name).unlink(missing_ok=True)

@@ -104,3 +104,29 @@ def test_removal_leaves_a_name_the_next_prompt_is_writing(folders):
     job.remove_all()
 
     assert not path.exists() and writing(path).exists()
+
+
+def test_a_file_registered_twice_is_removed_once(folders, monkeypatch):
+    """The prompt's events and its outputs both register a file. Removing it twice would take
+    the file of the next prompt that ComfyUI gave the freed name in between."""
+    job = JobFiles(folders)
+    path = folders.output / "twice_00106_.png"
+    path.write_bytes(b"the job's image")
+    job.add(path)  # from the `executed` event
+    job.add_outputs([path])  # from the outputs
+    unlinked: list[Path] = []
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        unlinked.append(self)
+        if self == path and len(unlinked) == 1:
+            real_unlink(self, missing_ok=missing_ok)
+            self.write_bytes(b"the next prompt's image, same name")  # ComfyUI reuses the name
+            return
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    job.remove_all()
+
+    assert unlinked == [path]
+    assert path.read_bytes() == b"the next prompt's image, same name"
