@@ -77,16 +77,21 @@ async def test_bad_answers_to_the_prompt_fail_the_job_without_replacing_the_work
     assert f"HTTP {status}" in result["error"]
 
 
+# A node that sends no event for 2.5 s: past EVENT_SILENCE_CHECK_S (1 s here) the worker
+# reads the prompt's history (the outputs themselves come from the events, not a read).
+SILENT = {"1": {"class_type": "StubbornSleep", "inputs": {"seconds": 2.5}}}
+
+
 async def test_a_transient_5xx_on_a_read_is_retried(proxied_worker, proxy):
     proxy.inject("GET", "/history/", 503, b"busy", times=1)
-    result = await proxied_worker.handle(job(empty_image(color=0x303030)))
+    result = await proxied_worker.handle(job(SILENT))
     assert "error" not in result, result
     assert proxy.injected == 1
 
 
 async def test_a_lasting_5xx_on_a_read_fails_the_job_but_not_the_worker(proxied_worker, proxy):
     proxy.inject("GET", "/history/", 503, b"busy")
-    result = await proxied_worker.handle(job(empty_image(color=0x404040)))
+    result = await proxied_worker.handle(job(SILENT))
     assert result["error_type"] == "comfyui_error" and "refresh_worker" not in result
     assert proxy.injected >= 3, "retried before giving up"
 
