@@ -7,8 +7,9 @@ shared folders, not this interface (`input_files`, `history`). `ComfyClient`
 scripted fake for unit tests. Implementations raise only `WorkerError`s
 (`ComfyUnavailable`, `ComfyError`, `WorkflowRejected`) and, from `events()`,
 `EventStreamClosed`.
-Jobs run one at a time, so the one event stream (this worker's client id) carries
-the events of whichever prompt is running; callers filter by prompt id.
+The one event stream (this worker's client id) carries the events of every prompt
+the worker queued; `comfy_events.EventRouter` is its only reader and routes them by
+prompt id.
 """
 
 from __future__ import annotations
