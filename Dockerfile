@@ -81,8 +81,15 @@ ARG WORKFLOWS_DIR=ComfyUI/workflows
 COPY ${WORKFLOWS_DIR} /worker/ComfyUI/workflows
 COPY scripts/image/check_workflows.py /worker/scripts/image/
 # The worker is not an installed package: the check imports it from /worker.
+#    The node list it reads is kept for the worker (NODES_SNAPSHOT), so a fresh
+#    container's worker is ready the moment ComfyUI answers.
 RUN PYTHONPATH=/worker python /worker/scripts/image/check_workflows.py --comfyui /comfyui \
-      --workflows /worker/ComfyUI/workflows --launch-args /worker/ComfyUI/launch.args
+      --workflows /worker/ComfyUI/workflows --launch-args /worker/ComfyUI/launch.args \
+      --save-snapshot /comfyui/worker-object-info.json
+
+# 7. Bytecode for every module of ComfyUI, its custom nodes and the worker, so a fresh
+#    container compiles nothing at start (pip compiled site-packages when it installed them).
+RUN python -m compileall -q -j 0 /comfyui /worker || echo "some files did not compile (above); Python compiles them if they are ever imported"
 
 WORKDIR /worker
 CMD ["/worker/start.sh"]

@@ -11,7 +11,7 @@
 # ComfyUI when installed (lower memory fragmentation when models load and unload).
 #
 # Settings (environment): COMFYUI_PATH, COMFY_HOST, COMFY_PID_FILE, COMFY_EXTRA_ARGS,
-# PYTHON, WARMUP_JOB (a job JSON file rp_handler.py runs once before taking
+# COMFY_API_NODES (true: load Comfy.org's API nodes; off by default), PYTHON, WARMUP_JOB (a job JSON file rp_handler.py runs once before taking
 # jobs; the prefetch reads its models),
 # PREFETCH (auto|off), PREFETCH_MODELS, PREFETCH_MEMORY_RESERVE_GB (comfy_worker/prefetch.py),
 # RUNPOD_HF_CACHE (RunPod's cached models, /runpod-volume/huggingface-cache/hub),
@@ -62,6 +62,11 @@ sed -e 's#^runpod_volume:#model_cache:#' -e "s#base_path: .*#base_path: $MODEL_C
   "$worker_dir/ComfyUI/extra_model_paths.yaml" >"$cache_paths"
 
 read -r -a launch_flags <<<"$(sed 's/#.*//' "$worker_dir/ComfyUI/launch.args" | tr '\n' ' ')"
+# Comfy.org's API nodes cost ComfyUI's boot ~0.5-1 s of imports; most endpoints never run them.
+case "${COMFY_API_NODES:-false}" in
+  1 | true | True | TRUE | yes | on) ;;
+  *) launch_flags+=(--disable-api-nodes) ;;
+esac
 read -r -a extra_args <<<"${COMFY_EXTRA_ARGS:-}"
 # A second server cannot listen on a taken port, and the worker would talk to the first.
 if (exec 3<>"/dev/tcp/${COMFY_HOST%:*}/${COMFY_HOST##*:}") 2>/dev/null; then

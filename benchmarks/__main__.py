@@ -25,7 +25,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import cold_start, encoding, job_loop, job_overhead, memory, progress_overhead, queue_throughput, save_image
+from . import (
+    boot,
+    cold_start,
+    encoding,
+    job_loop,
+    job_overhead,
+    memory,
+    progress_overhead,
+    queue_throughput,
+    save_image,
+)
 from .report import Report, render
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +100,9 @@ async def run_with_comfyui(args: argparse.Namespace, report: Report, tmp: Path) 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs of each")
-    parser.add_argument("--skip-cold-start", action="store_true", help="no start.sh runs (they need root)")
+    parser.add_argument(
+        "--skip-cold-start", action="store_true", help="no start.sh runs and no boot breakdown (they need root)"
+    )
     parser.add_argument(
         "--no-write", action="store_true", help="print the table; leave RESULTS.md and docs/development.md alone"
     )
@@ -109,6 +121,8 @@ def main() -> int:
         report.encodings = encoding.measure()
         if not args.skip_cold_start:
             report.cold_start = cold_start.measure(Path(tmp), quick=args.quick)
+            print("ComfyUI's boot, phase by phase", file=sys.stderr)
+            report.boot = boot.measure(quick=args.quick)
     table = render(report, args.memory_jobs)
     print(table)
     if args.no_write:

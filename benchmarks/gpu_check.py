@@ -9,7 +9,8 @@ the standard-library lean client and the standard-library prefetch:
    second result (generation alone); with a cold page cache without and with the
    prefetch, and with a warm one; plus the checkpoint read alone from a cold cache;
 2. per-job overhead of the lean client (wall - ComfyUI's execution) on the
-   model-free workflow and on the 512x512 txt2img.
+   model-free workflow and on the 512x512 txt2img;
+3. ComfyUI's boot phase by phase (benchmarks/boot.py), cold and warm page cache.
 
 Writes a markdown section to the path given (benchmarks/GPU_RESULTS.md's form).
 
@@ -33,6 +34,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks import boot  # noqa: E402
 from benchmarks.lean_client import LeanClient, comfy_execution_s  # noqa: E402
 from comfy_worker.prefetch import read_through  # noqa: E402
 from tests.support.page_cache import drop_all_caches  # noqa: E402
@@ -47,15 +49,29 @@ def job(seed: int) -> dict:
     return txt2img(steps=STEPS, size=SIZE, seed=seed, checkpoint=CHECKPOINT)
 
 
-def start_comfyui(comfyui: Path, port: int, log_file: Path) -> subprocess.Popen:
+def comfyui_command(comfyui: Path, port: int) -> list[str]:
     flags = (REPO_ROOT / "ComfyUI" / "launch.args").read_text()
     launch = [flag for line in flags.splitlines() for flag in line.split("#", 1)[0].split()]
     (comfyui / "empty-frontend").mkdir(exist_ok=True)
-    command = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), *launch,
-               "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
-               "--front-end-root", str(comfyui / "empty-frontend"), *EXTRA_ARGS]  # fmt: skip
+    return [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), *launch,
+            "--disable-api-nodes",
+            "--front-end-root", str(comfyui / "empty-frontend"), *EXTRA_ARGS]  # fmt: skip
+
+
+def start_comfyui(comfyui: Path, port: int, log_file: Path) -> subprocess.Popen:
     with open(log_file, "ab") as log:
-        return subprocess.Popen(command, cwd=comfyui, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(comfyui_command(comfyui, port), cwd=comfyui, stdout=log, stderr=subprocess.STDOUT)
+
+
+def boot_breakdown(comfyui: Path) -> boot.BootResults:
+    """ComfyUI's boot phase by phase (benchmarks/boot.py), cold and warm page cache."""
+    launch = boot.Config("the worker's launch", True, ())
+
+    def run(config: boot.Config) -> boot.BootRun:
+        port = boot.free_port()
+        return boot.timed_boot(comfyui_command(comfyui, port), port, {**os.environ, "PYTHONUNBUFFERED": "1"}, comfyui)
+
+    return boot.alternate([launch], ["cold", "warm"], 2, run, "GPU")
 
 
 def wait_answering(port: int, process: subprocess.Popen, log_file: Path, started: float) -> float:
@@ -165,6 +181,7 @@ def main() -> int:
         for i, (cache, prefetch) in enumerate((("cold", False), ("cold", True), ("warm", False)))
     ]
     overhead = overheads(args.comfyui, 8199, log_file, args.runs)
+    breakdown = boot.render(boot_breakdown(args.comfyui))
     rows = "\n".join(
         f"| {r['cache']} | {'yes' if r['prefetch'] else 'no'} | {r['answers_s']:.1f} | {r['first_result_s']:.1f} | "
         f"{r['first_execution_s']:.2f} | {r['generation_s']:.2f} | "
@@ -196,6 +213,10 @@ Per-job overhead of the lean client (wall - ComfyUI's execution, ms):
 | workflow | median | p90 | n |
 |---|---|---|---|
 {overhead_rows}
+
+ComfyUI's boot, phase by phase (`benchmarks/boot.py`; seconds from the launch, phases from its log lines):
+
+{breakdown}
 """
     )
     print(args.out.read_text())

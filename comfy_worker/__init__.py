@@ -15,6 +15,7 @@ The job
 The ComfyUI edge
     connection       this ComfyUI: its API, process, folders, and what it offers
     capabilities     what it offers (nodes, named workflows, models) and the answers from it
+    nodes_snapshot   its node list as last read, kept on disk: ready the moment ComfyUI answers
     comfy_api        the interface to ComfyUI (a Protocol) and its event type
     comfy_client     that interface over HTTP + websocket (aiohttp)
     comfy_events     the one event stream, routed to each prompt in flight; queue positions

@@ -1,10 +1,16 @@
 """What this ComfyUI offers, learned once per connection, and the answers built from it.
 
 Contract: `await ComfyCapabilities.learn(comfy, settings)` reads ComfyUI's nodes
-(GET /object_info) and the named workflows checked against them (WORKFLOWS_DIR).
-The worker keeps the value while its connection lives and learns it anew once
-ComfyUI has been restarted. Built from it, without any job state (so several jobs
-may use one value at once):
+(GET /object_info), keeps a copy (`nodes_snapshot`), and checks the named workflows
+(WORKFLOWS_DIR) against them. `ComfyCapabilities.remembered(comfy, settings, learn_now)`
+builds the same from that copy, without asking ComfyUI (None without a usable copy):
+the worker reads it while ComfyUI boots, so the first job need not wait for ComfyUI to
+list its nodes (~0.1 s, and ComfyUI's event loop is busy meanwhile). Remembered
+capabilities are provisional: a job refused against them is resolved again against
+`learn_now()` (ComfyUI's own answer), and the answers that list or explain models
+always use that answer. The worker keeps the value while its connection lives and
+learns it anew once ComfyUI has been restarted. Built from it, without any job state
+(so several jobs may use one value at once):
 
 - `workflow_to_run(request)`: the API graph a job asks for (as sent, converted from
   the UI format, or a named workflow with its parameters; seeds randomized if asked),
@@ -22,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ui_format
+from . import nodes_snapshot, ui_format
 from .comfy_api import ComfyAPI
 from .errors import InvalidJobInput, WorkflowRejected
 from .installed import InstalledModels, explain_missing_models, loader_inputs
@@ -53,20 +60,59 @@ class ComfyCapabilities:
     nodes: NodeCatalog
     library: WorkflowLibrary | None
     library_error: str | None = None
+    api_nodes: bool = False  # COMFY_API_NODES: whether ComfyUI loads the Comfy.org API nodes
+    learn_now: Callable[[], Awaitable[ComfyCapabilities]] | None = field(default=None, repr=False)
+    """Set when built from the snapshot: ComfyUI's own answer, asked once when needed."""
     _model_folders: dict[str, str] | None = field(default=None, repr=False)
 
     @classmethod
     async def learn(cls, comfy: ComfyAPI, settings: Settings) -> ComfyCapabilities:
         object_info = await comfy.object_info()
+        snapshot = settings.nodes_snapshot_path
+        if snapshot is not None:
+            await asyncio.to_thread(nodes_snapshot.save, snapshot, settings.comfyui_path, object_info)
+        return await asyncio.to_thread(cls.built, comfy, settings, object_info)
+
+    @classmethod
+    def remembered(
+        cls, comfy: ComfyAPI, settings: Settings, learn_now: Callable[[], Awaitable[ComfyCapabilities]]
+    ) -> ComfyCapabilities | None:
+        """From the snapshot (blocking: run it in a thread), or None without a usable one."""
+        if settings.nodes_snapshot_path is None:
+            return None
+        object_info = nodes_snapshot.load(settings.nodes_snapshot_path, settings.comfyui_path)
+        if object_info is None:
+            return None
+        capabilities = cls.built(comfy, settings, object_info)
+        capabilities.learn_now = learn_now
+        return capabilities
+
+    @classmethod
+    def built(cls, comfy: ComfyAPI, settings: Settings, object_info: dict[str, Any]) -> ComfyCapabilities:
+        nodes = NodeCatalog.from_object_info(object_info)
         try:
-            library = await asyncio.to_thread(WorkflowLibrary.load, settings.workflows_dir, object_info)
+            library = WorkflowLibrary.load(settings.workflows_dir, object_info)
             log.info("named workflows: %s", ", ".join(library.workflows) or "none")
-            return cls(comfy, NodeCatalog.from_object_info(object_info), library)
+            return cls(comfy, nodes, library, api_nodes=settings.comfy_api_nodes)
         except WorkflowLibraryError as error:
             log.error("the named workflows in %s cannot be used:\n%s", settings.workflows_dir, error)
-            return cls(comfy, NodeCatalog.from_object_info(object_info), None, str(error))
+            return cls(comfy, nodes, None, str(error), api_nodes=settings.comfy_api_nodes)
+
+    async def learned(self) -> ComfyCapabilities:
+        """These capabilities if ComfyUI told them, else ComfyUI's own answer."""
+        return self if self.learn_now is None else await self.learn_now()
 
     async def workflow_to_run(self, request: JobInput) -> WorkflowToRun:
+        try:
+            return await self._workflow_to_run(request)
+        except InvalidJobInput:
+            if self.learn_now is None:
+                raise
+            # The snapshot may lack what ComfyUI has now (API nodes turned on, say).
+            log.info("a job was refused against the node snapshot; checking it against ComfyUI's own node list")
+            return await (await self.learned())._workflow_to_run(request)
+
+    async def _workflow_to_run(self, request: JobInput) -> WorkflowToRun:
         files: list[InputFile] = []
         if request.workflow_name is not None:
             named = self._library("input.workflow_name").get(request.workflow_name)
@@ -85,9 +131,11 @@ class ComfyCapabilities:
             workflow, about = request.workflow, {"workflow_format": "api"}
         if request.randomize_seeds:
             workflow = workflow.with_random_seeds()
-        problems = workflow.unknown_node_types(self.nodes.object_info) or workflow.unsafe_file_inputs(
-            self.nodes.file_inputs
-        )
+        unknown = workflow.unknown_node_types(self.nodes.object_info)
+        if unknown and request.comfy_org_api_key is not None and not self.api_nodes:
+            hint = "; Comfy.org API nodes are not loaded on this endpoint: set COMFY_API_NODES=true to use them"
+            unknown = [(path, text + hint) for path, text in unknown]
+        problems = unknown or workflow.unsafe_file_inputs(self.nodes.file_inputs)
         if problems:
             raise InvalidJobInput(problems)
         return WorkflowToRun(workflow, files, about)
@@ -96,6 +144,8 @@ class ComfyCapabilities:
         """`workflows`: the named workflows with their parameters' JSON Schemas. `models`:
         each model folder's files and paths, and which loader inputs choose from them
         (asked now: files on the network volume come and go)."""
+        if self.learn_now is not None:
+            return await (await self.learned()).answer_list(what)
         if what == "workflows":
             return {"workflows": self._library("input.list").describe()}
         installed = await InstalledModels.read(self.comfy)
@@ -109,11 +159,15 @@ class ComfyCapabilities:
         """A refused value that is not installed, explained (see `installed.py`)."""
         if not any(error.get("type") == "value_not_in_list" for error in rejected.node_errors):
             return rejected
+        if self.learn_now is not None:
+            return await (await self.learned()).explain(rejected, workflow)
         installed = await InstalledModels.read(self.comfy)
         return explain_missing_models(rejected, workflow, self.nodes.object_info, installed)
 
     async def model_inputs(self) -> dict[str, str]:
         """`<class>.<input>` -> model folder, for every input that picks a model file."""
+        if self.learn_now is not None:
+            return await (await self.learned()).model_inputs()
         if self._model_folders is None:
             inputs = loader_inputs(self.nodes.object_info, await InstalledModels.read(self.comfy))
             self._model_folders = {key: entry["folder"] for key, entry in inputs.items()}

@@ -9,8 +9,10 @@ where jobs place inputs and find outputs; `job_files()` starts a job's ledger).
   their prompts through it and get their own prompt's events.
 - `await ready()` returns the `ComfyCapabilities` once ComfyUI serves: it fails at once
   when the process has died (`ComfyUnavailable`), else waits for it (`wait_until_ready`)
-  and learns what it offers, once per connection however many jobs ask at once. The
-  UI-format converter is imported meanwhile, while ComfyUI boots.
+  and learns what it offers, once per connection however many jobs ask at once. While
+  ComfyUI boots it imports the UI-format converter and reads the node snapshot; with a
+  usable snapshot it is ready the moment ComfyUI answers, and `learned()` (ComfyUI's own
+  node list, asked at most once per connection) is left to what needs it.
 - `await end()` ends a ComfyUI whose prompt ignores its interrupt (SIGKILL; start.sh
   starts a new one) and forgets the connection; True when a new one will start.
   `restarts` counts these, so a prompt queued behind the hung one knows why it was lost.
@@ -22,6 +24,7 @@ where jobs place inputs and find outputs; `job_files()` starts a job's ledger).
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from . import ui_format
 from .capabilities import ComfyCapabilities
@@ -31,6 +34,8 @@ from .comfy_events import EventRouter
 from .comfy_process import ComfyProcess, wait_until_ready
 from .job_files import JobFiles, JobFolders
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class ComfyConnection:
@@ -57,10 +62,31 @@ class ComfyConnection:
         async with self._learning:
             if self._capabilities is None:
                 importing = asyncio.ensure_future(asyncio.to_thread(ui_format.preload))
+                remembering = asyncio.ensure_future(
+                    asyncio.to_thread(ComfyCapabilities.remembered, self.api, self.settings, self.learned)
+                )
                 await wait_until_ready(self.api, self.process, self.settings)
                 await importing
-                self._capabilities = await ComfyCapabilities.learn(self.api, self.settings)
+                remembered = await remembering
+                if remembered is not None:
+                    log.info("the node list from the snapshot %s (%d node types)", self.settings.nodes_snapshot_path,
+                             len(remembered.nodes.object_info))  # fmt: skip
+                self._capabilities = remembered or await ComfyCapabilities.learn(self.api, self.settings)
             return self._capabilities
+
+    async def learned(self) -> ComfyCapabilities:
+        """What ComfyUI itself says it offers now (not the snapshot), asked once per connection."""
+        capabilities = await self.ready()
+        if capabilities.learn_now is None:
+            return capabilities
+        assert self._learning is not None
+        async with self._learning:
+            if self._capabilities is capabilities:
+                self._capabilities = await ComfyCapabilities.learn(self.api, self.settings)
+            current = self._capabilities
+        if current is None or current.learn_now is not None:  # ComfyUI restarted meanwhile
+            return await self.learned()
+        return current
 
     async def end(self) -> bool:
         self.restarts += 1

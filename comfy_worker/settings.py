@@ -98,12 +98,19 @@ class Settings:
     hf_token: str | None = setting("HF_TOKEN", str, None, secret=True)
     """Hugging Face token for hf:// models (a job's own token takes precedence)."""
     comfy_pid_file: Path = setting("COMFY_PID_FILE", Path, Path("/tmp/comfyui.pid"))
+    nodes_snapshot: str = setting("NODES_SNAPSHOT", str, "")
+    """ComfyUI's node list as last read (GET /object_info), kept so the worker is ready the moment ComfyUI
+    answers; empty: `<COMFYUI_PATH>/worker-object-info.json`, which the image build writes. `off`: always
+    read it from ComfyUI before the first job."""
+    comfy_api_nodes: bool = setting("COMFY_API_NODES", _boolean, False)
+    """Load ComfyUI's Comfy.org API nodes (they call Comfy.org's paid services with a job's
+    `comfy_org_api_key`). Off, ComfyUI starts sooner; start.sh reads it."""
     """ComfyUI's PID, written by start.sh: the worker waits for ComfyUI while this process lives and
     fails at once when it has exited. Without the file it waits up to the timeout."""
     warmup_job: Path | None = setting("WARMUP_JOB", Path, None)
     """A job file (`{"input": ...}`, e.g. /worker/test_input.json) the worker runs once ComfyUI answers
     and before it takes jobs, so the first job finds its models loaded."""
-    ready_poll_interval_s: float = setting("COMFY_READY_POLL_INTERVAL_S", _positive_float, 0.025)
+    ready_poll_interval_s: float = setting("COMFY_READY_POLL_INTERVAL_S", _positive_float, 0.01)
     """How often to probe ComfyUI while it starts."""
     ready_timeout_s: float = setting("COMFY_READY_TIMEOUT_S", _positive_float, 600.0)
     """Give up on a live ComfyUI that never answers after this many seconds."""
@@ -163,6 +170,12 @@ class Settings:
     @property
     def bucket_configured(self) -> bool:
         return bool(self.bucket_endpoint_url)
+
+    @property
+    def nodes_snapshot_path(self) -> Path | None:
+        if self.nodes_snapshot.strip().lower() == "off":
+            return None
+        return Path(self.nodes_snapshot) if self.nodes_snapshot else self.comfyui_path / "worker-object-info.json"
 
     @property
     def comfy_http_url(self) -> str:

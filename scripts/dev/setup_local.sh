@@ -39,6 +39,13 @@ if [ ! -f "$venv/.req-$req_stamp" ]; then
   touch "$venv/.req-$req_stamp"
 fi
 
+# ComfyUI's bytecode, as the image compiles it at build: every start then skips compiling
+# (also where PYTHONDONTWRITEBYTECODE keeps Python from caching it).
+if [ ! -f "$comfy_dir/.compiled-$COMFYUI_VERSION" ]; then
+  "$venv/bin/python" -m compileall -q -j 0 -x '/(tests|tests-unit|models)/' "$comfy_dir" >/dev/null \
+    && touch "$comfy_dir/.compiled-$COMFYUI_VERSION"
+fi
+
 PYTHONPATH=$comfy_dir "$venv/bin/python" "$repo_root/scripts/dev/make_tiny_checkpoint.py" --comfyui-dir "$comfy_dir"
 "$venv/bin/python" "$repo_root/scripts/dev/make_local_workflows.py" --out "$local_dir/workflows"
 for node in "$repo_root"/comfyui_nodes/*/; do

@@ -5,7 +5,10 @@ is installed. Exits 1 naming each workflow and what is wrong.
     python scripts/image/check_workflows.py --comfyui /comfyui --workflows /worker/ComfyUI/workflows
 
 It starts the ComfyUI tree on the CPU (an image build has no GPU) with the worker's
-launch flags (ComfyUI/launch.args), reads GET /object_info, and stops it. A list
+launch flags (ComfyUI/launch.args, and --disable-api-nodes as start.sh adds it unless
+COMFY_API_NODES is true), reads GET /object_info, and stops it. With --save-snapshot it
+keeps that node list where the worker reads it at start (comfy_worker/nodes_snapshot.py),
+so a fresh container's worker is ready the moment ComfyUI answers. A list
 input that an image, video or audio parameter fills (img2img's image) is the job's
 to give, so it is not checked; every other value is, parameters' defaults included.
 A model that only the network volume will hold fails here on purpose: let the
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -26,6 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from comfy_worker import nodes_snapshot
 from comfy_worker.installed import values_not_installed
 from comfy_worker.named_workflows import WorkflowLibrary, WorkflowLibraryError
 
@@ -42,6 +47,8 @@ def object_info_of(comfyui: Path, launch_args: Path) -> dict[str, Any]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port)]
+    if os.environ.get("COMFY_API_NODES", "false").strip().lower() not in ("1", "true", "yes", "on"):
+        command.append("--disable-api-nodes")
     with tempfile.TemporaryFile() as output:
         server = subprocess.Popen([*command, *launch_flags(launch_args)], cwd=comfyui, stdout=output, stderr=output)
         try:
@@ -82,11 +89,16 @@ def main() -> int:
     parser.add_argument(
         "--launch-args", type=Path, default=Path(__file__).resolve().parents[2] / "ComfyUI" / "launch.args"
     )
+    parser.add_argument("--save-snapshot", type=Path, help="write the node list here (the worker's NODES_SNAPSHOT)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[check_workflows] %(message)s")
-    found = problems(args.workflows, object_info_of(args.comfyui, args.launch_args))
+    object_info = object_info_of(args.comfyui, args.launch_args)
+    found = problems(args.workflows, object_info)
     for problem in found:
         log.error("%s", problem)
+    if args.save_snapshot and not found:
+        nodes_snapshot.save(args.save_snapshot, args.comfyui, object_info)
+        log.info("saved the node list (%d node types) to %s", len(object_info), args.save_snapshot)
     return 1 if found else 0
 
 

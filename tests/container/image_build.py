@@ -32,6 +32,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from benchmarks import boot
 from tests.support.fake_hub import fake_hub
 from tests.support.servers import http_file_server
 from tests.support.shipped_workflows import stage_workflows
@@ -273,6 +274,8 @@ def main() -> int:
     # (RunPod's SDK refuses to start a worker with under 10% of the disk free).
     run("docker", "image", "prune", "-f", "--filter", "label=comfy-worker.image-test=1", stdout=subprocess.DEVNULL)
     report = image_report(build_s, rebuild_s)
+    log("ComfyUI's first start in fresh containers of the image, with the boot cuts and without")
+    report += "\n\n" + boot.image_section(boot.measure_image(IMAGE))
     log("\n" + report)
     (WORK_DIR / "image-report.txt").write_text(report + "\n")
     env = {**os.environ, "COMFY_WORKER_IMAGE": IMAGE}

@@ -121,5 +121,10 @@ def test_inside_the_image(running_worker):
 
     maps = running_worker.exec("sh", "-c", "cat /proc/$(cat /tmp/comfyui.pid)/maps")
     assert "libtcmalloc" in maps.stdout, "tcmalloc is preloaded into ComfyUI"
+    snapshot = running_worker.exec(
+        "python", "-c", "import json; print(sorted(json.load(open('/comfyui/worker-object-info.json'))['object_info']))"
+    )
+    assert "ImageTestNode" in snapshot.stdout, "the build saved the node list for the worker: " + snapshot.stderr[-500:]
+    assert "node list from the snapshot" in running_worker.logs(), "the worker was ready without GET /object_info"
     no_git = running_worker.exec("sh", "-c", "ls -a /comfyui/custom_nodes/image_test_node")
     assert ".git" not in no_git.stdout.split()

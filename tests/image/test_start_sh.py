@@ -65,7 +65,7 @@ def test_start_sh_runs_comfyui_warmup_and_a_job(tmp_path):
         "COMFY_HOST": f"127.0.0.1:{free_port()}",
         "COMFY_PID_FILE": str(pid_file),
         "PYTHON": str(PYTHON),
-        "COMFY_EXTRA_ARGS": f"--cpu --base-directory {base} --disable-api-nodes --database-url sqlite:///:memory:",
+        "COMFY_EXTRA_ARGS": f"--cpu --base-directory {base}",
         "WARMUP_JOB": str(warmup),
         "VOLUME_MODELS_DIR": str(tmp_path / "no-volume" / "models"),
     }

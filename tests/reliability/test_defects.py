@@ -212,7 +212,7 @@ def test_issue20_1_a_hung_node_in_a_young_comfyui_is_restarted_and_the_next_job_
         "COMFYUI_PATH": str(base),
         "COMFY_PID_FILE": str(tmp_path / "comfyui.pid"),
         "PYTHON": str(PYTHON),
-        "COMFY_EXTRA_ARGS": f"--cpu --base-directory {base} --disable-api-nodes --database-url sqlite:///:memory:",
+        "COMFY_EXTRA_ARGS": f"--cpu --base-directory {base}",
         "VOLUME_MODELS_DIR": str(tmp_path / "no-volume" / "models"),
         "MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
         "TMPDIR": str(tmp_path),

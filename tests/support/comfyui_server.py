@@ -117,9 +117,7 @@ def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = (), port: int | 
         "--cpu",
         "--base-directory",
         str(base_dir),
-        "--disable-api-nodes",
-        "--database-url",
-        "sqlite:///:memory:",
+        "--disable-api-nodes",  # as start.sh runs it by default (COMFY_API_NODES)
         "--extra-model-paths-config",
         str(cache_paths),
         *extra_args,

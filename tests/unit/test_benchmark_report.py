@@ -1,5 +1,9 @@
 """The benchmarks' results table: targets are judged from the numbers, not written by hand."""
 
+import pytest
+
+from benchmarks import boot
+from benchmarks.boot import BootResults, BootRun
 from benchmarks.job_overhead import Overhead
 from benchmarks.memory import Snapshot
 from benchmarks.queue_throughput import QueueRun, Throughput
@@ -53,3 +57,43 @@ def test_queue_targets_are_judged_from_the_queue_runs():
     assert "| 1.67x with 2, 2.50x with 3 | **missed** |" in text
     assert "| +1.0 ms | met |" in text
     assert "| tiny txt2img | 3 | 2.50 | 1000 | 1000 | 3.0 | 3.0 |" in text
+
+
+def test_the_boot_phases_come_from_comfyuis_log_lines_and_judge_the_boot_target():
+    lines = [
+        (0.4, "Adding extra search path checkpoints /x"),
+        (2.0, "Checkpoint files will always be loaded safely."),
+        (2.1, "Total VRAM 24105 MB, total RAM 24105 MB"),
+        (2.2, "Device: cpu"),
+        (6.0, "Python version: 3.11.7"),
+        (6.1, "[Prompt Server] web root: /static"),
+        (7.0, "Import times for custom nodes:"),
+        (7.0, "   0.2 seconds: /comfyui/custom_nodes/worker_save_image"),
+        (7.5, "Starting server"),
+    ]
+    phases = boot.phases_of(lines, answers_s=7.6)
+    assert phases == pytest.approx(
+        {
+            "interpreter and torch import": 2.0,
+            "device initialisation": 0.2,
+            "ComfyUI's own imports (nodes, comfy.sd, torchvision)": 3.8,
+            "server and frontend": 0.1,
+            "built-in and API nodes": 0.9 - 0.2,
+            "database and routes": 0.5,
+            "custom nodes": 0.2,
+            "listening": 0.1,
+        }
+    )
+    assert sum(phases.values()) == pytest.approx(7.6)
+
+    def results(plain_s: float, launch_s: float) -> BootResults:
+        runs = {}
+        for cache in ("warm", "cold"):
+            runs[(cache, boot.CONFIGS[0].name)] = [BootRun(plain_s, phases)]
+            runs[(cache, boot.CONFIGS[-1].name)] = [BootRun(launch_s, phases)]
+        return BootResults("here", runs)
+
+    met = render(Report({"date": "d"}, boot=results(10.0, 6.5)))
+    assert "6.50 s against 10.00 s: 35% sooner | met" in met and "## 9. ComfyUI's boot" in met
+    missed = render(Report({"date": "d"}, boot=results(10.0, 8.0)))
+    assert "8.00 s against 10.00 s: 20% sooner | **missed**" in missed

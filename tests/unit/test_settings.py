@@ -11,7 +11,7 @@ def test_defaults():
     assert settings.comfy_host == "127.0.0.1:8188"
     assert settings.comfy_http_url == "http://127.0.0.1:8188"
     assert settings.comfyui_path == Path("/comfyui")
-    assert settings.ready_poll_interval_s == 0.025
+    assert settings.ready_poll_interval_s == 0.01
 
 
 def test_reads_each_variable():

@@ -64,7 +64,9 @@ async def make_worker(comfyui_path, comfy, progress, tmp_path):
 
 
 def job_files(comfyui_path: Path) -> set[Path]:
-    return {path for path in comfyui_path.rglob("*") if path.is_file()}
+    """What a job could leave behind (the node snapshot beside them is the worker's own)."""
+    folders = [comfyui_path / name for name in ("input", "output", "temp")]
+    return {path for folder in folders for path in folder.rglob("*") if path.is_file()}
 
 
 async def test_a_job_runs_and_leaves_nothing_behind(make_worker, comfy, comfyui_path, progress):
