@@ -79,7 +79,8 @@ class ComfyConnection:
         capabilities = await self.ready()
         if capabilities.learn_now is None:
             return capabilities
-        assert self._learning is not None
+        if self._learning is None:  # close() dropped it: this is another event loop
+            self._learning = asyncio.Lock()
         async with self._learning:
             if self._capabilities is capabilities:
                 self._capabilities = await ComfyCapabilities.learn(self.api, self.settings)

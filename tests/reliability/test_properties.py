@@ -104,12 +104,14 @@ def test_parsing_any_json_raises_only_invalid_input(raw):
 def run_jobs_in_flight(job_inputs: list) -> None:
     """The jobs at once on one worker (as with JOBS_IN_FLIGHT = len(job_inputs)): each gets a
     documented result, and ComfyUI's folders are left as they were."""
-    with tempfile.TemporaryDirectory() as base:
+    with tempfile.TemporaryDirectory() as base, tempfile.TemporaryDirectory() as worker_dir:
         comfyui_path = Path(base)
         for folder in ("input", "output", "temp"):
             (comfyui_path / folder).mkdir()
         comfy = FakeComfy(comfyui_path)
-        settings = Settings(comfyui_path=comfyui_path, comfy_pid_file=comfyui_path / "none")
+        # The node snapshot is the worker's own file: kept apart, so ComfyUI's folder must end as it began.
+        snapshot = str(Path(worker_dir) / "object-info.json")
+        settings = Settings(comfyui_path=comfyui_path, comfy_pid_file=comfyui_path / "none", nodes_snapshot=snapshot)
         worker = fake_worker(settings, comfy, process=ComfyProcess(comfyui_path / "none"))
 
         async def run() -> list:

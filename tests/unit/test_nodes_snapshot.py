@@ -115,6 +115,22 @@ async def test_a_node_missing_from_the_snapshot_is_checked_against_comfyui_befor
         await worker.close()
 
 
+async def test_a_refusal_after_the_connection_was_closed_still_asks_comfyui(comfyui_path, tmp_path):
+    """As in production: start() learns in one event loop and closes; jobs run in the SDK's."""
+    nodes_snapshot.save(comfyui_path / "worker-object-info.json", comfyui_path, OBJECT_INFO)
+    comfy = FakeComfy(comfyui_path)
+    worker = make_worker(comfyui_path, tmp_path, comfy)
+    try:
+        await worker.start()
+        await worker.close()
+        unknown = {**WORKFLOW, "3": {"class_type": "NoSuchNode", "inputs": {}}}
+        refused = await worker.handle({"id": "j1", "input": {"workflow": unknown}})
+        assert refused["error_type"] == "invalid_input" and "NoSuchNode" in refused["error"], refused
+        assert comfy.calls.count("object_info") == 1
+    finally:
+        await worker.close()
+
+
 async def test_without_a_snapshot_the_worker_asks_comfyui_and_keeps_its_answer(comfyui_path, tmp_path):
     comfy = FakeComfy(comfyui_path)
     worker = make_worker(comfyui_path, tmp_path, comfy)
