@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -38,9 +40,9 @@ from PIL import Image, UnidentifiedImageError
 from .errors import InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable
 from .history import OutputFile, files_in_history, texts_in_history
 from .job_files import JobFiles
-from .job_input import NO_BUCKET_FOR_S3, OutputOptions
+from .job_input import NO_BUCKET_FOR_S3, JobStorage, OutputOptions
 from .settings import Settings
-from .storage import OutputStore, output_store
+from .storage import OutputStore, S3Storage, output_store
 
 ENTRY_OVERHEAD_BYTES = 512  # field names, file name, mime type... per entry, generously
 RESULT_LISTS = {"image": "images", "video": "videos", "audio": "audio", "file": "files"}
@@ -64,14 +66,30 @@ class Delivery:
     """How this worker returns a job's outputs: its bucket (an `OutputStore`, or None)
     and the largest result RunPod takes inline. Built once; no job state."""
 
-    def __init__(self, store: OutputStore | None, max_response_bytes: int):
+    def __init__(
+        self,
+        store: OutputStore | None,
+        max_response_bytes: int,
+        job_store: Callable[[JobStorage], OutputStore] | None = None,
+    ):
+        """`job_store` builds the store of a job that brings its own bucket (blocking)."""
         self.store = store
         self.max_response_bytes = max_response_bytes
+        self.job_store = job_store
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Delivery:
         """With the bucket the settings configure, if any (building one costs ~0.1 s)."""
-        return cls(output_store(settings), settings.max_response_bytes)
+        job_store = functools.partial(S3Storage.for_job, settings=settings)
+        return cls(output_store(settings), settings.max_response_bytes, job_store)
+
+    async def store_for(self, storage: JobStorage | None) -> OutputStore | None:
+        """The job's own bucket when it brings one, else the worker's."""
+        if storage is None:
+            return self.store
+        if self.job_store is None:
+            raise InvalidJobInput([("input.storage", "this worker cannot use a job's own bucket")])
+        return await asyncio.to_thread(self.job_store, storage)
 
     async def collect(
         self,
@@ -81,19 +99,22 @@ class Delivery:
         job_id: str,
         deadline: float,
         timeout_s: float,
+        store: OutputStore | None = None,
     ) -> dict[str, Any]:
         """The outputs `history` lists (`PromptRun.outputs`), registered for clean-up and
         delivered within the job's deadline (event-loop time): in the event loop when
         `is_quick`, else in a thread, so that a stalled bucket cannot hold the job past its
         timeout (`JobTimedOut`, `details.stage: "delivery"`). A thread still uploading then
-        ends at its next file, which the job's clean-up has removed."""
+        ends at its next file, which the job's clean-up has removed. `store`: the job's own
+        bucket (`store_for`), in place of the worker's."""
+        store = store or self.store
         files = files_in_history(history, job_files.folders)
         job_files.add_outputs(file.path for file in files if file.created_by_job)
-        args = (files, texts_in_history(history), options, self.store, self.max_response_bytes, job_id, job_files)
+        args = (files, texts_in_history(history), options, store, self.max_response_bytes, job_id, job_files)
         try:
             async with asyncio.timeout_at(deadline):
                 await job_files.written(file.path for file in files)  # PNGs still being encoded
-                if is_quick(files, options, self.store):
+                if is_quick(files, options, store):
                     return deliver_outputs(*args)
                 return await asyncio.to_thread(deliver_outputs, *args)
         except TimeoutError:

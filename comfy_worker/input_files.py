@@ -10,7 +10,9 @@ its own, `input/_job-<id>/...`, and the returned renames tell the worker which
 workflow references to point there. Every file and folder the job creates is
 registered with its `JobFiles` as it goes, so a failure half-way leaves nothing.
 
-URLs are fetched with `downloads.Download` (SSRF-safe: public addresses only unless
+An `s3://bucket/key` file is read through a short-lived presigned URL, signed with the
+job's own bucket credentials (`storage`) or else the worker's, and then fetched as any
+URL is. URLs are fetched with `downloads.Download` (SSRF-safe: public addresses only unless
 RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS is set, redirects re-checked) with a size cap
 (INPUT_MAX_BYTES) and a hard deadline (INPUT_URL_TIMEOUT_S): on the deadline or a
 cancel the socket is shut down, so a slow drip cannot hold the job. A failed fetch
@@ -31,15 +33,28 @@ from .job_files import JobFiles
 from .job_input import InputFile
 from .runpod_sdk import SSRFError
 from .settings import Settings
+from .storage import OutputStore
+
+NO_BUCKET_FOR_S3_INPUT = (
+    "is an s3:// reference, but the job has no 'storage' and this endpoint no bucket (BUCKET_ENDPOINT_URL) "
+    "to read it with"
+)
 
 
-async def place_inputs(files: list[InputFile], settings: Settings, job_files: JobFiles) -> dict[str, str]:
-    """Write the job's input files; returns {reference: new reference} for names that were taken."""
+async def place_inputs(
+    files: list[InputFile], settings: Settings, job_files: JobFiles, bucket: OutputStore | None = None
+) -> dict[str, str]:
+    """Write the job's input files; returns {reference: new reference} for names that were taken.
+    `bucket` signs the job's s3:// references (the job's own bucket, else the worker's)."""
     renames: dict[str, str] = {}
     own_folder = f"_job-{uuid.uuid4().hex[:12]}"
     for index, file in enumerate(files):
         if isinstance(file.image, bytes):
             data = file.image
+        elif file.image.startswith("s3://"):
+            if bucket is None:
+                raise InvalidJobInput([(file.field(index), NO_BUCKET_FOR_S3_INPUT)])
+            data = await fetch_input(bucket.presigned_get(file.image), file.field(index), settings, file.image)
         else:
             data = await fetch_input(file.image, file.field(index), settings)
         reference = "/".join(part for part in (file.subfolder, file.name) if part)
@@ -65,8 +80,11 @@ def write_input(job_files: JobFiles, reference: str, data: bytes, own_folder: st
     raise InvalidJobInput([("input.images", f"{reference} exists twice in the job's own folder")])
 
 
-async def fetch_input(url: str, field: str, settings: Settings) -> bytes:
+async def fetch_input(url: str, field: str, settings: Settings, shown_as: str | None = None) -> bytes:
+    """`shown_as`: how messages name the file (an s3:// reference rather than its signed URL)."""
     download = Download(url, settings.input_max_bytes)
+    if shown_as is not None:
+        url = shown_as
     try:
         async with asyncio.timeout(settings.input_url_timeout_s):
             return await asyncio.to_thread(download.run)

@@ -10,11 +10,13 @@ path (`input.images[0].image`). No I/O. The shape is compatible with runpod-work
      "timeout_s": <optional seconds, at most JOB_TIMEOUT_MAX_S>,
      "preview": <optional bool: latent previews in progress updates>,
      "output": {"format": "png|webp|jpeg", "quality": 1-100, "storage": "auto|base64|s3",
-                "include_previews": <bool>}}
+                "include_previews": <bool>},
+     "storage": {<optional: the job's own bucket, see JobStorage>}}
 
 `images` takes any input file (videos and audio for their loaders too); the name
-is worker-comfyui's. URLs are checked here only for form: fetching (with its
-SSRF guard) happens when inputs are prepared.
+is worker-comfyui's. A file may also be an `s3://bucket/key` reference, read with
+the job's `storage` credentials, else the worker's bucket settings. URLs are checked
+here only for form: fetching (with its SSRF guard) happens when inputs are prepared.
 
 Instead of a graph in `workflow`, a job may name a workflow shipped with the worker
 (`named_workflows.py`) or ask what the worker offers:
@@ -64,7 +66,9 @@ MAX_NAME_BYTES = 255  # the longest file name Linux file systems store
 # Deeper than any real workflow (an API graph is ~6 levels, a UI graph ~10), and far
 # below Python's recursion limit, which the validators and ComfyUI itself recurse into.
 MAX_NESTING = 64
-NO_BUCKET_FOR_S3 = "is 's3' but this endpoint has no bucket (set BUCKET_ENDPOINT_URL and keys)"
+NO_BUCKET_FOR_S3 = (
+    "is 's3' but this endpoint has no bucket (set BUCKET_ENDPOINT_URL and keys, or give the job its own 'storage')"
+)
 
 
 def check_name_part(part: str, what: str) -> None:
@@ -88,6 +92,19 @@ def check_url(url: str) -> str:
     return url
 
 
+def check_s3_reference(reference: str) -> str:
+    bucket, _, key = reference.removeprefix("s3://").partition("/")
+    if not bucket or not key or _CONTROL.search(reference):
+        raise ValueError("is an s3:// reference without a bucket and a key (s3://bucket/path/to/file.png)")
+    return reference
+
+
+def s3_parts(reference: str) -> tuple[str, str]:
+    """(bucket, key) of a checked s3:// reference."""
+    bucket, _, key = reference.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
 def decode_base64(value: str) -> bytes:
     """Standard or URL-safe base64, wrapped or not, padded or not, with or without a data URI."""
     payload = _WHITESPACE.sub("", _DATA_URI.sub("", value, count=1))
@@ -105,9 +122,11 @@ def file_content(value: Any) -> bytes | str:
     if isinstance(value, bytes) and value:
         return value
     if not isinstance(value, str):
-        raise ValueError("must be a base64 string, a data URI or an http(s) URL")
+        raise ValueError("must be a base64 string, a data URI, an http(s) URL or an s3://bucket/key reference")
     if value.startswith(("http://", "https://")):
         return check_url(value)
+    if value.startswith("s3://"):
+        return check_s3_reference(value)
     data = decode_base64(value)
     if not data:
         raise ValueError("is empty")
@@ -120,7 +139,9 @@ class InputFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    image: bytes | str = Field(description="decoded bytes (from base64 or a data URI), or an http(s) URL")
+    image: bytes | str = Field(
+        description="decoded bytes (from base64 or a data URI), an http(s) URL or s3:// reference"
+    )
     subfolder: str = ""
 
     @field_validator("name")
@@ -162,6 +183,38 @@ class OutputOptions(BaseModel):
     include_previews: bool = Field(default=False, strict=True)
 
 
+class JobStorage(BaseModel):
+    """A bucket of the job's own (S3-compatible): its outputs go there instead of the
+    worker's bucket, and its s3:// inputs are read with these credentials. Used for
+    this job only; the secrets are never logged or returned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    endpoint_url: str
+    bucket: str = Field(min_length=1, max_length=255)
+    access_key_id: SecretStr
+    secret_access_key: SecretStr
+    region: str | None = Field(default=None, min_length=1)
+    prefix: str = ""
+    url_expiry_s: int | None = Field(default=None, ge=1, le=7 * 24 * 3600, strict=True)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(
+                "must be an http(s) URL of an S3-compatible endpoint, e.g. https://s3.us-east-1.amazonaws.com"
+            )
+        return check_url(url)
+
+    @field_validator("bucket", "prefix")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must not hold control characters")
+        return value
+
+
 class ModelCredentials(BaseModel):
     """Credentials for private model sources, each used only for its own host (secrets)."""
 
@@ -200,6 +253,7 @@ class JobInput(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
     preview: bool = Field(default=False, strict=True)
     output: OutputOptions = Field(default_factory=OutputOptions)
+    storage: JobStorage | None = None
 
     @model_validator(mode="after")
     def _one_request(self) -> JobInput:
@@ -277,7 +331,7 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None, has_bucket: bo
     except ValidationError as exc:
         raise InvalidJobInput([(field_path(err["loc"]), problem_text(err)) for err in exc.errors()]) from None
     problems = job_input.workflow.link_problems() if job_input.workflow is not None else []
-    if job_input.output.storage == "s3" and not has_bucket:
+    if job_input.output.storage == "s3" and not has_bucket and job_input.storage is None:
         problems.append(("input.output.storage", NO_BUCKET_FOR_S3))
     if problems:
         raise InvalidJobInput(problems)

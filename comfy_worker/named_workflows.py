@@ -22,8 +22,8 @@ A parameter map:
 A `model` parameter takes an installed file ComfyUI offers for that input, or a model
 by URL or hf:// reference, fetched on demand (`remote_models.py`). A parameter whose
 input holds no value in the workflow and has no default must be given.
-image/video/audio parameters take what `images` takes (base64, a data URI or an
-http(s) URL): the file is placed in ComfyUI's input folder and the input names it.
+image/video/audio parameters take what `images` takes (base64, a data URI, an http(s)
+URL or an s3:// reference): the file is placed in ComfyUI's input folder and the input names it.
 
 Contract: `WorkflowLibrary.load(folder, object_info)` reads every workflow once (at
 start-up), converts UI-format ones, checks every parameter against its workflow and
@@ -282,7 +282,7 @@ def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) 
                 {
                     "type": "string",
                     "contentMediaType": f"{spec.type}/*",
-                    "description": "base64, a data URI or an http(s) URL",
+                    "description": "base64, a data URI, an http(s) URL or an s3://bucket/key reference",
                 }
             ),
         ]

@@ -8,16 +8,16 @@ cancel must see); `await close()` closes the connections, which the next job
 reopens in whatever event loop runs it.
 
 `_run_stages` reads as the job's story: parse the input, wait for ComfyUI, resolve
-the graph to run (`ComfyCapabilities.workflow_to_run`), fetch the models it names by
-URL, place the input files, tag the workflow, submit and follow the prompt
-(`PromptRun`: progress, timeout, cancel), read its outputs and deliver them by the
-job's deadline. A `list` job answers from the capabilities instead. The progress
-sink is bound to the job once, at the top. `run_job` around it is the one error
-boundary: a `WorkerError` becomes the documented error result; anything else an
-`internal_error` with its traceback logged once. Clean-up steps sit on an
-`AsyncExitStack`, each `guarded`, so every one runs even when another fails and
-none replaces the job's result: release the prompt, remove the job's files, drop
-the connection if ComfyUI died.
+the graph to run (`ComfyCapabilities.workflow_to_run`), pick the bucket (the job's
+own `storage`, else the worker's), fetch the models it names by URL, place the input
+files, tag the workflow, submit and follow the prompt (`PromptRun`: progress,
+timeout, cancel), read its outputs and deliver them by the job's deadline. A `list`
+job answers from the capabilities instead. The progress sink is bound to the job
+once, at the top. `run_job` around it is the one error boundary: a `WorkerError`
+becomes the documented error result; anything else an `internal_error` with its
+traceback logged once. Clean-up steps sit on an `AsyncExitStack`, each `guarded`, so
+every one runs even when another fails and none replaces the job's result: release
+the prompt, remove the job's files, drop the connection if ComfyUI died.
 
 A prompt that ignores the interrupt of a timeout or cancel is not left to hold the
 GPU: `PromptRun.stop` has the worker end ComfyUI, which start.sh restarts; the
@@ -127,11 +127,12 @@ class Worker:
         if request.list_what is not None:
             return await comfy.answer_list(request.list_what)
         to_run = await comfy.workflow_to_run(request)
+        bucket = await self.delivery.store_for(request.storage)  # the job's own, else the worker's
         with timings.stage("fetch_models_s"):
             fetch = self.fetcher.fetch_all
             workflow = await fetch(to_run.workflow, comfy.model_inputs, request.model_credentials, send, cleanup)
         with timings.stage("upload_inputs_s"):
-            renames = await place_inputs([*request.images, *to_run.files], self.settings, job_files)
+            renames = await place_inputs([*request.images, *to_run.files], self.settings, job_files, bucket)
         about = {**to_run.about, "seeds": workflow.seeds()}
         # A tag of its own per run: a repeated job id must not be served from ComfyUI's cache.
         run_tag = f"{job_id}/{uuid.uuid4().hex[:8]}"
@@ -145,7 +146,9 @@ class Worker:
         deadline = prompt.deadline or asyncio.get_running_loop().time() + timeout_s
         with timings.stage("collect_outputs_s"):
             history = await prompt.outputs()
-            outputs = await self.delivery.collect(history, job_files, request.output, job_id, deadline, timeout_s)
+            outputs = await self.delivery.collect(
+                history, job_files, request.output, job_id, deadline, timeout_s, bucket
+            )
         stage_times = {**timings.as_dict(), **prompt.timings()}
         log.info("job %s done, timings %s", job_id, json.dumps(stage_times))
         return {**outputs, **about, "timings": stage_times}

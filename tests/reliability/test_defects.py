@@ -145,8 +145,9 @@ async def test_7_a_node_that_ignores_the_interrupt_gets_comfyui_restarted(tmp_pa
 
 
 @pytest.mark.case_class("secrets")
-async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog, then_healthy):
+async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog, monkeypatch, then_healthy):
     caplog.set_level("DEBUG")
+    monkeypatch.setenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", "true")  # the job's bucket below is on 127.0.0.1
     use_settings(
         BUCKET_ENDPOINT_URL="http://127.0.0.1:9",
         BUCKET_SECRET_ACCESS_KEY="BUCKET-SECRET-42",
@@ -164,8 +165,18 @@ async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog
     download = await run_job({"workflow": lora_by_url, "model_credentials": credentials})
     assert failed["error_type"] == "storage_error" and rejected["error_type"] == "workflow_rejected"
     assert download["error_type"] == "model_download_failed"
-    for secret in ("BUCKET-SECRET-42", api_key, "hf_SECRET_44", "SECRET-45"):
-        assert secret not in str(failed) + str(rejected) + str(download) and secret not in caplog.text
+    # A job's own bucket, which does not answer: its keys stay out of the error and the log.
+    storage = {
+        "endpoint_url": "http://127.0.0.1:9",
+        "bucket": "b",
+        "access_key_id": "JOB-KEY-ID-46",
+        "secret_access_key": "JOB-SECRET-47",
+    }
+    own_bucket = await run_job({"workflow": workflow, "storage": storage})
+    assert own_bucket["error_type"] == "storage_error"
+    results = str(failed) + str(rejected) + str(download) + str(own_bucket)
+    for secret in ("BUCKET-SECRET-42", api_key, "hf_SECRET_44", "SECRET-45", "JOB-KEY-ID-46", "JOB-SECRET-47"):
+        assert secret not in results and secret not in caplog.text
 
 
 @pytest.mark.case_class("malformed input")

@@ -19,6 +19,9 @@ class FakeStore:
         self.objects[name] = (path.read_bytes(), content_type)
         return f"https://store.invalid/{name}"
 
+    def presigned_get(self, reference: str) -> str:
+        return f"https://store.invalid/get/{reference.removeprefix('s3://')}"
+
 
 def _matches_the_protocol(fake: FakeStore) -> OutputStore:
     """mypy checks this (pyproject.toml): the fake is still an OutputStore."""

@@ -234,3 +234,37 @@ def test_issue20_3_ordinary_nesting_is_accepted():
     for _ in range(40):
         value = [value]
     assert parse_job_input({"workflow": {"1": {"class_type": "X", "inputs": {"v": value}}}}).workflow
+
+
+def test_a_jobs_own_storage_is_strict_and_keeps_its_secrets():
+    storage = {
+        "endpoint_url": "https://s3.example.com",
+        "bucket": "outputs",
+        "access_key_id": "AKIA-VERY-SECRET",
+        "secret_access_key": "very-secret-key",
+        "url_expiry_s": 600,
+    }
+    job = parse_job_input({"workflow": WORKFLOW, "storage": storage, "output": {"storage": "s3"}}, has_bucket=False)
+    assert job.storage is not None and job.storage.secret_access_key.get_secret_value() == "very-secret-key"
+    assert "very-secret-key" not in repr(job) and "AKIA-VERY-SECRET" not in repr(job)
+
+    cases = {
+        "input.storage.endpoint_url": {**storage, "endpoint_url": "ftp://s3.example.com"},
+        "input.storage.url_expiry_s": {**storage, "url_expiry_s": 8 * 24 * 3600},
+        "input.storage.secret_access_key": {k: v for k, v in storage.items() if k != "secret_access_key"},
+        "input.storage.colour": {**storage, "colour": "blue"},
+    }
+    for field, bad in cases.items():
+        with pytest.raises(InvalidJobInput) as info:
+            parse_job_input({"workflow": WORKFLOW, "storage": bad})
+        assert [problem["field"] for problem in info.value.details["problems"]] == [field]
+        assert "very-secret-key" not in info.value.message
+
+
+def test_s3_references_need_a_bucket_and_a_key():
+    job = parse_job_input({"workflow": WORKFLOW, "images": [{"name": "a.png", "image": "s3://b/in/a.png"}]})
+    assert job.images[0].image == "s3://b/in/a.png"
+    for reference in ("s3://", "s3://bucket", "s3://bucket/"):
+        with pytest.raises(InvalidJobInput) as info:
+            parse_job_input({"workflow": WORKFLOW, "images": [{"name": "a.png", "image": reference}]})
+        assert "s3://bucket/path/to/file.png" in info.value.message

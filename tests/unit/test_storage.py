@@ -46,7 +46,7 @@ def test_no_bucket_no_store():
 
 def test_issue20_6_a_storage_error_does_not_show_the_workers_path(tmp_path):
     """boto3's upload error names the local file; the job's error names the output instead."""
-    store = S3Storage(
+    store = S3Storage.from_settings(
         Settings.from_env(
             {
                 "BUCKET_ENDPOINT_URL": "http://127.0.0.1:9",
