@@ -7,6 +7,7 @@ The job
     prompt_run       one prompt's life for one job: submit, follow, stop, release, resubmit
     progress         fold events into the progress payload; throttle the relay
     runpod_progress  send progress to RunPod in order (one sender, newest wins)
+    webhooks         push progress and the final state to the job's own URL, signed
     history          find the prompt's output files and texts in its history (pure)
     delivery         still-image format, base64 or store URLs, the size guard, the deadline
     job_files        ComfyUI's job folders; remove every file the job created

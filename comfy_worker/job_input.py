@@ -11,7 +11,8 @@ path (`input.images[0].image`). No I/O. The shape is compatible with runpod-work
      "preview": <optional bool: latent previews in progress updates>,
      "output": {"format": "png|webp|jpeg", "quality": 1-100, "storage": "auto|base64|s3",
                 "include_previews": <bool>},
-     "storage": {<optional: the job's own bucket, see JobStorage>}}
+     "storage": {<optional: the job's own bucket, see JobStorage>},
+     "progress_webhook": "<optional http(s) URL: progress and the final state POSTed there, signed>"}
 
 `images` takes any input file (videos and audio for their loaders too); the name
 is worker-comfyui's. A file may also be an `s3://bucket/key` reference, read with
@@ -254,6 +255,14 @@ class JobInput(BaseModel):
     preview: bool = Field(default=False, strict=True)
     output: OutputOptions = Field(default_factory=OutputOptions)
     storage: JobStorage | None = None
+    progress_webhook: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("progress_webhook")
+    @classmethod
+    def _webhook_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL that receives the job's progress as POSTs")
+        return check_url(url) if url is not None else None
 
     @model_validator(mode="after")
     def _one_request(self) -> JobInput:

@@ -133,6 +133,11 @@ class Settings:
     """Most progress updates a second; node changes and a sampler's first and last step always go."""
     progress_preview_max_bytes: int = setting("PROGRESS_PREVIEW_MAX_BYTES", _positive_int, 65536)
     """Previews larger than this are left out of progress updates."""
+    progress_webhook_secret: str | None = setting("PROGRESS_WEBHOOK_SECRET", str, None, secret=True)
+    """Key that signs every POST to a job's `progress_webhook` (HMAC-SHA256, the `Webhook-Signature`
+    header); without it, jobs that ask for a webhook are refused (never logged)."""
+    progress_webhook_timeout_s: float = setting("PROGRESS_WEBHOOK_TIMEOUT_S", _positive_float, 5.0)
+    """Time limit of each POST to a job's `progress_webhook`; a slower receiver misses that update."""
 
     max_response_bytes: int = setting("MAX_RESPONSE_BYTES", _positive_int, 9_000_000)
     """Largest result returned inline; larger goes to the bucket or fails with `output_too_large`

@@ -7,17 +7,18 @@ always returns a result dict, never raises (except `CancelledError`, which RunPo
 cancel must see); `await close()` closes the connections, which the next job
 reopens in whatever event loop runs it.
 
-`_run_stages` reads as the job's story: parse the input, wait for ComfyUI, resolve
-the graph to run (`ComfyCapabilities.workflow_to_run`), pick the bucket (the job's
-own `storage`, else the worker's), fetch the models it names by URL, place the input
-files, tag the workflow, submit and follow the prompt (`PromptRun`: progress,
-timeout, cancel), read its outputs and deliver them by the job's deadline. A `list`
-job answers from the capabilities instead. The progress sink is bound to the job
-once, at the top. `run_job` around it is the one error boundary: a `WorkerError`
-becomes the documented error result; anything else an `internal_error` with its
-traceback logged once. Clean-up steps sit on an `AsyncExitStack`, each `guarded`, so
-every one runs even when another fails and none replaces the job's result: release
-the prompt, remove the job's files, drop the connection if ComfyUI died.
+`run_job` parses the input and binds the job's progress sink (RunPod's, plus the job's
+`progress_webhook` if it gives one: `webhooks.py`). `_run_stages` reads as the job's
+story: wait for ComfyUI, resolve the graph to run (`ComfyCapabilities.workflow_to_run`),
+pick the bucket (the job's own `storage`, else the worker's), fetch the models it
+names by URL, place the input files, tag the workflow, submit and follow the prompt
+(`PromptRun`: progress, timeout, cancel), read its outputs and deliver them by the
+job's deadline. A `list` job answers from the capabilities instead. `run_job` around
+it is the one error boundary: a `WorkerError` becomes the documented error result;
+anything else an `internal_error` with its traceback logged once. Clean-up steps sit
+on an `AsyncExitStack`, each `guarded`, so every one runs even when another fails and
+none replaces the job's result: release the prompt, remove the job's files, drop the
+connection if ComfyUI died.
 
 A prompt that ignores the interrupt of a timeout or cancel is not left to hold the
 GPU: `PromptRun.stop` has the worker end ComfyUI, which start.sh restarts; the
@@ -40,20 +41,34 @@ import functools
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from .connection import ComfyConnection
 from .delivery import Delivery
 from .errors import InternalError, WorkerError, error_result, guarded
 from .input_files import place_inputs
-from .job_input import parse_job_input
+from .job_input import JobInput, parse_job_input
 from .progress import ProgressSink, log_progress
 from .prompt_run import Histories, PromptRun
 from .remote_models import ModelFetcher
 from .settings import Settings
 from .timings import StageTimings
+from .webhooks import ProgressWebhook
 
 log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], None]
+
+
+def also_to(first: Send, then: Send) -> Send:
+    """A progress sink that gives each payload to `first`, then to `then`."""
+
+    def send(payload: dict[str, Any]) -> None:
+        first(payload)
+        then(payload)
+
+    return send
 
 
 class Worker:
@@ -73,6 +88,7 @@ class Worker:
         self.fetcher = ModelFetcher(settings)
         self.histories = Histories(self.comfyui.api)
         self._progress = progress
+        self._webhooks: set[ProgressWebhook] = set()  # whose last POSTs settled() waits for
 
     async def start(self) -> None:
         """Wait until ComfyUI serves and learn what it offers; clear downloads a dead worker left."""
@@ -85,8 +101,9 @@ class Worker:
         await self.comfyui.close()
 
     async def settled(self) -> None:
-        """Wait for the clean-up jobs left for after their results (history deletes)."""
+        """Wait for what is left for after the results: history deletes, webhooks' last POSTs."""
         await self.histories.settled()
+        await asyncio.gather(*(webhook.sent() for webhook in list(self._webhooks)), return_exceptions=True)
 
     async def handle(self, job: dict[str, Any]) -> dict[str, Any]:
         """The RunPod handler; several jobs may run at once (JOBS_IN_FLIGHT)."""
@@ -101,27 +118,41 @@ class Worker:
             await self.close()
 
     async def run_job(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The error boundary and the clean-up around the job's stages."""
+        """The error boundary, the clean-up and the job's reports (progress to RunPod and,
+        if the job asks, to its webhook) around the job's stages."""
+        job_id = str(job.get("id"))
+        webhook: ProgressWebhook | None = None
         async with contextlib.AsyncExitStack() as cleanup:
             cleanup.push_async_callback(guarded, "drop a dead ComfyUI's connection", self.comfyui.drop_if_dead)
             try:
-                result = await self._run_stages(job, cleanup)
+                has_bucket = self.delivery.store is not None
+                request = parse_job_input(job.get("input"), self.settings.job_timeout_max_s, has_bucket)
+                send: Send = functools.partial(self._progress, job)
+                if request.progress_webhook is not None:
+                    webhook = await ProgressWebhook.open(request.progress_webhook, self.settings, job_id)
+                    self._webhooks.add(webhook)
+                    webhook.when_sent(self._webhooks.discard)
+                    send = also_to(webhook.offer, send)
+                result = await self._run_stages(job_id, request, send, cleanup)
             except WorkerError as error:
-                log.warning("job %s failed: %s", job.get("id"), error.message)
+                log.warning("job %s failed: %s", job_id, error.message)
                 result = error_result(error)
+            except asyncio.CancelledError:
+                if webhook is not None:
+                    webhook.cancelled()
+                raise
             except Exception as exc:  # the last resort: a bug must still give a documented result
-                log.exception("job %s failed with an unexpected error", job.get("id"))
+                log.exception("job %s failed with an unexpected error", job_id)
                 result = error_result(InternalError.from_exception(exc))
-        return result
+        return webhook.finish(result) if webhook is not None else result
 
-    async def _run_stages(self, job: dict[str, Any], cleanup: contextlib.AsyncExitStack) -> dict[str, Any]:
+    async def _run_stages(
+        self, job_id: str, request: JobInput, send: Send, cleanup: contextlib.AsyncExitStack
+    ) -> dict[str, Any]:
         """The job's story, stage by stage."""
-        job_id = str(job.get("id"))
-        send = functools.partial(self._progress, job)
         timings = StageTimings()
         job_files = self.comfyui.job_files()
         cleanup.push_async_callback(guarded, "remove the job's files", job_files.remove_all_async)
-        request = parse_job_input(job.get("input"), self.settings.job_timeout_max_s, self.delivery.store is not None)
         with timings.stage("wait_for_comfyui_s"):
             comfy = await self.comfyui.ready()
         if request.list_what is not None:

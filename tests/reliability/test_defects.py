@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from client import EndpointClient
+from comfy_worker import webhooks
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port, link_custom_nodes, start_comfyui
@@ -153,6 +154,7 @@ async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog
         BUCKET_SECRET_ACCESS_KEY="BUCKET-SECRET-42",
         BUCKET_ACCESS_KEY_ID="id",
         BUCKET_TIMEOUT_S="0.5",
+        PROGRESS_WEBHOOK_SECRET="WEBHOOK-SECRET-48",
     )
     api_key = "comfy-org-SECRET-KEY-43"
     workflow = empty_image(color=0x717171)
@@ -174,8 +176,15 @@ async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog
     }
     own_bucket = await run_job({"workflow": workflow, "storage": storage})
     assert own_bucket["error_type"] == "storage_error"
-    results = str(failed) + str(rejected) + str(download) + str(own_bucket)
-    for secret in ("BUCKET-SECRET-42", api_key, "hf_SECRET_44", "SECRET-45", "JOB-KEY-ID-46", "JOB-SECRET-47"):
+    # A progress webhook whose receiver is down, its URL holding a token: the signing key
+    # and the token stay out of the result and the log (which names the failure).
+    monkeypatch.setattr(webhooks, "RETRY_AFTER_S", (0.0, 0.0))
+    hooked = await run_job({"workflow": workflow, "progress_webhook": "http://127.0.0.1:9/hook?token=HOOK-TOKEN-49"})
+    await run_job.worker.settled()
+    assert hooked["progress_webhook"]["failed"] >= 1 and "progress webhook http://127.0.0.1:9/hook" in caplog.text
+    results = str(failed) + str(rejected) + str(download) + str(own_bucket) + str(hooked)
+    secrets = ("BUCKET-SECRET-42", api_key, "hf_SECRET_44", "SECRET-45", "JOB-KEY-ID-46", "JOB-SECRET-47")
+    for secret in (*secrets, "WEBHOOK-SECRET-48", "HOOK-TOKEN-49"):
         assert secret not in results and secret not in caplog.text
 
 

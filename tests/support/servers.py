@@ -4,6 +4,7 @@ standalone server) and a plain HTTP file server for URL inputs."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import http.server
 import os
@@ -207,3 +208,32 @@ def model_server(
 
     with serving(Handler) as url:
         yield ModelServer(url, seen)
+
+
+@dataclass
+class WebhookReceiver:
+    """What a progress webhook's receiver got: (headers, raw body) per POST, in order.
+    `status` and `delay_s` set how it answers (a failing or slow receiver)."""
+
+    url: str = ""
+    posts: list[tuple[dict[str, str], bytes]] = dataclasses.field(default_factory=list)
+    status: int = 200
+    delay_s: float = 0.0
+
+
+@contextmanager
+def webhook_receiver(status: int = 200, delay_s: float = 0.0) -> Iterator[WebhookReceiver]:
+    """An HTTP server on 127.0.0.1 that records the POSTs it gets."""
+    receiver = WebhookReceiver(status=status, delay_s=delay_s)
+
+    class Handler(ReplyingHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            time.sleep(receiver.delay_s)
+            receiver.posts.append((dict(self.headers.items()), body))
+            with contextlib.suppress(ConnectionError):  # the sender gave up waiting (its timeout)
+                self._send(receiver.status, b"ok", "text/plain")
+
+    with serving(Handler) as url:
+        receiver.url = f"{url}/hooks/progress"
+        yield receiver

@@ -268,3 +268,12 @@ def test_s3_references_need_a_bucket_and_a_key():
         with pytest.raises(InvalidJobInput) as info:
             parse_job_input({"workflow": WORKFLOW, "images": [{"name": "a.png", "image": reference}]})
         assert "s3://bucket/path/to/file.png" in info.value.message
+
+
+def test_a_progress_webhook_is_an_http_url():
+    job = parse_job_input({"workflow": WORKFLOW, "progress_webhook": "https://app.example.com/hooks/comfy?t=1"})
+    assert job.progress_webhook == "https://app.example.com/hooks/comfy?t=1"
+    for bad in ("ftp://app.example.com/x", "https://", "https://app.example.com/a b", 7, "https://x.com/" + "a" * 2048):
+        with pytest.raises(InvalidJobInput) as info:
+            parse_job_input({"workflow": WORKFLOW, "progress_webhook": bad})
+        assert [problem["field"] for problem in info.value.details["problems"]] == ["input.progress_webhook"], bad
