@@ -3,18 +3,27 @@
 One code path for RunPod and for the local endpoint: only the base URL differs
 (`https://api.runpod.ai/v2/<endpoint id>` or `http://127.0.0.1:8000/v2/local`).
 Blocking (requests): this is for scripts and the command line, not for the worker.
+
+A job whose request would pass RunPod's size limit has its inline inputs uploaded to
+the client's `bucket` and sent as URLs, saying so in the log; without a bucket,
+`submit` raises `RequestTooLarge` before sending (`uploads.py`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import requests
+
+from .uploads import UploadBucket, fit_request
+
+log = logging.getLogger("client")
 
 RUNPOD_API = "https://api.runpod.ai/v2"
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
@@ -31,16 +40,24 @@ class JobFailed(Exception):
 
 
 class EndpointClient:
-    def __init__(self, base_url: str, api_key: str | None = None, request_timeout_s: float = 30):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        request_timeout_s: float = 30,
+        bucket: UploadBucket | None = None,
+    ):
+        """`bucket` takes inputs too large for a request (default: none, such a job is refused)."""
         self.base_url = base_url.rstrip("/")
+        self.bucket = bucket
         self.session = requests.Session()
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
         self.request_timeout_s = request_timeout_s
 
     @classmethod
-    def for_runpod(cls, endpoint_id: str, api_key: str) -> EndpointClient:
-        return cls(f"{RUNPOD_API}/{endpoint_id}", api_key)
+    def for_runpod(cls, endpoint_id: str, api_key: str, bucket: UploadBucket | None = None) -> EndpointClient:
+        return cls(f"{RUNPOD_API}/{endpoint_id}", api_key, bucket=bucket)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.session.request(method, f"{self.base_url}{path}", timeout=self.request_timeout_s, **kwargs)
@@ -52,6 +69,9 @@ class EndpointClient:
         body: dict[str, Any] = {"input": job_input}
         if execution_timeout_ms:
             body["policy"] = {"executionTimeout": execution_timeout_ms}
+        body, notices = fit_request(body, "/run", self.bucket)  # RequestTooLarge if it cannot fit
+        for notice in notices:
+            log.info("%s", notice)
         return self._call("POST", "/run", json=body)["id"]
 
     def status(self, job_id: str) -> dict[str, Any]:

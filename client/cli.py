@@ -4,9 +4,11 @@
     python -m client run workflow.json --base-url http://127.0.0.1:8000/v2/local
 
 Shows node, step and overall percent while the job runs, cancels the job on
-Ctrl-C, saves the outputs into --out as <job id>-<node id>-<file name>, and exits non-zero with the job's error if
-it fails (1 failed, 2 usage or an unreadable file, 130 cancelled). Outside a terminal
-the progress is written as plain lines, one per change.
+Ctrl-C, saves the outputs into --out as <job id>-<node id>-<file name>, and exits
+non-zero with the job's error if it fails (1 failed, 2 usage, an unreadable file or a
+request too large to send, 130 cancelled). Outside a terminal the progress is written
+as plain lines, one per change. Inputs that would pass RunPod's request limit go
+through the bucket that BUCKET_ENDPOINT_URL and its keys name, as presigned URLs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import requests
 from tqdm import tqdm
 
 from .api import EndpointClient, JobFailed, job_input_from_files, save_outputs
+from .uploads import RequestTooLarge, UploadBucket
 
 log = logging.getLogger("client")
 
@@ -77,13 +80,18 @@ class ProgressBar:
 
 def run(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("RUNPOD_API_KEY")
+    try:
+        bucket = UploadBucket.from_env()
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     if args.endpoint_id:
         if not api_key:
             log.error("--endpoint-id needs an API key: set RUNPOD_API_KEY or pass --api-key")
             return 2
-        client = EndpointClient.for_runpod(args.endpoint_id, api_key)
+        client = EndpointClient.for_runpod(args.endpoint_id, api_key, bucket)
     else:
-        client = EndpointClient(args.base_url, api_key)
+        client = EndpointClient(args.base_url, api_key, bucket=bucket)
     output_options = {"format": args.format} if args.format else None
     try:
         job_input = job_input_from_files(args.workflow, args.image, timeout_s=args.timeout_s, output=output_options)
@@ -93,7 +101,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # json.JSONDecodeError included
         log.error("%s is not a workflow or job file: %s", args.workflow, exc)
         return 2
-    job_id = client.submit(job_input, execution_timeout_ms=args.execution_timeout_ms)
+    try:
+        job_id = client.submit(job_input, execution_timeout_ms=args.execution_timeout_ms)
+    except RequestTooLarge as exc:
+        log.error("not sent: %s", exc)
+        return 2
     log.info("job %s submitted", job_id)
     bar = ProgressBar()
     try:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from client.uploads import UploadBucket
+
 from .server import LocalEndpoint, worker_environment
 
 log = logging.getLogger("local_endpoint")
@@ -126,7 +128,14 @@ def describe_exit(returncode: int | None) -> str:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    endpoint = LocalEndpoint(endpoint_id=args.endpoint_id, api_key=args.api_key, worker_key=args.worker_key)
+    try:
+        upload_bucket = UploadBucket.from_env()  # the page's inputs too large for a request go there
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
+    endpoint = LocalEndpoint(
+        endpoint_id=args.endpoint_id, api_key=args.api_key, worker_key=args.worker_key, upload_bucket=upload_bucket
+    )
     runner = web.AppRunner(endpoint.app(), access_log=None)
     await runner.setup()
     try:

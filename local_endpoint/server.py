@@ -21,7 +21,8 @@ RunPod: `wait` is clamped to 1-300 s (default 90 s); a job past its `ttl` (defau
 kept 30 min (/run) or 1 min (/runsync), then /status answers 404; `webhook` gets
 the final status POSTed, retried twice 10 s apart unless it answers 200. With an
 API key set, client requests need `Authorization: Bearer <key>` (or the bare key,
-as RunPod also takes). Malformed requests get 400 with the reason, never a 500.
+as RunPod also takes). Malformed requests get 400 with the reason, never a 500; a body
+over RunPod's size limit (10 MB on /run, 20 MB on /runsync: `client.uploads`) gets 413.
 CORS is open, so a page served elsewhere can call it.
 
 Worker side, under /worker (the URLs the SDK reads from RUNPOD_WEBHOOK_*; see
@@ -37,11 +38,13 @@ where RunPod would replace the worker.
 The job state machine (every state and move, the TTL and retention timers, the
 webhooks) is `jobs.JobBoard`; this module parses requests, authenticates, and shapes
 the answers. The page (`page/`, served at `/`) needs no key to load: it holds none. It asks
-the endpoint, or a RunPod endpoint, with the key typed into it.
+the endpoint, or a RunPod endpoint, with the key typed into it; its inputs too large
+for a request go to this endpoint's bucket, when it has one, through `POST /page-upload`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -53,6 +56,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from client.uploads import REQUEST_LIMITS, UploadBucket, megabytes
 
 from .jobs import RETRYABLE_STATES, WEBHOOK_RETRY_DELAY_S, Job, JobBoard
 
@@ -79,8 +84,11 @@ class LocalEndpoint:
         worker_key: str | None = None,
         webhook_retry_delay_s: float = WEBHOOK_RETRY_DELAY_S,
         result_retention_s: dict[str, float] | None = None,
+        upload_bucket: UploadBucket | None = None,
     ):
+        """`upload_bucket` takes the page's inputs too large for a request (`POST /page-upload`)."""
         self.endpoint_id = endpoint_id
+        self.upload_bucket = upload_bucket
         self.api_key = api_key
         self.worker_key = worker_key or secrets.token_urlsafe(24)
         self.long_poll_s = long_poll_s
@@ -113,6 +121,7 @@ class LocalEndpoint:
                 web.get("/worker/ping/{worker_id}", self.ping),
                 web.get("/", self.page),
                 web.get("/page-config.json", self.page_config),
+                web.post("/page-upload", self.page_upload),
                 web.static("/page", PAGE_DIR),
             ]
         )
@@ -154,7 +163,7 @@ class LocalEndpoint:
         if request.path.startswith("/worker/"):
             expected: str | None = self.worker_key
         else:
-            expected = self.api_key if request.path.startswith("/v2/") else None
+            expected = self.api_key if request.path.startswith(("/v2/", "/page-upload")) else None
         if expected is not None and not key_matches(request.headers.get("Authorization", ""), expected):
             return web.json_response({"error": "Unauthorized: missing or wrong API key"}, status=401)
         return await handler(request)
@@ -181,7 +190,7 @@ class LocalEndpoint:
     # -- client API ------------------------------------------------------------
 
     async def _submit(self, request: web.Request, submitted_by: str) -> Job:
-        body = await json_body(request)
+        body = await json_body(request, REQUEST_LIMITS[f"/{submitted_by}"])
         if not isinstance(body, dict) or "input" not in body:
             raise bad_request("'input' is required")
         policy = body.get("policy") or {}
@@ -277,7 +286,31 @@ class LocalEndpoint:
         return web.FileResponse(PAGE_DIR / "index.html")
 
     async def page_config(self, request: web.Request) -> web.Response:
-        return web.json_response({"endpointId": self.endpoint_id, "keyRequired": self.api_key is not None})
+        return web.json_response(
+            {
+                "endpointId": self.endpoint_id,
+                "keyRequired": self.api_key is not None,
+                "requestLimits": REQUEST_LIMITS,
+                "uploadBucket": self.upload_bucket.bucket if self.upload_bucket else None,
+            }
+        )
+
+    async def page_upload(self, request: web.Request) -> web.Response:
+        """One input of the page's job, too large for the request: into the bucket; its presigned URL."""
+        if self.upload_bucket is None:
+            raise bad_request("this endpoint has no bucket for uploads (start it with BUCKET_ENDPOINT_URL and keys)")
+        name = Path(request.query.get("name", "")).name
+        if not name:
+            raise bad_request("'name' (the input's file name) is required")
+        content = await request.read()
+        try:
+            url = await asyncio.to_thread(self.upload_bucket.upload, content, name)
+        except Exception as exc:  # the bucket's own error, for the page to show
+            log.warning("upload of %s to the bucket failed: %s", name, exc)
+            return web.json_response(
+                {"error": f"the upload to bucket {self.upload_bucket.bucket} failed: {exc}"}, status=502
+            )
+        return web.json_response({"url": url})
 
     # -- worker API --------------------------------------------------------------
 
@@ -340,9 +373,21 @@ def key_matches(header: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-async def json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request, max_bytes: int | None = None) -> Any:
+    raw = await request.read()
+    if max_bytes is not None and len(raw) > max_bytes:
+        message = (
+            f"the request is {megabytes(len(raw))}, over RunPod's limit of {megabytes(max_bytes)} for "
+            f"/{request.path.rsplit('/', 1)[-1]}: send large inputs as URLs (the client uploads them to a bucket)"
+        )
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=max_bytes,
+            actual_size=len(raw),
+            text=json.dumps({"error": message}),
+            content_type="application/json",
+        )
     try:
-        return json.loads(await request.read())
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise bad_request("the body is not valid JSON (UTF-8)") from None
     except RecursionError:

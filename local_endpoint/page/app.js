@@ -1,5 +1,7 @@
-// The jobs page: submit a workflow to this local endpoint or to a RunPod endpoint,
-// follow its progress, see its outputs or its error, cancel it, and list recent jobs.
+// The jobs page: submit a workflow (with input files) to this local endpoint or to a
+// RunPod endpoint, follow its progress, see its outputs or its error, cancel it, and
+// list recent jobs. Inputs that would pass RunPod's request limit go through the local
+// endpoint's bucket, when it has one, and are sent as URLs.
 // Plain browser JavaScript, no dependencies. The API key lives only in the input
 // field and this module's memory; nothing is stored in the browser.
 
@@ -24,7 +26,7 @@ function connection() {
     if (!key) throw new Error("A RunPod endpoint needs your API key.");
     return { base: `${RUNPOD_API}/${encodeURIComponent(endpointId)}`, key };
   }
-  return { base: `${location.origin}/v2/${encodeURIComponent(config.endpointId)}`, key };
+  return { base: `${location.origin}/v2/${encodeURIComponent(config.endpointId)}`, key, local: true };
 }
 
 async function call(conn, method, path, body) {
@@ -54,15 +56,66 @@ function jobInput(text, wantPreview) {
   return input;
 }
 
+// The chosen input files, as the job's "images" (data URIs, which the worker takes as base64).
+async function addInputFiles(input) {
+  const files = [...$("input-files").files];
+  if (!files.length) return;
+  const read = (file) => new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve({ name: file.name, image: reader.result });
+    reader.onerror = () => reject(new Error(`Cannot read ${file.name}: ${reader.error}`));
+    reader.readAsDataURL(file);
+  });
+  input.images = [...(input.images || []), ...(await Promise.all(files.map(read)))];
+}
+
+const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+const requestSize = (input) => new Blob([JSON.stringify({ input })]).size;
+
+// RunPod refuses a /run body over its limit. Inline inputs, largest first, go through
+// this endpoint's bucket (POST /page-upload) and are sent as URLs until the request fits;
+// without a bucket the job is refused here, before sending. Returns what was moved.
+async function fitRequest(input, conn) {
+  const limit = (config.requestLimits || {})["/run"] || 10_000_000;
+  let size = requestSize(input);
+  if (size <= limit) return [];
+  const over = `the request is ${megabytes(size)}, over RunPod's limit of ${megabytes(limit)} for /run`;
+  if (!config.uploadBucket) {
+    throw new Error(`Not sent: ${over}. Start the local endpoint with a bucket (BUCKET_ENDPOINT_URL and its keys) ` +
+      "so large inputs go through it, or give them as URLs.");
+  }
+  const inline = (input.images || []).filter((file) => typeof file.image === "string" && !/^(https?|s3):\/\//.test(file.image));
+  inline.sort((a, b) => b.image.length - a.image.length);
+  const notes = [];
+  for (const file of inline) {
+    const base64 = file.image.replace(/^data:[^,]*,/, "");
+    const bytes = await (await fetch(`data:application/octet-stream;base64,${base64}`)).blob();
+    const headers = conn.local && conn.key ? { Authorization: `Bearer ${conn.key}` } : {};
+    const response = await fetch(`/page-upload?name=${encodeURIComponent(file.name)}`, { method: "POST", headers, body: bytes });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(`Not sent: ${over}, and ${answer.error || `the upload answered HTTP ${response.status}`}`);
+    file.image = answer.url;
+    notes.push(`${file.name} (${megabytes(bytes.size)}) went through bucket ${config.uploadBucket}: ${over}.`);
+    size = requestSize(input);
+    if (size <= limit) return notes;
+  }
+  throw new Error(`Not sent: the request is still ${megabytes(size)} with every input in the bucket, over ${megabytes(limit)}.`);
+}
+
 // -- actions ---------------------------------------------------------------------
 
 async function submit() {
   const problem = $("submit-error");
   problem.hidden = true;
+  $("submit-note").hidden = true;
   $("submit").disabled = true;
   try {
     const conn = connection();
     const input = jobInput($("workflow-text").value, $("want-preview").checked);
+    await addInputFiles(input);
+    const notes = await fitRequest(input, conn);
+    $("submit-note").textContent = notes.join(" ");
+    $("submit-note").hidden = !notes.length;
     const { id, status } = await call(conn, "POST", "/run", { input });
     jobs.set(id, { id, connection: conn, status, submittedAt: new Date(), last: { id, status } });
     show(id);

@@ -1,11 +1,14 @@
-"""One local endpoint with a worker, on the shared ComfyUI, for the tests that drive it from outside."""
+"""Local endpoints with a worker, on the shared ComfyUI, for the tests that drive it from
+outside: one plain, one with a bucket."""
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
 from client import EndpointClient
 from tests.support.local_endpoint import API_KEY, running_endpoint
+from tests.support.servers import moto_s3
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +22,28 @@ def endpoint(comfyui, tmp_path_factory):
 @pytest.fixture
 def client(endpoint) -> EndpointClient:
     return EndpointClient(endpoint[0], API_KEY)
+
+
+UPLOAD_BUCKET = "uploads"
+
+
+@pytest.fixture(scope="session")
+def bucket_endpoint(comfyui, tmp_path_factory):
+    """(base URL, environment) of a second local endpoint and worker with a bucket (moto):
+    inputs over RunPod's request limit go through it, and so do the outputs."""
+    with moto_s3() as s3_url:
+        env = {
+            **comfyui.env(),
+            "BUCKET_ENDPOINT_URL": s3_url,
+            "BUCKET_ACCESS_KEY_ID": "key-id",
+            "BUCKET_SECRET_ACCESS_KEY": "key-secret",
+            "BUCKET_NAME": UPLOAD_BUCKET,
+            "BUCKET_REGION": "us-east-1",
+            "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS": "true",  # the bucket is on 127.0.0.1
+        }
+        boto3.client(
+            "s3", endpoint_url=s3_url, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+        ).create_bucket(Bucket=UPLOAD_BUCKET)
+        log_file = tmp_path_factory.mktemp("bucket-endpoint") / "endpoint.log"
+        with running_endpoint(env, log_file) as base_url:
+            yield base_url, env

@@ -20,7 +20,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.local_endpoint import API_KEY
 from tests.support.tools import missing
-from tests.support.workflows import REPO_ROOT, empty_image, txt2img
+from tests.support.workflows import REPO_ROOT, empty_image, large_png, scaled_image, txt2img
 
 ARTIFACTS = REPO_ROOT / ".local" / "artifacts"
 
@@ -39,14 +39,26 @@ def browser():
     driver.quit()
 
 
-@pytest.fixture
-def page(browser: WebDriver, endpoint, request) -> WebDriver:
-    """The page, loaded fresh, with the endpoint's API key typed in; screenshot after the test."""
+def loaded(browser: WebDriver, base_url: str) -> WebDriver:
+    """The endpoint's page, loaded fresh, with its API key typed in."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    browser.get(endpoint[0].split("/v2/")[0] + "/")
+    browser.get(base_url.split("/v2/")[0] + "/")
     WebDriverWait(browser, 10).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
     browser.find_element(By.ID, "api-key").send_keys(API_KEY)
-    yield browser
+    return browser
+
+
+@pytest.fixture
+def page(browser: WebDriver, endpoint, request) -> WebDriver:
+    """The plain endpoint's page; screenshot after the test."""
+    yield loaded(browser, endpoint[0])
+    browser.save_screenshot(str(ARTIFACTS / f"page-{request.node.name}.png"))
+
+
+@pytest.fixture
+def bucket_page(browser: WebDriver, bucket_endpoint, request) -> WebDriver:
+    """The page of the endpoint with a bucket; screenshot after the test."""
+    yield loaded(browser, bucket_endpoint[0])
     browser.save_screenshot(str(ARTIFACTS / f"page-{request.node.name}.png"))
 
 
@@ -133,3 +145,32 @@ def test_a_failing_workflow_shows_its_error_with_the_node(page, tmp_path):
     assert "FAILED" in message and "NoSuchNode" in message and "3" in message
     page.find_element(By.CSS_SELECTOR, "#job-error summary").click()
     assert "invalid_input" in page.find_element(By.ID, "job-error-details").text
+
+
+def big_input(tmp_path) -> str:
+    big = tmp_path / "big.png"
+    big.write_bytes(large_png((0x44, 0x55, 0x66)))
+    return str(big)
+
+
+def test_an_input_over_runpods_limit_is_refused_without_a_bucket(page, tmp_path):
+    paste(page, json.dumps(scaled_image("big.png", size=24)))
+    page.find_element(By.ID, "input-files").send_keys(big_input(tmp_path))
+    page.find_element(By.ID, "submit").click()
+
+    WebDriverWait(page, 30).until(lambda p: p.find_element(By.ID, "submit-error").is_displayed())
+    refusal = page.find_element(By.ID, "submit-error").text
+    assert "Not sent: the request is" in refusal and "over RunPod's limit of 10.0 MB for /run" in refusal
+    assert "BUCKET_ENDPOINT_URL" in refusal and not page.find_element(By.ID, "job-panel").is_displayed()
+
+
+def test_an_input_over_runpods_limit_goes_through_the_bucket(bucket_page, tmp_path):
+    paste(bucket_page, json.dumps(scaled_image("big.png", size=24)))
+    bucket_page.find_element(By.ID, "input-files").send_keys(big_input(tmp_path))
+    bucket_page.find_element(By.ID, "submit").click()
+
+    WebDriverWait(bucket_page, 120).until(lambda p: state(p) == "COMPLETED")
+    note = bucket_page.find_element(By.ID, "submit-note").text
+    assert "big.png (" in note and "went through bucket uploads" in note and "over RunPod's limit" in note
+    image = bucket_page.find_element(By.CSS_SELECTOR, "#outputs img")
+    WebDriverWait(bucket_page, 10).until(lambda p: p.execute_script("return arguments[0].naturalWidth", image) == 24)

@@ -1,9 +1,11 @@
-"""An in-memory `OutputStore` for unit tests: keeps each put file's bytes under its name."""
+"""In-memory stand-ins for unit tests: an `OutputStore` that keeps each put file's bytes
+under its name, and the client's upload bucket, recording what it would upload."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from client.uploads import UploadBucket
 from comfy_worker.errors import StorageError
 from comfy_worker.storage import OutputStore
 
@@ -26,3 +28,15 @@ class FakeStore:
 def _matches_the_protocol(fake: FakeStore) -> OutputStore:
     """mypy checks this (pyproject.toml): the fake is still an OutputStore."""
     return fake
+
+
+class RecordingBucket(UploadBucket):
+    """The client's upload bucket, recording (file name, bytes) instead of uploading."""
+
+    def __init__(self) -> None:
+        super().__init__("https://s3.example.com", "uploads", "key-id", "key-secret")
+        self.uploaded: list[tuple[str, bytes]] = []
+
+    def upload(self, content: bytes, name: str) -> str:
+        self.uploaded.append((name, content))
+        return f"https://s3.example.com/uploads/{name}?X-Amz-Signature=abc"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 from pathlib import Path
 
 from PIL import Image
@@ -65,3 +66,31 @@ def decode_image(entry: dict) -> Image.Image:
     image = Image.open(io.BytesIO(base64.b64decode(entry["data"])))
     image.load()
     return image
+
+
+def scaled_image(name: str, size: int = 16) -> dict:
+    """LoadImage -> ImageScale to size x size (nearest) -> SaveImage: a large input, a small output."""
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": name}},
+        "2": {
+            "class_type": "ImageScale",
+            "inputs": {
+                "image": ["1", 0],
+                "upscale_method": "nearest-exact",
+                "width": size,
+                "height": size,
+                "crop": "disabled",
+            },
+        },
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "scaled"}},
+    }
+
+
+def large_png(corner: tuple[int, int, int], side: int = 1800) -> bytes:
+    """A PNG of about 9.7 MB (noise compresses badly), over RunPod's 10 MB /run limit as
+    base64; its top-left 200 px are `corner`, so a scaled copy starts with that colour."""
+    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    image.paste(Image.new("RGB", (200, 200), corner), (0, 0))
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=1)
+    return out.getvalue()

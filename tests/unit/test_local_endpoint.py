@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from local_endpoint.__main__ import WorkerSupervisor, describe_exit
 from local_endpoint.server import LocalEndpoint, worker_environment
 from tests.support.comfyui_server import free_port
+from tests.support.fake_store import RecordingBucket
 from tests.support.workflows import REPO_ROOT
 
 
@@ -250,7 +251,12 @@ async def test_browsers_may_call_it_and_the_page_is_served(api):
     assert page.status == 200 and "<html" in await page.text()
     script = await client.get("/page/app.js", headers={"Authorization": ""})
     assert script.status == 200
-    assert await (await client.get("/page-config.json")).json() == {"endpointId": "local", "keyRequired": True}
+    assert await (await client.get("/page-config.json")).json() == {
+        "endpointId": "local",
+        "keyRequired": True,
+        "requestLimits": {"/run": 10_000_000, "/runsync": 20_000_000},
+        "uploadBucket": None,
+    }
 
 
 async def test_a_bad_wait_is_a_400(api):
@@ -352,3 +358,34 @@ async def test_issue20_12_stopping_answers_the_workers_pending_long_polls_at_onc
         assert len(done) == 2 and [poll.result().status for poll in polls] == [204, 204]
         await client.post("/v2/local/run", json={"input": {}})
         assert (await client.get("/worker/job-take/w1")).status == 204, "no job is handed out while stopping"
+
+
+async def test_the_endpoint_refuses_requests_over_runpods_limits(api):
+    _, client = api
+    over_run = {"input": {"list": "models", "padding": "x" * 10_000_000}}
+    status, answer = await call(client, "POST", "/v2/local/run", json=over_run)
+    assert status == 413 and "over RunPod's limit of 10.0 MB for /run" in answer["error"]
+    status, answer = await call(client, "POST", "/v2/local/runsync?wait=1000", json=over_run)
+    assert status == 200, "the /runsync limit is 20 MB"
+    over_runsync = {"input": {"list": "models", "padding": "x" * 20_000_000}}
+    status, answer = await call(client, "POST", "/v2/local/runsync", json=over_runsync)
+    assert status == 413 and "over RunPod's limit of 20.0 MB for /runsync" in answer["error"]
+
+
+async def test_the_page_uploads_large_inputs_through_the_endpoints_bucket(api):
+    _, plain = api
+    status, answer = await call(plain, "POST", "/page-upload?name=a.png", data=b"png")
+    assert status == 400 and "no bucket for uploads" in answer["error"]
+
+    bucket = RecordingBucket()
+    endpoint = LocalEndpoint(api_key="k", upload_bucket=bucket)
+    async with TestClient(TestServer(endpoint.app())) as client:
+        status, _ = await call(client, "POST", "/page-upload?name=a.png", data=b"png")
+        assert status == 401, "the endpoint's key is needed"
+        config = await (await client.get("/page-config.json")).json()
+        assert config["uploadBucket"] == "uploads"
+        status, answer = await call(
+            client, "POST", "/page-upload?name=../../etc/a.png", data=b"png", headers={"Authorization": "Bearer k"}
+        )
+    assert status == 200 and answer == {"url": "https://s3.example.com/uploads/a.png?X-Amz-Signature=abc"}
+    assert bucket.uploaded == [("a.png", b"png")], "a plain file name"
