@@ -1,4 +1,4 @@
-"""Models named by URL or Hugging Face reference in a job's workflow, fetched once into the cache.
+"""Models named by URL, Hugging Face or S3 reference in a job's workflow, fetched once into the cache.
 
 In any list input that picks a model file (`installed.loader_inputs`: checkpoints,
 LoRAs, VAEs, UNETs, CLIP, ControlNets, upscalers, embeddings, custom loaders), a
@@ -6,6 +6,8 @@ job may write instead of a file name:
 
     https://host/path/style.safetensors                 (http:// too, as for input files)
     hf://owner/repo/path/in/repo/file.safetensors@revision   (revision optional: main)
+    s3://bucket/path/to/file.safetensors                 (read with the job's `storage`
+                                                          keys, else the worker's bucket's)
 
 optionally ending in `#sha256=<64 hex digits>` (the file's hash, checked after the
 download; it also lets a signed URL, whose query changes, find its cached file).
@@ -18,9 +20,10 @@ returns the cached file for a source, downloading it (in a thread, under the
 cache's per-source lock, within MODEL_DOWNLOAD_MAX_GB and MODEL_DOWNLOAD_TIMEOUT_S)
 when no worker has yet: URLs through the SDK's SSRF guard (public addresses only,
 redirects re-checked), Hugging Face through huggingface_hub (HF_ENDPOINT, HF_TOKEN
-or the job's token). A failure is a `ModelDownloadFailed` naming node, input,
-source (redacted) and reason. Only safetensors (header checked) and GGUF files
-are accepted, unless ALLOW_PICKLE_MODELS allows pickled formats.
+or the job's token), S3 through a short-lived presigned URL, as a URL. A failure is
+a `ModelDownloadFailed` naming node, input, source (redacted) and reason. Only
+safetensors (header checked) and GGUF files are accepted, unless ALLOW_PICKLE_MODELS
+allows pickled formats.
 
 Per-job credentials (`model_credentials`) are used only for their host: a Hugging
 Face token only for the Hub, a header only for requests to its host (redirects to
@@ -46,12 +49,18 @@ import requests
 
 from .downloads import Download, TooLarge, describe, redact, refusal
 from .errors import InvalidJobInput, ModelDownloadFailed
-from .job_input import ModelCredentials
+from .job_input import ModelCredentials, check_s3_reference
 from .model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
 from .progress import Change, ProgressRelay
 from .runpod_sdk import SSRFError
 from .settings import Settings
+from .storage import OutputStore
 from .workflow import Workflow, is_remote_model
+
+NO_BUCKET_FOR_S3_MODEL = (
+    "is an s3:// model reference, but the job has no 'storage' and this endpoint no bucket (BUCKET_ENDPOINT_URL) "
+    "to read it with"
+)
 
 SAFE_EXTENSIONS = (".safetensors", ".sft", ".gguf")
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2")
@@ -75,6 +84,10 @@ class ModelSource:
     @property
     def is_hub(self) -> bool:
         return self.url.startswith("hf://")
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
 
     @property
     def name(self) -> str:
@@ -108,6 +121,9 @@ def parse_source(value: str, allow_pickle: bool) -> ModelSource:
         if len(parts) < 3 or not all(parts) or ".." in parts:
             raise ValueError("is not hf://<owner>/<repo>/<file path>[@revision]")
         source = ModelSource(url, sha256, "/".join(parts[:2]), "/".join(parts[2:]), revision or "main")
+    elif url.startswith("s3://"):
+        check_s3_reference(url)
+        source = ModelSource(url, sha256)
     else:
         parsed = urlparse(url)
         if not parsed.hostname or " " in url:
@@ -187,15 +203,22 @@ class ModelFetcher:
         given: ModelCredentials,
         send: Callable[[dict[str, Any]], None],
         cleanup: contextlib.AsyncExitStack,
+        bucket: OutputStore | None = None,
     ) -> Workflow:
-        """The workflow with every model it names by URL or hf:// fetched (from the cache,
-        or downloaded into it) and its input pointed at the cached file. Progress goes to
+        """The workflow with every model it names by URL, hf:// or s3:// fetched (from the
+        cache, or downloaded into it) and its input pointed at the cached file. `bucket`
+        signs s3:// references (the job's own, else the worker's). Progress goes to
         `send` ("downloading <name>: 40%", throttled); each file stays held until the
         job's clean-up, so eviction cannot take it meanwhile."""
         if not any(is_remote_model(value) for node_id in workflow for value in workflow.inputs(node_id).values()):
             return workflow
         models = find_remote_models(workflow, await model_inputs(), self.settings.allow_pickle_models)
-        credentials = Credentials.from_job(given)
+        unsigned = [model for model in models if model.source.is_s3 and bucket is None]
+        if unsigned:
+            raise InvalidJobInput(
+                [(f"input.workflow.{model.node_id}.inputs.{model.input}", NO_BUCKET_FOR_S3_MODEL) for model in unsigned]
+            )
+        credentials = Credentials.from_job(given, bucket.presigned_get if bucket is not None else None)
         loop = asyncio.get_running_loop()
         relay = ProgressRelay(send, self.settings.progress_updates_per_s)
         changes = {}
@@ -248,7 +271,7 @@ class ModelFetcher:
                     self._from_hub(source, partial, credentials, abort, progress)
                     sha256 = hash_file(partial)
                 else:
-                    sha256 = self._from_url(source, partial, credentials, abort, progress)
+                    sha256 = self._from_url(source, partial, credentials, abort, progress)  # s3:// signed
                 if source.sha256 and sha256 != source.sha256:
                     raise _FetchError(f"hash mismatch: expected sha256 {source.sha256}, got {sha256}")
                 try:
@@ -265,9 +288,8 @@ class ModelFetcher:
         self, source: ModelSource, partial: Path, credentials: Credentials, abort: threading.Event, progress: Progress
     ) -> str:
         """Download into `partial`; the sha256, computed on the way (no second read)."""
-        download = Download(
-            source.url, self.settings.model_download_max_bytes, credentials.headers_for, MODEL_CHUNK_BYTES
-        )
+        url = credentials.signed(source.url) if source.is_s3 else source.url
+        download = Download(url, self.settings.model_download_max_bytes, credentials.headers_for, MODEL_CHUNK_BYTES)
 
         def abort_when_told() -> None:
             abort.wait()
@@ -352,12 +374,18 @@ class Credentials:
 
     hub_token: str | None = None
     headers: Mapping[str, Mapping[str, str]] | None = None  # host -> headers
+    sign_s3: Callable[[str], str] | None = None  # s3://bucket/key -> a presigned GET URL
 
     @classmethod
-    def from_job(cls, given: ModelCredentials) -> Credentials:
+    def from_job(cls, given: ModelCredentials, sign_s3: Callable[[str], str] | None = None) -> Credentials:
         token = given.huggingface_token.get_secret_value() if given.huggingface_token else None
         headers = {host: {k: v.get_secret_value() for k, v in values.items()} for host, values in given.headers.items()}
-        return cls(token, headers)
+        return cls(token, headers, sign_s3)
+
+    def signed(self, reference: str) -> str:
+        if self.sign_s3 is None:  # fetch_all refuses s3:// references without a bucket first
+            raise _FetchError("no bucket to read an s3:// reference with")
+        return self.sign_s3(reference)
 
     def __repr__(self) -> str:
         return "Credentials(...)"

@@ -160,8 +160,8 @@ class Worker:
         to_run = await comfy.workflow_to_run(request)
         bucket = await self.delivery.store_for(request.storage)  # the job's own, else the worker's
         with timings.stage("fetch_models_s"):
-            fetch = self.fetcher.fetch_all
-            workflow = await fetch(to_run.workflow, comfy.model_inputs, request.model_credentials, send, cleanup)
+            credentials, fetch = request.model_credentials, self.fetcher.fetch_all
+            workflow = await fetch(to_run.workflow, comfy.model_inputs, credentials, send, cleanup, bucket)
         with timings.stage("upload_inputs_s"):
             renames = await place_inputs([*request.images, *to_run.files], self.settings, job_files, bucket)
         about = {**to_run.about, "seeds": workflow.seeds()}

@@ -1,4 +1,4 @@
-"""Models by URL and hf:// reference against the real ComfyUI: fetched once into the
+"""Models by URL, hf:// and s3:// reference against the real ComfyUI: fetched once into the
 cache (which ComfyUI reads as model folders), verified, evicted, shared between
 processes, and refused when unsafe."""
 
@@ -9,12 +9,13 @@ import json
 import subprocess
 import sys
 
+import boto3
 import pytest
 
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME, LORA_NAME
 from tests.support.comfyui_server import COMFYUI_DIR
 from tests.support.fake_hub import fake_hub
-from tests.support.servers import model_server
+from tests.support.servers import model_server, moto_s3
 from tests.support.workflows import add_lora, decode_image, txt2img
 
 LORA = (COMFYUI_DIR / "models" / "loras" / LORA_NAME).read_bytes()
@@ -250,3 +251,32 @@ async def test_a_named_workflows_model_parameter_takes_a_url(run_job, allow_priv
 
     assert "error" not in by_url, by_url
     assert decode_image(by_url["images"][0]).tobytes() == decode_image(installed["images"][0]).tobytes()
+
+
+async def test_an_s3_reference_is_read_with_the_jobs_bucket(run_job, allow_private, fresh_cache, clean_after):
+    local = await run_job({"workflow": with_lora(LORA_NAME, seed=7)})
+    with moto_s3() as endpoint:
+        store = boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+        )
+        store.create_bucket(Bucket="models")
+        store.put_object(Bucket="models", Key="loras/style.safetensors", Body=LORA)
+        storage = {"endpoint_url": endpoint, "bucket": "models", "access_key_id": "k", "secret_access_key": "s3-key"}
+        from_s3 = await run_job(
+            {
+                "workflow": with_lora("s3://models/loras/style.safetensors", seed=7),
+                "storage": storage,
+                "output": {"storage": "base64"},
+            }
+        )
+        missing = await run_job({"workflow": with_lora("s3://models/loras/absent.safetensors"), "storage": storage})
+    without_bucket = await run_job({"workflow": with_lora("s3://models/loras/style.safetensors")})
+
+    assert "error" not in from_s3, from_s3
+    assert decode_image(from_s3["images"][0]).tobytes() == decode_image(local["images"][0]).tobytes()
+    assert missing["error_type"] == "model_download_failed", missing
+    assert "s3://models/loras/absent.safetensors" in missing["error"] and "HTTP 404" in missing["error"]
+    assert "X-Amz" not in json.dumps(missing), "the signed URL stays out of the result"
+    assert without_bucket["error_type"] == "invalid_input"
+    [problem] = without_bucket["details"]["problems"]
+    assert problem["field"] == "input.workflow.10.inputs.lora_name" and "no bucket" in problem["problem"]

@@ -28,6 +28,12 @@ def test_url_and_hub_forms():
     assert parse_source("hf://owner/repo/x.safetensors", False).revision == "main"
     assert hub.key != parse_source("hf://owner/repo/loras/sub/style.safetensors@v2.0", False).key
 
+    s3 = parse_source(f"s3://models/loras/style.safetensors#sha256={SHA}", False)
+    assert (s3.url, s3.sha256, s3.name, s3.is_s3, s3.is_hub) == (
+        "s3://models/loras/style.safetensors", SHA, "style.safetensors", True, False,
+    )  # fmt: skip
+    assert s3.shown == "s3://models/loras/style.safetensors"
+
 
 @pytest.mark.parametrize(
     ("value", "expected"),
@@ -38,6 +44,8 @@ def test_url_and_hub_forms():
         ("https://h/model.ckpt", "ALLOW_PICKLE_MODELS"),
         ("https://h/page.html", "does not name a model file"),
         ("https:///x.safetensors", "is not a valid http(s) URL"),
+        ("s3://models", "is an s3:// reference without a bucket and a key"),
+        ("s3://models/loras/style.pt", "ALLOW_PICKLE_MODELS"),
     ],
 )
 def test_malformed_or_unsafe_references_say_why(value, expected):
