@@ -2,6 +2,7 @@
 
     python -m client run workflow.json --image photo.png --endpoint-id abc123   # RunPod (RUNPOD_API_KEY)
     python -m client run workflow.json --base-url http://127.0.0.1:8000/v2/local
+    python -m client mcp --endpoint-id abc123      # an MCP server for agents (mcp_server.py)
 
 Shows node, step and overall percent while the job runs, cancels the job on
 Ctrl-C, saves the outputs into --out as <job id>-<node id>-<file name>, and exits
@@ -78,20 +79,33 @@ class ProgressBar:
             self.bar.close()
 
 
-def run(args: argparse.Namespace) -> int:
+def endpoint_client(args: argparse.Namespace) -> EndpointClient | None:
+    """The client for --endpoint-id or --base-url, or None after logging why not."""
     api_key = args.api_key or os.environ.get("RUNPOD_API_KEY")
     try:
         bucket = UploadBucket.from_env()
     except ValueError as exc:
         log.error("%s", exc)
-        return 2
+        return None
     if args.endpoint_id:
         if not api_key:
             log.error("--endpoint-id needs an API key: set RUNPOD_API_KEY or pass --api-key")
-            return 2
-        client = EndpointClient.for_runpod(args.endpoint_id, api_key, bucket)
-    else:
-        client = EndpointClient(args.base_url, api_key, bucket=bucket)
+            return None
+        return EndpointClient.for_runpod(args.endpoint_id, api_key, bucket)
+    return EndpointClient(args.base_url, api_key, bucket=bucket)
+
+
+def mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import serve  # the mcp SDK loads only for this command
+
+    client = endpoint_client(args)
+    return 2 if client is None else serve(args, client)
+
+
+def run(args: argparse.Namespace) -> int:
+    client = endpoint_client(args)
+    if client is None:
+        return 2
     output_options = {"format": args.format} if args.format else None
     try:
         job_input = job_input_from_files(args.workflow, args.image, timeout_s=args.timeout_s, output=output_options)
@@ -133,23 +147,33 @@ def build_parser() -> argparse.ArgumentParser:
         "workflow", type=Path, help="a workflow JSON (API or UI format) or a job file like test_input.json"
     )
     run_parser.add_argument("--image", type=Path, action="append", default=[], help="an input file; repeatable")
-    where = run_parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--endpoint-id", help="a RunPod endpoint id (API key from RUNPOD_API_KEY)")
-    where.add_argument("--base-url", help="an endpoint base URL, e.g. http://127.0.0.1:8000/v2/local")
-    run_parser.add_argument("--api-key", help="default: RUNPOD_API_KEY")
+    add_endpoint_arguments(run_parser)
     run_parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for the outputs")
     run_parser.add_argument("--format", choices=["png", "webp", "jpeg"], help="still-image format")
     run_parser.add_argument("--timeout-s", type=float, help="the worker's timeout for this job")
     run_parser.add_argument("--execution-timeout-ms", type=int, help="RunPod's policy.executionTimeout")
     run_parser.add_argument("--poll-interval-s", type=float, default=0.5)
+    mcp_parser = commands.add_parser("mcp", help="serve the endpoint's workflows as MCP tools, for agents")
+    add_endpoint_arguments(mcp_parser)
+    mcp_parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
+    mcp_parser.add_argument("--host", default="127.0.0.1", help="http: the address to listen on")
+    mcp_parser.add_argument("--port", type=int, default=8765, help="http: the port (the path is /mcp)")
+    mcp_parser.add_argument("--timeout-s", type=float, default=600, help="a call's limit, then its job is cancelled")
     return parser
+
+
+def add_endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--endpoint-id", help="a RunPod endpoint id (API key from RUNPOD_API_KEY)")
+    where.add_argument("--base-url", help="an endpoint base URL, e.g. http://127.0.0.1:8000/v2/local")
+    parser.add_argument("--api-key", help="default: RUNPOD_API_KEY")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return run(args)
+        return mcp(args) if args.command == "mcp" else run(args)
     except requests.RequestException as exc:
         log.error("request failed: %s", exc)
         return 1

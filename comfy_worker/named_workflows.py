@@ -315,7 +315,7 @@ def _installed_or_remote(installed: list[str], value: str) -> str:
     if value in installed or is_remote_model(value):
         return value
     shown = ", ".join(installed[:20]) + (", ..." if len(installed) > 20 else "") if installed else "none"
-    raise ValueError(f"must be an installed file (installed: {shown}), or an https:// or hf:// reference to fetch")
+    raise ValueError(f"must be an installed file (installed: {shown}), or an https://, hf:// or s3:// reference")
 
 
 def _extension(value: bytes | str, media_type: str) -> str:

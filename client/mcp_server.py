@@ -1,0 +1,313 @@
+"""An MCP server in front of an endpoint: its named workflows as tools, for agents.
+
+    comfy-client mcp --endpoint-id abc123                     # RunPod (RUNPOD_API_KEY), over stdio
+    comfy-client mcp --base-url http://127.0.0.1:8000/v2/local --transport http --port 8765
+
+Tools (the official `mcp` SDK's low-level server, over stdio or streamable HTTP):
+- one per named workflow (`{"list": "workflows"}`, asked once): its input schema is
+  the workflow's JSON Schema; an image, video or audio parameter (`contentMediaType`)
+  takes a URL, an `s3://` reference, base64, or a local file path the server reads
+  and sends;
+- `run_workflow`: a raw graph (API or UI format), with input files by URL or path;
+- `list_models`: what the endpoint has installed, for choosing model parameters.
+
+A call runs the job through the endpoint (`EndpointClient`: inputs too large for the
+request go through the bucket BUCKET_* names, as the command line's), sends the
+worker's progress as MCP progress notifications (progress 0-1 of total 1, with the
+message), and returns images as image content, other outputs as links (bucket URLs)
+or embedded resources (base64), and the seeds used, so the result can be reproduced.
+A cancelled call cancels the job on the endpoint. Every failure (bad parameter, model
+missing, timeout, unreachable endpoint, wrong key) is a tool error that says what
+is wrong. The API key comes from the environment or the command line, never from a
+tool argument, and is never in a result or a log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import requests
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+
+from .api import FINAL_STATES, OUTPUT_LISTS, EndpointClient, JobFailed
+from .uploads import RequestTooLarge
+
+log = logging.getLogger("client.mcp")
+
+Progress = Callable[[float, str], Awaitable[None]]
+"""(fraction 0-1, message): the worker's progress, for the MCP client."""
+
+POLL_S = 0.5
+MEDIA_SCHEMA_KEY = "contentMediaType"
+REMOTE_PREFIXES = ("http://", "https://", "s3://", "data:")
+
+RUN_WORKFLOW_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "workflow": {
+            "type": "object",
+            "description": "The ComfyUI graph: API format (Export (API)) or the editor's saved UI format.",
+        },
+        "files": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Input files its loaders name: file name -> URL, s3:// reference or local path.",
+        },
+        "randomize_seeds": {"type": "boolean", "description": "Give every seed a new random value.", "default": False},
+    },
+    "required": ["workflow"],
+    "additionalProperties": False,
+}
+LIST_MODELS_SCHEMA = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+class ToolFailed(Exception):
+    """What went wrong, in words for the agent (the tool error's text)."""
+
+
+class EndpointTools:
+    """The tools of one endpoint; blocking endpoint calls run in threads."""
+
+    def __init__(self, client: EndpointClient, timeout_s: float, clock: Callable[[], float] = time.monotonic):
+        self.client = client
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self._workflows: list[dict[str, Any]] | None = None
+
+    # -- the tools -------------------------------------------------------------
+
+    async def list_tools(self) -> list[types.Tool]:
+        """The named workflows' tools (when the endpoint answers: else they are asked for
+        again at the next listing), then run_workflow and list_models."""
+        try:
+            workflows = await self.workflows()
+        except ToolFailed as failed:
+            log.warning("the endpoint's named workflows are not listed: %s", failed)
+            workflows = []
+        tools = [
+            types.Tool(
+                name=workflow["name"],
+                description=workflow.get("description") or f"Run the endpoint's '{workflow['name']}' workflow.",
+                input_schema=workflow["parameters"],
+            )
+            for workflow in workflows
+        ]
+        tools.append(
+            types.Tool(
+                name="run_workflow",
+                description="Run a ComfyUI workflow graph on the endpoint and return its outputs.",
+                input_schema=RUN_WORKFLOW_SCHEMA,
+            )
+        )
+        tools.append(
+            types.Tool(
+                name="list_models",
+                description="The models installed on the endpoint, by folder, and which loader inputs take them.",
+                input_schema=LIST_MODELS_SCHEMA,
+            )
+        )
+        return tools
+
+    async def call(self, name: str, arguments: dict[str, Any], progress: Progress) -> types.CallToolResult:
+        try:
+            if name == "list_models":
+                output = await self.run_job({"list": "models"}, progress)
+                return types.CallToolResult(
+                    content=[types.TextContent(type="text", text=json.dumps(output))], structured_content=output
+                )
+            if name == "run_workflow":
+                job_input = self.raw_workflow_input(arguments)
+            else:
+                job_input = self.named_workflow_input(name, arguments, await self.workflow(name))
+            return self.result(await self.run_job(job_input, progress))
+        except ToolFailed as failed:
+            return types.CallToolResult(content=[types.TextContent(type="text", text=str(failed))], is_error=True)
+
+    # -- from arguments to a job -------------------------------------------------
+
+    async def workflows(self) -> list[dict[str, Any]]:
+        if self._workflows is None:
+            answer = await self.run_job({"list": "workflows"}, no_progress)
+            self._workflows = list(answer.get("workflows") or [])
+        return self._workflows
+
+    async def workflow(self, name: str) -> dict[str, Any]:
+        for workflow in await self.workflows():
+            if workflow["name"] == name:
+                return workflow
+        raise ToolFailed(f"unknown tool '{name}'")
+
+    def named_workflow_input(self, name: str, arguments: dict[str, Any], workflow: dict[str, Any]) -> dict[str, Any]:
+        properties = workflow["parameters"].get("properties") or {}
+        params = {
+            key: read_media(value, f"{name}.{key}") if MEDIA_SCHEMA_KEY in (properties.get(key) or {}) else value
+            for key, value in arguments.items()
+        }
+        return {"workflow_name": name, "params": params}
+
+    def raw_workflow_input(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        workflow = arguments.get("workflow")
+        if not isinstance(workflow, dict):
+            raise ToolFailed("run_workflow.workflow: give the workflow graph as a JSON object")
+        files = arguments.get("files") or {}
+        if not isinstance(files, dict):
+            raise ToolFailed("run_workflow.files: give an object of file name -> URL or local path")
+        job_input: dict[str, Any] = {"workflow": workflow}
+        if files:
+            job_input["images"] = [
+                {"name": Path(str(file_name)).name, "image": read_media(value, f"run_workflow.files.{file_name}")}
+                for file_name, value in files.items()
+            ]
+        if arguments.get("randomize_seeds"):
+            job_input["randomize_seeds"] = True
+        return job_input
+
+    # -- running it --------------------------------------------------------------
+
+    async def run_job(self, job_input: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        """The job's output once COMPLETED; progress on the way; the job cancelled if the
+        call is. `ToolFailed` for every way it can fail."""
+        job_id = await self._endpoint(self.client.submit, job_input)
+        deadline = self.clock() + self.timeout_s
+        try:
+            while True:
+                status = await self._endpoint(self.client.status, job_id)
+                state, output = status.get("status"), status.get("output")
+                fraction = output.get("progress") if isinstance(output, dict) else None
+                if state == "IN_PROGRESS" and isinstance(fraction, int | float):
+                    await progress(float(fraction), str(output.get("message") or "running"))
+                if state in FINAL_STATES:
+                    if state != "COMPLETED":
+                        raise ToolFailed(failure_text(JobFailed(status)))
+                    return dict(output or {})
+                if self.clock() > deadline:
+                    await self._endpoint(self.client.cancel, job_id)
+                    raise ToolFailed(f"job {job_id} timed out after {self.timeout_s:g} s and was cancelled")
+                await anyio.sleep(POLL_S)
+        except BaseException as stopped:
+            if isinstance(stopped, anyio.get_cancelled_exc_class()):
+                with anyio.CancelScope(shield=True):  # the call was cancelled: so is the job
+                    await self._cancel_quietly(job_id)
+            raise
+
+    async def _cancel_quietly(self, job_id: str) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.client.cancel, job_id)
+            log.info("job %s cancelled with the call", job_id)
+        except requests.RequestException as exc:
+            log.warning("could not cancel job %s: %s", job_id, exc)
+
+    async def _endpoint(self, call: Callable[..., Any], *args: Any) -> Any:
+        """One blocking endpoint request, in a thread; its failures as ToolFailed."""
+        try:
+            return await anyio.to_thread.run_sync(call, *args)
+        except RequestTooLarge as exc:
+            raise ToolFailed(f"not sent: {exc}") from None
+        except requests.HTTPError as exc:
+            raise ToolFailed(http_failure(exc, self.client.base_url)) from None
+        except requests.RequestException as exc:
+            raise ToolFailed(f"the endpoint at {self.client.base_url} is unreachable: {type(exc).__name__}") from None
+
+    # -- the answer ----------------------------------------------------------------
+
+    @staticmethod
+    def result(output: dict[str, Any]) -> types.CallToolResult:
+        content: list[Any] = []
+        listed = []
+        for list_name in OUTPUT_LISTS:
+            for entry in output.get(list_name) or []:
+                content.append(output_content(entry))
+                listed.append({key: entry.get(key) for key in ("filename", "node_id", "mime_type", "type")})
+        seeds = output.get("seeds") or {}
+        summary = {"outputs": listed, "seeds": seeds, "timings": output.get("timings")}
+        content.append(types.TextContent(type="text", text=json.dumps({"seeds": seeds, "outputs": listed})))
+        return types.CallToolResult(content=content, structured_content=summary)
+
+
+async def no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+def read_media(value: Any, where: str) -> Any:
+    """A media value as the worker takes it: URLs and base64 as given, a local path read."""
+    if not isinstance(value, str) or value.startswith(REMOTE_PREFIXES):
+        return value
+    path = Path(value).expanduser()
+    if len(value) < 4096 and path.is_file():
+        return base64.b64encode(path.read_bytes()).decode()
+    if len(value) < 4096 and ("/" in value or "\\" in value):
+        raise ToolFailed(f"{where}: no such file: {value}")
+    return value  # base64 of the file itself
+
+
+def output_content(entry: dict[str, Any]) -> Any:
+    mime_type = entry.get("mime_type") or "application/octet-stream"
+    if entry.get("type") == "base64":
+        if entry.get("media") == "image" and mime_type.startswith("image/"):
+            return types.ImageContent(type="image", data=entry["data"], mime_type=mime_type)
+        blob = types.BlobResourceContents(uri=f"file:///{entry['filename']}", mime_type=mime_type, blob=entry["data"])
+        return types.EmbeddedResource(type="resource", resource=blob)
+    return types.ResourceLink(type="resource_link", name=entry["filename"], uri=entry["data"], mime_type=mime_type)
+
+
+def failure_text(failed: JobFailed) -> str:
+    """A failed job in words: the worker's error (naming node and cause), with its type."""
+    output = failed.status.get("output")
+    if isinstance(output, dict) and output.get("error"):
+        return f"{output.get('error_type', 'error')}: {output['error']}"
+    return str(failed)
+
+
+def http_failure(exc: requests.HTTPError, base_url: str) -> str:
+    text = str(exc)
+    if "HTTP 401" in text or "HTTP 403" in text:
+        return f"the endpoint at {base_url} refused the API key (HTTP 401): check RUNPOD_API_KEY or --api-key"
+    if "HTTP 404" in text:
+        return f"the endpoint at {base_url} does not exist or does not know the job (HTTP 404): {text}"
+    return f"the endpoint at {base_url} answered {text}"
+
+
+def build_server(tools: EndpointTools) -> Server[Any]:
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=await tools.list_tools())
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        meta = ctx.meta or {}
+        token = meta.get("progress_token") if isinstance(meta, dict) else None
+
+        async def progress(fraction: float, message: str) -> None:
+            if token is not None:  # the caller asked for progress
+                await ctx.session.send_progress_notification(token, fraction, 1.0, message, ctx.request_id)
+
+        return await tools.call(params.name, dict(params.arguments or {}), progress)
+
+    return Server("comfyui-worker", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+async def serve_stdio(server: Server[Any]) -> None:
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+def serve(args: argparse.Namespace, client: EndpointClient) -> int:
+    """`comfy-client mcp`: serve until stdin closes (stdio) or the process is stopped (http)."""
+    server = build_server(EndpointTools(client, args.timeout_s))
+    if args.transport == "stdio":
+        anyio.run(serve_stdio, server)
+        return 0
+    import uvicorn
+
+    app = server.streamable_http_app(host=args.host)
+    log.info("MCP over streamable HTTP at http://%s:%d/mcp", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
