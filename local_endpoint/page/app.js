@@ -1,9 +1,11 @@
-// The jobs page: submit a workflow (with input files) to this local endpoint or to a
-// RunPod endpoint, follow its progress, see its outputs or its error, cancel it, and
-// list recent jobs. Inputs that would pass RunPod's request limit go through the local
+// The jobs page: submit a workflow (with input files), or a named workflow through its
+// form (forms.js), to this local endpoint or to a RunPod endpoint, follow its progress,
+// see its outputs or its error, cancel it, and list recent jobs. Inputs that would pass RunPod's request limit go through the local
 // endpoint's bucket, when it has one, and are sent as URLs.
 // Plain browser JavaScript, no dependencies. The API key lives only in the input
 // field and this module's memory; nothing is stored in the browser.
+
+import { readForm, recall, remember, renderForm } from "./forms.js";
 
 const RUNPOD_API = "https://api.runpod.ai/v2";
 const FINAL_STATES = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
@@ -11,10 +13,11 @@ const OUTPUT_LISTS = ["images", "videos", "audio", "files"];
 const POLL_MS = 500;
 
 const $ = (id) => document.getElementById(id);
-let config = { endpointId: "local", keyRequired: false };
+let config = { endpointId: "local", keyRequired: false, served: false };
 const jobs = new Map(); // id -> { id, connection, status, submittedAt, last }
 let shownId = null;
 let ticks = 0;
+let namedWorkflows = []; // the endpoint's answer to {"list": "workflows"}
 
 // -- talking to the endpoint ---------------------------------------------------
 
@@ -84,7 +87,14 @@ async function fitRequest(input, conn) {
     throw new Error(`Not sent: ${over}. Start the local endpoint with a bucket (BUCKET_ENDPOINT_URL and its keys) ` +
       "so large inputs go through it, or give them as URLs.");
   }
+  // Input files, and a named workflow's media parameters (read as data URIs).
   const inline = (input.images || []).filter((file) => typeof file.image === "string" && !/^(https?|s3):\/\//.test(file.image));
+  for (const [key, value] of Object.entries(input.params || {})) {
+    if (typeof value === "string" && value.startsWith("data:")) {
+      const holder = { name: key, get image() { return input.params[key]; }, set image(url) { input.params[key] = url; } };
+      inline.push(holder);
+    }
+  }
   inline.sort((a, b) => b.image.length - a.image.length);
   const notes = [];
   for (const file of inline) {
@@ -102,6 +112,70 @@ async function fitRequest(input, conn) {
   throw new Error(`Not sent: the request is still ${megabytes(size)} with every input in the bucket, over ${megabytes(limit)}.`);
 }
 
+// -- named workflows ---------------------------------------------------------------
+
+// A short job (a list question), run to its end.
+async function ask(conn, input) {
+  const { id } = await call(conn, "POST", "/run", { input });
+  for (;;) {
+    const status = await call(conn, "GET", `/status/${id}`);
+    if (FINAL_STATES.has(status.status)) {
+      if (status.status !== "COMPLETED") throw new Error(`${status.status}: ${status.error || "no answer"}`);
+      return status.output;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
+async function loadWorkflows() {
+  const problem = $("submit-error");
+  problem.hidden = true;
+  $("load-workflows").disabled = true;
+  try {
+    namedWorkflows = (await ask(connection(), { list: "workflows" })).workflows || [];
+    const options = namedWorkflows.map((workflow) => {
+      const option = document.createElement("option");
+      option.value = workflow.name;
+      option.textContent = workflow.name;
+      return option;
+    });
+    $("workflow-choice").replaceChildren($("workflow-choice").options[0], ...options);
+    document.body.dataset.workflows = String(namedWorkflows.length);
+  } catch (error) {
+    problem.textContent = `Could not load the named workflows: ${error.message}`;
+    problem.hidden = false;
+  } finally {
+    $("load-workflows").disabled = false;
+  }
+}
+
+function chosenWorkflow() {
+  return namedWorkflows.find((workflow) => workflow.name === $("workflow-choice").value);
+}
+
+function showChoice() {
+  const workflow = chosenWorkflow();
+  $("raw-workflow").hidden = Boolean(workflow);
+  $("params-form").hidden = !workflow;
+  if (workflow) renderForm($("params-form"), workflow, recall(connection().base, workflow.name));
+}
+
+// The job input: the chosen named workflow's form, checked, or the workflow JSON with its files.
+async function formOrWorkflowInput(conn) {
+  const workflow = chosenWorkflow();
+  if (!workflow) {
+    const input = jobInput($("workflow-text").value, $("want-preview").checked);
+    await addInputFiles(input);
+    return input;
+  }
+  const { params, problems } = await readForm($("params-form"), workflow);
+  if (problems.length) throw new Error(`Not sent: ${problems.join("; ")}.`);
+  remember(conn.base, workflow.name, params);
+  const input = { workflow_name: workflow.name, params };
+  if ($("want-preview").checked) input.preview = true;
+  return input;
+}
+
 // -- actions ---------------------------------------------------------------------
 
 async function submit() {
@@ -111,8 +185,7 @@ async function submit() {
   $("submit").disabled = true;
   try {
     const conn = connection();
-    const input = jobInput($("workflow-text").value, $("want-preview").checked);
-    await addInputFiles(input);
+    const input = await formOrWorkflowInput(conn);
     const notes = await fitRequest(input, conn);
     $("submit-note").textContent = notes.join(" ");
     $("submit-note").hidden = !notes.length;
@@ -281,9 +354,11 @@ async function readDroppedFile(file) {
 }
 
 async function start() {
-  try { config = await (await fetch("/page-config.json")).json(); } catch { /* served elsewhere: RunPod only */ }
+  try { config = { ...(await (await fetch("/page-config.json")).json()), served: true }; } catch { /* served elsewhere: RunPod only */ }
   $("target").addEventListener("change", () => { $("endpoint-id-field").hidden = $("target").value !== "runpod"; });
   $("submit").addEventListener("click", submit);
+  $("load-workflows").addEventListener("click", loadWorkflows);
+  $("workflow-choice").addEventListener("change", showChoice);
   $("cancel").addEventListener("click", cancel);
   $("workflow-file").addEventListener("change", (event) => event.target.files[0] && readDroppedFile(event.target.files[0]));
   const zone = $("drop-zone");
@@ -297,6 +372,7 @@ async function start() {
   if (config.keyRequired) $("api-key").placeholder = "this endpoint needs its key";
   document.body.dataset.ready = "true";
   tick();
+  if (config.served && !config.keyRequired) loadWorkflows(); // this endpoint answers without a key
 }
 
 start();

@@ -5,19 +5,24 @@ works, a failing workflow shows its error. Screenshots go to .local/artifacts/."
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
 import time
 import urllib.request
 
 import pytest
+from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from client import EndpointClient
+from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME
 from tests.support.local_endpoint import API_KEY
 from tests.support.tools import missing
 from tests.support.workflows import REPO_ROOT, empty_image, large_png, scaled_image, txt2img
@@ -174,3 +179,77 @@ def test_an_input_over_runpods_limit_goes_through_the_bucket(bucket_page, tmp_pa
     assert "big.png (" in note and "went through bucket uploads" in note and "over RunPod's limit" in note
     image = bucket_page.find_element(By.CSS_SELECTOR, "#outputs img")
     WebDriverWait(bucket_page, 10).until(lambda p: p.execute_script("return arguments[0].naturalWidth", image) == 24)
+
+
+def choose_txt2img(page: WebDriver) -> None:
+    page.find_element(By.ID, "load-workflows").click()
+    WebDriverWait(page, 60).until(lambda p: p.execute_script("return document.body.dataset.workflows"))
+    Select(page.find_element(By.ID, "workflow-choice")).select_by_value("txt2img")
+
+
+def set_value(page: WebDriver, css: str, value: str) -> None:
+    field = page.find_element(By.CSS_SELECTOR, css)
+    field.clear()
+    field.send_keys(value)
+
+
+def test_a_named_workflows_form_has_every_parameter_with_its_bounds(page, endpoint):
+    client = EndpointClient(endpoint[0], API_KEY)
+    listed = client.wait(client.submit({"list": "workflows"}))["output"]["workflows"]
+    schema = next(workflow for workflow in listed if workflow["name"] == "txt2img")["parameters"]
+
+    choose_txt2img(page)
+
+    assert not page.find_element(By.ID, "raw-workflow").is_displayed()
+    for name, spec in schema["properties"].items():
+        field = page.find_element(By.CSS_SELECTOR, f"#params-form [data-param='{name}']")
+        if "minimum" in spec:
+            number = field.find_element(By.CSS_SELECTOR, "input[type=number]")
+            # As JavaScript holds them: the seed's 2^64-1 is a float there.
+            assert float(number.get_attribute("min")) == float(spec["minimum"]), name
+            assert float(number.get_attribute("max")) == float(spec["maximum"]), name
+            if "default" in spec:
+                assert float(number.get_attribute("value")) == spec["default"], name
+        elif "enum" in spec:
+            options = [o.get_attribute("value") for o in field.find_elements(By.CSS_SELECTOR, "option")]
+            assert options == spec["enum"], name
+        elif "x-installed" in spec:
+            options = [o.get_attribute("value") for o in field.find_elements(By.CSS_SELECTOR, "option")]
+            assert options[:-1] == spec["x-installed"] and CHECKPOINT_NAME in options, name
+        else:
+            assert field.find_element(By.CSS_SELECTOR, "textarea"), name
+    assert page.find_element(By.CSS_SELECTOR, "[data-param='seed'] input[type=checkbox]"), "a random seed box"
+    assert page.find_element(By.CSS_SELECTOR, "[data-param='steps'] input[type=range]"), "a slider within the bounds"
+
+    set_value(page, "#param-steps", "1000")
+    page.find_element(By.ID, "submit").click()
+    refusal = page.find_element(By.ID, "submit-error").text
+    assert (
+        "Not sent: steps: must be at most 100" in refusal and not page.find_element(By.ID, "job-panel").is_displayed()
+    )
+
+
+def test_a_run_from_the_form_uses_its_values_and_the_form_remembers_them(page, endpoint):
+    choose_txt2img(page)
+    prompt = "a lighthouse at dusk, form test 7"
+    set_value(page, "#param-prompt", prompt)
+    for name, value in {"steps": "3", "width": "64", "height": "64", "seed": "4242", "cfg": "6.5"}.items():
+        set_value(page, f"#param-{name}", value)
+    Select(page.find_element(By.ID, "param-checkpoint")).select_by_value(CHECKPOINT_NAME)
+    page.save_screenshot(str(ARTIFACTS / "page-form.png"))
+    page.find_element(By.ID, "submit").click()
+
+    WebDriverWait(page, 120).until(lambda p: state(p) == "COMPLETED")
+    source = page.find_element(By.CSS_SELECTOR, "#outputs img").get_attribute("src")
+    png = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
+    graph = json.loads(png.info["prompt"])  # ComfyUI embeds the prompt it ran
+    assert graph["6"]["inputs"]["text"] == prompt
+    assert (graph["3"]["inputs"]["seed"], graph["3"]["inputs"]["steps"], graph["3"]["inputs"]["cfg"]) == (4242, 3, 6.5)
+    assert png.size == (64, 64)
+
+    page.refresh()
+    WebDriverWait(page, 10).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
+    page.find_element(By.ID, "api-key").send_keys(API_KEY)
+    choose_txt2img(page)
+    assert page.find_element(By.ID, "param-prompt").get_property("value") == prompt, "remembered in the page"
+    assert page.find_element(By.ID, "param-steps").get_property("value") == "3"
