@@ -141,13 +141,16 @@ class ComfyCapabilities:
         return WorkflowToRun(workflow, files, about)
 
     async def answer_list(self, what: str) -> dict[str, Any]:
-        """`workflows`: the named workflows with their parameters' JSON Schemas. `models`:
-        each model folder's files and paths, and which loader inputs choose from them
-        (asked now: files on the network volume come and go)."""
+        """`workflows`: the named workflows with their parameters' JSON Schemas. `nodes`:
+        the node types ComfyUI has. `models`: each model folder's files and paths, and
+        which loader inputs choose from them (asked now: files on the network volume
+        come and go)."""
         if self.learn_now is not None:
             return await (await self.learned()).answer_list(what)
         if what == "workflows":
             return {"workflows": self._library("input.list").describe()}
+        if what == "nodes":
+            return {"nodes": sorted(self.nodes.object_info)}
         installed = await InstalledModels.read(self.comfy)
         return {
             "models": dict(installed.files),

@@ -1,14 +1,20 @@
 """Local endpoints with a worker, on the shared ComfyUI, for the tests that drive it from
-outside: one plain, one with a bucket."""
+outside (one plain, one with a bucket), and a headless Chromium for the page tests."""
 
 from __future__ import annotations
 
+import shutil
+
 import boto3
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
 
 from client import EndpointClient
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.servers import moto_s3
+from tests.support.tools import missing
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +53,18 @@ def bucket_endpoint(comfyui, tmp_path_factory):
         log_file = tmp_path_factory.mktemp("bucket-endpoint") / "endpoint.log"
         with running_endpoint(env, log_file) as base_url:
             yield base_url, env
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven by Selenium (the jobs page, the editor extension)."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or chromedriver is None:
+        missing("chromium or chromedriver")
+    options = Options()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1100"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    yield driver
+    driver.quit()

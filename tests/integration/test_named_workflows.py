@@ -103,6 +103,13 @@ async def test_list_models_names_loader_inputs_and_folders(run_job, comfyui):
     assert "KSampler.sampler_name" not in result["loader_inputs"]
 
 
+async def test_list_nodes_names_every_node_type_custom_ones_included(run_job, comfyui):
+    result = await run_job({"list": "nodes"})
+
+    assert {"KSampler", "CheckpointLoaderSimple", "SaveImage", "WorkerSaveImage"} <= set(result["nodes"])
+    assert result["nodes"] == sorted(result["nodes"])
+
+
 async def test_randomized_seeds_are_returned_and_reproduce_the_image(run_job, clean_after):
     first = await run_job({"workflow": txt2img(seed=1), "randomize_seeds": True})
     second = await run_job({"workflow": txt2img(seed=1), "randomize_seeds": True})

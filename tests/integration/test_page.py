@@ -8,15 +8,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import time
 import urllib.request
 
 import pytest
 from PIL import Image
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -24,24 +20,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from client import EndpointClient
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME
 from tests.support.local_endpoint import API_KEY
-from tests.support.tools import missing
 from tests.support.workflows import REPO_ROOT, empty_image, large_png, scaled_image, txt2img
 
 ARTIFACTS = REPO_ROOT / ".local" / "artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or chromedriver is None:
-        missing("chromium or chromedriver")
-    options = Options()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1100"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
-    yield driver
-    driver.quit()
 
 
 def loaded(browser: WebDriver, base_url: str) -> WebDriver:

@@ -94,9 +94,10 @@ def test_one_request_per_job(raw, expected):
     assert expected in problems(raw)["input"]
 
 
-def test_list_takes_workflows_or_models():
+def test_list_takes_workflows_models_or_nodes():
     assert parse_job_input({"list": "models"}).list_what == "models"
-    assert problems({"list": "nodes"}) == {"input.list": "input should be 'workflows' or 'models'"}
+    assert parse_job_input({"list": "nodes"}).list_what == "nodes"
+    assert problems({"list": "loras"}) == {"input.list": "input should be 'workflows', 'models' or 'nodes'"}
 
 
 def test_ui_workflow_is_not_a_field_users_send():

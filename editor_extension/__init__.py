@@ -1,0 +1,26 @@
+"""Run on RunPod: run the workflow open in the ComfyUI editor on your RunPod endpoint.
+
+A ComfyUI extension (install this folder into ComfyUI's custom_nodes/; docs/editor.md):
+`bridge.py` is the server part (ComfyUI's own PromptServer routes under /runpod/, which
+hold the API key and call the endpoint), `web/runpod_run.js` the editor part (settings,
+the "Run on RunPod" button and command, progress, outputs). It adds no nodes.
+"""
+
+from pathlib import Path
+
+import folder_paths
+from server import PromptServer
+
+from .bridge import Bridge, routes
+
+WEB_DIRECTORY = "./web"
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+
+_bridge = Bridge(
+    Path(folder_paths.get_user_directory()) / "runpod_run.json",
+    Path(folder_paths.get_input_directory()),
+    Path(folder_paths.get_output_directory()),
+)
+for _route in routes(_bridge):
+    PromptServer.instance.routes.route(_route.method, _route.path)(_route.handler)

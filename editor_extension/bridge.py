@@ -1,0 +1,286 @@
+"""The server part of "Run on RunPod": the editor's requests, relayed to the user's endpoint.
+
+The page never holds the API key and never calls the endpoint itself (no CORS, no key
+in the browser): it calls these routes on the user's own ComfyUI, and they call the
+endpoint (`https://api.runpod.ai/v2/<endpoint id>`, or a base URL such as the local
+endpoint's `http://127.0.0.1:8000/v2/local`) with the key kept in ComfyUI's user folder:
+
+    GET  /runpod/settings        {"endpoint_id", "base_url", "has_key"} (never the key)
+    POST /runpod/settings        {"endpoint_id"?, "base_url"?, "api_key"?}: saved (file mode 600)
+    POST /runpod/run             {"prompt": <the API graph graphToPrompt gives>} -> {"job_id", "files"}:
+                                 the files its loaders name in the local input folder travel as
+                                 the job's `images`
+    GET  /runpod/status/{id}     the endpoint's /status; once COMPLETED, the outputs written into
+                                 the local output folder (plain file names, never outside it),
+                                 listed in "saved" as ComfyUI's /view names them
+    POST /runpod/cancel/{id}     the job cancelled on the endpoint
+    POST /runpod/check           {"prompt"} -> {"missing_models", "missing_nodes"}: what the
+                                 endpoint lacks (`{"list": "models"}`, `{"list": "nodes"}`)
+
+Every failure answers JSON `{"error": "<what to do>"}`: no endpoint set, a wrong key
+(401), an unreachable endpoint, a request over RunPod's 10 MB limit, a graph that is
+not an API-format object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+log = logging.getLogger("runpod_run")
+
+RUNPOD_API = "https://api.runpod.ai/v2"
+RUN_LIMIT_BYTES = 10_000_000  # RunPod refuses a larger /run body
+FILE_INPUTS = ("image", "video", "audio", "file")  # the loaders' file-name inputs
+TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
+
+
+class BridgeError(Exception):
+    """A request the bridge cannot carry out; the message says what to do."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class Bridge:
+    def __init__(self, settings_path: Path, input_dir: Path, output_dir: Path):
+        self.settings_path = settings_path
+        self.input_dir = input_dir.resolve()
+        self.output_dir = output_dir.resolve()
+        self.saved: dict[str, list[dict[str, str]]] = {}  # job id -> outputs written (once per job)
+
+    # -- settings --------------------------------------------------------------
+
+    def settings(self) -> dict[str, str]:
+        try:
+            stored = json.loads(self.settings_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {key: str(stored[key]) for key in ("endpoint_id", "base_url", "api_key") if stored.get(key)}
+
+    def public_settings(self) -> dict[str, Any]:
+        stored = self.settings()
+        return {
+            "endpoint_id": stored.get("endpoint_id", ""),
+            "base_url": stored.get("base_url", ""),
+            "has_key": "api_key" in stored,
+        }
+
+    def save_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        stored = self.settings()
+        for key in ("endpoint_id", "base_url", "api_key"):
+            if key in changes:
+                value = str(changes[key] or "").strip()
+                if value:
+                    stored[key] = value
+                else:
+                    stored.pop(key, None)
+        if stored.get("base_url") and not stored["base_url"].startswith(("http://", "https://")):
+            raise BridgeError("the base URL must start with http:// or https://")
+        self.settings_path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.settings_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(stored, file)
+        return self.public_settings()
+
+    def endpoint(self) -> tuple[str, dict[str, str]]:
+        stored = self.settings()
+        if stored.get("base_url"):
+            base = stored["base_url"].rstrip("/")
+        elif stored.get("endpoint_id"):
+            base = f"{RUNPOD_API}/{stored['endpoint_id']}"
+        else:
+            raise BridgeError("no endpoint set: give the endpoint ID (or a base URL) in Settings > RunPod")
+        headers = {"Authorization": f"Bearer {stored['api_key']}"} if stored.get("api_key") else {}
+        return base, headers
+
+    # -- calls to the endpoint ---------------------------------------------------
+
+    async def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        base, headers = self.endpoint()
+        try:
+            async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+                async with session.request(method, f"{base}{path}", json=body, headers=headers) as response:
+                    text = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            unreachable = f"the endpoint at {base} is unreachable ({type(exc).__name__}): check its ID or base URL"
+            raise BridgeError(unreachable, 502) from None
+        if response.status in (401, 403):
+            raise BridgeError("the endpoint refused the API key (HTTP 401): set the key in Settings > RunPod", 401)
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = {"error": text[:300]}
+        if response.status >= 400:
+            raise BridgeError(f"the endpoint answered HTTP {response.status}: {answer.get('error') or text[:300]}", 502)
+        return answer
+
+    async def run(self, prompt: Any) -> dict[str, Any]:
+        if not isinstance(prompt, dict) or not prompt:
+            raise BridgeError("'prompt' must be the workflow in API format (an object of nodes)")
+        files = self.input_files(prompt)
+        job_input: dict[str, Any] = {"workflow": prompt}
+        if files:
+            job_input["images"] = [
+                {"name": path.name, "subfolder": subfolder(path, self.input_dir), "image": encoded(path)}
+                for path in files
+            ]
+        size = len(json.dumps({"input": job_input}))
+        if size > RUN_LIMIT_BYTES:
+            raise BridgeError(
+                f"the request is {size / 1e6:.1f} MB with its input files, over RunPod's limit of "
+                f"{RUN_LIMIT_BYTES / 1e6:.0f} MB for /run: use smaller files, or load them from URLs"
+            )
+        answer = await self.call("POST", "/run", {"input": job_input})
+        return {"job_id": answer["id"], "status": answer.get("status"), "files": [path.name for path in files]}
+
+    def input_files(self, prompt: dict[str, Any]) -> list[Path]:
+        """The local input files the graph's loaders name (inside the input folder only)."""
+        found = []
+        for node in prompt.values():
+            inputs = node.get("inputs") if isinstance(node, dict) else None
+            for name, value in (inputs or {}).items():
+                if name not in FILE_INPUTS or not isinstance(value, str):
+                    continue
+                path = (self.input_dir / value.removesuffix(" [input]")).resolve()
+                if path.is_relative_to(self.input_dir) and path.is_file() and path not in found:
+                    found.append(path)
+        return found
+
+    async def status(self, job_id: str) -> dict[str, Any]:
+        status = await self.call("GET", f"/status/{job_id}")
+        if status.get("status") == "COMPLETED":
+            if job_id not in self.saved:
+                try:
+                    self.saved[job_id] = await self.save_outputs(status.get("output") or {})
+                except (OSError, aiohttp.ClientError, ValueError) as exc:
+                    raise BridgeError(
+                        f"the job is done, but its outputs could not be saved in output/: {exc}", 500
+                    ) from None
+            status = {**status, "output": summary(status.get("output") or {}), "saved": self.saved[job_id]}
+        return status
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        return await self.call("POST", f"/cancel/{job_id}")
+
+    async def save_outputs(self, output: dict[str, Any]) -> list[dict[str, str]]:
+        self.output_dir.mkdir(parents=True, exist_ok=True)  # ComfyUI makes it only when it first saves
+        saved = []
+        for list_name in ("images", "videos", "audio", "files"):
+            for entry in output.get(list_name) or []:
+                if entry.get("type") == "base64":
+                    content = base64.b64decode(entry["data"])
+                else:
+                    content = await self.download(entry["data"])
+                path = self.free_name(Path(str(entry.get("filename") or "output")).name or "output")
+                await asyncio.to_thread(path.write_bytes, content)
+                node_id = str(entry.get("node_id", ""))
+                saved.append({"filename": path.name, "subfolder": "", "type": "output", "node_id": node_id})
+        return saved
+
+    async def download(self, url: str) -> bytes:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session, session.get(url) as response:
+            response.raise_for_status()
+            return await response.read()
+
+    def free_name(self, name: str) -> Path:
+        """`name` in the output folder, numbered when taken: the editor never overwrites a file."""
+        path = self.output_dir / name
+        stem, suffix, number = path.stem, path.suffix, 1
+        while path.exists():
+            path = self.output_dir / f"{stem}_runpod{number}{suffix}"
+            number += 1
+        return path
+
+    async def check(self, prompt: Any) -> dict[str, Any]:
+        if not isinstance(prompt, dict):
+            raise BridgeError("'prompt' must be the workflow in API format (an object of nodes)")
+        models, nodes = await asyncio.gather(self.ask({"list": "models"}), self.ask({"list": "nodes"}))
+        known_nodes = set(nodes.get("nodes") or [])
+        missing_nodes, missing_models = [], []
+        for node_id, node in prompt.items():
+            class_type = node.get("class_type")
+            if known_nodes and class_type not in known_nodes:
+                missing_nodes.append({"node_id": node_id, "class_type": class_type})
+                continue
+            for name, value in (node.get("inputs") or {}).items():
+                folder = ((models.get("loader_inputs") or {}).get(f"{class_type}.{name}") or {}).get("folder")
+                if folder and isinstance(value, str) and value not in (models.get("models") or {}).get(folder, []):
+                    missing_models.append({"node_id": node_id, "input": name, "value": value, "folder": folder})
+        return {"missing_nodes": missing_nodes, "missing_models": missing_models}
+
+    async def ask(self, job_input: dict[str, Any]) -> dict[str, Any]:
+        """A list question, answered by /runsync."""
+        answer = await self.call("POST", "/runsync?wait=90000", {"input": job_input})
+        if answer.get("status") != "COMPLETED":
+            problem = answer.get("error") or answer.get("status")
+            raise BridgeError(f"the endpoint could not answer {job_input}: {problem}", 502)
+        return dict(answer.get("output") or {})
+
+
+def subfolder(path: Path, folder: Path) -> str:
+    relative = path.parent.relative_to(folder).as_posix()
+    return "" if relative == "." else relative
+
+
+def encoded(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def summary(output: dict[str, Any]) -> dict[str, Any]:
+    """The output without its file contents (the page shows the saved files instead)."""
+    return {key: value for key, value in output.items() if key not in ("images", "videos", "audio", "files")}
+
+
+def routes(bridge: Bridge) -> list[web.RouteDef]:
+    async def answer(work: Any) -> web.Response:
+        try:
+            return web.json_response(await work)
+        except BridgeError as error:
+            return web.json_response({"error": str(error)}, status=error.status)
+
+    async def body(request: web.Request) -> dict[str, Any]:
+        try:
+            parsed = await request.json()
+        except ValueError:
+            parsed = None
+        return parsed if isinstance(parsed, dict) else {}
+
+    async def get_settings(request: web.Request) -> web.Response:
+        return web.json_response(bridge.public_settings())
+
+    async def post_settings(request: web.Request) -> web.Response:
+        async def save() -> dict[str, Any]:
+            return bridge.save_settings(await body(request))
+
+        return await answer(save())
+
+    async def run(request: web.Request) -> web.Response:
+        return await answer(bridge.run((await body(request)).get("prompt")))
+
+    async def status(request: web.Request) -> web.Response:
+        return await answer(bridge.status(request.match_info["job_id"]))
+
+    async def cancel(request: web.Request) -> web.Response:
+        return await answer(bridge.cancel(request.match_info["job_id"]))
+
+    async def check(request: web.Request) -> web.Response:
+        return await answer(bridge.check((await body(request)).get("prompt")))
+
+    return [
+        web.get("/runpod/settings", get_settings),
+        web.post("/runpod/settings", post_settings),
+        web.post("/runpod/run", run),
+        web.get("/runpod/status/{job_id}", status),
+        web.post("/runpod/cancel/{job_id}", cancel),
+        web.post("/runpod/check", check),
+    ]

@@ -1,0 +1,228 @@
+// Run on RunPod: the editor part. Settings (endpoint ID or base URL, API key), a
+// "Run on RunPod" button beside Queue and a command (Alt+Enter), "Check against
+// the endpoint", and a panel listing the runs in flight with their state, progress and
+// outputs. Every request goes to this ComfyUI's own /runpod/ routes (bridge.py), which
+// keep the key: it is sent there once from the settings dialog and never comes back.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const POLL_MS = 1000;
+const FINAL = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
+const KEY_SET = "(kept by ComfyUI's server)";
+const RUNNING_COLOR = "#335f8a";
+const MISSING_COLOR = "#8a3333";
+
+const runs = new Map(); // job id -> {id, state, message, progress, saved, error, nodeId}
+const marked = new Map(); // node id -> its color before we marked it
+
+async function bridge(method, path, body) {
+  const response = await api.fetchApi(`/runpod${path}`, {
+    method,
+    headers: { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
+  return answer;
+}
+
+function toast(severity, summary, detail) {
+  app.extensionManager?.toast?.add({ severity, summary, detail, life: severity === "error" ? 10000 : 4000 });
+}
+
+async function saveSetting(key, value) {
+  try {
+    await bridge("POST", "/settings", { [key]: value });
+  } catch (error) {
+    toast("error", "RunPod settings", error.message);
+  }
+}
+
+// -- marking nodes on the canvas -------------------------------------------------
+
+function mark(nodeId, color) {
+  const node = app.graph?.getNodeById(Number(nodeId)) ?? app.graph?.getNodeById(nodeId);
+  if (!node) return;
+  if (!marked.has(String(nodeId))) marked.set(String(nodeId), node.bgcolor);
+  node.bgcolor = color;
+  app.graph.setDirtyCanvas(true, true);
+}
+
+function unmarkAll() {
+  for (const [nodeId, color] of marked) {
+    const node = app.graph?.getNodeById(Number(nodeId)) ?? app.graph?.getNodeById(nodeId);
+    if (node) node.bgcolor = color;
+  }
+  marked.clear();
+  app.graph?.setDirtyCanvas(true, true);
+}
+
+// -- the runs panel ----------------------------------------------------------------
+
+function panel() {
+  let box = document.getElementById("runpod-runs");
+  if (!box) {
+    box = document.createElement("div");
+    box.id = "runpod-runs";
+    box.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:1000;max-width:360px;max-height:60vh;" +
+      "overflow:auto;background:var(--comfy-menu-bg,#222);color:var(--fg-color,#ddd);border:1px solid #555;" +
+      "border-radius:8px;padding:8px;font:12px sans-serif";
+    document.body.append(box);
+  }
+  return box;
+}
+
+function render() {
+  const items = [...runs.values()].reverse().map((run) => {
+    const item = document.createElement("div");
+    item.className = "runpod-run";
+    item.dataset.jobId = run.id;
+    item.dataset.state = run.state;
+    item.style.margin = "4px 0";
+    const head = document.createElement("div");
+    const percent = typeof run.progress === "number" && !FINAL.has(run.state) ? ` ${Math.round(100 * run.progress)}%` : "";
+    head.textContent = `${run.state}${percent} ${run.message || ""}`.trim();
+    head.className = "runpod-run-state";
+    item.append(head);
+    if (typeof run.progress === "number" && !FINAL.has(run.state)) {
+      const bar = document.createElement("progress");
+      bar.max = 1;
+      bar.value = run.progress;
+      bar.style.width = "100%";
+      item.append(bar);
+    }
+    if (!FINAL.has(run.state)) {
+      const stop = document.createElement("button");
+      stop.textContent = "Cancel";
+      stop.className = "runpod-cancel";
+      stop.onclick = () => cancel(run.id);
+      item.append(stop);
+    }
+    if (run.error) {
+      const error = document.createElement("div");
+      error.className = "runpod-error";
+      error.style.color = "#f88";
+      error.textContent = run.error;
+      item.append(error);
+    }
+    for (const file of run.saved || []) {
+      const image = document.createElement("img");
+      image.src = api.apiURL(`/view?filename=${encodeURIComponent(file.filename)}&type=output&subfolder=`);
+      image.title = `output/${file.filename}`;
+      image.style.cssText = "max-width:100%;display:block;margin-top:4px";
+      item.append(image);
+    }
+    return item;
+  });
+  const title = document.createElement("strong");
+  title.textContent = "Runs on RunPod";
+  panel().replaceChildren(title, ...items);
+}
+
+// -- actions ------------------------------------------------------------------------
+
+async function runOnRunPod() {
+  try {
+    unmarkAll(); // the marks of an earlier failure or check
+    const { output } = await app.graphToPrompt();
+    const { job_id: id, files } = await bridge("POST", "/run", { prompt: output });
+    runs.set(id, { id, state: "IN_QUEUE", message: files.length ? `with ${files.length} input file(s)` : "" });
+    render();
+    toast("info", "Run on RunPod", `job ${id} submitted`);
+    follow(id);
+  } catch (error) {
+    toast("error", "Run on RunPod", error.message);
+  }
+}
+
+async function follow(id) {
+  const run = runs.get(id);
+  while (run && !FINAL.has(run.state)) {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    try {
+      const status = await bridge("GET", `/status/${id}`);
+      run.state = status.status;
+      const output = status.output || {};
+      if (run.state === "IN_PROGRESS" && typeof output.progress === "number") {
+        run.progress = output.progress;
+        run.message = output.eta_s ? `${output.message} (about ${Math.ceil(output.eta_s)} s left)` : output.message;
+        if (output.node_id && output.node_id !== run.nodeId) {
+          unmarkAll();
+          run.nodeId = output.node_id;
+          mark(output.node_id, RUNNING_COLOR);
+        }
+      }
+      if (FINAL.has(run.state)) {
+        unmarkAll();
+        run.message = run.state === "COMPLETED" ? `${(status.saved || []).length} output(s) in output/` : "";
+        run.saved = status.saved || [];
+        if (run.state !== "COMPLETED") fail(run, status);
+        else toast("success", "Run on RunPod", `job ${id}: ${run.message}`);
+      }
+    } catch (error) {
+      run.message = `status check failed: ${error.message}`;
+    }
+    render();
+  }
+}
+
+function fail(run, status) {
+  const output = status.output || {};
+  run.error = output.error || status.error || run.state;
+  // The worker names the node: node_errors (a refused workflow), node_id (a failed node or model).
+  const details = output.details || {};
+  const nodeIds = [...(details.node_errors || []).map((error) => error.node_id), details.node_id].filter((id) => id != null);
+  for (const nodeId of nodeIds) mark(nodeId, MISSING_COLOR);
+  toast("error", `RunPod job ${run.state}`, run.error);
+}
+
+async function cancel(id) {
+  try {
+    await bridge("POST", `/cancel/${id}`);
+  } catch (error) {
+    toast("error", "Cancel on RunPod", error.message);
+  }
+}
+
+async function checkAgainstEndpoint() {
+  try {
+    unmarkAll();
+    const { output } = await app.graphToPrompt();
+    const { missing_nodes: nodes, missing_models: models } = await bridge("POST", "/check", { prompt: output });
+    for (const missing of [...nodes, ...models]) mark(missing.node_id, MISSING_COLOR);
+    const lines = [
+      ...nodes.map((m) => `node ${m.node_id}: ${m.class_type} is not installed on the endpoint`),
+      ...models.map((m) => `node ${m.node_id}: ${m.folder}/${m.value} is not on the endpoint`),
+    ];
+    if (lines.length) toast("warn", "The endpoint lacks", lines.join("\n"));
+    else toast("success", "Check against the endpoint", "the endpoint has every node type and model this workflow names");
+  } catch (error) {
+    toast("error", "Check against the endpoint", error.message);
+  }
+}
+
+app.registerExtension({
+  name: "RunPod.RunOnRunPod",
+  settings: [
+    { id: "RunPod.EndpointId", category: ["RunPod", "Endpoint", "ID"], name: "Endpoint ID", type: "text",
+      defaultValue: "", onChange: (value) => value !== undefined && saveSetting("endpoint_id", value) },
+    { id: "RunPod.BaseUrl", category: ["RunPod", "Endpoint", "Base URL"], name: "Base URL (instead of an ID, e.g. the local endpoint)",
+      type: "text", defaultValue: "", onChange: (value) => value !== undefined && saveSetting("base_url", value) },
+    { id: "RunPod.ApiKey", category: ["RunPod", "Endpoint", "API key"], name: "API key (kept by ComfyUI's server, never shown)",
+      type: "text", defaultValue: "", onChange: async (value) => {
+        if (!value || value === KEY_SET) return;
+        await saveSetting("api_key", value);
+        app.extensionManager?.setting?.set("RunPod.ApiKey", KEY_SET); // the page keeps no key
+      } },
+  ],
+  commands: [
+    { id: "RunPod.Run", label: "Run on RunPod", icon: "pi pi-cloud-upload", function: runOnRunPod },
+    { id: "RunPod.Check", label: "Check against the RunPod endpoint", icon: "pi pi-check-square", function: checkAgainstEndpoint },
+  ],
+  keybindings: [{ combo: { key: "Enter", alt: true }, commandId: "RunPod.Run" }], // Ctrl+(Shift/Alt)+Enter are Queue's
+  menuCommands: [{ path: ["RunPod"], commands: ["RunPod.Run", "RunPod.Check"] }],
+  actionBarButtons: [
+    { icon: "pi pi-cloud-upload", label: "Run on RunPod", tooltip: "Run this workflow on your RunPod endpoint", onClick: runOnRunPod },
+  ],
+});

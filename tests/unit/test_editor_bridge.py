@@ -1,0 +1,186 @@
+"""The editor extension's server part (editor_extension/bridge.py) against a fake
+endpoint: the key stays on the server, local input files travel with the job, outputs
+land in output/ under plain names, and every failure says what to do."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from bridge import Bridge, routes
+
+KEY = "rpa_EDITOR_KEY_51"
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+
+
+class FakeEndpoint:
+    """RunPod's client API for one endpoint: /run, /status (queued, then done), /cancel, /runsync."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict] = []
+        self.cancelled: list[str] = []
+        self.polls = 0
+
+    def app(self) -> web.Application:
+        async def authorized(request: web.Request) -> None:
+            if request.headers.get("Authorization") != f"Bearer {KEY}":
+                raise web.HTTPUnauthorized(text=json.dumps({"error": "Unauthorized"}), content_type="application/json")
+
+        async def run(request: web.Request) -> web.Response:
+            await authorized(request)
+            self.submitted.append(await request.json())
+            return web.json_response({"id": "job-1", "status": "IN_QUEUE"})
+
+        async def status(request: web.Request) -> web.Response:
+            await authorized(request)
+            self.polls += 1
+            if self.polls == 1:
+                return web.json_response(
+                    {"id": "job-1", "status": "IN_PROGRESS", "output": {"progress": 0.5, "node_id": "3"}}
+                )
+            images = [{"filename": "../../ComfyUI_00001_.png", "type": "base64", "data": PNG, "node_id": "9"}]
+            return web.json_response(
+                {"id": "job-1", "status": "COMPLETED", "output": {"images": images, "seeds": {"3.seed": 1}}}
+            )
+
+        async def cancel(request: web.Request) -> web.Response:
+            await authorized(request)
+            self.cancelled.append(request.match_info["job_id"])
+            return web.json_response({"id": request.match_info["job_id"], "status": "CANCELLED"})
+
+        async def runsync(request: web.Request) -> web.Response:
+            await authorized(request)
+            asked = (await request.json())["input"]["list"]
+            output = (
+                {"nodes": ["CheckpointLoaderSimple", "KSampler", "SaveImage"]}
+                if asked == "nodes"
+                else {
+                    "models": {"checkpoints": ["tiny.safetensors"]},
+                    "loader_inputs": {"CheckpointLoaderSimple.ckpt_name": {"folder": "checkpoints"}},
+                }
+            )
+            return web.json_response({"id": "list", "status": "COMPLETED", "output": output})
+
+        app = web.Application()
+        app.add_routes(
+            [
+                web.post("/v2/e1/run", run),
+                web.get("/v2/e1/status/{job_id}", status),
+                web.post("/v2/e1/cancel/{job_id}", cancel),
+                web.post("/v2/e1/runsync", runsync),
+            ]
+        )
+        return app
+
+
+@pytest.fixture
+async def setup(tmp_path):
+    endpoint = FakeEndpoint()
+    endpoint_server = TestServer(endpoint.app())
+    await endpoint_server.start_server()
+    (tmp_path / "input" / "sub").mkdir(parents=True)  # output/ is not there yet, as in a fresh ComfyUI
+    bridge = Bridge(tmp_path / "user" / "runpod_run.json", tmp_path / "input", tmp_path / "output")
+    app = web.Application()
+    app.add_routes(routes(bridge))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    base_url = str(endpoint_server.make_url("/v2/e1"))
+    yield client, endpoint, base_url, tmp_path
+    await client.close()
+    await endpoint_server.close()
+
+
+async def call(client, method, path, body=None):
+    response = await client.request(method, path, json=body)
+    return response.status, await response.json()
+
+
+async def test_the_key_is_kept_on_the_server_and_never_sent_back(setup):
+    client, _, base_url, tmp_path = setup
+    status, answer = await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
+    assert status == 200 and answer == {"endpoint_id": "", "base_url": base_url, "has_key": True}
+    assert KEY not in json.dumps(await call(client, "GET", "/runpod/settings"))
+    stored = tmp_path / "user" / "runpod_run.json"
+    assert json.loads(stored.read_text())["api_key"] == KEY and stat.S_IMODE(stored.stat().st_mode) == 0o600
+    status, answer = await call(client, "POST", "/runpod/settings", {"base_url": "ftp://x"})
+    assert status == 400 and "http:// or https://" in answer["error"]
+
+
+async def test_a_run_sends_the_local_input_files_and_saves_the_outputs_in_output(setup):
+    client, endpoint, base_url, tmp_path = setup
+    await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
+    (tmp_path / "input" / "sub" / "photo.png").write_bytes(b"photo-bytes")
+    (tmp_path / "output").mkdir()
+    (tmp_path / "output" / "ComfyUI_00001_.png").write_bytes(b"an earlier run")
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "sub/photo.png [input]"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "../../etc/passwd"}},
+        "3": {"class_type": "KSampler", "inputs": {"seed": 1}},
+    }
+
+    status, started = await call(client, "POST", "/runpod/run", {"prompt": prompt})
+    _, running = await call(client, "GET", "/runpod/status/job-1")
+    _, done = await call(client, "GET", "/runpod/status/job-1")
+    _, again = await call(client, "GET", "/runpod/status/job-1")
+
+    assert status == 200 and started == {"job_id": "job-1", "status": "IN_QUEUE", "files": ["photo.png"]}
+    [sent] = endpoint.submitted
+    assert sent["input"]["workflow"] == prompt
+    assert sent["input"]["images"] == [
+        {"name": "photo.png", "subfolder": "sub", "image": base64.b64encode(b"photo-bytes").decode()}
+    ]
+    assert running["status"] == "IN_PROGRESS" and running["output"]["progress"] == 0.5
+    assert done["saved"] == [
+        {"filename": "ComfyUI_00001__runpod1.png", "subfolder": "", "type": "output", "node_id": "9"}
+    ]
+    assert (tmp_path / "output" / "ComfyUI_00001__runpod1.png").read_bytes() == base64.b64decode(PNG)
+    assert (tmp_path / "output" / "ComfyUI_00001_.png").read_bytes() == b"an earlier run", "never overwritten"
+    assert "images" not in done["output"] and done["output"]["seeds"] == {"3.seed": 1}
+    assert again["saved"] == done["saved"] and len(list((tmp_path / "output").iterdir())) == 2, "saved once"
+    assert sorted(p.name for p in tmp_path.rglob("*.png") if "output" not in p.parts and "input" not in p.parts) == []
+
+    status, _ = await call(client, "POST", "/runpod/cancel/job-1")
+    assert status == 200 and endpoint.cancelled == ["job-1"]
+
+
+async def test_check_names_what_the_endpoint_lacks(setup):
+    client, _, base_url, _ = setup
+    await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
+    prompt = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
+        "5": {"class_type": "FancyUpscaler", "inputs": {}},
+        "6": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
+    }
+    status, answer = await call(client, "POST", "/runpod/check", {"prompt": prompt})
+    assert status == 200
+    assert answer["missing_nodes"] == [{"node_id": "5", "class_type": "FancyUpscaler"}]
+    assert answer["missing_models"] == [
+        {"node_id": "4", "input": "ckpt_name", "value": "sdxl.safetensors", "folder": "checkpoints"}
+    ]
+
+
+async def test_every_failure_says_what_to_do(setup):
+    client, _, base_url, tmp_path = setup
+    prompt = {"1": {"class_type": "KSampler", "inputs": {}}}
+    status, answer = await call(client, "POST", "/runpod/run", {"prompt": prompt})
+    assert status == 400 and "no endpoint set" in answer["error"] and "Settings > RunPod" in answer["error"]
+
+    await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": "wrong"})
+    status, answer = await call(client, "POST", "/runpod/run", {"prompt": prompt})
+    assert status == 401 and "refused the API key" in answer["error"] and "wrong" not in answer["error"]
+
+    await call(client, "POST", "/runpod/settings", {"base_url": "http://127.0.0.1:9/v2/x", "api_key": KEY})
+    status, answer = await call(client, "POST", "/runpod/run", {"prompt": prompt})
+    assert status == 502 and "unreachable" in answer["error"]
+
+    await call(client, "POST", "/runpod/settings", {"base_url": base_url})
+    (tmp_path / "input" / "huge.png").write_bytes(b"x" * 8_000_000)
+    big = {"1": {"class_type": "LoadImage", "inputs": {"image": "huge.png"}}}
+    status, answer = await call(client, "POST", "/runpod/run", {"prompt": big})
+    assert status == 400 and "over RunPod's limit of 10 MB for /run" in answer["error"]
+    status, answer = await call(client, "POST", "/runpod/run", {"prompt": "not a graph"})
+    assert status == 400 and "API format" in answer["error"]
