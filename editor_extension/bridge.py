@@ -7,9 +7,9 @@ endpoint's `http://127.0.0.1:8000/v2/local`) with the key kept in ComfyUI's user
 
     GET  /runpod/settings        {"endpoint_id", "base_url", "has_key"} (never the key)
     POST /runpod/settings        {"endpoint_id"?, "base_url"?, "api_key"?}: saved (file mode 600)
-    POST /runpod/run             {"prompt": <the API graph graphToPrompt gives>} -> {"job_id", "files"}:
-                                 the files its loaders name in the local input folder travel as
-                                 the job's `images`
+    POST /runpod/run             {"prompt": <the API graph graphToPrompt gives>, "preview"?: bool}
+                                 -> {"job_id", "files"}: the files its loaders name in the local
+                                 input folder travel as the job's `images`
     GET  /runpod/status/{id}     the endpoint's /status; once COMPLETED, the outputs written into
                                  the local output folder (plain file names, never outside it),
                                  listed in "saved" as ComfyUI's /view names them
@@ -124,11 +124,11 @@ class Bridge:
             raise BridgeError(f"the endpoint answered HTTP {response.status}: {answer.get('error') or text[:300]}", 502)
         return answer
 
-    async def run(self, prompt: Any) -> dict[str, Any]:
+    async def run(self, prompt: Any, preview: bool = False) -> dict[str, Any]:
         if not isinstance(prompt, dict) or not prompt:
             raise BridgeError("'prompt' must be the workflow in API format (an object of nodes)")
         files = self.input_files(prompt)
-        job_input: dict[str, Any] = {"workflow": prompt}
+        job_input: dict[str, Any] = {"workflow": prompt, **({"preview": True} if preview else {})}
         if files:
             job_input["images"] = [
                 {"name": path.name, "subfolder": subfolder(path, self.input_dir), "image": encoded(path)}
@@ -265,7 +265,8 @@ def routes(bridge: Bridge) -> list[web.RouteDef]:
         return await answer(save())
 
     async def run(request: web.Request) -> web.Response:
-        return await answer(bridge.run((await body(request)).get("prompt")))
+        given = await body(request)
+        return await answer(bridge.run(given.get("prompt"), given.get("preview") is True))
 
     async def status(request: web.Request) -> web.Response:
         return await answer(bridge.status(request.match_info["job_id"]))

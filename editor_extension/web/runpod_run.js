@@ -106,6 +106,13 @@ function render() {
       error.textContent = run.error;
       item.append(error);
     }
+    if (run.preview && !FINAL.has(run.state)) {
+      const preview = document.createElement("img");
+      preview.className = "runpod-preview";
+      preview.src = run.preview;
+      preview.style.cssText = "max-width:128px;display:block;margin-top:4px";
+      item.append(preview);
+    }
     for (const file of run.saved || []) {
       const image = document.createElement("img");
       image.src = api.apiURL(`/view?filename=${encodeURIComponent(file.filename)}&type=output&subfolder=`);
@@ -126,7 +133,8 @@ async function runOnRunPod() {
   try {
     unmarkAll(); // the marks of an earlier failure or check
     const { output } = await app.graphToPrompt();
-    const { job_id: id, files } = await bridge("POST", "/run", { prompt: output });
+    const preview = Boolean(app.extensionManager?.setting?.get("RunPod.Previews"));
+    const { job_id: id, files } = await bridge("POST", "/run", { prompt: output, preview });
     runs.set(id, { id, state: "IN_QUEUE", message: files.length ? `with ${files.length} input file(s)` : "" });
     render();
     toast("info", "Run on RunPod", `job ${id} submitted`);
@@ -146,6 +154,7 @@ async function follow(id) {
       const output = status.output || {};
       if (run.state === "IN_PROGRESS" && typeof output.progress === "number") {
         run.progress = output.progress;
+        if (output.preview) run.preview = `data:${output.preview.mime_type};base64,${output.preview.data}`;
         run.message = output.eta_s ? `${output.message} (about ${Math.ceil(output.eta_s)} s left)` : output.message;
         if (output.node_id && output.node_id !== run.nodeId) {
           unmarkAll();
@@ -157,8 +166,12 @@ async function follow(id) {
         unmarkAll();
         run.message = run.state === "COMPLETED" ? `${(status.saved || []).length} output(s) in output/` : "";
         run.saved = status.saved || [];
+        run.preview = null;
         if (run.state !== "COMPLETED") fail(run, status);
-        else toast("success", "Run on RunPod", `job ${id}: ${run.message}`);
+        else {
+          showInNodes(run.saved);
+          toast("success", "Run on RunPod", `job ${id}: ${run.message}`);
+        }
       }
     } catch (error) {
       run.message = `status check failed: ${error.message}`;
@@ -167,9 +180,23 @@ async function follow(id) {
   }
 }
 
+// The saved outputs as the nodes' previews, as a local run shows them (ComfyUI's "executed" event).
+function showInNodes(saved) {
+  for (const file of saved) {
+    if (!file.node_id || typeof api.dispatchCustomEvent !== "function") continue;
+    const image = { filename: file.filename, subfolder: file.subfolder, type: file.type };
+    api.dispatchCustomEvent("executed", { node: file.node_id, display_node: file.node_id, output: { images: [image] } });
+  }
+}
+
+const STATE_TEXT = {
+  TIMED_OUT: "the job ran past the endpoint's execution timeout (RunPod's policy): raise it, or make the workflow lighter",
+  CANCELLED: "cancelled",
+};
+
 function fail(run, status) {
   const output = status.output || {};
-  run.error = output.error || status.error || run.state;
+  run.error = output.error || status.error || STATE_TEXT[run.state] || run.state;
   // The worker names the node: node_errors (a refused workflow), node_id (a failed node or model).
   const details = output.details || {};
   const nodeIds = [...(details.node_errors || []).map((error) => error.node_id), details.node_id].filter((id) => id != null);
@@ -215,6 +242,8 @@ app.registerExtension({
         await saveSetting("api_key", value);
         app.extensionManager?.setting?.set("RunPod.ApiKey", KEY_SET); // the page keeps no key
       } },
+    { id: "RunPod.Previews", category: ["RunPod", "Run", "Previews"], name: "Show latent previews while sampling",
+      type: "boolean", defaultValue: false },
   ],
   commands: [
     { id: "RunPod.Run", label: "Run on RunPod", icon: "pi pi-cloud-upload", function: runOnRunPod },

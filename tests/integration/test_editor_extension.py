@@ -67,22 +67,25 @@ def load(browser: WebDriver, workflow: dict) -> None:
 def runs(browser: WebDriver) -> list[dict]:
     return browser.execute_script(
         "return [...document.querySelectorAll('.runpod-run')].map(r => ({id: r.dataset.jobId, state: r.dataset.state, "
-        "text: r.innerText, images: r.querySelectorAll('img').length}))"
+        "text: r.innerText, images: r.querySelectorAll('img:not(.runpod-preview)').length, "
+        "previews: r.querySelectorAll('img.runpod-preview').length}))"
     )
 
 
 def test_a_workflow_runs_on_the_endpoint_with_progress_and_its_output_lands_in_output(editor, designer, endpoint):
     assert bridge_settings(designer) == {"endpoint_id": "", "base_url": endpoint[0], "has_key": True}
     assert editor.execute_script("return window.app.extensionManager.setting.get('RunPod.ApiKey')") == KEY_SET
+    set_setting(editor, "RunPod.Previews", True)
     load(editor, txt2img(steps=40, size=64, seed=707))
     # The button beside Queue (clicked as a script: a toast may cover it).
     editor.execute_script("arguments[0].click()", editor.find_element(By.CSS_SELECTOR, BUTTON))
 
-    seen, deadline = [], time.monotonic() + 120
+    seen, previews, deadline = [], 0, time.monotonic() + 120
     while not (current := runs(editor)) or current[0]["state"] != "COMPLETED":
         assert time.monotonic() < deadline, seen[-3:]
         if current:
             seen.append(current[0]["text"])
+            previews = max(previews, current[0]["previews"])
         time.sleep(0.1)
 
     percents = {int(text.split("%")[0].split()[-1]) for text in seen if "%" in text}
@@ -92,6 +95,10 @@ def test_a_workflow_runs_on_the_endpoint_with_progress_and_its_output_lands_in_o
     assert done["images"] == 1 and "1 output(s) in output/" in done["text"]
     saved = list((designer.base_dir / "output").glob("*.png"))
     assert len(saved) == 1 and saved[0].stat().st_size > 0
+    assert previews == 1, "the latent preview showed while sampling"
+    # The output shows in the SaveImage node's preview, as after a local run.
+    shown = "return window.app.nodeOutputs?.['9']?.images?.[0]?.filename"
+    WebDriverWait(editor, 10).until(lambda b: b.execute_script(shown) == saved[0].name)
 
 
 def test_a_run_is_cancelled_from_the_editor(editor):
@@ -113,3 +120,13 @@ def test_a_missing_model_and_a_wrong_key_say_what_is_wrong(editor):
     WebDriverWait(editor, 30).until(
         lambda b: "refused the API key (HTTP 401)" in b.find_element(By.TAG_NAME, "body").text
     )
+
+
+def test_check_marks_what_the_endpoint_lacks_before_anything_runs(editor):
+    load(editor, txt2img(seed=710, checkpoint="absent-model.safetensors"))
+    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Check')")
+
+    WebDriverWait(editor, 60).until(lambda b: "is not on the endpoint" in b.find_element(By.TAG_NAME, "body").text)
+    assert "checkpoints/absent-model.safetensors" in editor.find_element(By.TAG_NAME, "body").text
+    assert editor.execute_script("return window.app.graph.getNodeById(4).bgcolor") == "#8a3333"
+    assert runs(editor) == [] or all(run["state"] != "IN_QUEUE" for run in runs(editor)), "nothing was submitted"

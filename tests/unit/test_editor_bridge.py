@@ -122,14 +122,14 @@ async def test_a_run_sends_the_local_input_files_and_saves_the_outputs_in_output
         "3": {"class_type": "KSampler", "inputs": {"seed": 1}},
     }
 
-    status, started = await call(client, "POST", "/runpod/run", {"prompt": prompt})
+    status, started = await call(client, "POST", "/runpod/run", {"prompt": prompt, "preview": True})
     _, running = await call(client, "GET", "/runpod/status/job-1")
     _, done = await call(client, "GET", "/runpod/status/job-1")
     _, again = await call(client, "GET", "/runpod/status/job-1")
 
     assert status == 200 and started == {"job_id": "job-1", "status": "IN_QUEUE", "files": ["photo.png"]}
     [sent] = endpoint.submitted
-    assert sent["input"]["workflow"] == prompt
+    assert sent["input"]["workflow"] == prompt and sent["input"]["preview"] is True
     assert sent["input"]["images"] == [
         {"name": "photo.png", "subfolder": "sub", "image": base64.b64encode(b"photo-bytes").decode()}
     ]
