@@ -11,7 +11,7 @@ from pathlib import Path
 import folder_paths
 from server import PromptServer
 
-from .bridge import Bridge, routes
+from .bridge import Bridge, bucket_upload, routes
 
 WEB_DIRECTORY = "./web"
 NODE_CLASS_MAPPINGS: dict = {}
@@ -21,6 +21,7 @@ _bridge = Bridge(
     Path(folder_paths.get_user_directory()) / "runpod_run.json",
     Path(folder_paths.get_input_directory()),
     Path(folder_paths.get_output_directory()),
+    bucket_upload(),
 )
 for _route in routes(_bridge):
     PromptServer.instance.routes.route(_route.method, _route.path)(_route.handler)

@@ -8,8 +8,11 @@ endpoint's `http://127.0.0.1:8000/v2/local`) with the key kept in ComfyUI's user
     GET  /runpod/settings        {"endpoint_id", "base_url", "has_key"} (never the key)
     POST /runpod/settings        {"endpoint_id"?, "base_url"?, "api_key"?}: saved (file mode 600)
     POST /runpod/run             {"prompt": <the API graph graphToPrompt gives>, "preview"?: bool}
-                                 -> {"job_id", "files"}: the files its loaders name in the local
-                                 input folder travel as the job's `images`
+                                 -> {"job_id", "files", "uploaded"}: the files its loaders name in
+                                 the local input folder travel as the job's `images`; when they
+                                 would pass RunPod's 10 MB limit, the largest go through the
+                                 bucket BUCKET_* names (as for the worker and the client; boto3
+                                 needed) as presigned URLs, listed in "uploaded"
     GET  /runpod/status/{id}     the endpoint's /status; once COMPLETED, the outputs written into
                                  the local output folder (plain file names, never outside it),
                                  listed in "saved" as ComfyUI's /view names them
@@ -29,8 +32,11 @@ import base64
 import json
 import logging
 import os
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import aiohttp
 from aiohttp import web
@@ -41,6 +47,10 @@ RUNPOD_API = "https://api.runpod.ai/v2"
 RUN_LIMIT_BYTES = 10_000_000  # RunPod refuses a larger /run body
 FILE_INPUTS = ("image", "video", "audio", "file")  # the loaders' file-name inputs
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
+UPLOAD_URL_EXPIRY_S = 24 * 3600  # RunPod keeps a job queued at most a day by default
+
+Upload = Callable[[bytes, str], str]
+"""(content, file name) -> a presigned GET URL of the uploaded copy."""
 
 
 class BridgeError(Exception):
@@ -51,8 +61,38 @@ class BridgeError(Exception):
         self.status = status
 
 
+def bucket_upload(env: Mapping[str, str] = os.environ) -> Upload | None:
+    """Uploads to the bucket the BUCKET_* variables of ComfyUI's process name, or None."""
+    endpoint_url = env.get("BUCKET_ENDPOINT_URL")
+    if not endpoint_url:
+        return None
+    bucket = env.get("BUCKET_NAME") or (urlparse(endpoint_url).hostname or "").split(".")[0]
+
+    def upload(content: bytes, name: str) -> str:
+        try:
+            import boto3
+        except ImportError:
+            raise BridgeError("inputs over RunPod's limit go through the bucket, which needs boto3 in ComfyUI's Python "
+                              "(pip install boto3)") from None  # fmt: skip
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            aws_access_key_id=env.get("BUCKET_ACCESS_KEY_ID"),
+            aws_secret_access_key=env.get("BUCKET_SECRET_ACCESS_KEY"),
+            region_name=env.get("BUCKET_REGION") or None,
+        )
+        key = f"{env.get('BUCKET_PREFIX', '')}editor-uploads/{uuid.uuid4().hex}/{name}"
+        s3.put_object(Bucket=bucket, Key=key, Body=content)
+        params = {"Bucket": bucket, "Key": key}
+        return str(s3.generate_presigned_url("get_object", Params=params, ExpiresIn=UPLOAD_URL_EXPIRY_S))
+
+    return upload
+
+
 class Bridge:
-    def __init__(self, settings_path: Path, input_dir: Path, output_dir: Path):
+    def __init__(self, settings_path: Path, input_dir: Path, output_dir: Path, upload: Upload | None = None):
+        """`upload` takes inputs too large for a request (`bucket_upload`; None: they are refused)."""
+        self.upload = upload
         self.settings_path = settings_path
         self.input_dir = input_dir.resolve()
         self.output_dir = output_dir.resolve()
@@ -127,21 +167,50 @@ class Bridge:
     async def run(self, prompt: Any, preview: bool = False) -> dict[str, Any]:
         if not isinstance(prompt, dict) or not prompt:
             raise BridgeError("'prompt' must be the workflow in API format (an object of nodes)")
+        self.endpoint()  # an endpoint is set, before anything is read or uploaded
         files = self.input_files(prompt)
         job_input: dict[str, Any] = {"workflow": prompt, **({"preview": True} if preview else {})}
-        if files:
-            job_input["images"] = [
-                {"name": path.name, "subfolder": subfolder(path, self.input_dir), "image": encoded(path)}
-                for path in files
-            ]
-        size = len(json.dumps({"input": job_input}))
-        if size > RUN_LIMIT_BYTES:
-            raise BridgeError(
-                f"the request is {size / 1e6:.1f} MB with its input files, over RunPod's limit of "
-                f"{RUN_LIMIT_BYTES / 1e6:.0f} MB for /run: use smaller files, or load them from URLs"
-            )
+        images = [
+            {"name": path.name, "subfolder": subfolder(path, self.input_dir), "image": encoded(path)} for path in files
+        ]
+        if images:
+            job_input["images"] = images
+        uploaded = await self.fit(job_input, images)
         answer = await self.call("POST", "/run", {"input": job_input})
-        return {"job_id": answer["id"], "status": answer.get("status"), "files": [path.name for path in files]}
+        return {
+            "job_id": answer["id"],
+            "status": answer.get("status"),
+            "files": [p.name for p in files],
+            "uploaded": uploaded,
+        }
+
+    async def fit(self, job_input: dict[str, Any], images: list[dict[str, str]]) -> list[str]:
+        """Within RunPod's limit: the largest input files moved to the bucket until the request
+        fits; their names. Without a bucket, or when that is not enough, a BridgeError."""
+        size = len(json.dumps({"input": job_input}))
+        over = f"the request is {size / 1e6:.1f} MB with its input files, over RunPod's limit of 10 MB for /run"
+        if size <= RUN_LIMIT_BYTES:
+            return []
+        if self.upload is None:
+            raise BridgeError(
+                f"{over}: start ComfyUI with BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID and BUCKET_SECRET_ACCESS_KEY "
+                "so large inputs go through your bucket, or load them from URLs"
+            )
+        uploaded = []
+        for image in sorted(images, key=lambda image: len(image["image"]), reverse=True):
+            content = base64.b64decode(image["image"])
+            try:
+                image["image"] = await asyncio.to_thread(self.upload, content, image["name"])
+            except BridgeError:
+                raise
+            except Exception as exc:  # the bucket's own error (boto3's), for the editor to show
+                raise BridgeError(
+                    f"{over}, and the upload of {image['name']} to the bucket failed: {exc}", 502
+                ) from None
+            uploaded.append(image["name"])
+            if len(json.dumps({"input": job_input})) <= RUN_LIMIT_BYTES:
+                return uploaded
+        raise BridgeError(f"{over}, even with every input file in the bucket: the workflow itself is too large")
 
     def input_files(self, prompt: dict[str, Any]) -> list[Path]:
         """The local input files the graph's loaders name (inside the input folder only)."""

@@ -134,10 +134,11 @@ async function runOnRunPod() {
     unmarkAll(); // the marks of an earlier failure or check
     const { output } = await app.graphToPrompt();
     const preview = Boolean(app.extensionManager?.setting?.get("RunPod.Previews"));
-    const { job_id: id, files } = await bridge("POST", "/run", { prompt: output, preview });
+    const { job_id: id, files, uploaded } = await bridge("POST", "/run", { prompt: output, preview });
     runs.set(id, { id, state: "IN_QUEUE", message: files.length ? `with ${files.length} input file(s)` : "" });
     render();
-    toast("info", "Run on RunPod", `job ${id} submitted`);
+    const through = uploaded.length ? `; ${uploaded.join(", ")} went through your bucket (over RunPod's 10 MB limit)` : "";
+    toast("info", "Run on RunPod", `job ${id} submitted${through}`);
     follow(id);
   } catch (error) {
     toast("error", "Run on RunPod", error.message);

@@ -4,14 +4,20 @@ land in output/ under plain names, and every failure says what to do."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 import stat
 
+import boto3
 import pytest
+import requests
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from bridge import Bridge, routes
+from bridge import Bridge, bucket_upload, routes
+
+from tests.support.servers import moto_s3
 
 KEY = "rpa_EDITOR_KEY_51"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
@@ -127,7 +133,12 @@ async def test_a_run_sends_the_local_input_files_and_saves_the_outputs_in_output
     _, done = await call(client, "GET", "/runpod/status/job-1")
     _, again = await call(client, "GET", "/runpod/status/job-1")
 
-    assert status == 200 and started == {"job_id": "job-1", "status": "IN_QUEUE", "files": ["photo.png"]}
+    assert status == 200 and started == {
+        "job_id": "job-1",
+        "status": "IN_QUEUE",
+        "files": ["photo.png"],
+        "uploaded": [],
+    }
     [sent] = endpoint.submitted
     assert sent["input"]["workflow"] == prompt and sent["input"]["preview"] is True
     assert sent["input"]["images"] == [
@@ -182,5 +193,43 @@ async def test_every_failure_says_what_to_do(setup):
     big = {"1": {"class_type": "LoadImage", "inputs": {"image": "huge.png"}}}
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": big})
     assert status == 400 and "over RunPod's limit of 10 MB for /run" in answer["error"]
+    assert "start ComfyUI with BUCKET_ENDPOINT_URL" in answer["error"]
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": "not a graph"})
     assert status == 400 and "API format" in answer["error"]
+
+
+async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path):
+    endpoint = FakeEndpoint()
+    endpoint_server = TestServer(endpoint.app())
+    await endpoint_server.start_server()
+    with moto_s3() as s3_url:
+        env = {
+            "BUCKET_ENDPOINT_URL": s3_url,
+            "BUCKET_ACCESS_KEY_ID": "k",
+            "BUCKET_SECRET_ACCESS_KEY": "s",
+            "BUCKET_NAME": "editor",
+            "BUCKET_REGION": "us-east-1",
+        }
+        boto3.client(
+            "s3", endpoint_url=s3_url, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+        ).create_bucket(Bucket="editor")
+        (tmp_path / "input").mkdir()
+        big, small = os.urandom(8_000_000), b"small-photo"
+        (tmp_path / "input" / "big.png").write_bytes(big)
+        (tmp_path / "input" / "small.png").write_bytes(small)
+        bridge = Bridge(tmp_path / "settings.json", tmp_path / "input", tmp_path / "output", bucket_upload(env))
+        bridge.save_settings({"base_url": str(endpoint_server.make_url("/v2/e1")), "api_key": KEY})
+        prompt = {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "big.png"}},
+            "2": {"class_type": "LoadImage", "inputs": {"image": "small.png"}},
+        }
+
+        started = await bridge.run(prompt)
+
+        [sent] = endpoint.submitted
+        by_name = {image["name"]: image["image"] for image in sent["input"]["images"]}
+        assert started["uploaded"] == ["big.png"] and by_name["small.png"] == base64.b64encode(small).decode()
+        assert by_name["big.png"].startswith(f"{s3_url}/editor/editor-uploads/")
+        stored = await asyncio.to_thread(requests.get, by_name["big.png"], timeout=30)
+        assert stored.content == big
+    await endpoint_server.close()
