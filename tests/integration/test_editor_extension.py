@@ -20,6 +20,7 @@ from tests.support.workflows import REPO_ROOT, txt2img
 ARTIFACTS = REPO_ROOT / ".local" / "artifacts"
 KEY_SET = "(kept by ComfyUI's server)"
 BUTTON = "[aria-label='Run this workflow on your RunPod endpoint']"
+MISSING = "#8a3333"  # the extension's mark on a node the endpoint cannot run
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,7 @@ def test_a_missing_model_and_a_wrong_key_say_what_is_wrong(editor):
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
     WebDriverWait(editor, 60).until(lambda b: runs(b) and runs(b)[0]["state"] == "FAILED")
     assert "absent-model.safetensors" in runs(editor)[0]["text"] and "node 4" in runs(editor)[0]["text"]
+    assert editor.execute_script("return window.app.graph.getNodeById(4).bgcolor") == MISSING, "marked on the node"
 
     set_setting(editor, "RunPod.ApiKey", "wrong-key")
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
@@ -128,5 +130,5 @@ def test_check_marks_what_the_endpoint_lacks_before_anything_runs(editor):
 
     WebDriverWait(editor, 60).until(lambda b: "is not on the endpoint" in b.find_element(By.TAG_NAME, "body").text)
     assert "checkpoints/absent-model.safetensors" in editor.find_element(By.TAG_NAME, "body").text
-    assert editor.execute_script("return window.app.graph.getNodeById(4).bgcolor") == "#8a3333"
+    assert editor.execute_script("return window.app.graph.getNodeById(4).bgcolor") == MISSING
     assert runs(editor) == [] or all(run["state"] != "IN_QUEUE" for run in runs(editor)), "nothing was submitted"
