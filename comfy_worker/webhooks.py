@@ -99,7 +99,7 @@ class PublicOnlyResolver(AbstractResolver):
 
 
 class ProgressWebhook:
-    def __init__(self, url: str, secret: str, job_id: str, timeout_s: float, *, clock: Any = time.time):
+    def __init__(self, url: str, secret: str, job_id: str, timeout_s: float, *, clock: Callable[[], float] = time.time):
         """Use `open`, which checks the receiver first."""
         self.url = url
         self._secret = secret
@@ -195,10 +195,8 @@ class ProgressWebhook:
             if not retry:
                 break
         self.failed += 1
-        self._warn(f"{body['status']} update not delivered: {problem}")
-
-    def _warn(self, problem: str) -> None:
-        # Once a job: a dead receiver must not flood the log with one line per update.
-        if not self._warned or self._final is not None:
-            log.warning("progress webhook %s for job %s: %s", redact(self.url), self._job_id, problem)
+        # The first failure and the final state's: a dead receiver must not flood the log.
+        if not self._warned or body is self._final:
+            log.warning("progress webhook %s for job %s: %s update not delivered: %s",
+                        redact(self.url), self._job_id, body["status"], problem)  # fmt: skip
             self._warned = True
