@@ -102,12 +102,18 @@ def test_a_workflow_runs_on_the_endpoint_with_progress_and_its_output_lands_in_o
     WebDriverWait(editor, 10).until(lambda b: b.execute_script(shown) == saved[0].name)
 
 
-def test_a_run_is_cancelled_from_the_editor(editor):
+def test_several_runs_are_in_flight_each_listed_and_cancelled_from_the_editor(editor):
     load(editor, txt2img(steps=400, seed=708))
-    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
-    WebDriverWait(editor, 90).until(lambda b: any("step" in run["text"] for run in runs(b)))
-    editor.execute_script("arguments[0].click()", editor.find_element(By.CSS_SELECTOR, ".runpod-run .runpod-cancel"))
-    WebDriverWait(editor, 30).until(lambda b: runs(b)[0]["state"] == "CANCELLED")
+    for _ in range(2):
+        editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
+    WebDriverWait(editor, 90).until(lambda b: len(runs(b)) == 2 and any("step" in run["text"] for run in runs(b)))
+    assert len({run["id"] for run in runs(editor)}) == 2 and all(run["state"] != "FAILED" for run in runs(editor))
+
+    for run in runs(editor):  # each button found afresh: the panel is redrawn every second
+        editor.execute_script(
+            "document.querySelector(`.runpod-run[data-job-id='${arguments[0]}'] .runpod-cancel`).click()", run["id"]
+        )
+    WebDriverWait(editor, 30).until(lambda b: [run["state"] for run in runs(b)] == ["CANCELLED", "CANCELLED"])
 
 
 def test_a_missing_model_and_a_wrong_key_say_what_is_wrong(editor):
