@@ -3,6 +3,7 @@ refused against it checked again against ComfyUI's own node list."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -65,21 +66,26 @@ def test_an_unwritable_snapshot_only_warns(comfyui_path, tmp_path, caplog):
     assert "cannot be written" in caplog.text
 
 
-def make_worker(comfyui_path: Path, tmp_path: Path, comfy: FakeComfy, **settings):
+@contextlib.asynccontextmanager
+async def running_worker(comfyui_path: Path, tmp_path: Path, comfy: FakeComfy, **settings):
+    """A worker on the fake ComfyUI, closed after the block."""
     settings = Settings(
         comfyui_path=comfyui_path,
         comfy_pid_file=tmp_path / "no-pid-file",
         workflows_dir=tmp_path / "workflows",
         **settings,
     )
-    return fake_worker(settings, comfy, None, None, ComfyProcess(settings.comfy_pid_file))
+    worker = fake_worker(settings, comfy, None, None, ComfyProcess(settings.comfy_pid_file))
+    try:
+        yield worker
+    finally:
+        await worker.close()
 
 
 async def test_with_a_snapshot_the_first_job_runs_without_asking_comfyui_for_its_nodes(comfyui_path, tmp_path):
     nodes_snapshot.save(comfyui_path / "worker-object-info.json", comfyui_path, OBJECT_INFO)
     comfy = FakeComfy(comfyui_path)
-    worker = make_worker(comfyui_path, tmp_path, comfy)
-    try:
+    async with running_worker(comfyui_path, tmp_path, comfy) as worker:
         result = await worker.handle({"id": "j1", "input": {"workflow": WORKFLOW}})
         assert "error" not in result and result["images"], result
         assert "object_info" not in comfy.calls
@@ -90,16 +96,13 @@ async def test_with_a_snapshot_the_first_job_runs_without_asking_comfyui_for_its
         comfy.model_files_data["checkpoints"].append("added-later.safetensors")
         listed_again = await worker.handle({"id": "j3", "input": {"list": "models"}})
         assert listed_again["models"]["checkpoints"] == ["sd15.safetensors", "added-later.safetensors"]
-    finally:
-        await worker.close()
 
 
 async def test_a_node_missing_from_the_snapshot_is_checked_against_comfyui_before_refusing(comfyui_path, tmp_path):
     older = {name: spec for name, spec in OBJECT_INFO.items() if name != "EmptyImage"}
     nodes_snapshot.save(comfyui_path / "worker-object-info.json", comfyui_path, older)
     comfy = FakeComfy(comfyui_path)
-    worker = make_worker(comfyui_path, tmp_path, comfy)
-    try:
+    async with running_worker(comfyui_path, tmp_path, comfy) as worker:
         result = await worker.handle({"id": "j1", "input": {"workflow": WORKFLOW}})
         assert "error" not in result and result["images"], result
         assert comfy.calls.count("object_info") == 1
@@ -111,53 +114,41 @@ async def test_a_node_missing_from_the_snapshot_is_checked_against_comfyui_befor
         refused = await worker.handle({"id": "j2", "input": {"workflow": unknown}})
         assert refused["error_type"] == "invalid_input" and "NoSuchNode" in refused["error"]
         assert comfy.calls.count("object_info") == 1
-    finally:
-        await worker.close()
 
 
 async def test_a_refusal_after_the_connection_was_closed_still_asks_comfyui(comfyui_path, tmp_path):
     """As in production: start() learns in one event loop and closes; jobs run in the SDK's."""
     nodes_snapshot.save(comfyui_path / "worker-object-info.json", comfyui_path, OBJECT_INFO)
     comfy = FakeComfy(comfyui_path)
-    worker = make_worker(comfyui_path, tmp_path, comfy)
-    try:
+    async with running_worker(comfyui_path, tmp_path, comfy) as worker:
         await worker.start()
         await worker.close()
         unknown = {**WORKFLOW, "3": {"class_type": "NoSuchNode", "inputs": {}}}
         refused = await worker.handle({"id": "j1", "input": {"workflow": unknown}})
         assert refused["error_type"] == "invalid_input" and "NoSuchNode" in refused["error"], refused
         assert comfy.calls.count("object_info") == 1
-    finally:
-        await worker.close()
 
 
 async def test_without_a_snapshot_the_worker_asks_comfyui_and_keeps_its_answer(comfyui_path, tmp_path):
     comfy = FakeComfy(comfyui_path)
-    worker = make_worker(comfyui_path, tmp_path, comfy)
-    try:
+    async with running_worker(comfyui_path, tmp_path, comfy) as worker:
         assert "error" not in await worker.handle({"id": "j1", "input": {"workflow": WORKFLOW}})
         assert comfy.calls.count("object_info") == 1
-    finally:
-        await worker.close()
     assert nodes_snapshot.load(comfyui_path / "worker-object-info.json", comfyui_path) == OBJECT_INFO
 
-    off = make_worker(comfyui_path, tmp_path, comfy := FakeComfy(comfyui_path), nodes_snapshot="off")
-    try:
+    comfy = FakeComfy(comfyui_path)
+    async with running_worker(comfyui_path, tmp_path, comfy, nodes_snapshot="off") as off:
         assert "error" not in await off.handle({"id": "j2", "input": {"workflow": WORKFLOW}})
         assert comfy.calls.count("object_info") == 1
-    finally:
-        await off.close()
 
 
 async def test_an_unknown_node_in_a_job_with_a_comfy_org_key_names_the_api_nodes_setting(comfyui_path, tmp_path):
     comfy = FakeComfy(comfyui_path)
     api_node = {**WORKFLOW, "3": {"class_type": "OpenAIDalle3", "inputs": {}}}
     for api_nodes, hinted in ((False, True), (True, False)):
-        worker = make_worker(comfyui_path, tmp_path, comfy, comfy_api_nodes=api_nodes, nodes_snapshot="off")
-        try:
+        settings = {"comfy_api_nodes": api_nodes, "nodes_snapshot": "off"}
+        async with running_worker(comfyui_path, tmp_path, comfy, **settings) as worker:
             result = await worker.handle({"id": "j", "input": {"workflow": api_node, "comfy_org_api_key": "sk-x"}})
             assert result["error_type"] == "invalid_input" and "OpenAIDalle3" in result["error"]
             assert ("COMFY_API_NODES=true" in result["error"]) is hinted
             assert "sk-x" not in json.dumps(result)
-        finally:
-            await worker.close()
