@@ -62,7 +62,8 @@ class EndpointClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.session.request(method, f"{self.base_url}{path}", timeout=self.request_timeout_s, **kwargs)
         if response.status_code >= 400:
-            raise requests.HTTPError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
+            message = f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}"
+            raise requests.HTTPError(message, response=response)
         return response.json()
 
     def submit(self, job_input: dict[str, Any], execution_timeout_ms: int | None = None) -> str:

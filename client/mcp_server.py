@@ -269,12 +269,12 @@ def failure_text(failed: JobFailed) -> str:
 
 
 def http_failure(exc: requests.HTTPError, base_url: str) -> str:
-    text = str(exc)
-    if "HTTP 401" in text or "HTTP 403" in text:
+    status = exc.response.status_code if exc.response is not None else None
+    if status in (401, 403):
         return f"the endpoint at {base_url} refused the API key (HTTP 401): check RUNPOD_API_KEY or --api-key"
-    if "HTTP 404" in text:
-        return f"the endpoint at {base_url} does not exist or does not know the job (HTTP 404): {text}"
-    return f"the endpoint at {base_url} answered {text}"
+    if status == 404:
+        return f"the endpoint at {base_url} does not exist or does not know the job (HTTP 404): {exc}"
+    return f"the endpoint at {base_url} answered {exc}"
 
 
 def build_server(tools: EndpointTools) -> Server[Any]:

@@ -87,24 +87,22 @@ async function fitRequest(input, conn) {
     throw new Error(`Not sent: ${over}. Start the local endpoint with a bucket (BUCKET_ENDPOINT_URL and its keys) ` +
       "so large inputs go through it, or give them as URLs.");
   }
-  // Input files, and a named workflow's media parameters (read as data URIs).
-  const inline = (input.images || []).filter((file) => typeof file.image === "string" && !/^(https?|s3):\/\//.test(file.image));
-  for (const [key, value] of Object.entries(input.params || {})) {
-    if (typeof value === "string" && value.startsWith("data:")) {
-      const holder = { name: key, get image() { return input.params[key]; }, set image(url) { input.params[key] = url; } };
-      inline.push(holder);
-    }
-  }
-  inline.sort((a, b) => b.image.length - a.image.length);
+  // Where inline data sits: input files' "image", and a named workflow's media parameters (data URIs).
+  const inline = [
+    ...(input.images || []).map((file) => ({ name: file.name, holder: file, key: "image" })),
+    ...Object.keys(input.params || {}).map((key) => ({ name: key, holder: input.params, key })),
+  ].filter(({ holder, key }) => typeof holder[key] === "string" && !/^(https?|s3):\/\//.test(holder[key]) &&
+    (holder !== input.params || holder[key].startsWith("data:")));
+  inline.sort((a, b) => b.holder[b.key].length - a.holder[a.key].length);
   const notes = [];
   for (const file of inline) {
-    const base64 = file.image.replace(/^data:[^,]*,/, "");
+    const base64 = file.holder[file.key].replace(/^data:[^,]*,/, "");
     const bytes = await (await fetch(`data:application/octet-stream;base64,${base64}`)).blob();
     const headers = conn.local && conn.key ? { Authorization: `Bearer ${conn.key}` } : {};
     const response = await fetch(`/page-upload?name=${encodeURIComponent(file.name)}`, { method: "POST", headers, body: bytes });
     const answer = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(`Not sent: ${over}, and ${answer.error || `the upload answered HTTP ${response.status}`}`);
-    file.image = answer.url;
+    file.holder[file.key] = answer.url;
     notes.push(`${file.name} (${megabytes(bytes.size)}) went through bucket ${config.uploadBucket}: ${over}.`);
     size = requestSize(input);
     if (size <= limit) return notes;

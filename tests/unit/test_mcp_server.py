@@ -67,5 +67,7 @@ def test_failures_say_what_to_do():
         {"id": "j", "status": "FAILED", "output": {"error": "node 3: bad", "error_type": "invalid_input"}}
     )
     assert failure_text(worker_error) == "invalid_input: node 3: bad"
-    refused = requests.HTTPError("GET /status/j: HTTP 401: Unauthorized")
+    unauthorized = requests.Response()
+    unauthorized.status_code = 401
+    refused = requests.HTTPError("GET /status/j: HTTP 401: Unauthorized", response=unauthorized)
     assert "refused the API key (HTTP 401): check RUNPOD_API_KEY" in http_failure(refused, "https://api.runpod.ai/v2/x")
