@@ -7,7 +7,9 @@ endpoint's `http://127.0.0.1:8000/v2/local`) with the key kept in ComfyUI's user
 
     GET  /runpod/settings        {"endpoint_id", "base_url", "has_key"} (never the key)
     POST /runpod/settings        {"endpoint_id"?, "base_url"?, "api_key"?}: saved (file mode 600)
-    POST /runpod/run             {"prompt": <the API graph graphToPrompt gives>, "preview"?: bool}
+    POST /runpod/run             {"prompt": <the API graph graphToPrompt gives>, "preview"?: bool,
+                                 "execution_timeout_s"?: seconds (RunPod's policy.executionTimeout;
+                                 0 or absent: the endpoint's own)}
                                  -> {"job_id", "files", "uploaded"}: the files its loaders name in
                                  the local input folder travel as the job's `images`; when they
                                  would pass RunPod's 10 MB limit, the largest go through the
@@ -15,14 +17,15 @@ endpoint's `http://127.0.0.1:8000/v2/local`) with the key kept in ComfyUI's user
                                  needed) as presigned URLs, listed in "uploaded"
     GET  /runpod/status/{id}     the endpoint's /status; once COMPLETED, the outputs written into
                                  the local output folder (plain file names, never outside it),
-                                 listed in "saved" as ComfyUI's /view names them
+                                 listed in "saved" as ComfyUI's /view names them; once FAILED or
+                                 TIMED_OUT, "advice": what the editor's user can do about it
     POST /runpod/cancel/{id}     the job cancelled on the endpoint
     POST /runpod/check           {"prompt"} -> {"missing_models", "missing_nodes"}: what the
                                  endpoint lacks (`{"list": "models"}`, `{"list": "nodes"}`)
 
-Every failure answers JSON `{"error": "<what to do>"}`: no endpoint set, a wrong key
-(401), an unreachable endpoint, a request over RunPod's 10 MB limit, a graph that is
-not an API-format object.
+Every failure answers JSON `{"error": "<what to do>"}` (and "node_ids" when it is about
+nodes): no endpoint set, a wrong key (401), an unreachable endpoint, a request over
+RunPod's 10 MB limit, a graph with nothing to run or with nodes that have no API form.
 """
 
 from __future__ import annotations
@@ -54,11 +57,26 @@ Upload = Callable[[bytes, str], str]
 
 
 class BridgeError(Exception):
-    """A request the bridge cannot carry out; the message says what to do."""
+    """A request the bridge cannot carry out; the message says what to do, `node_ids` which
+    nodes of the graph it is about (the editor marks them)."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, node_ids: list[str] | None = None):
         super().__init__(message)
         self.status = status
+        self.node_ids = node_ids or []
+
+
+ENVIRONMENT = "the endpoint's environment on RunPod (the endpoint > Manage > Edit Endpoint > Environment Variables)"
+ADVICE = {  # what the editor's user can do, beside the worker's own message
+    # by RunPod's state
+    "TIMED_OUT": "raise the execution timeout (Settings > RunPod > Execution timeout, else the endpoint's own on "
+    "RunPod), or make the workflow lighter (fewer steps, a smaller size)",
+    # by the worker's error_type
+    "timeout": f"JOB_TIMEOUT_S is set in {ENVIRONMENT}; or make the workflow lighter (fewer steps, a smaller size)",
+    "output_too_large": f"the bucket's variables go in {ENVIRONMENT}; the editor then downloads the outputs from "
+    "their URLs into output/. Or make fewer or smaller outputs",
+    "comfyui_unavailable": "try again; if it keeps failing, look at the worker's logs on RunPod",
+}
 
 
 def bucket_upload(env: Mapping[str, str] = os.environ) -> Upload | None:
@@ -164,9 +182,9 @@ class Bridge:
             raise BridgeError(f"the endpoint answered HTTP {response.status}: {answer.get('error') or text[:300]}", 502)
         return answer
 
-    async def run(self, prompt: Any, preview: bool = False) -> dict[str, Any]:
-        if not isinstance(prompt, dict) or not prompt:
-            raise BridgeError("'prompt' must be the workflow in API format (an object of nodes)")
+    async def run(self, prompt: Any, preview: bool = False, execution_timeout_s: Any = None) -> dict[str, Any]:
+        check_graph(prompt)
+        policy = execution_policy(execution_timeout_s)
         self.endpoint()  # an endpoint is set, before anything is read or uploaded
         files = self.input_files(prompt)
         job_input: dict[str, Any] = {"workflow": prompt, **({"preview": True} if preview else {})}
@@ -176,7 +194,7 @@ class Bridge:
         if images:
             job_input["images"] = images
         uploaded = await self.fit(job_input, images)
-        answer = await self.call("POST", "/run", {"input": job_input})
+        answer = await self.call("POST", "/run", {"input": job_input, **({"policy": policy} if policy else {})})
         return {
             "job_id": answer["id"],
             "status": answer.get("status"),
@@ -236,6 +254,10 @@ class Bridge:
                         f"the job is done, but its outputs could not be saved in output/: {exc}", 500
                     ) from None
             status = {**status, "output": summary(status.get("output") or {}), "saved": self.saved[job_id]}
+        elif status.get("status") in ("FAILED", "TIMED_OUT"):
+            output = status.get("output") if isinstance(status.get("output"), dict) else {}
+            found = ADVICE.get(status["status"]) or ADVICE.get(str(output.get("error_type")))
+            status = {**status, **({"advice": found} if found else {})}
         return status
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
@@ -271,8 +293,7 @@ class Bridge:
         return path
 
     async def check(self, prompt: Any) -> dict[str, Any]:
-        if not isinstance(prompt, dict):
-            raise BridgeError("'prompt' must be the workflow in API format (an object of nodes)")
+        check_graph(prompt)
         models, nodes = await asyncio.gather(self.ask({"list": "models"}), self.ask({"list": "nodes"}))
         known_nodes = set(nodes.get("nodes") or [])
         missing_nodes, missing_models = [], []
@@ -296,6 +317,37 @@ class Bridge:
         return dict(answer.get("output") or {})
 
 
+def check_graph(prompt: Any) -> None:
+    """A graph the endpoint can be given: an API-format object whose every node has a type."""
+    if not isinstance(prompt, dict):
+        raise BridgeError("'prompt' must be the workflow in API format (an object of nodes)")
+    if not prompt:
+        raise BridgeError(
+            "the graph has nothing to run: its nodes are all editor-only (notes, reroutes, primitives), muted or "
+            "bypassed. Add an output node such as Save Image"
+        )
+    formless = [str(node_id) for node_id, node in prompt.items() if not isinstance(node, dict) or
+                not isinstance(node.get("class_type"), str) or not node["class_type"]]  # fmt: skip
+    if formless:
+        raise BridgeError(
+            f"node {', '.join(formless)} has no API form: its type is not installed in this ComfyUI, so the editor "
+            "cannot turn it into the API format. Install its node pack here (the endpoint needs it too), or remove "
+            "or bypass the node",
+            node_ids=formless,
+        )
+
+
+def execution_policy(execution_timeout_s: Any) -> dict[str, int]:
+    """RunPod's `policy` for the editor's execution timeout (seconds; 0 or None: the endpoint's)."""
+    if execution_timeout_s in (None, 0, ""):
+        return {}
+    if isinstance(execution_timeout_s, bool) or not isinstance(execution_timeout_s, int | float):
+        raise BridgeError("the execution timeout must be a number of seconds (Settings > RunPod)")
+    if not 0 < execution_timeout_s <= 7 * 24 * 3600:
+        raise BridgeError("the execution timeout must be between 1 second and 7 days (Settings > RunPod)")
+    return {"executionTimeout": max(1000, round(execution_timeout_s * 1000))}
+
+
 def subfolder(path: Path, folder: Path) -> str:
     relative = path.parent.relative_to(folder).as_posix()
     return "" if relative == "." else relative
@@ -315,7 +367,8 @@ def routes(bridge: Bridge) -> list[web.RouteDef]:
         try:
             return web.json_response(await work)
         except BridgeError as error:
-            return web.json_response({"error": str(error)}, status=error.status)
+            nodes = {"node_ids": error.node_ids} if error.node_ids else {}
+            return web.json_response({"error": str(error), **nodes}, status=error.status)
 
     async def body(request: web.Request) -> dict[str, Any]:
         try:
@@ -335,7 +388,8 @@ def routes(bridge: Bridge) -> list[web.RouteDef]:
 
     async def run(request: web.Request) -> web.Response:
         given = await body(request)
-        return await answer(bridge.run(given.get("prompt"), given.get("preview") is True))
+        timeout_s = given.get("execution_timeout_s")
+        return await answer(bridge.run(given.get("prompt"), given.get("preview") is True, timeout_s))
 
     async def status(request: web.Request) -> web.Response:
         return await answer(bridge.status(request.match_info["job_id"]))

@@ -23,7 +23,11 @@ async function bridge(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(answer.error || `HTTP ${response.status}`);
+    error.nodeIds = answer.node_ids || []; // the nodes it is about, to mark
+    throw error;
+  }
   return answer;
 }
 
@@ -133,14 +137,17 @@ async function runOnRunPod() {
   try {
     unmarkAll(); // the marks of an earlier failure or check
     const { output } = await app.graphToPrompt();
-    const preview = Boolean(app.extensionManager?.setting?.get("RunPod.Previews"));
-    const { job_id: id, files, uploaded } = await bridge("POST", "/run", { prompt: output, preview });
+    const settings = app.extensionManager?.setting;
+    const preview = Boolean(settings?.get("RunPod.Previews"));
+    const timeout = Number(settings?.get("RunPod.ExecutionTimeout")) || 0;
+    const { job_id: id, files, uploaded } = await bridge("POST", "/run", { prompt: output, preview, execution_timeout_s: timeout });
     runs.set(id, { id, state: "IN_QUEUE", message: files.length ? `with ${files.length} input file(s)` : "" });
     render();
     const through = uploaded.length ? `; ${uploaded.join(", ")} went through your bucket (over RunPod's 10 MB limit)` : "";
     toast("info", "Run on RunPod", `job ${id} submitted${through}`);
     follow(id);
   } catch (error) {
+    for (const nodeId of error.nodeIds || []) mark(nodeId, MISSING_COLOR);
     toast("error", "Run on RunPod", error.message);
   }
 }
@@ -190,19 +197,18 @@ function showInNodes(saved) {
   }
 }
 
-const STATE_TEXT = {
-  TIMED_OUT: "the job ran past the endpoint's execution timeout (RunPod's policy): raise it, or make the workflow lighter",
-  CANCELLED: "cancelled",
-};
-
+// A run that ended without outputs: the worker's error (naming the node), and what to do
+// about it (the bridge's advice: a timeout, an output too large for the response...).
 function fail(run, status) {
   const output = status.output || {};
-  run.error = output.error || status.error || STATE_TEXT[run.state] || run.state;
+  const ended = run.state === "TIMED_OUT" ? "the job ran past its execution timeout" : run.state.toLowerCase();
+  const what = output.error || status.error || ended;
+  run.error = status.advice ? `${what}. What to do: ${status.advice}` : what;
   // The worker names the node: node_errors (a refused workflow), node_id (a failed node or model).
   const details = output.details || {};
   const nodeIds = [...(details.node_errors || []).map((error) => error.node_id), details.node_id].filter((id) => id != null);
   for (const nodeId of nodeIds) mark(nodeId, MISSING_COLOR);
-  toast("error", `RunPod job ${run.state}`, run.error);
+  toast(run.state === "CANCELLED" ? "info" : "error", `RunPod job ${run.state}`, run.error);
 }
 
 async function cancel(id) {
@@ -226,6 +232,7 @@ async function checkAgainstEndpoint() {
     if (lines.length) toast("warn", "The endpoint lacks", lines.join("\n"));
     else toast("success", "Check against the endpoint", "the endpoint has every node type and model this workflow names");
   } catch (error) {
+    for (const nodeId of error.nodeIds || []) mark(nodeId, MISSING_COLOR);
     toast("error", "Check against the endpoint", error.message);
   }
 }
@@ -245,6 +252,8 @@ app.registerExtension({
       } },
     { id: "RunPod.Previews", category: ["RunPod", "Run", "Previews"], name: "Show latent previews while sampling",
       type: "boolean", defaultValue: false },
+    { id: "RunPod.ExecutionTimeout", category: ["RunPod", "Run", "Execution timeout"],
+      name: "Execution timeout in seconds (0: the endpoint's own)", type: "number", defaultValue: 0, attrs: { min: 0, step: 1 } },
   ],
   commands: [
     { id: "RunPod.Run", label: "Run on RunPod", icon: "pi pi-cloud-upload", function: runOnRunPod },

@@ -14,7 +14,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.comfyui_server import start_comfyui
-from tests.support.local_endpoint import API_KEY
+from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.workflows import REPO_ROOT, txt2img
 
 ARTIFACTS = REPO_ROOT / ".local" / "artifacts"
@@ -36,6 +36,14 @@ def designer(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def small_results_endpoint(comfyui, tmp_path_factory):
+    """A local endpoint whose worker returns at most 2 kB inline and has no bucket."""
+    log_file = tmp_path_factory.mktemp("small-results") / "endpoint.log"
+    with running_endpoint({**comfyui.env(), "MAX_RESPONSE_BYTES": "2000"}, log_file) as base_url:
+        yield base_url
+
+
 @pytest.fixture
 def editor(browser: WebDriver, designer, endpoint, request) -> WebDriver:
     """The editor, loaded, with the endpoint and its key set in the extension's settings."""
@@ -47,6 +55,7 @@ def editor(browser: WebDriver, designer, endpoint, request) -> WebDriver:
     WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, BUTTON))
     set_setting(browser, "RunPod.BaseUrl", endpoint[0])
     set_setting(browser, "RunPod.ApiKey", API_KEY)
+    set_setting(browser, "RunPod.ExecutionTimeout", 0)
     WebDriverWait(browser, 10).until(lambda b: bridge_settings(designer)["has_key"])
     yield browser
     browser.save_screenshot(str(ARTIFACTS / f"editor-{request.node.name}.png"))
@@ -138,3 +147,72 @@ def test_check_marks_what_the_endpoint_lacks_before_anything_runs(editor):
     assert "checkpoints/absent-model.safetensors" in editor.find_element(By.TAG_NAME, "body").text
     assert editor.execute_script("return window.app.graph.getNodeById(4).bgcolor") == MISSING
     assert runs(editor) == [], "nothing was submitted"
+
+
+def run_and_wait(editor: WebDriver, final: str, timeout_s: float = 90) -> dict:
+    """Runs the open workflow on RunPod; its entry in the panel once it is `final`."""
+    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
+    WebDriverWait(editor, timeout_s).until(lambda b: runs(b) and runs(b)[0]["state"] in FINAL)
+    [run] = runs(editor)
+    assert run["state"] == final, run
+    return run
+
+
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
+
+
+def comfy_queue_is_empty(comfyui) -> bool:
+    with urllib.request.urlopen(f"http://{comfyui.host}/queue") as response:
+        queue = json.load(response)
+    return not queue["queue_running"] and not queue["queue_pending"]
+
+
+def test_a_timeout_and_an_output_too_large_say_what_to_do(editor, small_results_endpoint, comfyui):
+    set_setting(editor, "RunPod.ExecutionTimeout", 2)
+    load(editor, txt2img(steps=400, seed=711))
+    timed_out = run_and_wait(editor, "TIMED_OUT")
+    assert "What to do: raise the execution timeout (Settings > RunPod" in timed_out["text"], timed_out
+    WebDriverWait(editor, 30).until(lambda _: comfy_queue_is_empty(comfyui), "the endpoint stopped the sampling")
+
+    editor.execute_script("window.app.graph.clear()")  # the next run is the panel's only entry
+    editor.refresh()
+    WebDriverWait(editor, 120).until(lambda b: b.execute_script("return !!window.app?.extensionManager?.setting"))
+    set_setting(editor, "RunPod.ExecutionTimeout", 0)
+    set_setting(editor, "RunPod.BaseUrl", small_results_endpoint)
+    load(editor, txt2img(steps=2, size=64, seed=712))
+    too_large = run_and_wait(editor, "FAILED")
+    assert "MAX_RESPONSE_BYTES" in too_large["text"] and "Environment Variables" in too_large["text"], too_large
+
+
+def test_nodes_without_an_api_form_are_named_and_marked(editor):
+    load(editor, txt2img(steps=2, size=64, seed=713))
+    editor.execute_script(
+        "const graph = window.app.graph.serialize();"
+        "graph.nodes.push({id: 77, type: 'NotInstalledHere', pos: [40, 40], size: [200, 80], flags: {}, order: 9,"
+        " mode: 0, inputs: [], outputs: [], properties: {}, widgets_values: []});"
+        "graph.last_node_id = 77;"
+        "return window.app.loadGraphData(graph);"
+    )
+    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
+    WebDriverWait(editor, 30).until(lambda b: "has no API form" in b.find_element(By.TAG_NAME, "body").text)
+    assert "node 77" in editor.find_element(By.TAG_NAME, "body").text
+    assert editor.execute_script("return window.app.graph.getNodeById(77).bgcolor") == MISSING
+    assert runs(editor) == [], "nothing was submitted"
+
+    editor.execute_script(
+        "return window.app.loadGraphData({last_node_id: 1, last_link_id: 0, links: [], groups: [], version: 0.4,"
+        " nodes: [{id: 1, type: 'Note', pos: [0, 0], size: [200, 80], flags: {}, order: 0, mode: 0,"
+        " properties: {}, widgets_values: ['only a note']}]})"
+    )
+    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
+    WebDriverWait(editor, 30).until(lambda b: "has nothing to run" in b.find_element(By.TAG_NAME, "body").text)
+    assert runs(editor) == []
+
+
+def test_outputs_an_endpoint_puts_in_its_bucket_are_downloaded_into_output(editor, designer, bucket_endpoint):
+    set_setting(editor, "RunPod.BaseUrl", bucket_endpoint[0])
+    before = set((designer.base_dir / "output").glob("*.png"))
+    load(editor, txt2img(steps=2, size=64, seed=714))
+    done = run_and_wait(editor, "COMPLETED")
+    [saved] = set((designer.base_dir / "output").glob("*.png")) - before
+    assert done["images"] == 1 and saved.read_bytes().startswith(b"\x89PNG"), done

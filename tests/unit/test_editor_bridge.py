@@ -30,6 +30,8 @@ class FakeEndpoint:
         self.submitted: list[dict] = []
         self.cancelled: list[str] = []
         self.polls = 0
+        images = [{"filename": "../../ComfyUI_00001_.png", "type": "base64", "data": PNG, "node_id": "9"}]
+        self.final = {"id": "job-1", "status": "COMPLETED", "output": {"images": images, "seeds": {"3.seed": 1}}}
 
     def app(self) -> web.Application:
         async def authorized(request: web.Request) -> None:
@@ -48,10 +50,7 @@ class FakeEndpoint:
                 return web.json_response(
                     {"id": "job-1", "status": "IN_PROGRESS", "output": {"progress": 0.5, "node_id": "3"}}
                 )
-            images = [{"filename": "../../ComfyUI_00001_.png", "type": "base64", "data": PNG, "node_id": "9"}]
-            return web.json_response(
-                {"id": "job-1", "status": "COMPLETED", "output": {"images": images, "seeds": {"3.seed": 1}}}
-            )
+            return web.json_response(self.final)
 
         async def cancel(request: web.Request) -> web.Response:
             await authorized(request)
@@ -196,6 +195,56 @@ async def test_every_failure_says_what_to_do(setup):
     assert "start ComfyUI with BUCKET_ENDPOINT_URL" in answer["error"]
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": "not a graph"})
     assert status == 400 and "API format" in answer["error"]
+
+
+async def test_a_graph_the_endpoint_cannot_be_given_is_refused_naming_its_nodes(setup):
+    client, endpoint, base_url, _ = setup
+    await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
+    # graphToPrompt gives a node whose type is not installed in the editor's ComfyUI no class_type.
+    formless = {"3": {"class_type": "KSampler", "inputs": {}}, "77": {"inputs": {}, "_meta": {}}}
+    for route in ("/runpod/run", "/runpod/check"):
+        status, answer = await call(client, "POST", route, {"prompt": formless})
+        assert status == 400 and answer["node_ids"] == ["77"], answer
+        assert answer["error"].startswith("node 77 has no API form") and "Install its node pack" in answer["error"]
+    status, answer = await call(client, "POST", "/runpod/run", {"prompt": {}})
+    assert status == 400 and "nothing to run" in answer["error"] and "Save Image" in answer["error"]
+    assert endpoint.submitted == []
+
+
+async def test_the_execution_timeout_is_sent_as_runpods_policy(setup):
+    client, endpoint, base_url, _ = setup
+    await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
+    prompt = {"3": {"class_type": "KSampler", "inputs": {}}}
+    for timeout_s, policy in ((0, None), (90, {"executionTimeout": 90_000}), (0.2, {"executionTimeout": 1000})):
+        status, _ = await call(client, "POST", "/runpod/run", {"prompt": prompt, "execution_timeout_s": timeout_s})
+        assert status == 200 and endpoint.submitted[-1].get("policy") == policy
+    for wrong in ("90", -1, True, 8 * 24 * 3600):
+        status, answer = await call(client, "POST", "/runpod/run", {"prompt": prompt, "execution_timeout_s": wrong})
+        assert status == 400 and "execution timeout" in answer["error"], wrong
+    assert len(endpoint.submitted) == 3
+
+
+@pytest.mark.parametrize(
+    ("final", "advice"),
+    [
+        ({"status": "TIMED_OUT"}, "raise the execution timeout (Settings > RunPod"),
+        ({"status": "FAILED", "output": {"error": "ran longer", "error_type": "timeout"}}, "JOB_TIMEOUT_S is set in"),
+        (
+            {"status": "FAILED", "output": {"error": "too big", "error_type": "output_too_large"}},
+            "the bucket's variables go in the endpoint's environment on RunPod",
+        ),
+        ({"status": "FAILED", "output": {"error": "bad value", "error_type": "workflow_rejected"}}, None),
+        ({"status": "CANCELLED"}, None),
+    ],
+)
+async def test_a_run_that_ends_without_outputs_comes_with_what_to_do(setup, final, advice):
+    client, endpoint, base_url, tmp_path = setup
+    await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
+    endpoint.polls, endpoint.final = 1, {"id": "job-1", **final}
+    status, answer = await call(client, "GET", "/runpod/status/job-1")
+    assert status == 200 and answer["status"] == final["status"]
+    assert (advice in answer["advice"]) if advice else "advice" not in answer
+    assert not (tmp_path / "output").exists(), "nothing saved"
 
 
 async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path):
