@@ -5,8 +5,12 @@ endpoint, whose worker runs them on the shared ComfyUI. Screenshots go to .local
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -25,15 +29,37 @@ MISSING = "#8a3333"  # the extension's mark on a node the endpoint cannot run
 
 @pytest.fixture(scope="module")
 def designer(tmp_path_factory):
-    """The user's ComfyUI, with the extension installed and its first-run tutorial done."""
+    """The user's ComfyUI, with the extension installed as ComfyUI-Manager installs it and
+    its first-run tutorial done."""
     base = tmp_path_factory.mktemp("designer")
     (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "runpod-run").symlink_to(REPO_ROOT / "editor_extension")
+    install_by_git_url(tmp_path_factory.mktemp("published") / "comfyui-worker", base / "custom_nodes")
     (base / "user" / "default").mkdir(parents=True)
     (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
     server = start_comfyui(base)
     yield server
     server.stop()
+
+
+def install_by_git_url(repository: Path, custom_nodes: Path) -> None:
+    """What ComfyUI-Manager's "Install via Git URL" does with `<repository>@editor-extension`
+    (a clone into custom_nodes/, then a checkout of what follows the @), from a repository
+    whose editor_extension/ is this working tree's and whose branch the publishing script made."""
+    environment = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                   "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO_ROOT / "editor_extension", repository / "editor_extension", ignore=ignore)
+    target = custom_nodes / repository.name
+    for command in (
+        ["git", "init", "-q", "-b", "main", str(repository)],
+        ["git", "-C", str(repository), "add", "-A"],
+        ["git", "-C", str(repository), "commit", "-q", "-m", "worker"],
+        ["bash", str(REPO_ROOT / "scripts" / "publish_editor_extension.sh")],
+        ["git", "clone", "-q", str(repository), str(target)],
+        ["git", "-C", str(target), "checkout", "-q", "editor-extension"],
+    ):
+        subprocess.run(command, cwd=repository, env=environment, check=True, capture_output=True)
+    assert (target / "__init__.py").is_file() and not (target / "editor_extension").exists()
 
 
 @pytest.fixture(scope="module")

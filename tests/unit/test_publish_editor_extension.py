@@ -1,0 +1,53 @@
+"""scripts/publish_editor_extension.sh: the editor extension's folder as the root of its own
+branch, one commit per change of the folder (installing it is tested in
+tests/integration/test_editor_extension.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.support.workflows import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "scripts" / "publish_editor_extension.sh"
+ENVIRONMENT = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+
+
+def git(repository: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repository, env=ENVIRONMENT, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def commit(repository: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (repository / name).parent.mkdir(parents=True, exist_ok=True)
+        (repository / name).write_text(text)
+    git(repository, "add", "-A")
+    git(repository, "commit", "-q", "-m", "change")
+
+
+def publish(repository: Path) -> str:
+    done = subprocess.run(["bash", str(SCRIPT)], cwd=repository, env=ENVIRONMENT, check=True, capture_output=True)
+    return done.stdout.decode()
+
+
+def test_the_branch_holds_the_folder_at_its_root_and_moves_only_when_the_folder_changes(tmp_path):
+    git(tmp_path, "init", "-q", "-b", "main")
+    commit(tmp_path, {"editor_extension/__init__.py": "one", "editor_extension/web/a.js": "a", "rp_handler.py": "w"})
+
+    assert "is now" in publish(tmp_path)
+    assert git(tmp_path, "ls-tree", "-r", "--name-only", "editor-extension").split() == ["__init__.py", "web/a.js"]
+    first = git(tmp_path, "rev-parse", "editor-extension")
+
+    commit(tmp_path, {"rp_handler.py": "worker only"})
+    assert "up to date" in publish(tmp_path) and git(tmp_path, "rev-parse", "editor-extension") == first
+
+    commit(tmp_path, {"editor_extension/__init__.py": "two"})
+    publish(tmp_path)
+    assert git(tmp_path, "rev-parse", "editor-extension^") == first
+    assert git(tmp_path, "show", "editor-extension:__init__.py") == "two"
+    assert git(tmp_path, "log", "-1", "--format=%s", "editor-extension").endswith(
+        git(tmp_path, "rev-parse", "--short", "HEAD")
+    )
