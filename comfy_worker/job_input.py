@@ -12,7 +12,8 @@ path (`input.images[0].image`). No I/O. The shape is compatible with runpod-work
      "output": {"format": "png|webp|jpeg", "quality": 1-100, "storage": "auto|base64|s3",
                 "include_previews": <bool>},
      "storage": {<optional: the job's own bucket, see JobStorage>},
-     "progress_webhook": "<optional http(s) URL: progress and the final state POSTed there, signed>"}
+     "progress_webhook": "<optional http(s) URL: progress and the final state POSTed there, signed>",
+     "extra_pnginfo": {<optional: metadata saved images carry, e.g. "workflow": the UI graph>}}
 
 `images` takes any input file (videos and audio for their loaders too); the name
 is worker-comfyui's. A file may also be an `s3://bucket/key` reference, read with
@@ -256,6 +257,7 @@ class JobInput(BaseModel):
     output: OutputOptions = Field(default_factory=OutputOptions)
     storage: JobStorage | None = None
     progress_webhook: str | None = Field(default=None, max_length=2048)
+    extra_pnginfo: dict[str, Any] | None = None
 
     @field_validator("progress_webhook")
     @classmethod
@@ -299,10 +301,19 @@ class JobInput(BaseModel):
         return images
 
     def extra_data(self) -> dict[str, Any]:
-        """POST /prompt's extra_data: the Comfy.org key for API nodes, if the job gave one."""
-        if self.comfy_org_api_key is None:
-            return {}
-        return {"api_key_comfy_org": self.comfy_org_api_key.get_secret_value()}
+        """POST /prompt's extra_data: the Comfy.org key for API nodes, if the job gave one, and
+        the metadata saved images carry (ComfyUI's extra_pnginfo): the job's, else the UI graph
+        the job sent, so that an output dropped onto the editor opens its workflow, as after a
+        run in the editor."""
+        extra: dict[str, Any] = {}
+        if self.comfy_org_api_key is not None:
+            extra["api_key_comfy_org"] = self.comfy_org_api_key.get_secret_value()
+        pnginfo = self.extra_pnginfo
+        if pnginfo is None and self.ui_workflow is not None:
+            pnginfo = {"workflow": self.ui_workflow}
+        if pnginfo:
+            extra["extra_pnginfo"] = pnginfo
+        return extra
 
 
 def parse_job_input(raw: Any, max_timeout_s: float | None = None, has_bucket: bool = True) -> JobInput:

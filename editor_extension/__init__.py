@@ -3,7 +3,8 @@
 A ComfyUI extension (install this folder into ComfyUI's custom_nodes/; docs/editor.md):
 `bridge.py` is the server part (ComfyUI's own PromptServer routes under /runpod/, which
 hold the API key and call the endpoint), `web/runpod_run.js` the editor part (settings,
-the "Run on RunPod" button and command, progress, outputs). It adds no nodes.
+the "Run on RunPod" button and command, progress, outputs); `QueueHistory` here puts the
+runs that end into ComfyUI's queue history, for the editor's Queue panel. It adds no nodes.
 """
 
 from pathlib import Path
@@ -17,11 +18,30 @@ WEB_DIRECTORY = "./web"
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 
+
+class QueueHistory:
+    """ComfyUI's own queue history (PromptServer's prompt_queue), where the editor's Queue
+    panel finds runs: a run on RunPod is added as a prompt ComfyUI ran would be."""
+
+    def next_number(self) -> int:
+        server = PromptServer.instance
+        number = server.number  # as POST /prompt numbers a prompt, on this same event loop
+        server.number += 1
+        return int(number)
+
+    def add(self, entry_id: str, entry: dict) -> None:
+        queue = PromptServer.instance.prompt_queue
+        with queue.mutex:
+            queue.history[entry_id] = entry
+        PromptServer.instance.queue_updated()  # the "status" event: the panel reloads
+
+
 _bridge = Bridge(
     Path(folder_paths.get_user_directory()) / "runpod_run.json",
     Path(folder_paths.get_input_directory()),
     Path(folder_paths.get_output_directory()),
     bucket_upload(),
+    QueueHistory(),
 )
 for _route in routes(_bridge):
     PromptServer.instance.routes.route(_route.method, _route.path)(_route.handler)

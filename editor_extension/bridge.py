@@ -7,7 +7,8 @@ endpoint's `http://127.0.0.1:8000/v2/local`) with the key kept in ComfyUI's user
 
     GET  /runpod/settings        {"endpoint_id", "base_url", "has_key"} (never the key)
     POST /runpod/settings        {"endpoint_id"?, "base_url"?, "api_key"?}: saved (file mode 600)
-    POST /runpod/run             {"prompt": <the API graph graphToPrompt gives>, "preview"?: bool,
+    POST /runpod/run             {"prompt": <the API graph graphToPrompt gives>, "workflow"?: <its UI
+                                 graph, which the saved images carry>, "preview"?: bool,
                                  "execution_timeout_s"?: seconds (RunPod's policy.executionTimeout;
                                  0 or absent: the endpoint's own)}
                                  -> {"job_id", "files", "uploaded"}: the files its loaders name in
@@ -18,7 +19,9 @@ endpoint's `http://127.0.0.1:8000/v2/local`) with the key kept in ComfyUI's user
     GET  /runpod/status/{id}     the endpoint's /status; once COMPLETED, the outputs written into
                                  the local output folder (plain file names, never outside it),
                                  listed in "saved" as ComfyUI's /view names them; once FAILED or
-                                 TIMED_OUT, "advice": what the editor's user can do about it
+                                 TIMED_OUT, "advice": what the editor's user can do about it.
+                                 A run that ends is added to ComfyUI's queue history, so the
+                                 editor's Queue panel lists it with its outputs and workflow
     POST /runpod/cancel/{id}     the job cancelled on the endpoint
     POST /runpod/check           {"prompt"} -> {"missing_models", "missing_nodes"}: what the
                                  endpoint lacks (`{"list": "models"}`, `{"list": "nodes"}`)
@@ -35,10 +38,11 @@ import base64
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlparse
 
 import aiohttp
@@ -54,6 +58,25 @@ UPLOAD_URL_EXPIRY_S = 24 * 3600  # RunPod keeps a job queued at most a day by de
 
 Upload = Callable[[bytes, str], str]
 """(content, file name) -> a presigned GET URL of the uploaded copy."""
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac")
+
+
+class History(Protocol):
+    """ComfyUI's queue history, where the editor's Queue panel finds runs (`__init__.py`)."""
+
+    def next_number(self) -> int:
+        """A queue number above every run's so far (the panel shows only newer entries)."""
+        ...
+
+    def add(self, entry_id: str, entry: dict[str, Any]) -> None: ...
+
+
+class Submitted(NamedTuple):
+    """What the history entry of a run needs from its submission."""
+
+    prompt: dict[str, Any]
+    workflow: dict[str, Any] | None
+    at_s: float
 
 
 class BridgeError(Exception):
@@ -108,13 +131,23 @@ def bucket_upload(env: Mapping[str, str] = os.environ) -> Upload | None:
 
 
 class Bridge:
-    def __init__(self, settings_path: Path, input_dir: Path, output_dir: Path, upload: Upload | None = None):
-        """`upload` takes inputs too large for a request (`bucket_upload`; None: they are refused)."""
+    def __init__(
+        self,
+        settings_path: Path,
+        input_dir: Path,
+        output_dir: Path,
+        upload: Upload | None = None,
+        history: History | None = None,
+    ):
+        """`upload` takes inputs too large for a request (`bucket_upload`; None: they are refused);
+        `history` the runs that end (None: they are listed in the extension's panel only)."""
         self.upload = upload
+        self.history = history
         self.settings_path = settings_path
         self.input_dir = input_dir.resolve()
         self.output_dir = output_dir.resolve()
         self.saved: dict[str, list[dict[str, str]]] = {}  # job id -> outputs written (once per job)
+        self.submitted: dict[str, Submitted] = {}  # job id -> its submission, until its history entry
 
     # -- settings --------------------------------------------------------------
 
@@ -182,12 +215,16 @@ class Bridge:
             raise BridgeError(f"the endpoint answered HTTP {response.status}: {answer.get('error') or text[:300]}", 502)
         return answer
 
-    async def run(self, prompt: Any, preview: bool = False, execution_timeout_s: Any = None) -> dict[str, Any]:
+    async def run(
+        self, prompt: Any, preview: bool = False, execution_timeout_s: Any = None, workflow: Any = None
+    ) -> dict[str, Any]:
         check_graph(prompt)
         policy = execution_policy(execution_timeout_s)
         self.endpoint()  # an endpoint is set, before anything is read or uploaded
         files = self.input_files(prompt)
         job_input: dict[str, Any] = {"workflow": prompt, **({"preview": True} if preview else {})}
+        if isinstance(workflow, dict):  # the saved images carry it, as after a local run
+            job_input["extra_pnginfo"] = {"workflow": workflow}
         images = [
             {"name": path.name, "subfolder": subfolder(path, self.input_dir), "image": encoded(path)} for path in files
         ]
@@ -195,6 +232,7 @@ class Bridge:
             job_input["images"] = images
         uploaded = await self.fit(job_input, images)
         answer = await self.call("POST", "/run", {"input": job_input, **({"policy": policy} if policy else {})})
+        self.submitted[answer["id"]] = Submitted(prompt, workflow if isinstance(workflow, dict) else None, time.time())
         return {
             "job_id": answer["id"],
             "status": answer.get("status"),
@@ -258,7 +296,21 @@ class Bridge:
             output = status.get("output") if isinstance(status.get("output"), dict) else {}
             found = ADVICE.get(status["status"]) or ADVICE.get(str(output.get("error_type")))
             status = {**status, **({"advice": found} if found else {})}
+        if status.get("status") in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
+            self.add_to_history(job_id, status)
         return status
+
+    def add_to_history(self, job_id: str, status: dict[str, Any]) -> None:
+        """The ended run in ComfyUI's queue history, once; a failure there is only logged (it
+        reaches into ComfyUI's own objects, which a ComfyUI version may change)."""
+        submitted = self.submitted.pop(job_id, None)
+        if self.history is None or submitted is None:
+            return
+        try:
+            entry = history_entry(job_id, submitted, status, self.history.next_number(), time.time())
+            self.history.add(job_id, entry)
+        except Exception:
+            log.warning("run %s could not be added to ComfyUI's queue history", job_id, exc_info=True)
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         return await self.call("POST", f"/cancel/{job_id}")
@@ -315,6 +367,53 @@ class Bridge:
             problem = answer.get("error") or answer.get("status")
             raise BridgeError(f"the endpoint could not answer {job_input}: {problem}", 502)
         return dict(answer.get("output") or {})
+
+
+def history_entry(
+    job_id: str, submitted: Submitted, status: dict[str, Any], number: int, ended_s: float
+) -> dict[str, Any]:
+    """A run that ended, as ComfyUI's queue history holds a prompt it ran (execution.py's
+    PromptQueue.task_done): the prompt with its workflow (the panel's "load workflow"), the
+    saved outputs by node, and the status with its timings and error."""
+    outputs: dict[str, dict[str, list[dict[str, str]]]] = {}
+    for file in status.get("saved") or []:
+        media = "audio" if file["filename"].lower().endswith(AUDIO_SUFFIXES) else "images"
+        view = {key: file[key] for key in ("filename", "subfolder", "type")}
+        outputs.setdefault(file.get("node_id") or "output", {}).setdefault(media, []).append(view)
+    started_ms, ended_ms = round(submitted.at_s * 1000), round(ended_s * 1000)
+    messages: list[list[Any]] = [["execution_start", {"prompt_id": job_id, "timestamp": started_ms}]]
+    state = status.get("status")
+    output = status.get("output") if isinstance(status.get("output"), dict) else {}
+    if state == "COMPLETED":
+        messages.append(["execution_success", {"prompt_id": job_id, "timestamp": ended_ms}])
+    elif state == "CANCELLED":
+        messages.append(["execution_interrupted", {"prompt_id": job_id, "timestamp": ended_ms}])
+    else:
+        details = output.get("details") if isinstance(output.get("details"), dict) else {}
+        node_id = str(details.get("node_id") or "")
+        error = {
+            "prompt_id": job_id,
+            "node_id": node_id,
+            "node_type": str((submitted.prompt.get(node_id) or {}).get("class_type") or ""),
+            "exception_type": f"RunPod {state}",
+            "exception_message": str(output.get("error") or status.get("error") or state),
+            "traceback": [],
+            "timestamp": ended_ms,
+        }
+        messages.append(["execution_error", error])
+    extra_data: dict[str, Any] = {"create_time": started_ms, "runpod_job_id": job_id}
+    if submitted.workflow is not None:
+        extra_data["extra_pnginfo"] = {"workflow": submitted.workflow}
+    return {
+        "prompt": (number, job_id, submitted.prompt, extra_data, list(outputs)),
+        "outputs": outputs,
+        "status": {
+            "status_str": "success" if state == "COMPLETED" else "error",
+            "completed": state == "COMPLETED",
+            "messages": messages,
+        },  # fmt: skip
+        "meta": {},
+    }
 
 
 def check_graph(prompt: Any) -> None:
@@ -388,8 +487,8 @@ def routes(bridge: Bridge) -> list[web.RouteDef]:
 
     async def run(request: web.Request) -> web.Response:
         given = await body(request)
-        timeout_s = given.get("execution_timeout_s")
-        return await answer(bridge.run(given.get("prompt"), given.get("preview") is True, timeout_s))
+        timeout_s, workflow = given.get("execution_timeout_s"), given.get("workflow")
+        return await answer(bridge.run(given.get("prompt"), given.get("preview") is True, timeout_s, workflow))
 
     async def status(request: web.Request) -> web.Response:
         return await answer(bridge.status(request.match_info["job_id"]))

@@ -136,11 +136,11 @@ function render() {
 async function runOnRunPod() {
   try {
     unmarkAll(); // the marks of an earlier failure or check
-    const { output } = await app.graphToPrompt();
+    const { output, workflow } = await app.graphToPrompt();
     const settings = app.extensionManager?.setting;
     const preview = Boolean(settings?.get("RunPod.Previews"));
     const timeout = Number(settings?.get("RunPod.ExecutionTimeout")) || 0;
-    const { job_id: id, files, uploaded } = await bridge("POST", "/run", { prompt: output, preview, execution_timeout_s: timeout });
+    const { job_id: id, files, uploaded } = await bridge("POST", "/run", { prompt: output, workflow, preview, execution_timeout_s: timeout });
     runs.set(id, { id, state: "IN_QUEUE", message: files.length ? `with ${files.length} input file(s)` : "" });
     render();
     const through = uploaded.length ? `; ${uploaded.join(", ")} went through your bucket (over RunPod's 10 MB limit)` : "";

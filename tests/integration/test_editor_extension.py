@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -135,6 +136,16 @@ def test_a_workflow_runs_on_the_endpoint_with_progress_and_its_output_lands_in_o
     # The output shows in the SaveImage node's preview, as after a local run.
     shown = "return window.app.nodeOutputs?.['9']?.images?.[0]?.filename"
     WebDriverWait(editor, 10).until(lambda b: b.execute_script(shown) == saved[0].name)
+    # The image carries the editor's graph (dropped onto the editor, it opens the workflow)...
+    assert json.loads(Image.open(saved[0]).info["workflow"])["nodes"], "the UI workflow in the PNG"
+    # ...and the run is in ComfyUI's queue history: the editor's Queue panel shows its output.
+    with urllib.request.urlopen(f"http://{designer.host}/history/{done['id']}") as response:
+        [entry] = json.load(response).values()
+    assert entry["outputs"]["9"]["images"][0]["filename"] == saved[0].name and entry["status"]["completed"]
+    editor.execute_script("return window.app.extensionManager.command.execute('Workspace.ToggleSidebarTab.queue')")
+    in_panel = "return [...document.querySelectorAll('.side-bar-panel img')].map(i => i.src).join(' ')"
+    WebDriverWait(editor, 20).until(lambda b: saved[0].name in b.execute_script(in_panel))
+    editor.save_screenshot(str(ARTIFACTS / "editor-queue-panel.png"))
 
 
 def test_several_runs_are_in_flight_each_listed_and_cancelled_from_the_editor(editor):

@@ -49,6 +49,16 @@ async def test_same_workflow_in_ui_and_api_format_gives_the_same_image(run_job, 
 
     assert (from_ui["workflow_format"], from_api["workflow_format"]) == ("ui", "api")
     assert decode_image(from_ui["images"][0]).tobytes() == decode_image(from_api["images"][0]).tobytes()
+    # The UI graph rides in the PNG, as after a run in the editor: dropped onto it, the output opens it.
+    assert json.loads(decode_image(from_ui["images"][0]).info["workflow"]) == ui
+    assert "workflow" not in decode_image(from_api["images"][0]).info
+
+
+async def test_an_api_job_gives_its_images_the_metadata_it_sends(run_job, clean_after):
+    graph = {"nodes": [], "links": [], "version": 0.4, "note": "the editor's graph"}
+    result = await run_job({"workflow": txt2img(steps=1, size=64, seed=5), "extra_pnginfo": {"workflow": graph}})
+    info = decode_image(result["images"][0]).info
+    assert json.loads(info["workflow"]) == graph and json.loads(info["prompt"])["3"]["inputs"]["seed"] == 5
 
 
 async def test_bypassed_and_muted_nodes_do_not_run(run_job, clean_after):

@@ -157,6 +157,75 @@ async def test_a_run_sends_the_local_input_files_and_saves_the_outputs_in_output
     assert status == 200 and endpoint.cancelled == ["job-1"]
 
 
+class FakeHistory:
+    def __init__(self, fails: bool = False) -> None:
+        self.entries: dict[str, dict] = {}
+        self.numbers = iter(range(40, 100))
+        self.fails = fails
+
+    def next_number(self) -> int:
+        return next(self.numbers)
+
+    def add(self, entry_id: str, entry: dict) -> None:
+        if self.fails:
+            raise AttributeError("'PromptQueue' object has no attribute 'history'")
+        self.entries[entry_id] = entry
+
+
+async def test_a_run_that_ends_is_added_to_comfyuis_queue_history_with_its_workflow(setup):
+    _, endpoint, base_url, tmp_path = setup
+    history = FakeHistory()
+    bridge = Bridge(tmp_path / "s.json", tmp_path / "input", tmp_path / "output", history=history)
+    bridge.save_settings({"base_url": base_url, "api_key": KEY})
+    prompt = {"9": {"class_type": "SaveImage", "inputs": {}}}
+    workflow = {"nodes": [{"id": 9, "type": "SaveImage"}], "links": []}
+
+    await bridge.run(prompt, workflow=workflow)
+    await bridge.status("job-1")  # IN_PROGRESS: nothing yet
+    assert history.entries == {}
+    done = await bridge.status("job-1")
+    await bridge.status("job-1")
+
+    assert endpoint.submitted[0]["input"]["extra_pnginfo"] == {"workflow": workflow}, "the images carry the graph"
+    [(entry_id, entry)] = history.entries.items()
+    number, prompt_id, sent_prompt, extra_data, outputs_to_execute = entry["prompt"]
+    assert (entry_id, number, prompt_id, sent_prompt, outputs_to_execute) == ("job-1", 40, "job-1", prompt, ["9"])
+    assert extra_data["extra_pnginfo"] == {"workflow": workflow} and extra_data["runpod_job_id"] == "job-1"
+    [saved] = done["saved"]
+    assert entry["outputs"] == {"9": {"images": [{"filename": saved["filename"], "subfolder": "", "type": "output"}]}}
+    assert entry["status"]["status_str"] == "success" and entry["status"]["completed"] is True
+    assert [message[0] for message in entry["status"]["messages"]] == ["execution_start", "execution_success"]
+
+
+async def test_a_failed_run_in_the_history_names_its_node(setup):
+    _, endpoint, base_url, tmp_path = setup
+    failure = {"error": "node 4 (CheckpointLoaderSimple): no model x", "error_type": "execution_failed",
+               "details": {"node_id": "4"}}  # fmt: skip
+    endpoint.polls, endpoint.final = 1, {"id": "job-1", "status": "FAILED", "output": failure}
+    history = FakeHistory()
+    bridge = Bridge(tmp_path / "s.json", tmp_path / "input", tmp_path / "output", history=history)
+    bridge.save_settings({"base_url": base_url, "api_key": KEY})
+
+    await bridge.run({"4": {"class_type": "CheckpointLoaderSimple", "inputs": {}}})
+    await bridge.status("job-1")
+
+    [entry] = history.entries.values()
+    assert entry["status"]["status_str"] == "error" and entry["outputs"] == {}
+    kind, error = entry["status"]["messages"][-1]
+    assert kind == "execution_error" and (error["node_id"], error["node_type"]) == ("4", "CheckpointLoaderSimple")
+    assert error["exception_message"] == failure["error"]
+
+
+async def test_a_history_that_cannot_be_written_changes_nothing_for_the_run(setup):
+    _, _, base_url, tmp_path = setup
+    bridge = Bridge(tmp_path / "s.json", tmp_path / "input", tmp_path / "output", history=FakeHistory(fails=True))
+    bridge.save_settings({"base_url": base_url, "api_key": KEY})
+    await bridge.run({"9": {"class_type": "SaveImage", "inputs": {}}})
+    await bridge.status("job-1")
+    done = await bridge.status("job-1")
+    assert done["status"] == "COMPLETED" and len(done["saved"]) == 1
+
+
 async def test_check_names_what_the_endpoint_lacks(setup):
     client, _, base_url, _ = setup
     await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})

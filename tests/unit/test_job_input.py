@@ -77,6 +77,17 @@ def test_ui_format_workflow_is_kept_for_the_worker_to_convert():
     assert request.ui_workflow == ui
 
 
+def test_saved_images_carry_the_jobs_metadata_else_its_ui_graph():
+    ui = {"nodes": [{"id": 1, "type": "EmptyImage"}], "links": [], "version": 0.4}
+    assert parse_job_input({"workflow": ui}).extra_data() == {"extra_pnginfo": {"workflow": ui}}
+    assert parse_job_input({"workflow": WORKFLOW}).extra_data() == {}
+    given = {"workflow": {"nodes": []}, "app": "mine"}
+    assert parse_job_input({"workflow": ui, "extra_pnginfo": given}).extra_data() == {"extra_pnginfo": given}
+    assert problems({"workflow": WORKFLOW, "extra_pnginfo": "x"}) == {
+        "input.extra_pnginfo": "input should be a valid dictionary"
+    }
+
+
 def test_named_workflow_with_params_and_seeds():
     request = parse_job_input({"workflow_name": "txt2img", "params": {"seed": 3}, "randomize_seeds": True})
     assert (request.workflow_name, request.params, request.randomize_seeds) == ("txt2img", {"seed": 3}, True)
