@@ -131,7 +131,8 @@ class ComfyCapabilities:
             workflow, about = request.workflow, {"workflow_format": "api"}
         if request.randomize_seeds:
             workflow = workflow.with_random_seeds()
-        unknown = workflow.unknown_node_types(self.nodes.object_info)
+        packages = ui_format.packages_by_node((request.extra_pnginfo or {}).get("workflow"))
+        unknown = workflow.unknown_node_types(self.nodes.object_info, packages)
         if unknown and request.comfy_org_api_key is not None and not self.api_nodes:
             hint = "; Comfy.org API nodes are not loaded on this endpoint: set COMFY_API_NODES=true to use them"
             unknown = [(path, text + hint) for path, text in unknown]

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .errors import InvalidJobInput
+from .workflow import package_hint
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +101,30 @@ def _nodes_that_run(raw: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, 
                 yield scope, node, node_type
 
 
-def _unknown_message(scope: str, node: Mapping[str, Any], node_type: str) -> str:
-    title = node.get("title")
+def packages_by_node(raw: Any) -> dict[str, str]:
+    """Node id -> the package the editor recorded for it (`properties.cnr_id` / `aux_id`), for
+    the top-level nodes of a UI graph, whose ids the API format keeps: an API workflow sent
+    with its UI graph (`extra_pnginfo.workflow`, as the editor queues) names them too."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("nodes"), list):
+        return {}
+    found = {str(node.get("id")): _package(node) for node in raw["nodes"] if isinstance(node, Mapping)}
+    return {node_id: package for node_id, package in found.items() if package}
+
+
+def _package(node: Mapping[str, Any]) -> str:
     properties = node.get("properties")
     if not isinstance(properties, Mapping):
-        properties = {}
+        return ""
     package = properties.get("cnr_id") or properties.get("aux_id")
+    return package if isinstance(package, str) else ""
+
+
+def _unknown_message(scope: str, node: Mapping[str, Any], node_type: str) -> str:
+    title = node.get("title")
+    package = _package(node)
     message = f"{scope}node {node.get('id')}" + (f" '{title}'" if title and title != node_type else "")
     message += f" has type '{node_type}', which this ComfyUI does not have"
-    if package and package != "comfy-core":
-        message += f" (from the custom-node package '{package}': add it to ComfyUI/custom_nodes.json)"
-    elif package == "comfy-core":
-        message += " (a core node of a newer ComfyUI than this image's)"
-    return message
+    return message + (package_hint(package) if package else "")
 
 
 def _dropped_nodes(raw: Mapping[str, Any], api: Mapping[str, Any]) -> list[tuple[str, str]]:

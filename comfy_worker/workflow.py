@@ -294,9 +294,12 @@ class Workflow:
                     children.append(iter(upstream[child]))
         return []
 
-    def unknown_node_types(self, known: Collection[str]) -> list[tuple[str, str]]:
+    def unknown_node_types(
+        self, known: Collection[str], packages: Mapping[str, str] | None = None
+    ) -> list[tuple[str, str]]:
         """(field path, problem) for each node whose class_type is not in `known` (this
-        ComfyUI's nodes): its id, title, the closest known types, and what to do."""
+        ComfyUI's nodes): its id, title, the closest known types, and what to do: install
+        the package `packages` names for it (`ui_format.packages_by_node`), if any."""
         problems = []
         for node_id, node in self._nodes.items():
             class_type = node.get("class_type", "")
@@ -308,7 +311,11 @@ class Workflow:
             close = difflib.get_close_matches(class_type, list(known), n=3, cutoff=0.75)
             if close:
                 text += f" (did you mean {' or '.join(repr(name) for name in close)}?)"
-            text += "; if a custom node provides it, add its package to ComfyUI/custom_nodes.json"
+            package = (packages or {}).get(node_id)
+            if package:
+                text += package_hint(package)
+            else:
+                text += "; if a custom node provides it, add its package to ComfyUI/custom_nodes.json"
             problems.append((f"input.workflow.{node_id}.class_type", text))
         return problems
 
@@ -353,3 +360,10 @@ class Workflow:
             node_id: {**node, "class_type": swaps[node["class_type"]]} if node.get("class_type") in swaps else node
             for node_id, node in self._nodes.items()
         }
+
+
+def package_hint(package: str) -> str:
+    """What a message about a missing node type says of the package that provides it."""
+    if package == "comfy-core":
+        return " (a core node of a newer ComfyUI than this image's)"
+    return f" (from the custom-node package '{package}': add it to ComfyUI/custom_nodes.json)"

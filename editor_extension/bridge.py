@@ -23,8 +23,9 @@ endpoint's `http://127.0.0.1:8000/v2/local`) with the key kept in ComfyUI's user
                                  A run that ends is added to ComfyUI's queue history, so the
                                  editor's Queue panel lists it with its outputs and workflow
     POST /runpod/cancel/{id}     the job cancelled on the endpoint
-    POST /runpod/check           {"prompt"} -> {"missing_models", "missing_nodes"}: what the
-                                 endpoint lacks (`{"list": "models"}`, `{"list": "nodes"}`)
+    POST /runpod/check           {"prompt", "workflow"?} -> {"missing_models", "missing_nodes"}: what
+                                 the endpoint lacks (`{"list": "models"}`, `{"list": "nodes"}`), a
+                                 missing node with the package its UI graph records, if any
 
 Every failure answers JSON `{"error": "<what to do>"}` (and "node_ids" when it is about
 nodes): no endpoint set, a wrong key (401), an unreachable endpoint, a request over
@@ -344,15 +345,18 @@ class Bridge:
             number += 1
         return path
 
-    async def check(self, prompt: Any) -> dict[str, Any]:
+    async def check(self, prompt: Any, workflow: Any = None) -> dict[str, Any]:
         check_graph(prompt)
         models, nodes = await asyncio.gather(self.ask({"list": "models"}), self.ask({"list": "nodes"}))
         known_nodes = set(nodes.get("nodes") or [])
-        missing_nodes, missing_models = [], []
+        packages = packages_by_node(workflow)
+        missing_nodes: list[dict[str, str]] = []
+        missing_models = []
         for node_id, node in prompt.items():
             class_type = node.get("class_type")
             if known_nodes and class_type not in known_nodes:
-                missing_nodes.append({"node_id": node_id, "class_type": class_type})
+                package = {"package": packages[node_id]} if node_id in packages else {}
+                missing_nodes.append({"node_id": node_id, "class_type": class_type, **package})
                 continue
             for name, value in (node.get("inputs") or {}).items():
                 folder = ((models.get("loader_inputs") or {}).get(f"{class_type}.{name}") or {}).get("folder")
@@ -414,6 +418,18 @@ def history_entry(
         },  # fmt: skip
         "meta": {},
     }
+
+
+def packages_by_node(workflow: Any) -> dict[str, str]:
+    """Node id -> the package the UI graph records for it (`properties.cnr_id` / `aux_id`; the
+    worker reads the same for its own message, comfy_worker/ui_format.py)."""
+    found = {}
+    for node in (workflow.get("nodes") if isinstance(workflow, dict) else None) or []:
+        properties = node.get("properties") if isinstance(node, dict) else None
+        package = (properties.get("cnr_id") or properties.get("aux_id")) if isinstance(properties, dict) else None
+        if isinstance(package, str) and package:
+            found[str(node.get("id"))] = package
+    return found
 
 
 def check_graph(prompt: Any) -> None:
@@ -497,7 +513,8 @@ def routes(bridge: Bridge) -> list[web.RouteDef]:
         return await answer(bridge.cancel(request.match_info["job_id"]))
 
     async def check(request: web.Request) -> web.Response:
-        return await answer(bridge.check((await body(request)).get("prompt")))
+        given = await body(request)
+        return await answer(bridge.check(given.get("prompt"), given.get("workflow")))
 
     return [
         web.get("/runpod/settings", get_settings),

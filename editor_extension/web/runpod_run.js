@@ -204,9 +204,12 @@ function fail(run, status) {
   const ended = run.state === "TIMED_OUT" ? "the job ran past its execution timeout" : run.state.toLowerCase();
   const what = output.error || status.error || ended;
   run.error = status.advice ? `${what}. What to do: ${status.advice}` : what;
-  // The worker names the node: node_errors (a refused workflow), node_id (a failed node or model).
+  // The worker names the node: node_errors (a refused workflow), node_id (a failed node or
+  // model), problems' fields (input.workflow.<node id>.class_type: a type it lacks).
   const details = output.details || {};
-  const nodeIds = [...(details.node_errors || []).map((error) => error.node_id), details.node_id].filter((id) => id != null);
+  const inProblems = (details.problems || []).map((problem) => /^input\.workflow\.([^.[]+)\./.exec(problem.field || "")?.[1]);
+  const nodeIds = [...(details.node_errors || []).map((error) => error.node_id), details.node_id, ...inProblems]
+    .filter((id) => id != null);
   for (const nodeId of nodeIds) mark(nodeId, MISSING_COLOR);
   toast(run.state === "CANCELLED" ? "info" : "error", `RunPod job ${run.state}`, run.error);
 }
@@ -222,11 +225,11 @@ async function cancel(id) {
 async function checkAgainstEndpoint() {
   try {
     unmarkAll();
-    const { output } = await app.graphToPrompt();
-    const { missing_nodes: nodes, missing_models: models } = await bridge("POST", "/check", { prompt: output });
+    const { output, workflow } = await app.graphToPrompt();
+    const { missing_nodes: nodes, missing_models: models } = await bridge("POST", "/check", { prompt: output, workflow });
     for (const missing of [...nodes, ...models]) mark(missing.node_id, MISSING_COLOR);
     const lines = [
-      ...nodes.map((m) => `node ${m.node_id}: ${m.class_type} is not installed on the endpoint`),
+      ...nodes.map((m) => `node ${m.node_id}: ${m.class_type}${m.package ? ` (package ${m.package})` : ""} is not installed on the endpoint`),
       ...models.map((m) => `node ${m.node_id}: ${m.folder}/${m.value} is not on the endpoint`),
     ];
     if (lines.length) toast("warn", "The endpoint lacks", lines.join("\n"));

@@ -35,11 +35,29 @@ def designer(tmp_path_factory):
     base = tmp_path_factory.mktemp("designer")
     (base / "custom_nodes").mkdir()
     install_by_git_url(tmp_path_factory.mktemp("published") / "comfyui-worker", base / "custom_nodes")
+    (base / "custom_nodes" / "designer_only_nodes").mkdir()
+    (base / "custom_nodes" / "designer_only_nodes" / "__init__.py").write_text(DESIGNER_ONLY_NODE)
     (base / "user" / "default").mkdir(parents=True)
     (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
     server = start_comfyui(base)
     yield server
     server.stop()
+
+
+DESIGNER_ONLY_NODE = """
+class DesignerOnlyInvert:  # a node pack the user has and the endpoint lacks
+    CATEGORY, RETURN_TYPES, FUNCTION = "tests", ("IMAGE",), "invert"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",)}}
+
+    def invert(self, image):
+        return (1.0 - image,)
+
+
+NODE_CLASS_MAPPINGS = {"DesignerOnlyInvert": DesignerOnlyInvert}
+"""
 
 
 def install_by_git_url(repository: Path, custom_nodes: Path) -> None:
@@ -174,6 +192,33 @@ def test_a_missing_model_and_a_wrong_key_say_what_is_wrong(editor):
     WebDriverWait(editor, 30).until(
         lambda b: "refused the API key (HTTP 401)" in b.find_element(By.TAG_NAME, "body").text
     )
+
+
+def test_a_node_type_the_endpoint_lacks_is_named_with_its_package(editor):
+    workflow = txt2img(steps=1, size=64, seed=715)
+    workflow["20"] = {"class_type": "DesignerOnlyInvert", "inputs": {"image": ["8", 0]}}
+    workflow["9"]["inputs"]["images"] = ["20", 0]
+    load(editor, workflow)
+    # The package, as a workflow saved by an editor with the pack installed records it.
+    editor.execute_script("window.app.graph.getNodeById(20).properties.cnr_id = 'designer-only-nodes'")
+
+    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Check')")
+    expected = "node 20: DesignerOnlyInvert (package designer-only-nodes) is not installed on the endpoint"
+    WebDriverWait(editor, 60).until(lambda b: expected in b.find_element(By.TAG_NAME, "body").text)
+    assert editor.execute_script("return window.app.graph.getNodeById(20).bgcolor") == MISSING
+
+    failed = run_and_wait(editor, "FAILED")
+    assert "node 20" in failed["text"] and "'DesignerOnlyInvert'" in failed["text"], failed
+    assert "custom-node package 'designer-only-nodes'" in failed["text"], failed
+    assert editor.execute_script("return window.app.graph.getNodeById(20).bgcolor") == MISSING, "marked on the node"
+
+
+def test_an_unreachable_endpoint_says_so_before_anything_runs(editor):
+    set_setting(editor, "RunPod.BaseUrl", "http://127.0.0.1:9/v2/nowhere")
+    load(editor, txt2img(steps=1, size=64, seed=716))
+    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
+    WebDriverWait(editor, 30).until(lambda b: "is unreachable" in b.find_element(By.TAG_NAME, "body").text)
+    assert "check its ID or base URL" in editor.find_element(By.TAG_NAME, "body").text and runs(editor) == []
 
 
 def test_check_marks_what_the_endpoint_lacks_before_anything_runs(editor):

@@ -111,6 +111,20 @@ async def test_unknown_node_types_are_named_with_their_package(run_job):
     assert "custom-node package 'comfyui-impact-pack'" in problem["problem"]
 
 
+async def test_an_api_workflow_sent_with_its_ui_graph_names_the_package_too(run_job):
+    # As the editor queues: the API graph, and the UI graph in extra_pnginfo.workflow.
+    api = txt2img(steps=1, size=64, seed=6)
+    api["99"] = {"class_type": "ImpactWildcardProcessor", "inputs": {"wildcard_text": "a {red|blue} fox"}}
+    graph = {"nodes": [{"id": 99, "type": "ImpactWildcardProcessor", "properties": {"cnr_id": "comfyui-impact-pack"}}]}
+    result = await run_job({"workflow": api, "extra_pnginfo": {"workflow": graph}})
+
+    assert result["error_type"] == "invalid_input"
+    [problem] = result["details"]["problems"]
+    assert problem["field"] == "input.workflow.99.class_type"
+    assert "'ImpactWildcardProcessor'" in problem["problem"]
+    assert "custom-node package 'comfyui-impact-pack'" in problem["problem"]
+
+
 async def test_muted_unknown_node_does_not_count(run_job, clean_after):
     ui = on_tiny_models(template("default"))
     ui["nodes"].append({"id": 98, "type": "SomethingNotInstalled", "mode": 2, "inputs": [], "outputs": []})

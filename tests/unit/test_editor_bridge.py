@@ -234,9 +234,10 @@ async def test_check_names_what_the_endpoint_lacks(setup):
         "5": {"class_type": "FancyUpscaler", "inputs": {}},
         "6": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
     }
-    status, answer = await call(client, "POST", "/runpod/check", {"prompt": prompt})
+    workflow = {"nodes": [{"id": 5, "type": "FancyUpscaler", "properties": {"cnr_id": "fancy-upscalers"}}]}
+    status, answer = await call(client, "POST", "/runpod/check", {"prompt": prompt, "workflow": workflow})
     assert status == 200
-    assert answer["missing_nodes"] == [{"node_id": "5", "class_type": "FancyUpscaler"}]
+    assert answer["missing_nodes"] == [{"node_id": "5", "class_type": "FancyUpscaler", "package": "fancy-upscalers"}]
     assert answer["missing_models"] == [
         {"node_id": "4", "input": "ckpt_name", "value": "sdxl.safetensors", "folder": "checkpoints"}
     ]

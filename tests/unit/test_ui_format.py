@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from comfy_worker.ui_format import is_ui_format, unknown_node_types
+from comfy_worker.ui_format import is_ui_format, packages_by_node, unknown_node_types
+from comfy_worker.workflow import Workflow
 
 OBJECT_INFO = {"KSampler": {}, "SaveImage": {}}
 
@@ -52,3 +53,26 @@ def test_nodes_inside_subgraphs_are_checked_and_subgraph_instances_are_not_unkno
     [(field, problem)] = unknown_node_types(workflow, OBJECT_INFO)
     assert field == "input.workflow.nodes[id=11]"
     assert problem.startswith("subgraph 'Sampler' node 11 has type 'Sharpen2'")
+
+
+def test_an_api_workflow_names_the_packages_its_ui_graph_records():
+    graph = {
+        "nodes": [
+            node(4, "FaceDetailer", properties={"cnr_id": "comfyui-impact-pack"}),
+            node(7, "MyNode", properties={"aux_id": "someone/my-nodes"}),
+            node(3, "KSampler", properties={"Node name for S&R": "KSampler"}),
+        ]
+    }
+    packages = packages_by_node(graph)
+    assert packages == {"4": "comfyui-impact-pack", "7": "someone/my-nodes"}
+    assert packages_by_node(None) == {} and packages_by_node({"nodes": "x"}) == {}
+    api = Workflow.from_api(
+        {
+            "3": {"class_type": "KSampler", "inputs": {}},
+            "4": {"class_type": "FaceDetailer", "inputs": {}},
+            "8": {"class_type": "Unheard", "inputs": {}},
+        }  # fmt: skip
+    )
+    problems = dict(api.unknown_node_types(OBJECT_INFO, packages))
+    assert "(from the custom-node package 'comfyui-impact-pack'" in problems["input.workflow.4.class_type"]
+    assert "if a custom node provides it" in problems["input.workflow.8.class_type"]
