@@ -53,6 +53,7 @@ log = logging.getLogger("runpod_run")
 
 RUNPOD_API = "https://api.runpod.ai/v2"
 RUN_LIMIT_BYTES = 10_000_000  # RunPod refuses a larger /run body
+REMEMBERED_RUNS = 200  # the runs whose submission and saved outputs are kept: nothing piles up
 FILE_INPUTS = ("image", "video", "audio", "file")  # the loaders' file-name inputs
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
 UPLOAD_URL_EXPIRY_S = 24 * 3600  # RunPod keeps a job queued at most a day by default
@@ -234,6 +235,7 @@ class Bridge:
         uploaded = await self.fit(job_input, images)
         answer = await self.call("POST", "/run", {"input": job_input, **({"policy": policy} if policy else {})})
         self.submitted[answer["id"]] = Submitted(prompt, workflow if isinstance(workflow, dict) else None, time.time())
+        forget_oldest(self.submitted)
         return {
             "job_id": answer["id"],
             "status": answer.get("status"),
@@ -288,6 +290,7 @@ class Bridge:
             if job_id not in self.saved:
                 try:
                     self.saved[job_id] = await self.save_outputs(status.get("output") or {})
+                    forget_oldest(self.saved)
                 except (OSError, aiohttp.ClientError, ValueError) as exc:
                     raise BridgeError(
                         f"the job is done, but its outputs could not be saved in output/: {exc}", 500
@@ -415,7 +418,7 @@ def history_entry(
             "status_str": "success" if state == "COMPLETED" else "error",
             "completed": state == "COMPLETED",
             "messages": messages,
-        },  # fmt: skip
+        },
         "meta": {},
     }
 
@@ -441,8 +444,7 @@ def check_graph(prompt: Any) -> None:
             "the graph has nothing to run: its nodes are all editor-only (notes, reroutes, primitives), muted or "
             "bypassed. Add an output node such as Save Image"
         )
-    formless = [str(node_id) for node_id, node in prompt.items() if not isinstance(node, dict) or
-                not isinstance(node.get("class_type"), str) or not node["class_type"]]  # fmt: skip
+    formless = [str(node_id) for node_id, node in prompt.items() if not has_type(node)]
     if formless:
         raise BridgeError(
             f"node {', '.join(formless)} has no API form: its type is not installed in this ComfyUI, so the editor "
@@ -450,6 +452,10 @@ def check_graph(prompt: Any) -> None:
             "or bypass the node",
             node_ids=formless,
         )
+
+
+def has_type(node: Any) -> bool:
+    return isinstance(node, dict) and isinstance(node.get("class_type"), str) and bool(node["class_type"])
 
 
 def execution_policy(execution_timeout_s: Any) -> dict[str, int]:
@@ -461,6 +467,12 @@ def execution_policy(execution_timeout_s: Any) -> dict[str, int]:
     if not 0 < execution_timeout_s <= 7 * 24 * 3600:
         raise BridgeError("the execution timeout must be between 1 second and 7 days (Settings > RunPod)")
     return {"executionTimeout": max(1000, round(execution_timeout_s * 1000))}
+
+
+def forget_oldest(runs: dict[str, Any]) -> None:
+    """Keeps the REMEMBERED_RUNS latest entries (a run the page stopped following never ends here)."""
+    while len(runs) > REMEMBERED_RUNS:
+        runs.pop(next(iter(runs)))
 
 
 def subfolder(path: Path, folder: Path) -> str:

@@ -15,7 +15,7 @@ import pytest
 import requests
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from bridge import Bridge, bucket_upload, routes
+from bridge import REMEMBERED_RUNS, Bridge, bucket_upload, forget_oldest, routes
 
 from tests.support.servers import moto_s3
 
@@ -352,3 +352,9 @@ async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path):
         stored = await asyncio.to_thread(requests.get, by_name["big.png"], timeout=30)
         assert stored.content == big
     await endpoint_server.close()
+
+
+def test_only_the_latest_runs_are_remembered():
+    runs = {f"job-{n}": n for n in range(REMEMBERED_RUNS + 5)}
+    forget_oldest(runs)
+    assert len(runs) == REMEMBERED_RUNS and "job-4" not in runs and f"job-{REMEMBERED_RUNS + 4}" in runs
