@@ -203,7 +203,7 @@ function fail(run, status) {
   const output = status.output || {};
   const ended = run.state === "TIMED_OUT" ? "the job ran past its execution timeout" : run.state.toLowerCase();
   const what = output.error || status.error || ended;
-  run.error = status.advice ? `${what}. What to do: ${status.advice}` : what;
+  run.error = status.advice ? `${String(what).replace(/\.$/, "")}. What to do: ${status.advice}` : what;
   // The worker names the node: node_errors (a refused workflow), node_id (a failed node or
   // model), problems' fields (input.workflow.<node id>.class_type: a type it lacks).
   const details = output.details || {};
