@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
 from PIL import Image
 from selenium.webdriver.common.by import By
@@ -20,12 +21,14 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.comfyui_server import start_comfyui
 from tests.support.local_endpoint import API_KEY, running_endpoint
+from tests.support.tools import GIT_IDENTITY
 from tests.support.workflows import REPO_ROOT, txt2img
 
 ARTIFACTS = REPO_ROOT / ".local" / "artifacts"
 KEY_SET = "(kept by ComfyUI's server)"
 BUTTON = "[aria-label='Run this workflow on your RunPod endpoint']"
 MISSING = "#8a3333"  # the extension's mark on a node the endpoint cannot run
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +67,7 @@ def install_by_git_url(repository: Path, custom_nodes: Path) -> None:
     """What ComfyUI-Manager's "Install via Git URL" does with `<repository>@editor-extension`
     (a clone into custom_nodes/, then a checkout of what follows the @), from a repository
     whose editor_extension/ is this working tree's and whose branch the publishing script made."""
-    environment = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-                   "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    environment = {**os.environ, **GIT_IDENTITY}
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(REPO_ROOT / "editor_extension", repository / "editor_extension", ignore=ignore)
     target = custom_nodes / repository.name
@@ -127,6 +129,15 @@ def runs(browser: WebDriver) -> list[dict]:
     )
 
 
+def run_and_wait(editor: WebDriver, final: str, timeout_s: float = 90) -> dict:
+    """Runs the open workflow on RunPod; its entry in the panel once it is `final`."""
+    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
+    WebDriverWait(editor, timeout_s).until(lambda b: runs(b) and runs(b)[0]["state"] in FINAL)
+    [run] = runs(editor)
+    assert run["state"] == final, run
+    return run
+
+
 def test_a_workflow_runs_on_the_endpoint_with_progress_and_its_output_lands_in_output(editor, designer, endpoint):
     assert bridge_settings(designer) == {"endpoint_id": "", "base_url": endpoint[0], "has_key": True}
     assert editor.execute_script("return window.app.extensionManager.setting.get('RunPod.ApiKey')") == KEY_SET
@@ -182,9 +193,8 @@ def test_several_runs_are_in_flight_each_listed_and_cancelled_from_the_editor(ed
 
 def test_a_missing_model_and_a_wrong_key_say_what_is_wrong(editor):
     load(editor, txt2img(seed=709, checkpoint="absent-model.safetensors"))
-    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
-    WebDriverWait(editor, 60).until(lambda b: runs(b) and runs(b)[0]["state"] == "FAILED")
-    assert "absent-model.safetensors" in runs(editor)[0]["text"] and "node 4" in runs(editor)[0]["text"]
+    failed = run_and_wait(editor, "FAILED")
+    assert "absent-model.safetensors" in failed["text"] and "node 4" in failed["text"], failed
     assert editor.execute_script("return window.app.graph.getNodeById(4).bgcolor") == MISSING, "marked on the node"
 
     set_setting(editor, "RunPod.ApiKey", "wrong-key")
@@ -231,30 +241,12 @@ def test_check_marks_what_the_endpoint_lacks_before_anything_runs(editor):
     assert runs(editor) == [], "nothing was submitted"
 
 
-def run_and_wait(editor: WebDriver, final: str, timeout_s: float = 90) -> dict:
-    """Runs the open workflow on RunPod; its entry in the panel once it is `final`."""
-    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
-    WebDriverWait(editor, timeout_s).until(lambda b: runs(b) and runs(b)[0]["state"] in FINAL)
-    [run] = runs(editor)
-    assert run["state"] == final, run
-    return run
-
-
-FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
-
-
-def comfy_queue_is_empty(comfyui) -> bool:
-    with urllib.request.urlopen(f"http://{comfyui.host}/queue") as response:
-        queue = json.load(response)
-    return not queue["queue_running"] and not queue["queue_pending"]
-
-
 def test_a_timeout_and_an_output_too_large_say_what_to_do(editor, small_results_endpoint, comfyui):
     set_setting(editor, "RunPod.ExecutionTimeout", 2)
     load(editor, txt2img(steps=400, seed=711))
     timed_out = run_and_wait(editor, "TIMED_OUT")
     assert "What to do: raise the execution timeout (Settings > RunPod" in timed_out["text"], timed_out
-    WebDriverWait(editor, 30).until(lambda _: comfy_queue_is_empty(comfyui), "the endpoint stopped the sampling")
+    WebDriverWait(editor, 30).until(lambda _: comfyui.queue() == {"queue_running": [], "queue_pending": []})
 
     editor.execute_script("window.app.graph.clear()")  # the next run is the panel's only entry
     editor.refresh()
@@ -292,9 +284,16 @@ def test_nodes_without_an_api_form_are_named_and_marked(editor):
 
 
 def test_outputs_an_endpoint_puts_in_its_bucket_are_downloaded_into_output(editor, designer, bucket_endpoint):
-    set_setting(editor, "RunPod.BaseUrl", bucket_endpoint[0])
+    base_url, env = bucket_endpoint
+    bucket = boto3.resource(
+        "s3", endpoint_url=env["BUCKET_ENDPOINT_URL"], aws_access_key_id="k", aws_secret_access_key="s",
+        region_name="us-east-1",
+    ).Bucket(env["BUCKET_NAME"])  # fmt: skip
+    in_bucket = {item.key for item in bucket.objects.all()}
+    set_setting(editor, "RunPod.BaseUrl", base_url)
     before = set((designer.base_dir / "output").glob("*.png"))
     load(editor, txt2img(steps=2, size=64, seed=714))
     done = run_and_wait(editor, "COMPLETED")
     [saved] = set((designer.base_dir / "output").glob("*.png")) - before
-    assert done["images"] == 1 and saved.read_bytes().startswith(b"\x89PNG"), done
+    [uploaded] = {item.key for item in bucket.objects.all()} - in_bucket  # the output went by URL
+    assert done["images"] == 1 and saved.read_bytes() == bucket.Object(uploaded).get()["Body"].read(), done

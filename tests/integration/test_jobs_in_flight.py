@@ -4,9 +4,7 @@ through the SDK's loop and the local endpoint, and through the worker's handler 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.request
 
 from client import EndpointClient
 from comfy_worker.settings import Settings
@@ -22,11 +20,6 @@ def sleeping(seconds: float, color: int) -> dict:
     workflow = empty_image(color=color)
     workflow["9"] = {"class_type": "StubbornSleep", "inputs": {"seconds": seconds}}
     return workflow
-
-
-def comfy_queue(comfyui) -> dict:
-    with urllib.request.urlopen(f"http://{comfyui.host}/queue") as resp:
-        return json.load(resp)
 
 
 def watch(client: EndpointClient, job_ids: list[str], timeout_s: float = 120) -> dict[str, list[dict]]:
@@ -84,8 +77,8 @@ def test_cancelling_the_queued_job_leaves_the_running_one_then_cancelling_that_s
 
     assert client.cancel(queued)["status"] == "CANCELLED"
     deadline = time.monotonic() + 30
-    while len(comfy_queue(comfyui)["queue_pending"]) > 0:  # the worker takes it out of ComfyUI's queue
-        assert time.monotonic() < deadline, comfy_queue(comfyui)
+    while len(comfyui.queue()["queue_pending"]) > 0:  # the worker takes it out of ComfyUI's queue
+        assert time.monotonic() < deadline, comfyui.queue()
         time.sleep(0.05)
     step = client.status(running)["output"]["step"]
     later = wait_for(client, running, lambda s: (s.get("output") or {}).get("step", 0) > step + 5)
@@ -93,7 +86,7 @@ def test_cancelling_the_queued_job_leaves_the_running_one_then_cancelling_that_s
 
     assert client.cancel(running)["status"] == "CANCELLED"
     deadline = time.monotonic() + 30
-    while comfy_queue(comfyui)["queue_running"]:
+    while comfyui.queue()["queue_running"]:
         assert time.monotonic() < deadline, "the running prompt was interrupted"
         time.sleep(0.05)
     after = client.submit({"workflow": empty_image(color=0x343434)})
@@ -108,7 +101,7 @@ async def test_comfyui_killed_with_two_jobs_in_flight_fails_both_and_asks_for_a_
         running = asyncio.ensure_future(worker.handle({"id": "a", "input": {"workflow": txt2img(steps=5000)}}))
         queued = asyncio.ensure_future(worker.handle({"id": "b", "input": {"workflow": empty_image(color=0x444444)}}))
         async with asyncio.timeout(60):
-            while not (comfy_queue(server)["queue_pending"] and comfy_queue(server)["queue_running"]):  # noqa: ASYNC110
+            while not (server.queue()["queue_pending"] and server.queue()["queue_running"]):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)  # noqa: ASYNC110 (ComfyUI's queue, over HTTP)
         server.process.kill()
 

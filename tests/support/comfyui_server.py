@@ -9,6 +9,7 @@ which files a job leaves behind.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
@@ -65,6 +66,11 @@ class ComfyServer:
             for path in (self.base_dir / folder).rglob("*")
             if path.is_file()
         }
+
+    def queue(self) -> dict[str, list]:
+        """ComfyUI's /queue: {"queue_running": [...], "queue_pending": [...]}."""
+        with urllib.request.urlopen(f"http://{self.host}/queue") as response:
+            return json.load(response)
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])

@@ -8,11 +8,11 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.support.tools import GIT_IDENTITY
 from tests.support.workflows import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "publish_editor_extension.sh"
-ENVIRONMENT = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-               "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+ENVIRONMENT = {**os.environ, **GIT_IDENTITY}
 
 
 def git(repository: Path, *args: str) -> str:
