@@ -150,15 +150,23 @@ class Bridge:
         self.output_dir = output_dir.resolve()
         self.saved: dict[str, list[dict[str, str]]] = {}  # job id -> outputs written (once per job)
         self.submitted: dict[str, Submitted] = {}  # job id -> its submission, until its history entry
+        self._stored: dict[str, str] | None = None  # the settings file, read once
+        self._session: aiohttp.ClientSession | None = None  # one connection pool: the page polls each second
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     # -- settings --------------------------------------------------------------
 
     def settings(self) -> dict[str, str]:
-        try:
-            stored = json.loads(self.settings_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return {key: str(stored[key]) for key in ("endpoint_id", "base_url", "api_key") if stored.get(key)}
+        if self._stored is None:
+            try:
+                stored = json.loads(self.settings_path.read_text())
+            except (OSError, ValueError):
+                stored = {}
+            self._stored = {key: str(stored[key]) for key in ("endpoint_id", "base_url", "api_key") if stored.get(key)}
+        return dict(self._stored)
 
     def public_settings(self) -> dict[str, Any]:
         stored = self.settings()
@@ -183,6 +191,7 @@ class Bridge:
         descriptor = os.open(self.settings_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as file:
             json.dump(stored, file)
+        self._stored = stored
         return self.public_settings()
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
@@ -198,12 +207,16 @@ class Bridge:
 
     # -- calls to the endpoint ---------------------------------------------------
 
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=TIMEOUT)
+        return self._session
+
     async def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         base, headers = self.endpoint()
         try:
-            async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-                async with session.request(method, f"{base}{path}", json=body, headers=headers) as response:
-                    text = await response.text()
+            async with self.session().request(method, f"{base}{path}", json=body, headers=headers) as response:
+                text = await response.text()
         except (aiohttp.ClientError, TimeoutError) as exc:
             unreachable = f"the endpoint at {base} is unreachable ({type(exc).__name__}): check its ID or base URL"
             raise BridgeError(unreachable, 502) from None
@@ -222,19 +235,18 @@ class Bridge:
     ) -> dict[str, Any]:
         check_graph(prompt)
         policy = execution_policy(execution_timeout_s)
+        workflow = workflow if isinstance(workflow, dict) else None
         self.endpoint()  # an endpoint is set, before anything is read or uploaded
         files = self.input_files(prompt)
         job_input: dict[str, Any] = {"workflow": prompt, **({"preview": True} if preview else {})}
-        if isinstance(workflow, dict):  # the saved images carry it, as after a local run
+        if workflow is not None:  # the saved images carry it, as after a local run
             job_input["extra_pnginfo"] = {"workflow": workflow}
-        images = [
-            {"name": path.name, "subfolder": subfolder(path, self.input_dir), "image": encoded(path)} for path in files
-        ]
+        images = await asyncio.to_thread(self.encoded_inputs, files)  # up to megabytes: off the event loop
         if images:
             job_input["images"] = images
         uploaded = await self.fit(job_input, images)
         answer = await self.call("POST", "/run", {"input": job_input, **({"policy": policy} if policy else {})})
-        self.submitted[answer["id"]] = Submitted(prompt, workflow if isinstance(workflow, dict) else None, time.time())
+        self.submitted[answer["id"]] = Submitted(prompt, workflow, time.time())
         forget_oldest(self.submitted)
         return {
             "job_id": answer["id"],
@@ -270,6 +282,12 @@ class Bridge:
             if len(json.dumps({"input": job_input})) <= RUN_LIMIT_BYTES:
                 return uploaded
         raise BridgeError(f"{over}, even with every input file in the bucket: the workflow itself is too large")
+
+    def encoded_inputs(self, files: list[Path]) -> list[dict[str, str]]:
+        """The files as the job's `images` entries (base64)."""
+        return [
+            {"name": path.name, "subfolder": subfolder(path, self.input_dir), "image": encoded(path)} for path in files
+        ]
 
     def input_files(self, prompt: dict[str, Any]) -> list[Path]:
         """The local input files the graph's loaders name (inside the input folder only)."""
@@ -335,7 +353,7 @@ class Bridge:
         return saved
 
     async def download(self, url: str) -> bytes:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as session, session.get(url) as response:
+        async with self.session().get(url) as response:
             response.raise_for_status()
             return await response.read()
 

@@ -95,8 +95,23 @@ async def setup(tmp_path):
     await client.start_server()
     base_url = str(endpoint_server.make_url("/v2/e1"))
     yield client, endpoint, base_url, tmp_path
+    await bridge.close()
     await client.close()
     await endpoint_server.close()
+
+
+@pytest.fixture
+async def new_bridge(tmp_path):
+    """Makes bridges on tmp_path's folders; closes them after the test."""
+    made: list[Bridge] = []
+
+    def make(**options) -> Bridge:
+        made.append(Bridge(tmp_path / "settings.json", tmp_path / "input", tmp_path / "output", **options))
+        return made[-1]
+
+    yield make
+    for bridge in made:
+        await bridge.close()
 
 
 async def call(client, method, path, body=None):
@@ -172,10 +187,10 @@ class FakeHistory:
         self.entries[entry_id] = entry
 
 
-async def test_a_run_that_ends_is_added_to_comfyuis_queue_history_with_its_workflow(setup):
+async def test_a_run_that_ends_is_added_to_comfyuis_queue_history_with_its_workflow(setup, new_bridge):
     _, endpoint, base_url, tmp_path = setup
     history = FakeHistory()
-    bridge = Bridge(tmp_path / "s.json", tmp_path / "input", tmp_path / "output", history=history)
+    bridge = new_bridge(history=history)
     bridge.save_settings({"base_url": base_url, "api_key": KEY})
     prompt = {"9": {"class_type": "SaveImage", "inputs": {}}}
     workflow = {"nodes": [{"id": 9, "type": "SaveImage"}], "links": []}
@@ -197,13 +212,13 @@ async def test_a_run_that_ends_is_added_to_comfyuis_queue_history_with_its_workf
     assert [message[0] for message in entry["status"]["messages"]] == ["execution_start", "execution_success"]
 
 
-async def test_a_failed_run_in_the_history_names_its_node(setup):
+async def test_a_failed_run_in_the_history_names_its_node(setup, new_bridge):
     _, endpoint, base_url, tmp_path = setup
     failure = {"error": "node 4 (CheckpointLoaderSimple): no model x", "error_type": "execution_failed",
                "details": {"node_id": "4"}}  # fmt: skip
     endpoint.polls, endpoint.final = 1, {"id": "job-1", "status": "FAILED", "output": failure}
     history = FakeHistory()
-    bridge = Bridge(tmp_path / "s.json", tmp_path / "input", tmp_path / "output", history=history)
+    bridge = new_bridge(history=history)
     bridge.save_settings({"base_url": base_url, "api_key": KEY})
 
     await bridge.run({"4": {"class_type": "CheckpointLoaderSimple", "inputs": {}}})
@@ -216,9 +231,9 @@ async def test_a_failed_run_in_the_history_names_its_node(setup):
     assert error["exception_message"] == failure["error"]
 
 
-async def test_a_history_that_cannot_be_written_changes_nothing_for_the_run(setup):
+async def test_a_history_that_cannot_be_written_changes_nothing_for_the_run(setup, new_bridge):
     _, _, base_url, tmp_path = setup
-    bridge = Bridge(tmp_path / "s.json", tmp_path / "input", tmp_path / "output", history=FakeHistory(fails=True))
+    bridge = new_bridge(history=FakeHistory(fails=True))
     bridge.save_settings({"base_url": base_url, "api_key": KEY})
     await bridge.run({"9": {"class_type": "SaveImage", "inputs": {}}})
     await bridge.status("job-1")
@@ -317,7 +332,7 @@ async def test_a_run_that_ends_without_outputs_comes_with_what_to_do(setup, fina
     assert not (tmp_path / "output").exists(), "nothing saved"
 
 
-async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path):
+async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path, new_bridge):
     endpoint = FakeEndpoint()
     endpoint_server = TestServer(endpoint.app())
     await endpoint_server.start_server()
@@ -336,7 +351,7 @@ async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path):
         big, small = os.urandom(8_000_000), b"small-photo"
         (tmp_path / "input" / "big.png").write_bytes(big)
         (tmp_path / "input" / "small.png").write_bytes(small)
-        bridge = Bridge(tmp_path / "settings.json", tmp_path / "input", tmp_path / "output", bucket_upload(env))
+        bridge = new_bridge(upload=bucket_upload(env))
         bridge.save_settings({"base_url": str(endpoint_server.make_url("/v2/e1")), "api_key": KEY})
         prompt = {
             "1": {"class_type": "LoadImage", "inputs": {"image": "big.png"}},
