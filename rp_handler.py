@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from typing import Any
 
 import runpod
@@ -73,6 +74,9 @@ def main() -> None:
     if not on_runpod:
         runpod.serverless.start({"handler": worker.handle_then_close})
         return
+    # Shutdown (start.sh): SIGTERM goes to the SDK, which takes no more jobs and lets those in
+    # flight finish; SIGUSR1 follows when the grace period runs out, and fails what is left.
+    signal.signal(signal.SIGUSR1, lambda signum, frame: worker.abandon_jobs())
     # Up to JOBS_IN_FLIGHT jobs at once: the next is prepared and queued in ComfyUI
     # while the current one runs (comfy_worker/worker.py).
     jobs_in_flight = settings.jobs_in_flight

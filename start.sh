@@ -39,6 +39,12 @@ else
   log "tcmalloc not installed; ComfyUI uses the default allocator"
 fi
 
+# A second server cannot listen on a taken port, and the worker would talk to the first.
+if (exec 3<>"/dev/tcp/${COMFY_HOST%:*}/${COMFY_HOST##*:}") 2>/dev/null; then
+  log "COMFY_HOST $COMFY_HOST is already in use by another program; stop it or set COMFY_HOST to a free host:port"
+  exit 1
+fi
+
 if [ "${MODELS_TO_VOLUME:-false}" = true ]; then
   if [ -d "$(dirname "$volume_models")" ]; then
     log "fetching ComfyUI/models.json onto $volume_models (skips files already verified)"
@@ -68,11 +74,6 @@ case "${COMFY_API_NODES:-false}" in
   *) launch_flags+=(--disable-api-nodes) ;;
 esac
 read -r -a extra_args <<<"${COMFY_EXTRA_ARGS:-}"
-# A second server cannot listen on a taken port, and the worker would talk to the first.
-if (exec 3<>"/dev/tcp/${COMFY_HOST%:*}/${COMFY_HOST##*:}") 2>/dev/null; then
-  log "COMFY_HOST $COMFY_HOST is already in use by another program; stop it or set COMFY_HOST to a free host:port"
-  exit 1
-fi
 
 # Models ComfyUI/models.json takes from RunPod's model cache ("from": "runpod-cache"),
 # linked into the model folders before ComfyUI lists them.
@@ -113,21 +114,50 @@ if [ "${PREFETCH:-auto}" != off ]; then
 fi
 
 worker_pid=
-# Stop the worker and ComfyUI, and wait (up to 10 s, then SIGKILL) until ComfyUI has
-# exited: start.sh never returns while ComfyUI still holds the GPU or its port.
-stop_all() {
+shutdown_grace_s=${SHUTDOWN_GRACE_S:-25}
+case "$shutdown_grace_s" in
+  '' | *[!0-9]*) log "SHUTDOWN_GRACE_S must be a whole number of seconds, not '$shutdown_grace_s'"; exit 1 ;;
+esac
+# 0 once the process has exited, 1 if it still runs after that many tenths of a second.
+wait_gone() {
+  local _
+  for _ in $(seq 1 "$2"); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  ! kill -0 "$1" 2>/dev/null
+}
+# Stop ComfyUI and wait (up to 10 s, then SIGKILL) until it has exited: start.sh never
+# returns while ComfyUI still holds the GPU or its port.
+stop_comfyui() {
+  kill "$comfy_pid" 2>/dev/null || true
+  wait_gone "$comfy_pid" 100 || kill -9 "$comfy_pid" 2>/dev/null || true
+}
+# RunPod's SIGTERM (scaling the worker down): the worker first, so it takes no new job and
+# finishes the jobs in flight while ComfyUI still runs them, for up to SHUTDOWN_GRACE_S (keep
+# it under the platform's own grace before SIGKILL); then SIGUSR1 has it fail what is left,
+# naming the shutdown, with their prompts interrupted; 5 s later it is killed. ComfyUI last.
+shut_down() {
+  trap - TERM INT
+  [ -n "$prefetch_pid" ] && kill "$prefetch_pid" 2>/dev/null || true
+  if [ -n "$worker_pid" ] && kill -TERM "$worker_pid" 2>/dev/null; then
+    log "stopping: the worker finishes its jobs in flight (up to ${shutdown_grace_s} s), then ComfyUI stops"
+    if ! wait_gone "$worker_pid" $((shutdown_grace_s * 10)); then
+      log "SHUTDOWN_GRACE_S ran out: the jobs still in flight fail"
+      kill -USR1 "$worker_pid" 2>/dev/null || true
+      wait_gone "$worker_pid" 50 || kill -9 "$worker_pid" 2>/dev/null || true
+    fi
+  fi
+  stop_comfyui
+}
+cleanup() {
   rm -f "$cache_paths" "$answered_file" "$ended_file"
   [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true
   [ -n "$prefetch_pid" ] && kill "$prefetch_pid" 2>/dev/null || true
-  kill "$comfy_pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    kill -0 "$comfy_pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -9 "$comfy_pid" 2>/dev/null || true
+  stop_comfyui
 }
-trap 'stop_all; exit 143' TERM INT
-trap stop_all EXIT
+trap 'shut_down; exit 143' TERM INT
+trap cleanup EXIT
 
 # The worker's relative paths (WORKFLOWS_DIR's default, ComfyUI/workflows) start here.
 cd "$worker_dir"

@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     mcp_parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
     mcp_parser.add_argument("--host", default="127.0.0.1", help="http: the address to listen on")
     mcp_parser.add_argument("--port", type=int, default=8765, help="http: the port (the path is /mcp)")
+    mcp_parser.add_argument(
+        "--allowed-host", action="append", help="http: a host name clients reach the server by (repeat for more)"
+    )
     mcp_parser.add_argument("--timeout-s", type=float, default=600, help="a call's limit, then its job is cancelled")
     return parser
 

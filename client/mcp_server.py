@@ -26,18 +26,23 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hmac
+import ipaddress
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import jsonschema
 import mcp_types as types
 import requests
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
 
 from .api import FINAL_STATES, OUTPUT_LISTS, EndpointClient, JobFailed
 from .uploads import RequestTooLarge
@@ -121,14 +126,18 @@ class EndpointTools:
     async def call(self, name: str, arguments: dict[str, Any], progress: Progress) -> types.CallToolResult:
         try:
             if name == "list_models":
+                check_arguments(name, arguments, LIST_MODELS_SCHEMA)
                 output = await self.run_job({"list": "models"}, progress)
                 return types.CallToolResult(
                     content=[types.TextContent(type="text", text=json.dumps(output))], structured_content=output
                 )
             if name == "run_workflow":
+                check_arguments(name, arguments, RUN_WORKFLOW_SCHEMA)
                 job_input = self.raw_workflow_input(arguments)
             else:
-                job_input = self.named_workflow_input(name, arguments, await self.workflow(name))
+                workflow = await self.workflow(name)
+                check_arguments(name, arguments, workflow["parameters"])
+                job_input = self.named_workflow_input(name, arguments, workflow)
             return self.result(await self.run_job(job_input, progress))
         except ToolFailed as failed:
             return types.CallToolResult(content=[types.TextContent(type="text", text=str(failed))], is_error=True)
@@ -179,13 +188,15 @@ class EndpointTools:
         call is. `ToolFailed` for every way it can fail."""
         job_id = await self._endpoint(self.client.submit, job_input)
         deadline = self.clock() + self.timeout_s
+        notified = -1.0  # MCP: each notification's progress must be greater than the last
         try:
             while True:
                 status = await self._endpoint(self.client.status, job_id)
                 state, output = status.get("status"), status.get("output")
                 fraction = output.get("progress") if isinstance(output, dict) else None
-                if state == "IN_PROGRESS" and isinstance(fraction, int | float):
-                    await progress(float(fraction), str(output.get("message") or "running"))
+                if state == "IN_PROGRESS" and isinstance(fraction, int | float) and fraction > notified:
+                    notified = float(fraction)
+                    await progress(notified, str(output.get("message") or "running"))
                 if state in FINAL_STATES:
                     if state != "COMPLETED":
                         raise ToolFailed(failure_text(JobFailed(status)))
@@ -232,6 +243,15 @@ class EndpointTools:
         summary = {"outputs": listed, "seeds": seeds, "timings": output.get("timings")}
         content.append(types.TextContent(type="text", text=json.dumps({"seeds": seeds, "outputs": listed})))
         return types.CallToolResult(content=content, structured_content=summary)
+
+
+def check_arguments(tool: str, arguments: dict[str, Any], schema: dict[str, Any]) -> None:
+    """The arguments against the tool's input schema; a `ToolFailed` naming the first wrong one
+    (a misspelt argument is refused, not ignored)."""
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(arguments))
+    if error is not None:
+        where = ".".join([tool, *(str(part) for part in error.absolute_path)])
+        raise ToolFailed(f"{where}: {error.message}")
 
 
 async def no_progress(fraction: float, message: str) -> None:
@@ -299,15 +319,79 @@ async def serve_stdio(server: Server[Any]) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
+TOKEN_ENV = "COMFY_MCP_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_security(host: str, allowed_hosts: list[str]) -> TransportSecuritySettings:
+    """DNS-rebinding protection for every bind address (the SDK turns it on for three literal
+    loopback names only): the Host must be a loopback name, the bind address or one of
+    `allowed_hosts` (the names clients reach the server by), and so must a browser's Origin."""
+    names = ["127.0.0.1", "localhost", "[::1]", *allowed_hosts]
+    if host not in ("0.0.0.0", "::", ""):
+        names.append(f"[{host}]" if ":" in host else host)
+    names = list(dict.fromkeys(names))
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{name}:*" for name in names],
+        allowed_origins=[f"{scheme}://{name}:*" for name in names for scheme in ("http", "https")],
+    )
+
+
+def with_token(app: Any, token: str) -> Any:
+    """The ASGI app, answering HTTP 401 to a request without `Authorization: Bearer <token>`."""
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, expected):
+                headers = [(b"content-type", b"text/plain"), (b"www-authenticate", b"Bearer")]
+                await send({"type": "http.response.start", "status": 401, "headers": headers})
+                await send({"type": "http.response.body", "body": f"set Authorization: Bearer <{TOKEN_ENV}>".encode()})
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+def http_app(server: Server[Any], host: str, allowed_hosts: list[str], token: str | None) -> Any:
+    """The streamable HTTP app: DNS-rebinding protection always, and the token when given."""
+    app = server.streamable_http_app(host=host, transport_security=transport_security(host, allowed_hosts))
+    return with_token(app, token) if token else app
+
+
 def serve(args: argparse.Namespace, client: EndpointClient) -> int:
-    """`comfy-client mcp`: serve until stdin closes (stdio) or the process is stopped (http)."""
+    """`comfy-client mcp`: serve until stdin closes (stdio) or the process is stopped (http).
+    Over HTTP beyond loopback it needs a token (COMFY_MCP_TOKEN, never an argument: others
+    can read a command line): the server holds the endpoint's key and reads local files named
+    in tool arguments."""
     server = build_server(EndpointTools(client, args.timeout_s))
     if args.transport == "stdio":
         anyio.run(serve_stdio, server)
         return 0
     import uvicorn
 
-    app = server.streamable_http_app(host=args.host)
-    log.info("MCP over streamable HTTP at http://%s:%d/mcp", args.host, args.port)
+    token = os.environ.get(TOKEN_ENV) or None
+    if not is_loopback(args.host) and not token:
+        log.error(
+            "--host %s listens beyond this machine: set %s to a secret that clients send as "
+            "'Authorization: Bearer <token>'",
+            args.host,
+            TOKEN_ENV,
+        )
+        return 2
+    app = http_app(server, args.host, args.allowed_host or [], token)
+    log.info(
+        "MCP over streamable HTTP at http://%s:%d/mcp%s", args.host, args.port, " (token required)" if token else ""
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -54,9 +54,17 @@ def private_addresses_allowed() -> bool:
     return os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def resolve(host: str, port: int) -> list[str]:
-    """The host's addresses, all public unless private addresses are allowed (a host
-    with both a public and a private address is refused: it may be rebinding)."""
+def origin(url: str) -> str:
+    """scheme://host:port of a URL (the port filled in), for comparing endpoints."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return f"{parsed.scheme}://{(parsed.hostname or '').lower()}:{port}"
+
+
+def resolve(host: str, port: int, allow_private: bool = False) -> list[str]:
+    """The host's addresses, all public unless private addresses are allowed (for every
+    URL by RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS, or for this one by `allow_private`); a host
+    with both a public and a private address is refused: it may be rebinding."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -64,7 +72,7 @@ def resolve(host: str, port: int) -> list[str]:
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise DownloadRefused(f"no addresses resolved for host {host!r}")
-    if not private_addresses_allowed():
+    if not (allow_private or private_addresses_allowed()):
         for address in addresses:
             if not runpod_sdk.is_safe_address(address):
                 raise PrivateAddress(f"host {host!r} resolves to non-public address {address}")
@@ -80,8 +88,12 @@ class Download:
         max_bytes: int,
         headers_for: Callable[[str], dict[str, str]] | None = None,
         chunk_bytes: int = CHUNK_BYTES,
+        private_origin: str | None = None,
     ):
+        """`private_origin`: scheme://host:port whose addresses may be private (the worker's
+        own bucket, which the operator configured: `OutputStore.private_origin`)."""
         self.url = url
+        self.private_origin = private_origin
         self.chunk_bytes = chunk_bytes
         self.max_bytes = max_bytes
         self.headers_for = headers_for or (lambda url: {})
@@ -138,7 +150,9 @@ class Download:
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise DownloadRefused(f"blocked URL: {current}")
             runpod_sdk.refuse_if_proxied(current)
-            addresses = resolve(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80))
+            port = parsed.port or (443 if parsed.scheme == "https" else 80)
+            trusted = self.private_origin is not None and origin(current) == self.private_origin
+            addresses = resolve(parsed.hostname, port, allow_private=trusted)
             session, response = runpod_sdk.get_via_first_reachable_ip(
                 addresses, current, headers=self.headers_for(current), stream=True, timeout=CONNECT_READ_TIMEOUT_S
             )

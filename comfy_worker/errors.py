@@ -13,6 +13,7 @@
     ├── OutputUnreadable        an output file could not be read or converted
     ├── UnsafePath              ComfyUI named a file outside its job folders; nothing was touched
     ├── StorageError            uploading an output to the bucket failed
+    ├── WorkerShutDown          the worker was stopped (RunPod scaling down) before the job ended
     └── InternalError           anything else: a bug; the traceback is logged once
 
 Each external edge translates its own library's exceptions where it calls it:
@@ -180,6 +181,15 @@ class StorageError(WorkerError):
     """An upload to the S3-compatible bucket failed; `details` has bucket and key."""
 
     error_type = "storage_error"
+
+
+class WorkerShutDown(WorkerError):
+    """The worker was told to stop (SIGTERM: RunPod scaling it down) and the job did not end
+    within the grace period (SHUTDOWN_GRACE_S); its prompt was interrupted. Sending it
+    again runs it on another worker."""
+
+    error_type = "worker_shut_down"
+    refresh_worker = True
 
 
 class InternalError(WorkerError):

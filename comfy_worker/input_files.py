@@ -54,7 +54,8 @@ async def place_inputs(
         elif file.image.startswith("s3://"):
             if bucket is None:
                 raise InvalidJobInput([(file.field(index), NO_BUCKET_FOR_S3_INPUT)])
-            data = await fetch_input(bucket.presigned_get(file.image), file.field(index), settings, file.image)
+            signed = bucket.presigned_get(file.image)
+            data = await fetch_input(signed, file.field(index), settings, file.image, bucket.private_origin)
         else:
             data = await fetch_input(file.image, file.field(index), settings)
         reference = "/".join(part for part in (file.subfolder, file.name) if part)
@@ -80,9 +81,12 @@ def write_input(job_files: JobFiles, reference: str, data: bytes, own_folder: st
     raise InvalidJobInput([("input.images", f"{reference} exists twice in the job's own folder")])
 
 
-async def fetch_input(url: str, field: str, settings: Settings, shown_as: str | None = None) -> bytes:
-    """`shown_as`: how messages name the file (an s3:// reference rather than its signed URL)."""
-    download = Download(url, settings.input_max_bytes)
+async def fetch_input(
+    url: str, field: str, settings: Settings, shown_as: str | None = None, private_origin: str | None = None
+) -> bytes:
+    """`shown_as`: how messages name the file (an s3:// reference rather than its signed URL);
+    `private_origin`: the worker's own bucket's endpoint, which may be private."""
+    download = Download(url, settings.input_max_bytes, private_origin=private_origin)
     if shown_as is not None:
         url = shown_as
     try:

@@ -98,6 +98,12 @@ def check_s3_reference(reference: str) -> str:
     bucket, _, key = reference.removeprefix("s3://").partition("/")
     if not bucket or not key or _CONTROL.search(reference):
         raise ValueError("is an s3:// reference without a bucket and a key (s3://bucket/path/to/file.png)")
+    # An HTTP client removes dot segments from the signed URL's path, so s3://a/../b/x would be
+    # signed for bucket a and read from bucket b.
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise ValueError(
+            "is an s3:// reference whose key has an empty, '.' or '..' segment (s3://bucket/path/to/file.png)"
+        )
     return reference
 
 

@@ -218,7 +218,9 @@ class ModelFetcher:
             raise InvalidJobInput(
                 [(f"input.workflow.{model.node_id}.inputs.{model.input}", NO_BUCKET_FOR_S3_MODEL) for model in unsigned]
             )
-        credentials = Credentials.from_job(given, bucket.presigned_get if bucket is not None else None)
+        credentials = Credentials.from_job(
+            given, bucket.presigned_get if bucket is not None else None, bucket.private_origin if bucket else None
+        )
         loop = asyncio.get_running_loop()
         relay = ProgressRelay(send, self.settings.progress_updates_per_s)
         changes = {}
@@ -289,7 +291,13 @@ class ModelFetcher:
     ) -> str:
         """Download into `partial`; the sha256, computed on the way (no second read)."""
         url = credentials.signed(source.url) if source.is_s3 else source.url
-        download = Download(url, self.settings.model_download_max_bytes, credentials.headers_for, MODEL_CHUNK_BYTES)
+        download = Download(
+            url,
+            self.settings.model_download_max_bytes,
+            credentials.headers_for,
+            MODEL_CHUNK_BYTES,
+            credentials.private_origin if source.is_s3 else None,
+        )
 
         def abort_when_told() -> None:
             abort.wait()
@@ -375,12 +383,15 @@ class Credentials:
     hub_token: str | None = None
     headers: Mapping[str, Mapping[str, str]] | None = None  # host -> headers
     sign_s3: Callable[[str], str] | None = None  # s3://bucket/key -> a presigned GET URL
+    private_origin: str | None = None  # the signing bucket's endpoint, when the operator configured it
 
     @classmethod
-    def from_job(cls, given: ModelCredentials, sign_s3: Callable[[str], str] | None = None) -> Credentials:
+    def from_job(
+        cls, given: ModelCredentials, sign_s3: Callable[[str], str] | None = None, private_origin: str | None = None
+    ) -> Credentials:
         token = given.huggingface_token.get_secret_value() if given.huggingface_token else None
         headers = {host: {k: v.get_secret_value() for k, v in values.items()} for host, values in given.headers.items()}
-        return cls(token, headers, sign_s3)
+        return cls(token, headers, sign_s3, private_origin)
 
     def signed(self, reference: str) -> str:
         if self.sign_s3 is None:  # fetch_all refuses s3:// references without a bucket first

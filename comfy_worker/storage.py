@@ -14,23 +14,41 @@ is an in-memory store for unit tests.
 A job may bring its own bucket (`JobStorage`): `S3Storage.for_job` builds a store for
 that job alone, with the worker's timeouts; its endpoint must resolve to public
 addresses unless RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS is set (a job must not reach the
-worker's private network through it). `presigned_get(reference)` turns an
-`s3://bucket/key` input into a short-lived GET URL, fetched like any input URL.
+worker's private network through it), checked again at every connection and the
+connection made to the checked address (`_pin_to_checked_addresses`), so a name that
+rebinds after the check reaches nothing else. Its errors say what the user can act on
+(the kind of failure and the HTTP status), never the remote service's own text.
+`presigned_get(reference)` turns an `s3://bucket/key` input into a short-lived GET URL,
+fetched like any input URL; the worker's own bucket, configured by the operator, may be
+on a private address (`private_origin`: its endpoint, which the download then allows).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
+from botocore.awsrequest import (
+    AWSHTTPConnection,
+    AWSHTTPConnectionPool,
+    AWSHTTPSConnection,
+    AWSHTTPSConnectionPool,
+)
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import NewConnectionError
 
-from .downloads import refusal, resolve
+from .downloads import origin, refusal, resolve
 from .errors import InvalidJobInput, StorageError
 from .job_input import JobStorage, s3_parts
 from .runpod_sdk import SSRFError
@@ -45,6 +63,10 @@ for _name in ("botocore", "boto3", "s3transfer", "urllib3.connectionpool"):
 
 
 class OutputStore(Protocol):
+    private_origin: str | None
+    """scheme://host:port of an endpoint the operator configured, whose URLs may resolve to a
+    private address; None for a job's own bucket (checked like every URL a job names)."""
+
     def put(self, path: Path, name: str, content_type: str) -> str:
         """Store the file at path as `name`; returns a URL to GET it."""
         ...
@@ -74,8 +96,10 @@ class S3Storage:
         region: str | None,
         url_expiry_s: int,
         timeout_s: float,
+        operator_configured: bool = False,
     ):
         self.bucket = bucket
+        self.private_origin = origin(endpoint_url) if operator_configured and endpoint_url else None
         self.prefix = prefix
         self.url_expiry_s = url_expiry_s
         self._client = boto3.client(
@@ -104,6 +128,7 @@ class S3Storage:
             region=settings.bucket_region,
             url_expiry_s=settings.bucket_url_expiry_s,
             timeout_s=settings.bucket_timeout_s,
+            operator_configured=True,
         )
 
     @classmethod
@@ -115,7 +140,7 @@ class S3Storage:
             resolve(parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80))
         except SSRFError as exc:
             raise InvalidJobInput([("input.storage.endpoint_url", refusal(exc))]) from None
-        return cls(
+        store = cls(
             endpoint_url=storage.endpoint_url,
             bucket=storage.bucket,
             prefix=storage.prefix,
@@ -125,6 +150,8 @@ class S3Storage:
             url_expiry_s=storage.url_expiry_s or settings.bucket_url_expiry_s,
             timeout_s=settings.bucket_timeout_s,
         )
+        _pin_to_checked_addresses(store._client)
+        return store
 
     def presigned_get(self, reference: str) -> str:
         """A GET URL for an `s3://bucket/key` input, signed with this store's credentials
@@ -143,10 +170,84 @@ class S3Storage:
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_expiry_s
             )
         except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
-            # boto3 names the local file; the job knows its output by name, not by the worker's path.
-            reason = str(exc).replace(str(path), name)
             raise StorageError(
-                f"upload of {name} to bucket '{self.bucket}' failed: {reason}",
+                f"upload of {name} to bucket '{self.bucket}' failed: {bucket_failure(exc)}",
                 {"bucket": self.bucket, "key": key},
             ) from None
         return url
+
+
+# What the user can do about a refusal, by S3's error code; any other code is named by its
+# HTTP status alone (the service's own message is its text, not ours to pass on).
+_BUCKET_REFUSALS = {
+    "AccessDenied": "access denied: the keys may not write to this bucket",
+    "InvalidAccessKeyId": "the access key id is not known to the bucket's service",
+    "SignatureDoesNotMatch": "the secret access key does not match the access key id",
+    "NoSuchBucket": "no such bucket at this endpoint",
+    "AuthorizationHeaderMalformed": "the region does not match the bucket's",
+    "PermanentRedirect": "the bucket is in another region or at another endpoint",
+    "EntityTooLarge": "the file is larger than the bucket accepts",
+}
+
+
+def bucket_failure(exc: BaseException) -> str:
+    """A boto3 failure in words the user can act on: no local path, no remote service's text."""
+    cause = exc.__context__ if isinstance(exc, S3UploadFailedError) and exc.__context__ is not None else exc
+    if isinstance(cause, S3UploadFailedError):
+        return "the bucket's service refused the upload"
+    if isinstance(cause, ClientError):
+        code = str(cause.response.get("Error", {}).get("Code", ""))
+        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return _BUCKET_REFUSALS.get(code) or f"the bucket's service refused it (HTTP {status or 'error'})"
+    if isinstance(cause, SSRFError) or isinstance(getattr(cause, "kwargs", {}).get("error"), SSRFError):
+        return "the bucket's endpoint resolves to a non-public address"
+    if isinstance(cause, EndpointConnectionError | ConnectTimeoutError):
+        return "could not connect to the bucket's endpoint"
+    if isinstance(cause, ReadTimeoutError):
+        return "the bucket's endpoint did not answer in time (BUCKET_TIMEOUT_S)"
+    return f"{type(cause).__name__} talking to the bucket's endpoint"
+
+
+class _CheckedConnection:
+    """Mixed into botocore's connections for a job's own bucket: each new connection resolves
+    its host, refuses a non-public address (`downloads.resolve`) and connects to the address
+    it checked, never to a second answer of the resolver (DNS rebinding). TLS still verifies
+    the host name: only the address connected to changes."""
+
+    _dns_host: str
+    port: int
+
+    def _new_conn(self) -> Any:
+        host = self._dns_host
+        addresses = resolve(host, self.port)
+        try:
+            for index, address in enumerate(addresses):
+                self._dns_host = address
+                try:
+                    return super()._new_conn()  # type: ignore[misc]
+                except NewConnectionError:
+                    if index == len(addresses) - 1:
+                        raise
+        finally:
+            self._dns_host = host
+
+
+class _CheckedHTTPConnectionPool(AWSHTTPConnectionPool):
+    ConnectionCls = type("CheckedHTTPConnection", (_CheckedConnection, AWSHTTPConnection), {})
+
+
+class _CheckedHTTPSConnectionPool(AWSHTTPSConnectionPool):
+    ConnectionCls = type("CheckedHTTPSConnection", (_CheckedConnection, AWSHTTPSConnection), {})
+
+
+def _pin_to_checked_addresses(client: Any) -> None:
+    """Makes a boto3 client's connections `_CheckedConnection`s. botocore offers no public
+    hook for its connection classes; its URLLib3Session keeps them in `_pool_classes_by_scheme`
+    (botocore 1.x). A botocore without it fails here, at the first job with its own bucket,
+    and in the tests, never silently unpinned."""
+    session = client._endpoint.http_session
+    classes = {"http": _CheckedHTTPConnectionPool, "https": _CheckedHTTPSConnectionPool}
+    if not isinstance(getattr(session, "_pool_classes_by_scheme", None), dict):
+        raise RuntimeError("this botocore keeps its connection classes elsewhere: cannot pin a job's bucket")
+    session._pool_classes_by_scheme = classes
+    session._manager.pool_classes_by_scheme = classes

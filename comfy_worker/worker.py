@@ -20,6 +20,11 @@ on an `AsyncExitStack`, each `guarded`, so every one runs even when another fail
 none replaces the job's result: release the prompt, remove the job's files, drop the
 connection if ComfyUI died.
 
+When the worker is stopped (start.sh forwards RunPod's SIGTERM; the SDK then takes no new
+jobs and lets the ones in flight finish), `abandon_jobs` ends the jobs still running when
+the grace period runs out: each fails as `WorkerShutDown`, its prompt interrupted by its
+clean-up, so RunPod records why and ComfyUI stops working for nobody.
+
 A prompt that ignores the interrupt of a timeout or cancel is not left to hold the
 GPU: `PromptRun.stop` has the worker end ComfyUI, which start.sh restarts; the
 capabilities are learned again from the new one. Where no restart can happen, the
@@ -46,7 +51,7 @@ from typing import Any
 
 from .connection import ComfyConnection
 from .delivery import Delivery
-from .errors import InternalError, WorkerError, error_result, guarded
+from .errors import InternalError, WorkerError, WorkerShutDown, error_result, guarded
 from .input_files import place_inputs
 from .job_input import JobInput, parse_job_input
 from .progress import ProgressSink, log_progress
@@ -89,6 +94,9 @@ class Worker:
         self.histories = Histories(self.comfyui.api)
         self._progress = progress
         self._webhooks: set[ProgressWebhook] = set()  # whose last POSTs settled() waits for
+        self._in_flight: set[asyncio.Task[Any]] = set()  # the jobs' tasks, for abandon_jobs
+        self._jobs_loop: asyncio.AbstractEventLoop | None = None  # the loop the jobs run in
+        self._abandoned = False
 
     async def start(self) -> None:
         """Wait until ComfyUI serves and learn what it offers; clear downloads a dead worker left."""
@@ -110,6 +118,18 @@ class Worker:
         await self.histories.retry_failed()
         return await self.run_job(job)
 
+    def abandon_jobs(self) -> None:
+        """The grace period of a shutdown is over: every job still in flight fails as
+        `WorkerShutDown`. Safe to call from a signal handler (it hands over to the jobs' loop)."""
+        if self._jobs_loop is not None and not self._jobs_loop.is_closed():
+            self._jobs_loop.call_soon_threadsafe(self._abandon)
+
+    def _abandon(self) -> None:
+        self._abandoned = True
+        log.warning("shutting down: %d job(s) still in flight fail", len(self._in_flight))
+        for task in list(self._in_flight):
+            task.cancel()
+
     async def handle_then_close(self, job: dict[str, Any]) -> dict[str, Any]:
         """For runs that end their event loop after one job (--test_input, warm-up)."""
         try:
@@ -122,7 +142,12 @@ class Worker:
         if the job asks, to its webhook) around the job's stages."""
         job_id = str(job.get("id"))
         webhook: ProgressWebhook | None = None
+        self._jobs_loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None, "a job runs in a task"
+        self._in_flight.add(task)
         async with contextlib.AsyncExitStack() as cleanup:
+            cleanup.callback(self._in_flight.discard, task)
             cleanup.push_async_callback(guarded, "drop a dead ComfyUI's connection", self.comfyui.drop_if_dead)
             try:
                 has_bucket = self.delivery.store is not None
@@ -138,9 +163,16 @@ class Worker:
                 log.warning("job %s failed: %s", job_id, error.message)
                 result = error_result(error)
             except asyncio.CancelledError:
-                if webhook is not None:
-                    webhook.cancelled()
-                raise
+                if not (self._abandoned and task.uncancel() == 0):  # RunPod's cancel, which the SDK must see
+                    if webhook is not None:
+                        webhook.cancelled()
+                    raise
+                shut_down = WorkerShutDown(
+                    f"job {job_id} did not finish before the worker was shut down (RunPod stopped the worker, "
+                    "e.g. scaling down, and SHUTDOWN_GRACE_S ran out); its prompt was interrupted: send the job again"
+                )
+                log.warning("job %s failed: %s", job_id, shut_down.message)
+                result = error_result(shut_down)
             except Exception as exc:  # the last resort: a bug must still give a documented result
                 log.exception("job %s failed with an unexpected error", job_id)
                 result = error_result(InternalError.from_exception(exc))

@@ -10,9 +10,10 @@ runs that end into ComfyUI's queue history, for the editor's Queue panel. It add
 from pathlib import Path
 
 import folder_paths
+from comfy.cli_args import args
 from server import PromptServer
 
-from .bridge import Bridge, bucket_upload, routes
+from .bridge import Bridge, bucket_upload, own_host_names, routes
 
 WEB_DIRECTORY = "./web"
 NODE_CLASS_MAPPINGS: dict = {}
@@ -43,5 +44,5 @@ _bridge = Bridge(
     bucket_upload(),
     QueueHistory(),
 )
-for _route in routes(_bridge):
+for _route in routes(_bridge, own_host_names(args.listen)):
     PromptServer.instance.routes.route(_route.method, _route.path)(_route.handler)

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -56,6 +58,7 @@ RUN_LIMIT_BYTES = 10_000_000  # RunPod refuses a larger /run body
 REMEMBERED_RUNS = 200  # the runs whose submission and saved outputs are kept: nothing piles up
 FILE_INPUTS = ("image", "video", "audio", "file")  # the loaders' file-name inputs
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
+ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 UPLOAD_URL_EXPIRY_S = 24 * 3600  # RunPod keeps a job queued at most a day by default
 
 Upload = Callable[[bytes, str], str]
@@ -159,26 +162,38 @@ class Bridge:
 
     # -- settings --------------------------------------------------------------
 
-    def settings(self) -> dict[str, str]:
+    def settings(self) -> dict[str, Any]:
+        """The stored settings: `endpoint_id`, `base_url`, and `keys`, each API key under the
+        endpoint URL it was saved with (a file of an older version, with one `api_key`, reads as
+        that key for the endpoint it was saved beside)."""
         if self._stored is None:
             try:
                 stored = json.loads(self.settings_path.read_text())
             except (OSError, ValueError):
                 stored = {}
-            self._stored = {key: str(stored[key]) for key in ("endpoint_id", "base_url", "api_key") if stored.get(key)}
-        return dict(self._stored)
+            stored = stored if isinstance(stored, dict) else {}
+            settings: dict[str, Any] = {key: str(stored[key]) for key in ("endpoint_id", "base_url") if stored.get(key)}
+            keys = stored.get("keys") if isinstance(stored.get("keys"), dict) else {}
+            settings["keys"] = {str(url): str(key) for url, key in keys.items() if key}
+            if stored.get("api_key") and endpoint_url(settings):
+                settings["keys"].setdefault(endpoint_url(settings), str(stored["api_key"]))
+            self._stored = settings
+        return {**self._stored, "keys": dict(self._stored["keys"])}
 
     def public_settings(self) -> dict[str, Any]:
         stored = self.settings()
         return {
             "endpoint_id": stored.get("endpoint_id", ""),
             "base_url": stored.get("base_url", ""),
-            "has_key": "api_key" in stored,
+            "has_key": endpoint_url(stored) in stored["keys"],
         }
 
     def save_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Saves the changes (file mode 600). A key belongs to the endpoint URL it is saved with:
+        a change of endpoint without a key leaves the new endpoint keyless, so the key is never
+        sent to a URL the user did not give together with it."""
         stored = self.settings()
-        for key in ("endpoint_id", "base_url", "api_key"):
+        for key in ("endpoint_id", "base_url"):
             if key in changes:
                 value = str(changes[key] or "").strip()
                 if value:
@@ -187,6 +202,19 @@ class Bridge:
                     stored.pop(key, None)
         if stored.get("base_url") and not stored["base_url"].startswith(("http://", "https://")):
             raise BridgeError("the base URL must start with http:// or https://")
+        if stored.get("endpoint_id") and not ENDPOINT_ID.fullmatch(stored["endpoint_id"]):
+            raise BridgeError("the endpoint ID is letters, digits, '-' and '_' only (RunPod's console shows it)")
+        if "api_key" in changes:
+            api_key = str(changes["api_key"] or "").strip()
+            if not endpoint_url(stored):
+                if api_key:
+                    raise BridgeError(
+                        "set the endpoint ID (or a base URL) before its API key: a key is kept for one endpoint"
+                    )
+            elif api_key:
+                stored["keys"][endpoint_url(stored)] = api_key
+            else:
+                stored["keys"].pop(endpoint_url(stored), None)
         self.settings_path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(self.settings_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as file:
@@ -195,15 +223,13 @@ class Bridge:
         return self.public_settings()
 
     def endpoint(self) -> tuple[str, dict[str, str]]:
+        """The endpoint's URL and the headers for it: the key saved with this very URL, if any."""
         stored = self.settings()
-        if stored.get("base_url"):
-            base = stored["base_url"].rstrip("/")
-        elif stored.get("endpoint_id"):
-            base = f"{RUNPOD_API}/{stored['endpoint_id']}"
-        else:
+        base = endpoint_url(stored)
+        if not base:
             raise BridgeError("no endpoint set: give the endpoint ID (or a base URL) in Settings > RunPod")
-        headers = {"Authorization": f"Bearer {stored['api_key']}"} if stored.get("api_key") else {}
-        return base, headers
+        key = stored["keys"].get(base)
+        return base, {"Authorization": f"Bearer {key}"} if key else {}
 
     # -- calls to the endpoint ---------------------------------------------------
 
@@ -394,6 +420,15 @@ class Bridge:
         return dict(answer.get("output") or {})
 
 
+def endpoint_url(settings: Mapping[str, Any]) -> str:
+    """The endpoint the settings name: the base URL, else RunPod's URL of the endpoint ID; "" if neither."""
+    if settings.get("base_url"):
+        return str(settings["base_url"]).rstrip("/")
+    if settings.get("endpoint_id"):
+        return f"{RUNPOD_API}/{settings['endpoint_id']}"
+    return ""
+
+
 def history_entry(
     job_id: str, submitted: Submitted, status: dict[str, Any], number: int, ended_s: float
 ) -> dict[str, Any]:
@@ -507,7 +542,52 @@ def summary(output: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in output.items() if key not in ("images", "videos", "audio", "files")}
 
 
-def routes(bridge: Bridge) -> list[web.RouteDef]:
+def foreign_request(request: web.Request, own_hosts: frozenset[str]) -> str | None:
+    """Why a request may come from a page that is not this ComfyUI's own, or None.
+
+    The routes hold a key, so they answer only a Host that cannot be a DNS-rebound name (an IP
+    literal, `localhost`, or a name ComfyUI was told it serves: `own_hosts`), and only a
+    same-origin page (an Origin, when the browser sends one, equal to the Host). ComfyUI's own
+    origin check compares the two only for loopback names, which a rebound name is not."""
+    host = request.headers.get("Host", "")
+    name = (urlparse(f"//{host}").hostname or "").lower()
+    if not name or not (is_ip_literal(name) or name == "localhost" or name in own_hosts):
+        return f"the RunPod routes answer only this ComfyUI's own address, not the host name {name or '(none)'!r}"
+    origin = request.headers.get("Origin")
+    if origin is not None and urlparse(origin).netloc.lower() != host.lower():
+        return "the RunPod routes answer only pages served by this ComfyUI (a request from another origin)"
+    return None
+
+
+def is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def own_host_names(listen: str | None, env: Mapping[str, str] = os.environ) -> frozenset[str]:
+    """The host names this ComfyUI serves: the names in its --listen, and RUNPOD_RUN_ALLOWED_HOSTS
+    (comma-separated, for a name a reverse proxy serves it under)."""
+    names = [*(listen or "").split(","), *env.get("RUNPOD_RUN_ALLOWED_HOSTS", "").split(",")]
+    return frozenset(name.strip().lower() for name in names if name.strip())
+
+
+def routes(bridge: Bridge, own_hosts: frozenset[str] = frozenset()) -> list[web.RouteDef]:
+    """The /runpod/ routes; each refuses a request from a page that is not this ComfyUI's own
+    (`foreign_request`) with HTTP 403."""
+
+    def guarded(handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+        async def guard(request: web.Request) -> web.Response:
+            refused = foreign_request(request, own_hosts)
+            if refused is not None:
+                log.warning("refused %s %s: %s", request.method, request.path, refused)
+                return web.json_response({"error": refused}, status=403)
+            return await handler(request)
+
+        return guard
+
     async def answer(work: Any) -> web.Response:
         try:
             return web.json_response(await work)
@@ -547,10 +627,10 @@ def routes(bridge: Bridge) -> list[web.RouteDef]:
         return await answer(bridge.check(given.get("prompt"), given.get("workflow")))
 
     return [
-        web.get("/runpod/settings", get_settings),
-        web.post("/runpod/settings", post_settings),
-        web.post("/runpod/run", run),
-        web.get("/runpod/status/{job_id}", status),
-        web.post("/runpod/cancel/{job_id}", cancel),
-        web.post("/runpod/check", check),
+        web.get("/runpod/settings", guarded(get_settings)),
+        web.post("/runpod/settings", guarded(post_settings)),
+        web.post("/runpod/run", guarded(run)),
+        web.get("/runpod/status/{job_id}", guarded(status)),
+        web.post("/runpod/cancel/{job_id}", guarded(cancel)),
+        web.post("/runpod/check", guarded(check)),
     ]

@@ -43,7 +43,11 @@ FIRST_RESTART_DELAY_S = 2.0
 MAX_RESTART_DELAY_S = 60.0
 STABLE_AFTER_S = 60.0  # a worker that ran this long was not crash-looping
 OUTPUT_LINES_KEPT = 15
-STOP_TIMEOUT_S = 20.0
+# start.sh lets the jobs in flight finish for SHUTDOWN_GRACE_S (25 s), then the worker 5 s
+# more, then ComfyUI 10 s: a worker still there after that is killed, its whole process group.
+STOP_TIMEOUT_S = 45.0
+EXIT_POLL_S = 0.1
+OUTPUT_CLOSE_TIMEOUT_S = 5.0  # a process the worker left can hold its output pipe open
 
 
 class WorkerSupervisor:
@@ -53,6 +57,7 @@ class WorkerSupervisor:
         self.command = command
         self.env = env
         self.process: asyncio.subprocess.Process | None = None
+        self.relay: asyncio.Future[None] | None = None  # copies the worker's output, until it closes
         self.replace_requested = asyncio.Event()
         self.last_lines: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES_KEPT)
         self.quick_exits = 0  # exits in a row, each soon after its start
@@ -67,10 +72,11 @@ class WorkerSupervisor:
                 env=self.env,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so stop() can end all of it
             )
             log.info("worker started (pid %d): %s", self.process.pid, self.command)
-            relay = asyncio.ensure_future(self._relay_output(self.process))
-            exited = asyncio.ensure_future(self.process.wait())
+            self.relay = relay = asyncio.ensure_future(self._relay_output(self.process))
+            exited = asyncio.ensure_future(until_exit(self.process))
             replace = asyncio.ensure_future(self.replace_requested.wait())
             await asyncio.wait({exited, replace}, return_when=asyncio.FIRST_COMPLETED)
             replace.cancel()
@@ -78,10 +84,10 @@ class WorkerSupervisor:
                 self.replace_requested.clear()
                 log.info("replacing the worker (refresh_worker)")
                 await self.stop()
-                await relay
+                await self.output_closed(relay)
                 delay = FIRST_RESTART_DELAY_S
                 continue
-            await relay
+            await self.output_closed(relay)
             ran_s = time.monotonic() - started
             if ran_s > STABLE_AFTER_S:
                 delay = FIRST_RESTART_DELAY_S
@@ -110,15 +116,40 @@ class WorkerSupervisor:
             sys.stdout.flush()
             self.last_lines.append(raw.decode(errors="replace").rstrip())
 
+    async def output_closed(self, relay: asyncio.Future[None]) -> None:
+        """Wait for the worker's output to close, within bounds: a process it left behind (the
+        SDK's heartbeat, say) may hold the pipe open forever; that group is killed."""
+        try:
+            await asyncio.wait_for(asyncio.shield(relay), OUTPUT_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("the worker's output stayed open after it exited; ending what it left running")
+            self._kill_group()
+            relay.cancel()
+
+    def _kill_group(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
     async def stop(self) -> None:
+        """SIGTERM to the worker (start.sh drains its jobs, then stops ComfyUI); after
+        STOP_TIMEOUT_S, SIGKILL to its whole process group, so nothing it started lives on."""
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
+                await asyncio.wait_for(until_exit(self.process), STOP_TIMEOUT_S)
             except TimeoutError:
                 log.warning("the worker did not stop within %g s of SIGTERM; killing it", STOP_TIMEOUT_S)
-                self.process.kill()
-                await self.process.wait()
+                self._kill_group()
+                await until_exit(self.process)
+
+
+async def until_exit(process: asyncio.subprocess.Process) -> int:
+    """The process's exit status once it has exited. Not `process.wait()`, which also waits for
+    its output pipe to close: a child it left running can hold that open forever."""
+    while process.returncode is None:  # noqa: ASYNC110 - asyncio has no event for the exit alone
+        await asyncio.sleep(EXIT_POLL_S)
+    return process.returncode
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -175,6 +206,8 @@ async def serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await worker
         await supervisor.stop()
+        if supervisor.relay is not None:
+            await supervisor.output_closed(supervisor.relay)
         log.info("worker stopped")
     await runner.cleanup()
     log.info("stopped")

@@ -4,6 +4,7 @@ when the worker exits."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -13,9 +14,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from client import EndpointClient, JobFailed
 from comfy_worker.comfy_process import ComfyProcess
 from comfy_worker.prefetch import cached_fraction
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port
+from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.page_cache import evict
 from tests.support.servers import wait_until
 from tests.support.workflows import TINY_CHECKPOINT as CHECKPOINT_NAME
@@ -182,7 +185,7 @@ def test_start_sh_leaves_a_comfyui_that_dies_while_starting_down(tmp_path):
 
 def test_start_sh_refuses_a_comfy_host_another_program_holds(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
-        env = fake_comfyui(tmp_path, "raise SystemExit('must not start')\n")
+        env = {**fake_comfyui(tmp_path, "raise SystemExit('must not start')\n"), "TMPDIR": str(tmp_path)}
         env["COMFY_HOST"] = f"127.0.0.1:{taken.getsockname()[1]}"
         result = subprocess.run(
             ["bash", str(REPO_ROOT / "start.sh"), "--test_input", "{}"],
@@ -195,3 +198,67 @@ def test_start_sh_refuses_a_comfy_host_another_program_holds(tmp_path):
     assert result.returncode == 1
     assert f"COMFY_HOST {env['COMFY_HOST']} is already in use by another program" in result.stderr
     assert not (tmp_path / "comfyui.pid").exists(), "no ComfyUI was started"
+    assert not list(tmp_path.glob("model-cache-paths.*")), "and no file is left behind"
+
+
+def start_sh_endpoint_env(tmp_path: Path, grace_s: int) -> dict[str, str]:
+    base = comfyui_tree(tmp_path / "comfyui")
+    return {
+        "COMFYUI_PATH": str(base),
+        "COMFY_HOST": f"127.0.0.1:{free_port()}",
+        "PYTHON": str(PYTHON),
+        "COMFY_EXTRA_ARGS": f"--cpu --base-directory {base}",
+        "VOLUME_MODELS_DIR": str(tmp_path / "no-volume" / "models"),
+        "PREFETCH": "off",
+        "SHUTDOWN_GRACE_S": str(grace_s),
+    }
+
+
+def start_sh_pid(log_file: Path) -> int:
+    """The PID of the worker (start.sh) the local endpoint started last."""
+    return int(log_file.read_text().rpartition("worker started (pid ")[2].partition(")")[0])
+
+
+def step_of(client: EndpointClient, job_id: str) -> int:
+    return int((client.status(job_id).get("output") or {}).get("step") or 0)
+
+
+def test_sigterm_lets_the_jobs_in_flight_finish_then_stops_comfyui(tmp_path):
+    """N2: RunPod scaling a worker down sends SIGTERM. The worker takes no new job and
+    finishes the running one and the one queued behind it while ComfyUI keeps running;
+    ComfyUI stops after the worker, and start.sh exits last."""
+    log_file = tmp_path / "endpoint.log"
+    with running_endpoint(start_sh_endpoint_env(tmp_path, grace_s=300), log_file, "bash start.sh", 180) as base_url:
+        client = EndpointClient(base_url, API_KEY)
+        running = client.submit({"workflow": txt2img(steps=40, seed=31)})
+        queued = client.submit({"workflow": txt2img(steps=2, seed=32)})
+        wait_until(lambda: step_of(client, running) >= 1, 120, "the first job's sampler")
+        start_sh = psutil.Process(start_sh_pid(log_file))
+        comfyui = [child for child in start_sh.children() if "main.py" in " ".join(child.cmdline())]
+        start_sh.send_signal(signal.SIGTERM)
+
+        finals = [client.wait(job_id, poll_interval_s=0.1) for job_id in (running, queued)]
+        wait_until(
+            lambda: not start_sh.is_running() or start_sh.status() == psutil.STATUS_ZOMBIE, 60, "start.sh's exit"
+        )
+        log = log_file.read_text()
+
+    assert [final["status"] for final in finals] == ["COMPLETED", "COMPLETED"], [f.get("output") for f in finals]
+    assert "the worker finishes its jobs in flight" in log
+    assert comfyui and not any(process.is_running() and process.status() != psutil.STATUS_ZOMBIE for process in comfyui)
+
+
+def test_a_job_that_outlasts_the_shutdown_grace_fails_naming_the_shutdown(tmp_path):
+    log_file = tmp_path / "endpoint.log"
+    with running_endpoint(start_sh_endpoint_env(tmp_path, grace_s=2), log_file, "bash start.sh", 180) as base_url:
+        client = EndpointClient(base_url, API_KEY)
+        job_id = client.submit({"workflow": txt2img(steps=400, seed=33)})
+        wait_until(lambda: step_of(client, job_id) >= 1, 120, "the sampler")
+        psutil.Process(start_sh_pid(log_file)).send_signal(signal.SIGTERM)
+
+        with pytest.raises(JobFailed) as info:
+            client.wait(job_id, poll_interval_s=0.1)
+
+    status = info.value.status
+    assert status["output"]["error_type"] == "worker_shut_down", status
+    assert "SHUTDOWN_GRACE_S" in status["error"] and "send the job again" in status["error"]

@@ -105,6 +105,30 @@ async def test_a_jobs_bucket_on_a_private_address_is_refused(run_job, job_s3, mo
     assert problem["field"] == "input.storage.endpoint_url" and "non-public address 127.0.0.1" in problem["problem"]
 
 
+async def test_the_workers_own_bucket_on_a_private_address_serves_s3_inputs(
+    run_job, use_settings, job_s3, monkeypatch, clean_after
+):
+    """N15: the endpoint's own bucket (MinIO in the operator's network, say) is the operator's
+    choice, not the job's: its s3:// inputs are read without opening private addresses to the
+    URLs jobs name, and a job that names the same address as its own bucket is still refused."""
+    monkeypatch.delenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", raising=False)
+    endpoint, _ = job_s3
+    use_settings(
+        BUCKET_ENDPOINT_URL=endpoint, BUCKET_NAME=JOB_BUCKET, BUCKET_ACCESS_KEY_ID="k", BUCKET_SECRET_ACCESS_KEY="s",
+        BUCKET_REGION="us-east-1",
+    )  # fmt: skip
+    photo = {"name": "photo.png", "image": f"s3://{JOB_BUCKET}/in/photo.png"}
+
+    result = await run_job({"workflow": load_image("photo.png"), "images": [photo], "output": {"storage": "base64"}})
+    assert "error" not in result, result
+    assert decode_image(result["images"][0]).getpixel((0, 0)) == (12, 34, 56)
+
+    by_url = await run_job({"workflow": load_image("photo.png"), "images": [{**photo, "image": f"{endpoint}/x.png"}]})
+    assert by_url["error_type"] == "invalid_input" and "non-public address" in by_url["error"]
+    as_own = await run_job({"workflow": empty_image(), "storage": job_storage(endpoint)})
+    assert [p["field"] for p in as_own["details"]["problems"]] == ["input.storage.endpoint_url"]
+
+
 async def test_an_incomplete_storage_and_an_s3_input_without_credentials_are_named(run_job, clean_after):
     incomplete = await run_job(
         {"workflow": empty_image(), "storage": {"endpoint_url": "https://s3.example.com", "bucket": "b"}}

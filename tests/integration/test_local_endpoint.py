@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 
+import psutil
 import pytest
 import requests
 from PIL import Image
@@ -285,6 +286,32 @@ def test_a_taken_port_is_named_and_the_endpoint_exits(tmp_path):
         )
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is already in use by another program" in result.stderr
+
+
+def test_14c_the_endpoint_stops_a_worker_whose_child_holds_its_output_open(tmp_path):
+    """A worker that exits on SIGTERM but leaves a child holding its output pipe (the SDK's
+    heartbeat process did) kept the endpoint waiting on the pipe forever."""
+    marker = f"{6000 + free_port() % 1000}.5"  # a sleep we can find again
+    worker = f"bash -c 'sleep {marker} & exec sleep {marker}'"
+    command = [sys.executable, "-m", "local_endpoint", "--port", str(free_port()), "--worker-command", worker]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: len(sleeps(marker)) == 2, 30)
+        process.terminate()
+        _, stderr = process.communicate(timeout=120)  # a bound only a hang reaches
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "stopped" in stderr.decode()
+    assert "output stayed open after it exited" in stderr.decode()
+    wait_until(lambda: not sleeps(marker), 10)
+
+
+def sleeps(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if process.info["cmdline"] == ["sleep", marker] and process.status() != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
 
 
 def test_local_endpoint_sh_takes_ports_and_the_api_key(tmp_path):

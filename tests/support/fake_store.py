@@ -11,6 +11,8 @@ from comfy_worker.storage import OutputStore
 
 
 class FakeStore:
+    private_origin: str | None = None
+
     def __init__(self, fail: bool = False):
         self.objects: dict[str, tuple[bytes, str]] = {}
         self.fail = fail

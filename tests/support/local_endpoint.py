@@ -15,6 +15,7 @@ from tests.support.comfyui_server import PYTHON, free_port
 from tests.support.workflows import REPO_ROOT
 
 API_KEY = "local-test-key"
+STOP_BOUND_S = 180
 
 
 @contextmanager
@@ -44,7 +45,9 @@ def running_endpoint(
         yield base_url
     finally:
         process.terminate()
-        process.wait(30)
+        # Bounded only against a hang: the worker may finish its jobs (SHUTDOWN_GRACE_S) and
+        # stop ComfyUI first, and a loaded machine is slow at each.
+        process.wait(STOP_BOUND_S)
 
 
 def wait_until_worker_ready(base_url: str, api_key: str, log_file: Path, timeout_s: float) -> None:

@@ -15,7 +15,7 @@ import pytest
 import requests
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from bridge import REMEMBERED_RUNS, Bridge, bucket_upload, forget_oldest, routes
+from bridge import REMEMBERED_RUNS, Bridge, bucket_upload, forget_oldest, own_host_names, routes
 
 from tests.support.servers import moto_s3
 
@@ -125,9 +125,99 @@ async def test_the_key_is_kept_on_the_server_and_never_sent_back(setup):
     assert status == 200 and answer == {"endpoint_id": "", "base_url": base_url, "has_key": True}
     assert KEY not in json.dumps(await call(client, "GET", "/runpod/settings"))
     stored = tmp_path / "user" / "runpod_run.json"
-    assert json.loads(stored.read_text())["api_key"] == KEY and stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert json.loads(stored.read_text())["keys"] == {base_url: KEY} and stat.S_IMODE(stored.stat().st_mode) == 0o600
     status, answer = await call(client, "POST", "/runpod/settings", {"base_url": "ftp://x"})
     assert status == 400 and "http:// or https://" in answer["error"]
+
+
+class KeyCatcher:
+    """A server that records every Authorization header it is sent (an attacker's)."""
+
+    def __init__(self) -> None:
+        self.authorizations: list[str | None] = []
+
+    def app(self) -> web.Application:
+        async def anything(request: web.Request) -> web.Response:
+            self.authorizations.append(request.headers.get("Authorization"))
+            return web.json_response({"id": "x", "status": "CANCELLED"})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", anything)
+        return app
+
+
+async def test_a_change_of_endpoint_never_takes_the_key_along(setup):
+    """N1: a page that points the settings at its own server gets no key: a key belongs to the
+    endpoint URL it was saved with."""
+    client, endpoint, base_url, tmp_path = setup
+    catcher = KeyCatcher()
+    catcher_server = TestServer(catcher.app())
+    await catcher_server.start_server()
+    try:
+        await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
+        foreign = str(catcher_server.make_url("/v2/steal"))
+        status, answer = await call(client, "POST", "/runpod/settings", {"base_url": foreign})
+        assert status == 200 and answer["has_key"] is False
+        for method, path in (("POST", "/runpod/cancel/anything"), ("GET", "/runpod/status/anything")):
+            await call(client, method, path)
+        await call(client, "POST", "/runpod/settings", {"endpoint_id": "evil", "base_url": ""})
+        assert catcher.authorizations == [None, None]
+        assert json.loads((tmp_path / "user" / "runpod_run.json").read_text())["keys"] == {base_url: KEY}
+
+        # Back to the endpoint the key was given with: it is there again, and used.
+        status, answer = await call(client, "POST", "/runpod/settings", {"base_url": base_url})
+        assert answer["has_key"] is True
+        status, _ = await call(client, "POST", "/runpod/cancel/job-1")
+        assert status == 200 and endpoint.cancelled == ["job-1"]
+        status, answer = await call(
+            client, "POST", "/runpod/settings", {"base_url": "", "endpoint_id": "", "api_key": "k"}
+        )
+        assert status == 400 and "before its API key" in answer["error"]
+        status, answer = await call(client, "POST", "/runpod/settings", {"endpoint_id": "x/../../evil"})
+        assert status == 400 and "endpoint ID" in answer["error"]
+    finally:
+        await catcher_server.close()
+
+
+async def test_a_settings_file_of_the_older_format_keeps_its_key_for_its_endpoint(tmp_path, new_bridge):
+    (tmp_path / "settings.json").write_text(json.dumps({"endpoint_id": "e1", "api_key": KEY}))
+    bridge = new_bridge()
+    assert bridge.public_settings() == {"endpoint_id": "e1", "base_url": "", "has_key": True}
+    assert bridge.endpoint() == ("https://api.runpod.ai/v2/e1", {"Authorization": f"Bearer {KEY}"})
+    bridge.save_settings({"endpoint_id": "e2"})
+    assert bridge.endpoint() == ("https://api.runpod.ai/v2/e2", {})
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "rebind.example:8188", "Origin": "http://rebind.example:8188"},  # a DNS-rebound page
+        {"Host": "rebind.example:8188"},
+        {"Origin": "http://evil.example"},  # a foreign page, Host the real address
+    ],
+)
+async def test_a_page_that_is_not_this_comfyuis_own_is_refused(setup, headers):
+    """N1: ComfyUI checks Origin against Host only for loopback names; the routes that hold
+    the key refuse a host name that is not this ComfyUI's own, and a foreign origin."""
+    client, endpoint, base_url, _ = setup
+    await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
+    requests_ = [("GET", "/runpod/settings", None), ("POST", "/runpod/settings", {"base_url": "http://evil.example"}),
+                 ("POST", "/runpod/cancel/job-1", None), ("GET", "/runpod/status/job-1", None),
+                 ("POST", "/runpod/run", {"prompt": {"1": {"class_type": "KSampler", "inputs": {}}}}),
+                 ("POST", "/runpod/check", {"prompt": {"1": {"class_type": "KSampler", "inputs": {}}}})]  # fmt: skip
+    for method, path, body in requests_:
+        response = await client.request(method, path, json=body, headers=headers)
+        assert response.status == 403, (method, path)
+        assert "this ComfyUI" in (await response.json())["error"]
+    assert endpoint.cancelled == [] and endpoint.submitted == [] and endpoint.polls == 0
+    assert (await call(client, "GET", "/runpod/settings"))[1]["base_url"] == base_url
+
+
+def test_the_hosts_comfyui_serves_are_its_listen_names_and_the_allowed_ones():
+    assert own_host_names("0.0.0.0,::", {}) == frozenset({"0.0.0.0", "::"})
+    assert own_host_names("my-box", {"RUNPOD_RUN_ALLOWED_HOSTS": "comfy.example.org, Other"}) == frozenset(
+        {"my-box", "comfy.example.org", "other"}
+    )
 
 
 async def test_a_run_sends_the_local_input_files_and_saves_the_outputs_in_output(setup):

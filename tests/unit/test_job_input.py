@@ -282,6 +282,16 @@ def test_s3_references_need_a_bucket_and_a_key():
         assert "s3://bucket/path/to/file.png" in info.value.message
 
 
+@pytest.mark.parametrize("reference", ["s3://a/../b/secret.png", "s3://a/x/./y.png", "s3://a/x//y.png", "s3://a/.."])
+def test_an_s3_key_with_dot_or_empty_segments_is_refused_naming_the_field(reference):
+    """N14: the HTTP client removes dot segments from the signed URL, so s3://a/../b/x would read
+    bucket b with a signature made for bucket a."""
+    with pytest.raises(InvalidJobInput) as info:
+        parse_job_input({"workflow": WORKFLOW, "images": [{"name": "a.png", "image": reference}]})
+    assert [problem["field"] for problem in info.value.details["problems"]] == ["input.images[0].image"]
+    assert "'..' segment" in info.value.message
+
+
 def test_a_progress_webhook_is_an_http_url():
     job = parse_job_input({"workflow": WORKFLOW, "progress_webhook": "https://app.example.com/hooks/comfy?t=1"})
     assert job.progress_webhook == "https://app.example.com/hooks/comfy?t=1"

@@ -4,13 +4,26 @@ integration tests runs it through the SDK's client)."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 
 import pytest
 import requests
+from starlette.testclient import TestClient
 
 from client.api import JobFailed
-from client.mcp_server import EndpointTools, ToolFailed, failure_text, http_failure, output_content, read_media
+from client.mcp_server import (
+    EndpointTools,
+    ToolFailed,
+    build_server,
+    failure_text,
+    http_app,
+    http_failure,
+    no_progress,
+    output_content,
+    read_media,
+    serve,
+)
 
 IMAGE_PARAM = {"type": "string", "contentMediaType": "image/*"}
 WORKFLOW = {"name": "img2img", "parameters": {"properties": {"image": IMAGE_PARAM, "prompt": {"type": "string"}}}}
@@ -71,3 +84,98 @@ def test_failures_say_what_to_do():
     unauthorized.status_code = 401
     refused = requests.HTTPError("GET /status/j: HTTP 401: Unauthorized", response=unauthorized)
     assert "refused the API key (HTTP 401): check RUNPOD_API_KEY" in http_failure(refused, "https://api.runpod.ai/v2/x")
+
+
+class ScriptedClient:
+    """An EndpointClient whose /status answers come from a script, one per poll."""
+
+    base_url = "http://endpoint.invalid/v2/x"
+
+    def __init__(self, statuses: list[dict]):
+        self.statuses = statuses
+        self.submitted: list[dict] = []
+
+    def submit(self, job_input: dict) -> str:
+        self.submitted.append(job_input)
+        return "job-1"
+
+    def status(self, job_id: str) -> dict:
+        return self.statuses.pop(0)
+
+    def cancel(self, job_id: str) -> dict:
+        return {"status": "CANCELLED"}
+
+
+async def test_progress_is_notified_only_when_it_rises(monkeypatch):
+    """19: the MCP specification wants each notification's progress above the last; the worker's
+    status repeats its latest value on every poll."""
+    monkeypatch.setattr("client.mcp_server.POLL_S", 0)
+    running = [{"status": "IN_PROGRESS", "output": {"progress": p, "message": "m"}} for p in (0.1, 0.1, 0.5, 0.5, 0.4)]
+    client = ScriptedClient([*running, {"status": "COMPLETED", "output": {}}])
+    notified: list[float] = []
+
+    async def progress(fraction: float, message: str) -> None:
+        notified.append(fraction)
+
+    await EndpointTools(client, timeout_s=60).run_job({"workflow": {}}, progress)  # type: ignore[arg-type]
+    assert notified == [0.1, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "named"),
+    [
+        ("run_workflow", {"workflow": {"1": {}}, "randomise_seeds": True}, "'randomise_seeds' was unexpected"),
+        ("run_workflow", {"workflow": "not a graph"}, "run_workflow.workflow: 'not a graph' is not of type 'object'"),
+        ("list_models", {"folder": "loras"}, "'folder' was unexpected"),
+        ("img2img", {"prompt": 7}, "img2img.prompt: 7 is not of type 'string'"),
+    ],
+)
+async def test_arguments_the_tools_schema_does_not_allow_are_refused_by_name(tool, arguments, named):
+    """N13: a misspelt argument (randomise_seeds) was ignored; now the call fails naming it, and
+    nothing is submitted."""
+    client = ScriptedClient([])
+    tools = EndpointTools(client, timeout_s=60)  # type: ignore[arg-type]
+    tools._workflows = [{**WORKFLOW, "parameters": {**WORKFLOW["parameters"], "additionalProperties": False}}]
+    result = await tools.call(tool, arguments, no_progress)
+    assert result.is_error and named in result.content[0].text, result.content[0].text
+    assert client.submitted == []
+
+
+def test_the_http_transport_refuses_a_foreign_host_on_every_bind_address():
+    """N12: the SDK keeps its DNS-rebinding protection only for three literal loopback --host
+    values; with 0.0.0.0 any Host was accepted."""
+    tools = EndpointTools(ScriptedClient([]), timeout_s=60)  # type: ignore[arg-type]
+    for host, token in (("0.0.0.0", "s3cret"), ("127.1", None), ("127.0.0.1", None)):
+        app = http_app(build_server(tools), host, ["comfy.example.org"], token)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with TestClient(app, base_url="http://127.0.0.1:8765") as http:
+            rebound = http.post("/mcp", json=INITIALIZE, headers={**headers, "Host": "rebind.example:8765", **ACCEPT})
+            assert rebound.status_code == 421, (host, rebound.status_code)
+            foreign = http.post("/mcp", json=INITIALIZE, headers={**headers, "Origin": "http://evil.example", **ACCEPT})
+            assert foreign.status_code == 403, host
+            named = http.post("/mcp", json=INITIALIZE, headers={**headers, "Host": "comfy.example.org:8765", **ACCEPT})
+            assert named.status_code == 200, (host, named.text)
+
+
+def test_the_http_transport_beyond_loopback_needs_its_token(monkeypatch, caplog):
+    tools = EndpointTools(ScriptedClient([]), timeout_s=60)  # type: ignore[arg-type]
+    with TestClient(http_app(build_server(tools), "0.0.0.0", [], "s3cret"), base_url="http://127.0.0.1:8765") as http:
+        assert http.post("/mcp", json=INITIALIZE, headers=ACCEPT).status_code == 401
+        wrong = {"Authorization": "Bearer nope", **ACCEPT}
+        assert http.post("/mcp", json=INITIALIZE, headers=wrong).status_code == 401
+        right = {"Authorization": "Bearer s3cret", **ACCEPT}
+        assert http.post("/mcp", json=INITIALIZE, headers=right).status_code == 200
+
+    monkeypatch.delenv("COMFY_MCP_TOKEN", raising=False)
+    args = argparse.Namespace(transport="http", host="0.0.0.0", port=8765, allowed_host=None, timeout_s=60)
+    assert serve(args, ScriptedClient([])) == 2  # type: ignore[arg-type]
+    assert "listens beyond this machine: set COMFY_MCP_TOKEN" in caplog.text
+
+
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
