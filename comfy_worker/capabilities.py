@@ -43,6 +43,8 @@ from .workflow import NodeCatalog, Workflow
 
 log = logging.getLogger(__name__)
 
+CHECKED_IN_LOOP_NODES = 200  # a larger graph's checks run in a thread
+
 
 @dataclass(frozen=True)
 class WorkflowToRun:
@@ -132,14 +134,23 @@ class ComfyCapabilities:
         if request.randomize_seeds:
             workflow = workflow.with_random_seeds()
         packages = ui_format.packages_by_node((request.extra_pnginfo or {}).get("workflow"))
+        # A graph of thousands of nodes takes the checks a while: off the event loop, where
+        # other jobs' progress and results wait; a usual graph is checked in microseconds.
+        if len(workflow) > CHECKED_IN_LOOP_NODES:
+            problems = await asyncio.to_thread(self._problems, workflow, packages, request)
+        else:
+            problems = self._problems(workflow, packages, request)
+        if problems:
+            raise InvalidJobInput(problems)
+        return WorkflowToRun(workflow, files, about)
+
+    def _problems(self, workflow: Workflow, packages: dict[str, str], request: JobInput) -> list[tuple[str, str]]:
+        """Unknown node types (with what to add), else file inputs that leave ComfyUI's folders."""
         unknown = workflow.unknown_node_types(self.nodes.object_info, packages)
         if unknown and request.comfy_org_api_key is not None and not self.api_nodes:
             hint = "; Comfy.org API nodes are not loaded on this endpoint: set COMFY_API_NODES=true to use them"
             unknown = [(path, text + hint) for path, text in unknown]
-        problems = unknown or workflow.unsafe_file_inputs(self.nodes.file_inputs)
-        if problems:
-            raise InvalidJobInput(problems)
-        return WorkflowToRun(workflow, files, about)
+        return unknown or workflow.unsafe_file_inputs(self.nodes.file_inputs)
 
     async def answer_list(self, what: str) -> dict[str, Any]:
         """`workflows`: the named workflows with their parameters' JSON Schemas. `nodes`:

@@ -28,11 +28,18 @@ never raised. RunPod marks a job FAILED when the result has a string
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+LISTED_PROBLEMS = 20  # an invalid input's problems listed in its result; the rest are counted
+# An error result stays far below RunPod's result limit (~20 MB) whatever it quotes (a
+# node's message, a traceback's lines): its message and details are cut to these sizes.
+ERROR_MESSAGE_MAX_CHARS = 8_000
+ERROR_DETAILS_MAX_BYTES = 200_000
 
 
 class WorkerError(Exception):
@@ -48,16 +55,21 @@ class WorkerError(Exception):
 
 
 class InvalidJobInput(WorkerError):
-    """The job input failed validation; `details["problems"]` lists `{"field", "problem"}`."""
+    """The job input failed validation; `details["problems"]` lists `{"field", "problem"}`,
+    the first LISTED_PROBLEMS of them (`details["more_problems"]` counts the rest), so a
+    graph with thousands of faults still gets a result of readable size."""
 
     error_type = "invalid_input"
 
     def __init__(self, problems: list[tuple[str, str]]):
-        lines = [f"{field}: {problem}" for field, problem in problems]
-        super().__init__(
-            "invalid job input: " + "; ".join(lines),
-            {"problems": [{"field": field, "problem": problem} for field, problem in problems]},
-        )
+        listed = problems[:LISTED_PROBLEMS]
+        more = len(problems) - len(listed)
+        lines = [f"{field}: {problem}" for field, problem in listed]
+        message = "invalid job input: " + "; ".join(lines) + (f"; and {more} more problem(s)" if more else "")
+        details: dict[str, Any] = {"problems": [{"field": field, "problem": problem} for field, problem in listed]}
+        if more:
+            details["more_problems"] = more
+        super().__init__(message, details)
 
 
 class ComfyUnavailable(WorkerError):
@@ -207,10 +219,20 @@ class InternalError(WorkerError):
 
 
 def error_result(error: WorkerError) -> dict[str, Any]:
-    """The handler's return value for a failed job."""
-    result: dict[str, Any] = {"error": error.message, "error_type": error.error_type}
+    """The handler's return value for a failed job, of bounded size: a message over
+    ERROR_MESSAGE_MAX_CHARS is cut (saying so), details over ERROR_DETAILS_MAX_BYTES of JSON
+    are replaced by a note."""
+    message = error.message
+    if len(message) > ERROR_MESSAGE_MAX_CHARS:
+        message = (
+            message[:ERROR_MESSAGE_MAX_CHARS] + f"... ({len(error.message) - ERROR_MESSAGE_MAX_CHARS} more characters)"
+        )
+    result: dict[str, Any] = {"error": message, "error_type": error.error_type}
     if error.details:
-        result["details"] = error.details
+        size = len(json.dumps(error.details, default=str))
+        result["details"] = (
+            error.details if size <= ERROR_DETAILS_MAX_BYTES else {"omitted": f"the details were {size} bytes of JSON"}
+        )
     if error.refresh_worker:
         result["refresh_worker"] = True
     return result

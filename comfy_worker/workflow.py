@@ -298,9 +298,12 @@ class Workflow:
         self, known: Collection[str], packages: Mapping[str, str] | None = None
     ) -> list[tuple[str, str]]:
         """(field path, problem) for each node whose class_type is not in `known` (this
-        ComfyUI's nodes): its id, title, the closest known types, and what to do: install
-        the package `packages` names for it (`ui_format.packages_by_node`), if any."""
+        ComfyUI's nodes): its id, title, the closest known types (for the first
+        SUGGESTED_TYPES unknown types: each search reads every known type), and what to do:
+        install the package `packages` names for it (`ui_format.packages_by_node`), if any."""
         problems = []
+        suggestions: dict[str, list[str]] = {}
+        known_names: list[str] | None = None
         for node_id, node in self._nodes.items():
             class_type = node.get("class_type", "")
             if class_type in known:
@@ -308,7 +311,10 @@ class Workflow:
             title = self.title(node_id)
             text = f"node {node_id}" + (f" '{title}'" if title and title != class_type else "")
             text += f" has type '{class_type}', which this ComfyUI does not have"
-            close = difflib.get_close_matches(class_type, list(known), n=3, cutoff=0.75)
+            if class_type not in suggestions and len(suggestions) < SUGGESTED_TYPES:
+                known_names = known_names if known_names is not None else list(known)
+                suggestions[class_type] = difflib.get_close_matches(class_type, known_names, n=3, cutoff=0.75)
+            close = suggestions.get(class_type)
             if close:
                 text += f" (did you mean {' or '.join(repr(name) for name in close)}?)"
             package = (packages or {}).get(node_id)
@@ -360,6 +366,9 @@ class Workflow:
             node_id: {**node, "class_type": swaps[node["class_type"]]} if node.get("class_type") in swaps else node
             for node_id, node in self._nodes.items()
         }
+
+
+SUGGESTED_TYPES = 5  # unknown node types that get "did you mean" suggestions
 
 
 def package_hint(package: str) -> str:

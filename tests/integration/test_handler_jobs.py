@@ -96,6 +96,19 @@ async def test_unknown_node_type_is_named_with_its_title_and_what_to_add(run_job
     await assert_worker_still_serves(run_job)
 
 
+async def test_n3_a_graph_of_thousands_of_unknown_nodes_gets_a_small_error_and_the_worker_serves_on(
+    run_job, clean_after
+):
+    workflow = {str(n): {"class_type": f"Mystery{n}", "inputs": {"x": n}} for n in range(1, 20_001)}
+
+    result = await run_job({"workflow": workflow})
+
+    assert result["error_type"] == "invalid_input"
+    assert len(result["details"]["problems"]) == 20 and result["details"]["more_problems"] == 19_980
+    assert len(json.dumps(result)) < 10_000
+    await assert_worker_still_serves(run_job)
+
+
 async def test_missing_required_input_names_node_class_and_input(run_job, clean_after):
     workflow = empty_image()
     del workflow["1"]["inputs"]["width"]

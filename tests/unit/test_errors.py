@@ -1,4 +1,14 @@
-from comfy_worker.errors import ComfyUnavailable, InternalError, InvalidJobInput, error_result
+import json
+
+from comfy_worker.errors import (
+    ERROR_MESSAGE_MAX_CHARS,
+    LISTED_PROBLEMS,
+    ComfyError,
+    ComfyUnavailable,
+    InternalError,
+    InvalidJobInput,
+    error_result,
+)
 
 
 def test_error_result_is_a_string_error_with_type_and_details():
@@ -20,4 +30,21 @@ def test_an_unexpected_exception_becomes_an_internal_error():
         "error": "internal error in the worker: KeyError: 'prompt_id' (the worker's log has the traceback)",
         "error_type": "internal_error",
         "details": {"exception_type": "KeyError"},
+    }
+
+
+def test_n3_an_input_with_thousands_of_problems_lists_the_first_and_counts_the_rest():
+    problems = [(f"input.workflow.{n}.class_type", f"node {n} has an unknown type") for n in range(20_000)]
+    result = error_result(InvalidJobInput(problems))
+    assert len(result["details"]["problems"]) == LISTED_PROBLEMS
+    assert result["details"]["more_problems"] == 20_000 - LISTED_PROBLEMS
+    assert result["error"].endswith(f"; and {20_000 - LISTED_PROBLEMS} more problem(s)")
+    assert len(json.dumps(result)) < 5_000
+
+
+def test_n3_an_error_result_stays_small_whatever_it_quotes():
+    result = error_result(ComfyError("x" * 1_000_000, {"traceback": ["line"] * 1_000_000}))
+    assert len(result["error"]) < ERROR_MESSAGE_MAX_CHARS + 100 and result["error"].endswith("more characters)")
+    assert result["details"] == {
+        "omitted": f"the details were {len(json.dumps(['line'] * 1_000_000)) + 15} bytes of JSON"
     }

@@ -1,7 +1,7 @@
 import pytest
 
 from comfy_worker.job_input import parse_job_input
-from comfy_worker.workflow import JOB_TAG_INPUT, Workflow, file_name_inputs, output_node_classes
+from comfy_worker.workflow import JOB_TAG_INPUT, SUGGESTED_TYPES, Workflow, file_name_inputs, output_node_classes
 
 NODES = {
     "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m"}, "_meta": {"title": "Model"}},
@@ -98,3 +98,20 @@ def test_shared_upstream_nodes_are_not_a_cycle():
     assert Workflow({"1": {"class_type": "Loop", "inputs": {"x": ["1", 0]}}}).link_problems() == [
         ("input.workflow", "has a cycle: 1 (Loop) -> 1 (Loop)")
     ]
+
+
+def test_n3_close_matches_are_searched_for_the_first_few_unknown_types_only(monkeypatch):
+    """20,000 unknown nodes each searched against every known type froze the event loop for a
+    minute: suggestions now go to the first SUGGESTED_TYPES types, every node is still named."""
+    searched: list[str] = []
+
+    def counting(word, possibilities, n, cutoff):
+        searched.append(word)
+        return ["SaveImage"] if word == "SaveImag" else []
+
+    monkeypatch.setattr("comfy_worker.workflow.difflib.get_close_matches", counting)
+    nodes = {str(n): {"class_type": f"Mystery{n}", "inputs": {}} for n in range(20_000)}
+    nodes["0"] = {"class_type": "SaveImag", "inputs": {}}
+    problems = Workflow.from_api(nodes).unknown_node_types({"SaveImage", "LoadImage"})
+    assert len(problems) == 20_000 and len(searched) == SUGGESTED_TYPES
+    assert "did you mean 'SaveImage'?" in problems[0][1] and problems[-1][0] == "input.workflow.19999.class_type"
