@@ -31,15 +31,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable
+from .errors import DiskFull, InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable, is_disk_full
 from .history import OutputFile, files_in_history, texts_in_history
-from .job_files import JobFiles
+from .job_files import JobFiles, write_failure
 from .job_input import NO_BUCKET_FOR_S3, JobStorage, OutputOptions
 from .settings import Settings
 from .storage import OutputStore, S3Storage, output_store
@@ -50,6 +52,7 @@ FORMATS = {"webp": ("WEBP", ".webp", "image/webp"), "jpeg": ("JPEG", ".jpg", "im
 
 
 QUICK_DELIVERY_BYTES = 256 * 1024
+FULL_DISK_FREE_BYTES = 1024 * 1024  # less free than this where an output failed: the disk is full
 
 
 def is_quick(files: list[OutputFile], options: OutputOptions, store: OutputStore | None) -> bool:
@@ -211,11 +214,33 @@ def file_size(file: OutputFile) -> int:
         raise unreadable(file, "cannot be read", exc) from exc
 
 
-def unreadable(file: OutputFile, what: str, exc: Exception) -> OutputUnreadable:
+def unreadable(file: OutputFile, what: str, exc: Exception) -> OutputUnreadable | DiskFull:
+    """The error for an output that cannot be read: where a background saver left why it could
+    not write the file, that cause; a full disk named as such."""
+    cause = write_failure(file.path) if isinstance(exc, FileNotFoundError) else None
+    # A full disk may not even take the note's few bytes: then its free space tells.
+    full = cause is not None and (cause.startswith(("ENOSPC", "EDQUOT")) or disk_is_full(file.path.parent))
+    if is_disk_full(exc) or full:
+        return DiskFull(
+            f"output {file.filename} of node {file.node_id} could not be written: the worker's output disk is full",
+            {"node_id": file.node_id, "filename": file.filename, "disk": "output"},
+        )
+    if cause is not None:
+        return OutputUnreadable(
+            f"output {file.filename} of node {file.node_id} could not be written: {cause}",
+            {"node_id": file.node_id, "filename": file.filename},
+        )
     return OutputUnreadable(
         f"output {file.filename} of node {file.node_id} {what}: {exc.strerror if isinstance(exc, OSError) else exc}",
         {"node_id": file.node_id, "filename": file.filename},
     )
+
+
+def disk_is_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < FULL_DISK_FREE_BYTES
+    except OSError:
+        return False
 
 
 def convert_still_images(files: list[OutputFile], options: OutputOptions, job_files: JobFiles) -> list[OutputFile]:

@@ -13,6 +13,7 @@
     ├── OutputUnreadable        an output file could not be read or converted
     ├── UnsafePath              ComfyUI named a file outside its job folders; nothing was touched
     ├── StorageError            uploading an output to the bucket failed
+    ├── DiskFull                a disk of the worker's is full (the job's input or output files)
     ├── WorkerShutDown          the worker was stopped (RunPod scaling down) before the job ended
     └── InternalError           anything else: a bug; the traceback is logged once
 
@@ -28,6 +29,7 @@ never raised. RunPod marks a job FAILED when the result has a string
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -193,6 +195,17 @@ class StorageError(WorkerError):
     """An upload to the S3-compatible bucket failed; `details` has bucket and key."""
 
     error_type = "storage_error"
+
+
+class DiskFull(WorkerError):
+    """A file of the job could not be written: its disk on the worker is full. `details` has
+    the job's `field` (or the output's `node_id` and `filename`) and which `disk`."""
+
+    error_type = "disk_full"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class WorkerShutDown(WorkerError):

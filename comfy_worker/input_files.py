@@ -28,7 +28,7 @@ import uuid
 import requests
 
 from .downloads import Download, TooLarge, describe, redact, refusal
-from .errors import InvalidJobInput
+from .errors import DiskFull, InvalidJobInput, is_disk_full
 from .job_files import JobFiles
 from .job_input import InputFile
 from .runpod_sdk import SSRFError
@@ -59,7 +59,16 @@ async def place_inputs(
         else:
             data = await fetch_input(file.image, file.field(index), settings)
         reference = "/".join(part for part in (file.subfolder, file.name) if part)
-        placed = await asyncio.to_thread(write_input, job_files, reference, data, own_folder)
+        try:
+            placed = await asyncio.to_thread(write_input, job_files, reference, data, own_folder)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise DiskFull(
+                f"{file.field(index)}: {reference} could not be written: the worker's input disk is full "
+                f"({len(data)} bytes needed)",
+                {"field": file.field(index), "disk": "input"},
+            ) from None
         if placed != reference:
             renames[reference] = placed
     return renames

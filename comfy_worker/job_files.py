@@ -14,13 +14,16 @@ a folder that existed before the job stays.
 A saver that encodes in the background (comfyui_nodes/worker_save_image) marks a
 file it is still writing with `<name>.writing`: `written()` waits for such files
 before they are read, and removal waits for them too (bounded, WRITE_WAIT_S), so a
-late write never leaves a file behind.
+late write never leaves a file behind. A write that failed leaves its cause in
+`<name>.failed` (`write_failure`), removed with the job's files. A name too long for a
+marker beside it has none: such a file is never being written in the background.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +34,8 @@ from .errors import UnsafePath
 log = logging.getLogger(__name__)
 
 WRITING_SUFFIX = ".writing"
+FAILED_SUFFIX = ".failed"
+NAME_MAX_BYTES = 255  # a file name's limit on Linux file systems
 WRITE_POLL_S = 0.001  # a stat per pending file: cheap, and the wait is short
 WRITE_WAIT_S = 60.0
 
@@ -38,6 +43,23 @@ WRITE_WAIT_S = 60.0
 def writing(path: Path) -> Path:
     """The marker of `path` while a background saver writes it."""
     return path.with_name(path.name + WRITING_SUFFIX)
+
+
+def being_written(path: Path) -> bool:
+    """Whether a background saver still writes `path` (False for a name with no room for
+    the marker: the file system refuses to even look the marker up)."""
+    try:
+        return writing(path).exists()
+    except OSError:
+        return False
+
+
+def write_failure(path: Path) -> str | None:
+    """Why a background saver could not write `path` (its `<name>.failed` note), or None."""
+    try:
+        return path.with_name(path.name + FAILED_SUFFIX).read_text(errors="replace").strip() or "unknown cause"
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,8 @@ class JobFiles:
         """Register the files the prompt wrote (output and temp files, from its history)."""
         for path in paths:
             self.add(path)
+            if len(os.fsencode(path.name + FAILED_SUFFIX)) <= NAME_MAX_BYTES:
+                self.add(path.with_name(path.name + FAILED_SUFFIX))  # a failed background write's note
         self.has_outputs = True
 
     def make_folders(self, folder: Path) -> None:
@@ -120,11 +144,11 @@ class JobFiles:
     async def written(self, paths: Iterable[Path], wait_s: float = WRITE_WAIT_S) -> None:
         """Wait (at most `wait_s`) until none of `paths` is still being written by a saver that
         encodes in the background (`<name>.writing` exists until the file is complete)."""
-        pending = [path for path in paths if writing(path).exists()]
+        pending = [path for path in paths if being_written(path)]
         deadline = time.monotonic() + wait_s
         while pending and time.monotonic() < deadline:
             await asyncio.sleep(WRITE_POLL_S)
-            pending = [path for path in pending if writing(path).exists()]
+            pending = [path for path in pending if being_written(path)]
         if pending:
             log.warning("%d output file(s) still being written after %g s, e.g. %s", len(pending), wait_s, pending[0])
 

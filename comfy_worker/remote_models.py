@@ -48,7 +48,7 @@ from urllib.parse import unquote, urlparse
 import requests
 
 from .downloads import Download, TooLarge, describe, redact, refusal
-from .errors import InvalidJobInput, ModelDownloadFailed
+from .errors import InvalidJobInput, ModelDownloadFailed, is_disk_full
 from .job_input import ModelCredentials, check_s3_reference
 from .model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
 from .progress import Change, ProgressRelay
@@ -331,6 +331,8 @@ class ModelFetcher:
         except (requests.RequestException, ValueError, OSError, TimeoutError) as exc:
             if abort.is_set():
                 raise _FetchError("stopped (the job was cancelled or ran out of time)") from None
+            if is_disk_full(exc):
+                raise _FetchError(MODEL_CACHE_FULL) from None
             raise _FetchError(describe(exc)) from None
         finally:
             abort.set()
@@ -371,6 +373,8 @@ class ModelFetcher:
             status = exc.response.status_code if exc.response is not None else "?"
             raise _FetchError(f"the Hub answered HTTP {status}") from None
         except (requests.RequestException, OSError, TimeoutError) as exc:
+            if is_disk_full(exc) and not abort.is_set():
+                raise _FetchError(MODEL_CACHE_FULL) from None
             raise _FetchError("stopped" if abort.is_set() else describe(exc)) from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -404,6 +408,12 @@ class Credentials:
     def headers_for(self, url: str) -> dict[str, str]:
         host = (urlparse(url).hostname or "").lower()
         return dict((self.headers or {}).get(host, {}))
+
+
+MODEL_CACHE_FULL = (
+    "the model cache's disk is full: free room on it (MODEL_CACHE_DIR) or lower MODEL_CACHE_MAX_GB so older "
+    "models are evicted sooner"
+)
 
 
 class _FetchError(Exception):

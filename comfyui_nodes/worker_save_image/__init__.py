@@ -10,13 +10,16 @@ releases the GIL, so the encoding runs beside the next prompt's work).
 The contract with the worker: before the node returns, `<name>` exists, empty (created
 exclusively, so no other prompt can take the name), and so does `<name>.writing`; the
 thread writes the PNG into `<name>.writing` and renames it over `<name>` when complete.
-A failed write removes both. The worker waits for `<name>.writing` to go before it reads
-or removes `<name>`.
-At most MAX_PENDING images wait for the thread; past that the node encodes in place.
+A failed write removes `<name>` and leaves its cause in `<name>.failed` (the marker, emptied
+and renamed, so it takes no room on a full disk), which the worker reports. The worker
+waits for `<name>.writing` to go before it reads or removes `<name>`.
+At most MAX_PENDING images wait for the thread; past that the node encodes in place, as it
+does for a name too long for its marker beside it (SaveImage's rule is the only limit).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -33,6 +36,8 @@ from PIL.PngImagePlugin import PngInfo
 log = logging.getLogger(__name__)
 
 WRITING_SUFFIX = ".writing"
+FAILED_SUFFIX = ".failed"  # no longer than WRITING_SUFFIX: where one fits, so does the other
+NAME_MAX_BYTES = 255  # a file name's limit on Linux file systems
 MAX_PENDING = 16
 ENCODER_THREADS = 2
 
@@ -65,13 +70,32 @@ def _write(pixels: np.ndarray, metadata: PngInfo | None, path: str, compress_lev
     try:
         Image.fromarray(pixels).save(writing, format="PNG", pnginfo=metadata, compress_level=compress_level)
         os.replace(writing, path)
-    except Exception:
+    except Exception as exc:
         log.exception("WorkerSaveImage could not write %s", path)
-        for unfinished in (path, writing):  # the empty name too: no empty image is ever delivered
-            try:
-                os.unlink(unfinished)
-            except OSError:
-                pass
+        _leave_cause(path, writing, exc)
+
+
+def _leave_cause(path: str, writing: str, exc: Exception) -> None:
+    """No empty image is ever delivered: `<name>` goes, and the marker becomes `<name>.failed`
+    holding the cause (emptied first: on a full disk that frees the room its few bytes need)."""
+    failed = path + FAILED_SUFFIX
+    cause = f"{errno.errorcode.get(exc.errno, 'error')}: {exc.strerror}" if isinstance(exc, OSError) else repr(exc)
+    try:
+        os.truncate(writing, 0)
+        os.replace(writing, failed)
+        with open(failed, "w") as note:
+            note.write(cause)
+    except OSError:
+        pass
+    for unfinished in (path, writing):
+        try:
+            os.unlink(unfinished)
+        except OSError:
+            pass
+
+
+def _marker_fits(path: str) -> bool:
+    return len(os.fsencode(os.path.basename(path) + WRITING_SUFFIX)) <= NAME_MAX_BYTES
 
 
 def _claim(folder: str, stem: str, counter: int) -> tuple[str, str, int]:
@@ -88,8 +112,9 @@ def _claim(folder: str, stem: str, counter: int) -> tuple[str, str, int]:
         except FileExistsError:
             counter += 1
             continue
-        with open(path + WRITING_SUFFIX, "wb"):
-            pass
+        if _marker_fits(path):
+            with open(path + WRITING_SUFFIX, "wb"):
+                pass
         return file, path, counter
 
 
@@ -107,7 +132,9 @@ class WorkerSaveImage(nodes.SaveImage):
             # Copied now: the tensor belongs to ComfyUI's cache once the node returns.
             pixels = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
             file, path, counter = _claim(folder, filename.replace("%batch_num%", str(batch_number)), counter)
-            if _pending.acquire(blocking=False):
+            if not _marker_fits(path):  # as SaveImage writes it, in place: the node fails if it does
+                Image.fromarray(pixels).save(path, format="PNG", pnginfo=metadata, compress_level=self.compress_level)
+            elif _pending.acquire(blocking=False):
                 future = _encoder.submit(_write, pixels, metadata, path, self.compress_level)
                 future.add_done_callback(lambda _: _pending.release())
             else:
