@@ -225,8 +225,10 @@ class InternalError(WorkerError):
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> InternalError:
+        # An OSError's text names the worker's files: its reason alone (the log has the rest).
+        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         return cls(
-            f"internal error in the worker: {type(exc).__name__}: {exc} (the worker's log has the traceback)",
+            f"internal error in the worker: {type(exc).__name__}: {said} (the worker's log has the traceback)",
             {"exception_type": type(exc).__name__},
         )
 

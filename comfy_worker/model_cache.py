@@ -203,9 +203,22 @@ class ModelCache:
 
     # -- using and evicting ------------------------------------------------------------
 
-    def hold(self, cached: CachedModel) -> Hold:
-        file = open(cached.path, "rb")  # noqa: SIM115 - released by Hold.release at the job's end
+    def hold(self, cached: CachedModel) -> Hold | None:
+        """A shared lock on the file, or None if it is gone (another job's eviction took it
+        between the lookup and now: fetch it again). Evictions take an exclusive lock before
+        they unlink, so a file still at its path once held stays until released."""
+        try:
+            file = open(cached.path, "rb")  # noqa: SIM115 - released by Hold.release at the job's end
+        except FileNotFoundError:
+            return None
         fcntl.flock(file, fcntl.LOCK_SH)
+        try:
+            same = os.stat(cached.path).st_ino == os.fstat(file.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # evicted while this waited for the lock
+            file.close()
+            return None
         return Hold(file)
 
     def evict(self, max_bytes: int, keep: Path | None = None) -> list[Path]:

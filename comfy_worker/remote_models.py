@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import re
 import shutil
 import threading
@@ -50,7 +51,7 @@ import requests
 from .downloads import Download, TooLarge, describe, redact, refusal
 from .errors import InvalidJobInput, ModelDownloadFailed, is_disk_full
 from .job_input import ModelCredentials, check_s3_reference
-from .model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
+from .model_cache import CachedModel, CorruptModel, Hold, ModelCache, check_model_file, hash_file
 from .progress import Change, ProgressRelay
 from .runpod_sdk import SSRFError
 from .settings import Settings
@@ -181,8 +182,9 @@ class ModelFetcher:
 
     async def fetch(
         self, model: RemoteModel, workflow: Workflow, credentials: Credentials, progress: Progress
-    ) -> CachedModel:
-        """The cached file for the model's source, downloaded first if no worker has it."""
+    ) -> tuple[CachedModel, Hold]:
+        """The cached file for the model's source, downloaded first if no worker has it, and
+        held (eviction leaves it until the hold is released)."""
         abort = threading.Event()
         limit = self.settings.model_download_timeout_s
         try:
@@ -239,8 +241,7 @@ class ModelFetcher:
                         payload["download_progress"] = round(fraction, 4)
                     loop.call_soon_threadsafe(offer, payload)  # called from the download thread
 
-                cached = await self.fetch(model, workflow, credentials, report)
-                hold = await asyncio.to_thread(self.cache.hold, cached)
+                cached, hold = await self.fetch(model, workflow, credentials, report)
                 cleanup.callback(hold.release)
                 changes[(model.node_id, model.input)] = cached.name
         finally:
@@ -258,6 +259,23 @@ class ModelFetcher:
     # -- in a thread ----------------------------------------------------------------
 
     def _fetch(
+        self, source: ModelSource, folder: str, credentials: Credentials, abort: threading.Event, progress: Progress
+    ) -> tuple[CachedModel, Hold]:
+        """The file, held before this job's own eviction runs; fetched again if another job's
+        eviction took it between its lookup (or download) and the hold."""
+        for _ in range(HOLD_ATTEMPTS):
+            cached = self._fetch_once(source, folder, credentials, abort, progress)
+            hold = self.cache.hold(cached)
+            if hold is not None:
+                self.cache.evict(self.settings.model_cache_max_bytes, keep=cached.path)
+                return cached, hold
+            log.info("model %s was evicted by another job before this one held it; fetching it again", source.name)
+        raise _FetchError(
+            f"evicted by other jobs' downloads {HOLD_ATTEMPTS} times before it could be used: "
+            "MODEL_CACHE_MAX_GB is too small for the models jobs use at once"
+        )
+
+    def _fetch_once(
         self, source: ModelSource, folder: str, credentials: Credentials, abort: threading.Event, progress: Progress
     ) -> CachedModel:
         def waiting() -> None:
@@ -283,7 +301,6 @@ class ModelFetcher:
                 cached = self.cache.commit(partial, source.key, folder, source.name, sha256)
             finally:
                 partial.unlink(missing_ok=True)
-        self.cache.evict(self.settings.model_cache_max_bytes, keep=cached.path)
         return cached
 
     def _from_url(
@@ -410,6 +427,9 @@ class Credentials:
         return dict((self.headers or {}).get(host, {}))
 
 
+log = logging.getLogger(__name__)
+
+HOLD_ATTEMPTS = 3  # fetches of a model that other jobs' evictions keep taking before it is held
 MODEL_CACHE_FULL = (
     "the model cache's disk is full: free room on it (MODEL_CACHE_DIR) or lower MODEL_CACHE_MAX_GB so older "
     "models are evicted sooner"

@@ -218,7 +218,8 @@ model = RemoteModel("10", "lora_name", "loras", parse_source(sys.argv[2], False)
 messages = []
 fetcher = ModelFetcher(settings, ModelCache(settings.model_cache_dir))
 workflow = Workflow({"10": {"class_type": "LoraLoader", "inputs": {}}})
-cached = asyncio.run(fetcher.fetch(model, workflow, Credentials(), lambda m, f: messages.append(m)))
+cached, hold = asyncio.run(fetcher.fetch(model, workflow, Credentials(), lambda m, f: messages.append(m)))
+hold.release()
 print(json.dumps({"path": str(cached.path), "messages": messages}))
 """
 

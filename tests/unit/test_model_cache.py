@@ -8,7 +8,9 @@ import struct
 
 import pytest
 
-from comfy_worker.model_cache import CorruptModel, ModelCache, check_model_file, hash_file
+from comfy_worker.model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
+from comfy_worker.remote_models import Credentials, ModelFetcher, parse_source
+from comfy_worker.settings import Settings
 
 
 def safetensors(payload: bytes = b"\0" * 8) -> bytes:
@@ -66,6 +68,7 @@ def test_eviction_is_least_recently_used_and_skips_held_and_kept_files(tmp_path)
         os.utime(cached.path, (1000 + age, 1000 + age))
     size = files[0].path.stat().st_size
     hold = cache.hold(files[0])  # the oldest, but a job uses it
+    assert hold is not None
 
     removed = cache.evict(max_bytes=2 * size, keep=files[1].path)
 
@@ -82,3 +85,26 @@ def test_partials_left_by_a_dead_worker_are_removed_but_not_fresh_ones(tmp_path)
     os.utime(old, (1, 1))
     cache.remove_partials(older_than_s=3600)
     assert not old.exists() and fresh.exists()
+
+
+def test_n9_a_file_evicted_before_the_hold_is_not_held(tmp_path):
+    cache = ModelCache(tmp_path)
+    cached = commit(cache, tmp_path, "a.safetensors", safetensors())
+    assert cache.evict(max_bytes=0) == [cached.path]  # another job's eviction, before this one held it
+    assert cache.hold(cached) is None
+
+
+def test_n9_a_model_evicted_between_its_fetch_and_its_hold_is_fetched_again(tmp_path, monkeypatch):
+    """Another job's download commits and evicts between this job's lookup and its hold: the
+    job fetches the file again instead of failing with FileNotFoundError and a machine path."""
+    settings = Settings.from_env({"MODEL_CACHE_DIR": str(tmp_path / "cache")})
+    fetcher = ModelFetcher(settings, ModelCache(settings.model_cache_dir))
+    good = commit(fetcher.cache, tmp_path, "a.safetensors", safetensors())
+    gone = CachedModel(good.path.with_name("evicted.safetensors"), good.folder, good.sha256)
+    fetched = iter([gone, good])
+    monkeypatch.setattr(fetcher, "_fetch_once", lambda *args: next(fetched))
+
+    cached, hold = fetcher._fetch(parse_source("https://h/a.safetensors", False), "loras", Credentials(), None, None)
+
+    assert cached == good and next(fetched, None) is None
+    hold.release()
