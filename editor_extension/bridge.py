@@ -57,6 +57,7 @@ RUNPOD_API = "https://api.runpod.ai/v2"
 RUN_LIMIT_BYTES = 10_000_000  # RunPod refuses a larger /run body
 REMEMBERED_RUNS = 200  # the runs whose submission and saved outputs are kept: nothing piles up
 FILE_INPUTS = ("image", "video", "audio", "file")  # the loaders' file-name inputs
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 TIMEOUT = aiohttp.ClientTimeout(total=120, connect=10)
 ENDPOINT_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 UPLOAD_URL_EXPIRY_S = 24 * 3600  # RunPod keeps a job queued at most a day by default
@@ -151,7 +152,7 @@ class Bridge:
         self.settings_path = settings_path
         self.input_dir = input_dir.resolve()
         self.output_dir = output_dir.resolve()
-        self.saved: dict[str, list[dict[str, str]]] = {}  # job id -> outputs written (once per job)
+        self.saved: dict[str, asyncio.Future[list[dict[str, str]]]] = {}  # job id -> its outputs' saving, once
         self.submitted: dict[str, Submitted] = {}  # job id -> its submission, until its history entry
         self._stored: dict[str, str] | None = None  # the settings file, read once
         self._session: aiohttp.ClientSession | None = None  # one connection pool: the page polls each second
@@ -331,15 +332,8 @@ class Bridge:
     async def status(self, job_id: str) -> dict[str, Any]:
         status = await self.call("GET", f"/status/{job_id}")
         if status.get("status") == "COMPLETED":
-            if job_id not in self.saved:
-                try:
-                    self.saved[job_id] = await self.save_outputs(status.get("output") or {})
-                    forget_oldest(self.saved)
-                except (OSError, aiohttp.ClientError, ValueError) as exc:
-                    raise BridgeError(
-                        f"the job is done, but its outputs could not be saved in output/: {exc}", 500
-                    ) from None
-            status = {**status, "output": summary(status.get("output") or {}), "saved": self.saved[job_id]}
+            saved = await self.saved_once(job_id, status.get("output") or {})
+            status = {**status, "output": summary(status.get("output") or {}), "saved": saved}
         elif status.get("status") in ("FAILED", "TIMED_OUT"):
             output = status.get("output") if isinstance(status.get("output"), dict) else {}
             found = ADVICE.get(status["status"]) or ADVICE.get(str(output.get("error_type")))
@@ -347,6 +341,18 @@ class Bridge:
         if status.get("status") in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
             self.add_to_history(job_id, status)
         return status
+
+    async def saved_once(self, job_id: str, output: dict[str, Any]) -> list[dict[str, str]]:
+        """The run's outputs saved in output/, once however many status polls overlap: the
+        first saves, the others wait for its list."""
+        if job_id not in self.saved:
+            self.saved[job_id] = asyncio.ensure_future(self.save_outputs(output))
+            forget_oldest(self.saved)
+        try:
+            return await asyncio.shield(self.saved[job_id])
+        except (OSError, aiohttp.ClientError, ValueError) as exc:
+            self.saved.pop(job_id, None)  # the next poll tries again
+            raise BridgeError(f"the job is done, but its outputs could not be saved in output/: {exc}", 500) from None
 
     def add_to_history(self, job_id: str, status: dict[str, Any]) -> None:
         """The ended run in ComfyUI's queue history, once; a failure there is only logged (it
@@ -368,20 +374,27 @@ class Bridge:
         saved = []
         for list_name in ("images", "videos", "audio", "files"):
             for entry in output.get(list_name) or []:
-                if entry.get("type") == "base64":
-                    content = base64.b64decode(entry["data"])
-                else:
-                    content = await self.download(entry["data"])
                 path = self.free_name(Path(str(entry.get("filename") or "output")).name or "output")
-                await asyncio.to_thread(path.write_bytes, content)
+                if entry.get("type") == "base64":
+                    await asyncio.to_thread(path.write_bytes, base64.b64decode(entry["data"]))
+                else:
+                    await self.download(entry["data"], path)
                 node_id = str(entry.get("node_id", ""))
                 saved.append({"filename": path.name, "subfolder": "", "type": "output", "node_id": node_id})
         return saved
 
-    async def download(self, url: str) -> bytes:
-        async with self.session().get(url) as response:
-            response.raise_for_status()
-            return await response.read()
+    async def download(self, url: str, path: Path) -> None:
+        """The URL's body streamed into `path` (a video of gigabytes never sits in memory);
+        nothing is left at `path` when it fails."""
+        try:
+            async with self.session().get(url) as response:
+                response.raise_for_status()
+                with path.open("xb") as file:
+                    async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                        await asyncio.to_thread(file.write, chunk)
+        except BaseException:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            raise
 
     def free_name(self, name: str) -> Path:
         """`name` in the output folder, numbered when taken: the editor never overwrites a file."""

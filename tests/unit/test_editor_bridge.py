@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import stat
+import tracemalloc
 
 import boto3
 import pytest
@@ -463,3 +464,47 @@ def test_only_the_latest_runs_are_remembered():
     runs = {f"job-{n}": n for n in range(REMEMBERED_RUNS + 5)}
     forget_oldest(runs)
     assert len(runs) == REMEMBERED_RUNS and "job-4" not in runs and f"job-{REMEMBERED_RUNS + 4}" in runs
+
+
+async def test_n11_overlapping_status_polls_save_the_outputs_once(setup):
+    client, endpoint, base_url, tmp_path = setup
+    await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
+    endpoint.polls = 1  # the job is done
+    answers = await asyncio.gather(*(call(client, "GET", "/runpod/status/job-1") for _ in range(4)))
+
+    assert {status for status, _ in answers} == {200}
+    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["ComfyUI_00001_.png"]
+    assert all(answer["saved"][0]["filename"] == "ComfyUI_00001_.png" for _, answer in answers)
+
+
+async def test_n10_an_output_by_url_is_streamed_to_its_file(tmp_path, new_bridge):
+    """A 400 MB video used to sit whole in ComfyUI's memory (and more): now it goes to the
+    file chunk by chunk. Measured with a 48 MB body: the peak of Python's allocations (the
+    server here included) stays a fraction of it."""
+    body = os.urandom(48 * 1024 * 1024)
+
+    async def video(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        view = memoryview(body)  # slices without copies: the server's own share stays small
+        for start in range(0, len(body), 256 * 1024):
+            await response.write(view[start : start + 256 * 1024])
+        return response
+
+    app = web.Application()
+    app.router.add_get("/video.mp4", video)
+    server = TestServer(app)
+    await server.start_server()
+    bridge = new_bridge()
+    output = {"videos": [{"filename": "clip.mp4", "type": "s3_url", "data": str(server.make_url("/video.mp4"))}]}
+    tracemalloc.start()
+    try:
+        saved = await bridge.save_outputs(output)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await server.close()
+
+    assert saved == [{"filename": "clip.mp4", "subfolder": "", "type": "output", "node_id": ""}]
+    assert (tmp_path / "output" / "clip.mp4").read_bytes() == body
+    assert peak < len(body) / 4, f"peak {peak} bytes for a {len(body)}-byte body"

@@ -53,5 +53,6 @@ def test_n3_an_error_result_stays_small_whatever_it_quotes():
 def test_an_unexpected_os_error_names_no_machine_path():
     result = error_result(InternalError.from_exception(FileNotFoundError(2, "No such file or directory", "/comfyui/x")))
     assert result["error"] == (
-        "internal error in the worker: FileNotFoundError: No such file or directory (the worker's log has the traceback)"
+        "internal error in the worker: FileNotFoundError: No such file or directory "
+        "(the worker's log has the traceback)"
     )
