@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -202,6 +203,16 @@ class DiskFull(WorkerError):
     the job's `field` (or the output's `node_id` and `filename`) and which `disk`."""
 
     error_type = "disk_full"
+
+
+# An absolute path of two parts or more, not inside a URL (no ':' or '/' or word before it).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s/'\"]+/)+([^\s/'\"]*)")
+
+
+def hide_paths(text: str) -> str:
+    """The text with each absolute file path shortened to its last part (the file's name):
+    a result never tells the worker's folders."""
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1) or "/", text)
 
 
 def is_disk_full(exc: BaseException) -> bool:

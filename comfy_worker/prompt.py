@@ -35,7 +35,7 @@ from typing import Any
 
 from .comfy_api import ComfyAPI, ComfyEvent, EventStreamClosed
 from .comfy_events import EventRouter, PromptEvents, StreamEnded
-from .errors import ComfyError, ComfyUnavailable, ExecutionFailed, PromptInterrupted, WorkerError
+from .errors import ComfyError, ComfyUnavailable, ExecutionFailed, PromptInterrupted, WorkerError, hide_paths
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,14 @@ class Stop:
 
 
 def execution_error(data: dict[str, Any]) -> ExecutionFailed:
+    """A node's failure as ComfyUI reported it, the worker's file paths shortened to their
+    names (an exception's text often quotes the file it could not write)."""
+    exception_message = hide_paths(str(data.get("exception_message", "")).strip())
     node = f"node {data.get('node_id')} ({data.get('node_type')})"
-    message = f"{node} failed: {data.get('exception_type')}: {str(data.get('exception_message', '')).strip()}"
-    details = {key: data.get(key) for key in ("node_id", "node_type", "exception_type", "exception_message")}
-    details["traceback"] = data.get("traceback") or []
+    message = f"{node} failed: {data.get('exception_type')}: {exception_message}"
+    details = {key: data.get(key) for key in ("node_id", "node_type", "exception_type")}
+    details["exception_message"] = exception_message
+    details["traceback"] = [hide_paths(str(line)) for line in data.get("traceback") or []]
     return ExecutionFailed(message, details)
 
 

@@ -9,11 +9,13 @@ import { api } from "../../scripts/api.js";
 
 const POLL_MS = 1000;
 const FINAL = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
-const KEY_SET = "(kept by ComfyUI's server)";
+const KEY_KEPT = "kept: type a new key to replace it";
+const KEY_MISSING = "none for this endpoint";
 const RUNNING_COLOR = "#335f8a";
 const MISSING_COLOR = "#8a3333";
 
-const runs = new Map(); // job id -> {id, state, message, progress, saved, error, nodeId}
+const runs = new Map(); // job id -> {id, submittedAt, state, message, progress, saved, error, nodeId}
+let panelClosed = false; // closed by its ×: shown again at the next run
 const marked = new Map(); // node id -> its color before we marked it
 
 async function bridge(method, path, body) {
@@ -35,12 +37,65 @@ function toast(severity, summary, detail) {
   app.extensionManager?.toast?.add({ severity, summary, detail, life: severity === "error" ? 10000 : 4000 });
 }
 
-async function saveSetting(key, value) {
-  try {
-    await bridge("POST", "/settings", { [key]: value });
-  } catch (error) {
-    toast("error", "RunPod settings", error.message);
-  }
+// -- settings: fields of the bridge's own ---------------------------------------------
+// Each is typed freely and saved once, on Enter or when it is left, never per keystroke;
+// the field is never rewritten while it has the focus. The key's field is a password
+// field that the bridge never fills (it keeps the key, for the endpoint it was given with).
+
+function showSettings(settings) {
+  document.dispatchEvent(new CustomEvent("runpod-settings", { detail: settings }));
+}
+
+function keyPlaceholder(settings) {
+  return settings.has_key ? KEY_KEPT : KEY_MISSING;
+}
+
+function settingField(key) {
+  return () => {
+    const secret = key === "api_key";
+    const box = document.createElement("div");
+    box.style.cssText = "display:flex;gap:6px;align-items:center";
+    const input = document.createElement("input");
+    input.id = `runpod-setting-${key}`;
+    input.className = "p-inputtext runpod-setting";
+    input.type = secret ? "password" : "text";
+    input.autocomplete = secret ? "new-password" : "off";
+    input.spellcheck = false;
+    input.style.minWidth = "22em";
+    let saved = "";
+    const show = (settings) => {
+      if (secret) input.placeholder = keyPlaceholder(settings);
+      else if (document.activeElement !== input) input.value = saved = settings[key] || "";
+    };
+    const listener = (event) => (input.isConnected ? show(event.detail) : document.removeEventListener("runpod-settings", listener));
+    document.addEventListener("runpod-settings", listener);
+    bridge("GET", "/settings").then(show).catch(() => {});
+    const save = async (value) => {
+      try {
+        const settings = await bridge("POST", "/settings", { [key]: value });
+        if (secret) input.value = ""; // the page keeps no key
+        saved = secret ? "" : value;
+        showSettings(settings);
+      } catch (error) {
+        toast("error", "RunPod settings", error.message);
+      }
+    };
+    input.addEventListener("change", () => {
+      const value = input.value.trim();
+      if ((secret && value) || (!secret && value !== saved)) save(value);
+    });
+    input.addEventListener("keydown", (event) => event.key === "Enter" && input.blur());
+    box.append(input);
+    if (secret) {
+      const forget = document.createElement("button");
+      forget.className = "p-button p-button-text p-button-sm runpod-forget-key";
+      forget.textContent = "Forget";
+      forget.title = "Remove the key kept for this endpoint";
+      forget.onclick = () => save("");
+      box.append(forget);
+    }
+    return box;
+  };
 }
 
 // -- marking nodes on the canvas -------------------------------------------------
@@ -69,7 +124,9 @@ function panel() {
   if (!box) {
     box = document.createElement("div");
     box.id = "runpod-runs";
-    box.style.cssText = "position:fixed;right:12px;bottom:12px;z-index:1000;max-width:360px;max-height:60vh;" +
+    // Bottom left, beside the sidebar: ComfyUI's minimap and zoom controls live bottom right,
+    // its Run and queue buttons top right.
+    box.style.cssText = "position:fixed;left:64px;bottom:12px;z-index:1000;width:340px;max-height:60vh;" +
       "overflow:auto;background:var(--comfy-menu-bg,#222);color:var(--fg-color,#ddd);border:1px solid #555;" +
       "border-radius:8px;padding:8px;font:12px sans-serif";
     document.body.append(box);
@@ -77,13 +134,38 @@ function panel() {
   return box;
 }
 
+function headerButton(label, title, onclick) {
+  const button = document.createElement("button");
+  button.textContent = label;
+  button.title = title;
+  button.className = "runpod-panel-button";
+  button.style.cssText = "margin-left:6px;background:none;border:1px solid #666;border-radius:4px;color:inherit;cursor:pointer";
+  button.onclick = onclick;
+  return button;
+}
+
+function clearFinished() {
+  for (const [id, run] of runs) if (FINAL.has(run.state)) runs.delete(id);
+  render();
+}
+
 function render() {
+  if (panelClosed || !runs.size) {
+    document.getElementById("runpod-runs")?.remove();
+    return;
+  }
   const items = [...runs.values()].reverse().map((run) => {
     const item = document.createElement("div");
     item.className = "runpod-run";
     item.dataset.jobId = run.id;
     item.dataset.state = run.state;
-    item.style.margin = "4px 0";
+    item.style.cssText = "margin:6px 0;padding-top:4px;border-top:1px solid #444";
+    const about = document.createElement("div");
+    about.className = "runpod-run-about";
+    about.style.opacity = "0.7";
+    about.textContent = `${run.id.slice(0, 13)} · ${run.submittedAt}`;
+    about.title = run.id;
+    item.append(about);
     const head = document.createElement("div");
     const percent = typeof run.progress === "number" && !FINAL.has(run.state) ? ` ${Math.round(100 * run.progress)}%` : "";
     head.textContent = `${run.state}${percent} ${run.message || ""}`.trim();
@@ -122,26 +204,56 @@ function render() {
       image.src = api.apiURL(`/view?filename=${encodeURIComponent(file.filename)}&type=output&subfolder=`);
       image.title = `output/${file.filename}`;
       image.style.cssText = "max-width:100%;display:block;margin-top:4px";
-      item.append(image);
+      const name = document.createElement("div");
+      name.className = "runpod-output-name";
+      name.textContent = `output/${file.filename}`;
+      item.append(image, name);
     }
     return item;
   });
-  const title = document.createElement("strong");
-  title.textContent = "Runs on RunPod";
+  const title = document.createElement("div");
+  title.style.cssText = "display:flex;align-items:center";
+  const label = document.createElement("strong");
+  label.textContent = "Runs on RunPod";
+  label.style.flex = "1";
+  title.append(
+    label,
+    headerButton("Clear finished", "Remove the runs that ended from this list", clearFinished),
+    headerButton("×", "Close (the runs go on; the list shows again at the next run)", () => {
+      panelClosed = true;
+      panel().remove();
+    }),
+  );
   panel().replaceChildren(title, ...items);
 }
 
 // -- actions ------------------------------------------------------------------------
 
+// The widgets' own "control before/after generate" (a seed set to randomize, say), as
+// ComfyUI's Run applies them around queueing: before the graph is read, after it was sent.
+function widgetsCallback(name) {
+  const graphs = [app.graph, ...(app.graph?.subgraphs?.values?.() ?? [])];
+  for (const graph of graphs) {
+    for (const node of graph?.nodes ?? []) {
+      for (const widget of node.widgets ?? []) widget[name]?.({ isPartialExecution: false });
+    }
+  }
+  app.graph?.setDirtyCanvas(true, true);
+}
+
 async function runOnRunPod() {
   try {
     unmarkAll(); // the marks of an earlier failure or check
+    widgetsCallback("beforeQueued");
     const { output, workflow } = await app.graphToPrompt();
     const settings = app.extensionManager?.setting;
     const preview = Boolean(settings?.get("RunPod.Previews"));
     const timeout = Number(settings?.get("RunPod.ExecutionTimeout")) || 0;
     const { job_id: id, files, uploaded } = await bridge("POST", "/run", { prompt: output, workflow, preview, execution_timeout_s: timeout });
-    runs.set(id, { id, state: "IN_QUEUE", message: files.length ? `with ${files.length} input file(s)` : "" });
+    widgetsCallback("afterQueued");
+    panelClosed = false;
+    const submittedAt = new Date().toLocaleTimeString();
+    runs.set(id, { id, submittedAt, state: "IN_QUEUE", message: files.length ? `with ${files.length} input file(s)` : "" });
     render();
     const through = uploaded.length ? `; ${uploaded.join(", ")} went through your bucket (over RunPod's 10 MB limit)` : "";
     toast("info", "Run on RunPod", `job ${id} submitted${through}`);
@@ -243,16 +355,14 @@ async function checkAgainstEndpoint() {
 app.registerExtension({
   name: "RunPod.RunOnRunPod",
   settings: [
-    { id: "RunPod.EndpointId", category: ["RunPod", "Endpoint", "ID"], name: "Endpoint ID", type: "text",
-      defaultValue: "", onChange: (value) => value !== undefined && saveSetting("endpoint_id", value) },
+    // Kept by the bridge (bridge.py), not in ComfyUI's settings file: settingField.
+    { id: "RunPod.EndpointId", category: ["RunPod", "Endpoint", "ID"], name: "Endpoint ID",
+      type: settingField("endpoint_id"), defaultValue: "" },
     { id: "RunPod.BaseUrl", category: ["RunPod", "Endpoint", "Base URL"], name: "Base URL (instead of an ID, e.g. the local endpoint)",
-      type: "text", defaultValue: "", onChange: (value) => value !== undefined && saveSetting("base_url", value) },
-    { id: "RunPod.ApiKey", category: ["RunPod", "Endpoint", "API key"], name: "API key (kept by ComfyUI's server, never shown)",
-      type: "text", defaultValue: "", onChange: async (value) => {
-        if (!value || value === KEY_SET) return;
-        await saveSetting("api_key", value);
-        app.extensionManager?.setting?.set("RunPod.ApiKey", KEY_SET); // the page keeps no key
-      } },
+      type: settingField("base_url"), defaultValue: "" },
+    { id: "RunPod.ApiKey", category: ["RunPod", "Endpoint", "API key"],
+      name: "API key (kept by ComfyUI's server for this endpoint, never shown)",
+      type: settingField("api_key"), defaultValue: "" },
     { id: "RunPod.Previews", category: ["RunPod", "Run", "Previews"], name: "Show latent previews while sampling",
       type: "boolean", defaultValue: false },
     { id: "RunPod.ExecutionTimeout", category: ["RunPod", "Run", "Execution timeout"],

@@ -16,6 +16,7 @@ import boto3
 import pytest
 from PIL import Image
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -25,7 +26,7 @@ from tests.support.tools import GIT_IDENTITY
 from tests.support.workflows import REPO_ROOT, txt2img
 
 ARTIFACTS = REPO_ROOT / ".local" / "artifacts"
-KEY_SET = "(kept by ComfyUI's server)"
+KEY_KEPT = "kept: type a new key to replace it"
 BUTTON = "[aria-label='Run this workflow on your RunPod endpoint']"
 MISSING = "#8a3333"  # the extension's mark on a node the endpoint cannot run
 FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
@@ -100,10 +101,8 @@ def editor(browser: WebDriver, designer, endpoint, request) -> WebDriver:
         lambda b: b.execute_script("return !!(window.app?.graph && window.app?.extensionManager?.setting)")
     )
     WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, BUTTON))
-    set_setting(browser, "RunPod.BaseUrl", endpoint[0])
-    set_setting(browser, "RunPod.ApiKey", API_KEY)
+    configure(designer, base_url=endpoint[0], api_key=API_KEY)
     set_setting(browser, "RunPod.ExecutionTimeout", 0)
-    WebDriverWait(browser, 10).until(lambda b: bridge_settings(designer)["has_key"])
     yield browser
     browser.save_screenshot(str(ARTIFACTS / f"editor-{request.node.name}.png"))
 
@@ -114,6 +113,15 @@ def set_setting(browser: WebDriver, setting: str, value: str) -> None:
 
 def bridge_settings(designer) -> dict:
     with urllib.request.urlopen(f"http://{designer.host}/runpod/settings") as response:
+        return json.load(response)
+
+
+def configure(designer, **settings: str) -> dict:
+    """What the settings fields send the bridge (test_typing_the_settings types them)."""
+    request = urllib.request.Request(
+        f"http://{designer.host}/runpod/settings", json.dumps(settings).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request) as response:
         return json.load(response)
 
 
@@ -140,7 +148,6 @@ def run_and_wait(editor: WebDriver, final: str, timeout_s: float = 90) -> dict:
 
 def test_a_workflow_runs_on_the_endpoint_with_progress_and_its_output_lands_in_output(editor, designer, endpoint):
     assert bridge_settings(designer) == {"endpoint_id": "", "base_url": endpoint[0], "has_key": True}
-    assert editor.execute_script("return window.app.extensionManager.setting.get('RunPod.ApiKey')") == KEY_SET
     set_setting(editor, "RunPod.Previews", True)
     load(editor, txt2img(steps=40, size=64, seed=707))
     # The button beside Queue (clicked as a script: a toast may cover it).
@@ -191,13 +198,13 @@ def test_several_runs_are_in_flight_each_listed_and_cancelled_from_the_editor(ed
     WebDriverWait(editor, 30).until(lambda b: [run["state"] for run in runs(b)] == ["CANCELLED", "CANCELLED"])
 
 
-def test_a_missing_model_and_a_wrong_key_say_what_is_wrong(editor):
+def test_a_missing_model_and_a_wrong_key_say_what_is_wrong(editor, designer):
     load(editor, txt2img(seed=709, checkpoint="absent-model.safetensors"))
     failed = run_and_wait(editor, "FAILED")
     assert "absent-model.safetensors" in failed["text"] and "node 4" in failed["text"], failed
     assert editor.execute_script("return window.app.graph.getNodeById(4).bgcolor") == MISSING, "marked on the node"
 
-    set_setting(editor, "RunPod.ApiKey", "wrong-key")
+    configure(designer, api_key="wrong-key")
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
     WebDriverWait(editor, 30).until(
         lambda b: "refused the API key (HTTP 401)" in b.find_element(By.TAG_NAME, "body").text
@@ -223,8 +230,8 @@ def test_a_node_type_the_endpoint_lacks_is_named_with_its_package(editor):
     assert editor.execute_script("return window.app.graph.getNodeById(20).bgcolor") == MISSING, "marked on the node"
 
 
-def test_an_unreachable_endpoint_says_so_before_anything_runs(editor):
-    set_setting(editor, "RunPod.BaseUrl", "http://127.0.0.1:9/v2/nowhere")
+def test_an_unreachable_endpoint_says_so_before_anything_runs(editor, designer):
+    configure(designer, base_url="http://127.0.0.1:9/v2/nowhere", api_key=API_KEY)
     load(editor, txt2img(steps=1, size=64, seed=716))
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
     WebDriverWait(editor, 30).until(lambda b: "is unreachable" in b.find_element(By.TAG_NAME, "body").text)
@@ -241,7 +248,7 @@ def test_check_marks_what_the_endpoint_lacks_before_anything_runs(editor):
     assert runs(editor) == [], "nothing was submitted"
 
 
-def test_a_timeout_and_an_output_too_large_say_what_to_do(editor, small_results_endpoint, comfyui):
+def test_a_timeout_and_an_output_too_large_say_what_to_do(editor, designer, small_results_endpoint, comfyui):
     set_setting(editor, "RunPod.ExecutionTimeout", 2)
     load(editor, txt2img(steps=400, seed=711))
     timed_out = run_and_wait(editor, "TIMED_OUT")
@@ -252,7 +259,7 @@ def test_a_timeout_and_an_output_too_large_say_what_to_do(editor, small_results_
     editor.refresh()
     WebDriverWait(editor, 120).until(lambda b: b.execute_script("return !!window.app?.extensionManager?.setting"))
     set_setting(editor, "RunPod.ExecutionTimeout", 0)
-    set_setting(editor, "RunPod.BaseUrl", small_results_endpoint)
+    configure(designer, base_url=small_results_endpoint, api_key=API_KEY)
     load(editor, txt2img(steps=2, size=64, seed=712))
     too_large = run_and_wait(editor, "FAILED")
     assert "MAX_RESPONSE_BYTES" in too_large["text"] and "Environment Variables" in too_large["text"], too_large
@@ -290,10 +297,128 @@ def test_outputs_an_endpoint_puts_in_its_bucket_are_downloaded_into_output(edito
         region_name="us-east-1",
     ).Bucket(env["BUCKET_NAME"])  # fmt: skip
     in_bucket = {item.key for item in bucket.objects.all()}
-    set_setting(editor, "RunPod.BaseUrl", base_url)
+    configure(designer, base_url=base_url, api_key=API_KEY)
     before = set((designer.base_dir / "output").glob("*.png"))
     load(editor, txt2img(steps=2, size=64, seed=714))
     done = run_and_wait(editor, "COMPLETED")
     [saved] = set((designer.base_dir / "output").glob("*.png")) - before
     [uploaded] = {item.key for item in bucket.objects.all()} - in_bucket  # the output went by URL
     assert done["images"] == 1 and saved.read_bytes() == bucket.Object(uploaded).get()["Body"].read(), done
+
+
+def open_runpod_settings(editor: WebDriver) -> None:
+    editor.execute_script("return window.app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
+    category = "//li[contains(@class, 'p-listbox-option') and normalize-space() = 'RunPod']"
+    WebDriverWait(editor, 20).until(lambda b: b.find_elements(By.XPATH, category))
+    editor.find_element(By.XPATH, category).click()
+    WebDriverWait(editor, 20).until(lambda b: b.find_elements(By.ID, "runpod-setting-api_key"))
+
+
+def error_toasts(editor: WebDriver) -> list[str]:
+    return editor.execute_script(
+        "return [...document.querySelectorAll('.p-toast-message-error')].map(t => t.innerText)"
+    )
+
+
+def test_typing_the_settings_saves_each_once_and_keeps_the_key_as_typed(editor, designer, endpoint):
+    """14, 15: a person types the base URL and the key key by key: nothing is saved or checked
+    per keystroke, the field is never rewritten while typed in, and the key is kept exactly."""
+    configure(designer, base_url="", endpoint_id="")
+    editor.refresh()
+    WebDriverWait(editor, 120).until(lambda b: b.execute_script("return !!window.app?.extensionManager?.setting"))
+    open_runpod_settings(editor)
+    base_url = editor.find_element(By.ID, "runpod-setting-base_url")
+    assert base_url.get_attribute("value") == ""
+    base_url.click()
+    for character in endpoint[0]:
+        base_url.send_keys(character)
+        assert error_toasts(editor) == [], "nothing is checked while typing"
+    assert bridge_settings(designer)["base_url"] == "", "nor saved"
+
+    key = editor.find_element(By.ID, "runpod-setting-api_key")
+    assert key.get_attribute("type") == "password"
+    key.click()  # leaving the base URL's field saves it, once
+    WebDriverWait(editor, 10).until(lambda _: bridge_settings(designer)["base_url"] == endpoint[0])
+    for character in API_KEY:
+        key.send_keys(character)
+        assert key.get_attribute("value") == API_KEY[: len(key.get_attribute("value"))], "never rewritten"
+    assert key.get_attribute("value") == API_KEY
+    key.send_keys(Keys.ENTER)
+
+    WebDriverWait(editor, 10).until(lambda _: bridge_settings(designer)["has_key"])
+    stored = json.loads((designer.base_dir / "user" / "runpod_run.json").read_text())
+    assert stored["keys"] == {endpoint[0]: API_KEY}, "the key exactly as typed, for this endpoint"
+    WebDriverWait(editor, 10).until(lambda _: key.get_attribute("placeholder") == KEY_KEPT)
+    assert key.get_attribute("value") == "" and error_toasts(editor) == []
+    editor.save_screenshot(str(ARTIFACTS / "editor-settings-typed.png"))
+
+    editor.refresh()  # what a person sees next time: the URL, and a key kept but not shown
+    WebDriverWait(editor, 120).until(lambda b: b.execute_script("return !!window.app?.extensionManager?.setting"))
+    open_runpod_settings(editor)
+    WebDriverWait(editor, 10).until(
+        lambda b: b.find_element(By.ID, "runpod-setting-base_url").get_attribute("value") == endpoint[0]
+    )
+    assert editor.find_element(By.ID, "runpod-setting-api_key").get_attribute("placeholder") == KEY_KEPT
+    assert API_KEY not in editor.page_source
+    editor.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    load(editor, txt2img(steps=1, size=64, seed=717))
+    run_and_wait(editor, "COMPLETED")  # the typed key works
+
+
+def test_a_base_url_typed_wrong_is_refused_once_when_left(editor, designer):
+    open_runpod_settings(editor)
+    base_url = editor.find_element(By.ID, "runpod-setting-base_url")
+    base_url.click()
+    base_url.send_keys(Keys.CONTROL, "a")
+    for character in "ftp://example.com":
+        base_url.send_keys(character)
+    assert error_toasts(editor) == []
+    base_url.send_keys(Keys.TAB)
+    WebDriverWait(editor, 10).until(lambda b: len(error_toasts(b)) == 1)
+    assert "must start with http:// or https://" in error_toasts(editor)[0]
+    assert base_url.get_attribute("value") == "ftp://example.com", "what was typed stays, to be corrected"
+
+
+def test_a_randomized_seed_changes_between_runs_as_with_run(editor, designer):
+    """17: "control after generate: randomize" gives each run a new seed, as ComfyUI's Run does."""
+    load(editor, txt2img(steps=1, size=64, seed=718))
+    control = "return window.app.graph.getNodeById(3).widgets.find(w => w.name === 'control_after_generate')"
+    editor.execute_script(control + ".value = 'randomize'")
+    seed = "return window.app.graph.getNodeById(3).widgets.find(w => w.name === 'seed').value"
+    sent = []
+    for _ in range(2):
+        before = editor.execute_script(seed)
+        done = run_and_wait(editor, "COMPLETED")
+        with urllib.request.urlopen(f"http://{designer.host}/history/{done['id']}") as response:
+            [entry] = json.load(response).values()
+        sent.append(entry["prompt"][2]["3"]["inputs"]["seed"])
+        assert sent[-1] == before, "the run sends the seed the widget showed"
+        assert editor.execute_script(seed) != before, "then the widget gets a new one"
+        editor.execute_script("document.querySelector('.runpod-panel-button').click()")  # Clear finished
+    assert sent[0] != sent[1]
+
+
+def test_the_runs_panel_leaves_comfyuis_controls_free_and_can_be_cleared_and_closed(editor):
+    """24: the panel covered the minimap and the zoom bar, could not be closed or cleared, and its
+    entries said neither which job nor when."""
+    load(editor, txt2img(steps=1, size=64, seed=719))
+    done = run_and_wait(editor, "COMPLETED")
+    rect = "return JSON.stringify(document.querySelector(arguments[0])?.getBoundingClientRect() ?? null)"
+    panel = json.loads(editor.execute_script(rect, "#runpod-runs"))
+    for control in (".minimap-main-container", BUTTON):
+        other = json.loads(editor.execute_script(rect, control))
+        if other is not None and other["width"]:
+            apart = panel["right"] <= other["left"] or other["right"] <= panel["left"] or \
+                panel["bottom"] <= other["top"] or other["bottom"] <= panel["top"]  # fmt: skip
+            assert apart, (control, panel, other)
+    assert done["id"][:13] in done["text"] and ":" in done["text"], "the job id and the time"
+    assert "output/" in done["text"], "the saved file's name"
+    editor.save_screenshot(str(ARTIFACTS / "editor-runs-panel.png"))
+
+    editor.execute_script("document.querySelector('.runpod-panel-button').click()")  # Clear finished
+    assert runs(editor) == [] and not editor.find_elements(By.ID, "runpod-runs")
+    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
+    WebDriverWait(editor, 30).until(lambda b: runs(b))
+    editor.execute_script("[...document.querySelectorAll('.runpod-panel-button')].pop().click()")  # ×
+    time.sleep(2)  # two polls: the closed panel stays closed
+    assert not editor.find_elements(By.ID, "runpod-runs")

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from comfy_worker.errors import (
     ERROR_MESSAGE_MAX_CHARS,
     LISTED_PROBLEMS,
@@ -8,6 +10,7 @@ from comfy_worker.errors import (
     InternalError,
     InvalidJobInput,
     error_result,
+    hide_paths,
 )
 
 
@@ -56,3 +59,22 @@ def test_an_unexpected_os_error_names_no_machine_path():
         "internal error in the worker: FileNotFoundError: No such file or directory "
         "(the worker's log has the traceback)"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "[Errno 36] File name too long: '/tmp/x/comfyui/output/pp_00001_.png.writing'",
+            "[Errno 36] File name too long: 'pp_00001_.png.writing'",
+        ),
+        ('File "/comfyui/nodes.py", line 1620, in save_images', 'File "nodes.py", line 1620, in save_images'),
+        (
+            "could not fetch https://cdn.example.com/a/b.png: HTTP 404",
+            "could not fetch https://cdn.example.com/a/b.png: HTTP 404",
+        ),
+        ("ratio 1/2 and a/b/c stay", "ratio 1/2 and a/b/c stay"),
+    ],
+)
+def test_24_machine_paths_are_shortened_to_file_names(text, shown):
+    assert hide_paths(text) == shown
