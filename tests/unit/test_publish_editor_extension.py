@@ -51,3 +51,25 @@ def test_the_branch_holds_the_folder_at_its_root_and_moves_only_when_the_folder_
     assert git(tmp_path, "log", "-1", "--format=%s", "editor-extension").endswith(
         git(tmp_path, "rev-parse", "--short", "HEAD")
     )
+
+
+def test_the_documented_install_by_copy_installs_the_extension_from_the_repository_as_published(tmp_path):
+    """16: the docs lead with a route that needs no published branch: the commands of
+    docs/editor.md's install block, run against a clone of this working tree."""
+    published = tmp_path / "published"
+    git(tmp_path, "clone", "-q", "--no-local", str(REPO_ROOT), str(published))
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "custom_nodes").mkdir(parents=True)
+    docs = (REPO_ROOT / "docs" / "editor.md").read_text()
+    block = docs.split("<!-- install-by-copy -->\n```bash\n", 1)[1].split("```", 1)[0]
+    script = (
+        block.replace("https://github.com/<owner>/<repository>", str(published))
+        .replace("/path/to/ComfyUI", str(comfyui))
+        .replace("/tmp/comfyui-worker", str(tmp_path / "comfyui-worker"))
+    )
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, capture_output=True)
+
+    installed = comfyui / "custom_nodes" / "runpod-run"
+    assert (installed / "__init__.py").is_file() and (installed / "bridge.py").is_file()
+    assert (installed / "web" / "runpod_run.js").is_file()
+    assert not (tmp_path / "comfyui-worker").exists(), "the clone is removed"
