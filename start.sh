@@ -18,7 +18,8 @@
 # MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
 # MODEL_CACHE_DIR (models fetched by jobs; default /runpod-volume/model-cache with a volume,
 # else /tmp/comfy-model-cache),
-# SERVE_API_LOCALLY (true: the SDK's local HTTP API on port 8000 for development).
+# SERVE_API_LOCALLY (true: the SDK's local HTTP API on port 8000 for development),
+# SHUTDOWN_GRACE_S (25: how long a SIGTERM lets the jobs in flight run on; see shut_down).
 # Arguments are passed to rp_handler.py (e.g. --test_input '{...}').
 set -euo pipefail
 

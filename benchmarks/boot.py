@@ -11,8 +11,8 @@ The cuts (README, "What the worker cuts from ComfyUI's boot"):
 - bytecode: the image compiles every module at build time (Dockerfile step 7); here
   one copy of the code is compiled and the plain copy never is (the runs do not write
   bytecode), as in a fresh container of an image built without the step.
-- API nodes off (`--disable-api-nodes`, start.sh unless COMFY_API_NODES=true).
-- the database in memory (`--database-url sqlite:///:memory:`, ComfyUI/launch.args).
+- API nodes off (`--disable-api-nodes`, start.sh unless COMFY_API_NODES=true), with
+  the rest of ComfyUI/launch.args (the worker's launch).
 
 `measure_image` runs the same comparison in fresh containers of the built image
 (tests/container/image_build.py prints it).
@@ -64,8 +64,7 @@ PLAIN_FLAGS: tuple[str, ...] = ()
 CONFIGS = [
     Config("plain `main.py --cpu`", False, PLAIN_FLAGS),
     Config("+ bytecode compiled at build", True, PLAIN_FLAGS),
-    Config("+ API nodes off", True, ("--disable-api-nodes",)),
-    Config("+ database in memory (the worker's launch)", True, (*LAUNCH_FLAGS, "--disable-api-nodes")),
+    Config("+ API nodes off (the worker's launch)", True, (*LAUNCH_FLAGS, "--disable-api-nodes")),
 ]
 
 
@@ -202,7 +201,7 @@ def measure(quick: bool = False) -> BootResults:
 
 
 # In the built image: ComfyUI alone in a fresh container, with the cuts and without
-# (bytecode removed before the start, API nodes loaded, the database on disk).
+# (bytecode removed before the start, API nodes loaded).
 IMAGE_CONFIGS = [
     Config("image, cuts off", False, ()),
     Config("image, the worker's launch", True, ("--disable-api-nodes",)),
@@ -239,8 +238,8 @@ def image_section(results: BootResults) -> str:
     summary = ", ".join(f"{sooner(results, cache, off, on):.0%} sooner with a {cache} cache" for cache in caches)
     return (
         "ComfyUI's first start in a fresh container of the image (ComfyUI alone, --cpu; seconds from `docker run`). "
-        "Cuts off: the image's bytecode removed from /comfyui before the start, API nodes loaded, the database on "
-        f"disk. With the worker's launch, ComfyUI answers {summary}.\n\n" + render(results)
+        "Cuts off: the image's bytecode removed from /comfyui before the start, and API nodes loaded. "
+        f"With the worker's launch, ComfyUI answers {summary}.\n\n" + render(results)
     )
 
 

@@ -8,7 +8,9 @@ URL) is written to --out as `<job id>-<node id>-<file name>`, so runs never
 overwrite each other. Without --job it runs test_input.json's txt2img on the local
 tiny checkpoint, changed so it finishes in seconds on a CPU: the checkpoint is the
 generated noise model, the image is 128x128 and the sampler takes 4 steps. A --job
-file (`{"input": {...}}`, as for --test_input) runs as written.
+file runs as written: a job (`{"input": {...}}`, as for --test_input) or a bare
+workflow (API or UI format), as `comfy-client run` takes them. A file that cannot be
+read and Ctrl-C end it with one line, exit status 2 and 130.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from make_tiny_checkpoint import CHECKPOINT_NAME  # beside this script
 from runpod.serverless.modules.rp_job import run_job
 
-from client.api import save_outputs
+from client.api import job_input_from_files, save_outputs
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from rp_handler import configure_logging
@@ -69,11 +71,22 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging()
     if args.job:
-        job = json.loads(args.job.read_text())
+        try:
+            job = {"input": job_input_from_files(args.job)}
+        except OSError as error:
+            log.error("--job %s cannot be read: %s", args.job, error.strerror)
+            return 2
+        except ValueError as error:
+            log.error("--job %s is not JSON: %s", args.job, error)
+            return 2
     else:
         job = local_job(json.loads((REPO_ROOT / "test_input.json").read_text()))
     job["id"] = f"local-{uuid.uuid4().hex[:8]}"
-    return save_result(asyncio.run(run(job)), job["id"], args.out)
+    try:
+        return save_result(asyncio.run(run(job)), job["id"], args.out)
+    except KeyboardInterrupt:
+        log.error("stopped (Ctrl-C)")
+        return 130
 
 
 if __name__ == "__main__":

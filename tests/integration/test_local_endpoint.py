@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import psutil
 import pytest
@@ -272,6 +273,37 @@ def test_a_local_run_saves_its_outputs_under_unique_names(comfyui, tmp_path):
     for path in saved:
         assert path.name.startswith("local-") and "-9-" in path.name
         assert Image.open(path).size == (128, 128)
+
+
+def test_22_a_local_run_says_in_one_line_what_is_wrong_with_its_job_file(comfyui, tmp_path):
+    env = {**os.environ, **comfyui.env()}
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "bare.json").write_text(json.dumps(empty_image(color=0x0A0B0C)))
+
+    def run_local(job: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "scripts/dev/run_local_job.py", "--job", str(job), "--out", str(tmp_path / "out")]
+        return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    for job, said in (
+        (tmp_path / "missing.json", "cannot be read: No such file or directory"),
+        (tmp_path / "bad.json", "is not JSON"),
+    ):
+        result = run_local(job)
+        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+    bare = run_local(tmp_path / "bare.json")  # a workflow without {"input": ...}, as comfy-client takes it
+    assert bare.returncode == 0, bare.stderr[-2000:]
+    [saved] = (tmp_path / "out").iterdir()
+    assert Image.open(saved).getpixel((0, 0)) == (10, 11, 12)
+
+    (tmp_path / "long.json").write_text(json.dumps({"input": {"workflow": txt2img(steps=400, seed=25)}}))
+    command = [sys.executable, "scripts/dev/run_local_job.py", "--job", str(tmp_path / "long.json")]
+    process = subprocess.Popen([*command, "--out", str(tmp_path / "out")], cwd=REPO_ROOT, env=env,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_until(lambda: comfy_queue(comfyui)["queue_running"], 120)  # the job runs in ComfyUI
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "stopped (Ctrl-C)" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    wait_until(lambda: not comfy_queue(comfyui)["queue_running"], 60)  # and its prompt was stopped
 
 
 def test_a_taken_port_is_named_and_the_endpoint_exits(tmp_path):
