@@ -10,6 +10,10 @@ when another program answered meanwhile), or after
 COMFY_READY_TIMEOUT_S of a live process that never answers. With no PID file it
 cannot tell death from slowness and simply waits up to the timeout.
 
+`lost()` says whether the ComfyUI that answered (the one the jobs in flight were sent to)
+is gone: start.sh may already have started a new one, whose PID the file then names,
+but the prompts died with the old one, and the jobs must say so at once.
+
 `kill` is the last resort for a prompt that ignores interrupts: it ends ComfyUI
 (SIGKILL, so the GPU is free at once) and expects start.sh, which supervises it, to
 start a new one: for RESTART_WAIT_S the killed process reads as UNKNOWN rather than
@@ -56,6 +60,7 @@ class ComfyProcess:
     def __init__(self, pid_file: Path):
         self.pid_file = pid_file
         self._killed: tuple[int, float] | None = None  # (pid, until when a restart is awaited)
+        self._answered: int | None = None  # the PID of the ComfyUI that answered last
 
     def _pid(self) -> int | None:
         try:
@@ -88,6 +93,7 @@ class ComfyProcess:
         """Tell start.sh that this ComfyUI came up: should it die later, it is restarted."""
         pid = self._pid()
         if pid is not None and pid > 0:
+            self._answered = pid
             self._write_note(self.answered_file, pid)
 
     def kill(self) -> bool:
@@ -133,6 +139,20 @@ class ComfyProcess:
 
     def is_dead(self) -> bool:
         return self.liveness() is Liveness.DEAD
+
+    def lost(self) -> bool:
+        """Whether the ComfyUI the jobs were sent to is gone: the file's process is dead, or
+        the one that answered died (not on purpose: `kill` awaits its successor) whatever the
+        file names now."""
+        if self.is_dead():
+            return True
+        pid = self._answered
+        if pid is None or pid == self._pid() or (self._killed is not None and self._killed[0] == pid):
+            return False
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
 
     def death_error(self) -> ComfyUnavailable:
         return ComfyUnavailable(

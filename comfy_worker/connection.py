@@ -95,7 +95,7 @@ class ComfyConnection:
         return self.process.kill()
 
     async def drop_if_dead(self) -> None:
-        if self.process.is_dead():
+        if self.process.lost():
             await self._forget()
 
     async def close(self) -> None:

@@ -171,7 +171,10 @@ async def _finished(comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEv
 async def _reconnect(router: EventRouter, comfy_died: Callable[[], bool], closed_generation: int) -> None:
     for _ in range(RECONNECT_ATTEMPTS):
         if comfy_died():
-            raise ComfyUnavailable("ComfyUI exited during the job (its process is gone); see its log for the cause")
+            raise ComfyUnavailable(
+                "ComfyUI died during the job (killed, or out of memory?): its log says why; the worker's next "
+                "ComfyUI serves later jobs"
+            )
         try:
             await router.reconnect(closed_generation)
             return

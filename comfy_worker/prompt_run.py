@@ -244,7 +244,7 @@ class PromptRun:
             assert self.events is not None
             try:
                 await wait_for_prompt(
-                    self.comfy, self.events, on_event, self.comfyui.process.is_dead, self.settings.event_silence_check_s
+                    self.comfy, self.events, on_event, self.comfyui.process.lost, self.settings.event_silence_check_s
                 )
                 return
             except (ComfyUnavailable, ComfyError) as error:

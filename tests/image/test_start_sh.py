@@ -262,3 +262,21 @@ def test_a_job_that_outlasts_the_shutdown_grace_fails_naming_the_shutdown(tmp_pa
     status = info.value.status
     assert status["output"]["error_type"] == "worker_shut_down", status
     assert "SHUTDOWN_GRACE_S" in status["error"] and "send the job again" in status["error"]
+
+
+def test_23_a_comfyui_killed_mid_job_is_named_though_start_sh_starts_a_new_one(tmp_path):
+    log_file = tmp_path / "endpoint.log"
+    with running_endpoint(start_sh_endpoint_env(tmp_path, grace_s=5), log_file, "bash start.sh", 180) as base_url:
+        client = EndpointClient(base_url, API_KEY)
+        job_id = client.submit({"workflow": txt2img(steps=400, seed=34)})
+        wait_until(lambda: step_of(client, job_id) >= 1, 120, "the sampler")
+        start_sh = psutil.Process(start_sh_pid(log_file))
+        [comfyui] = [child for child in start_sh.children() if "main.py" in " ".join(child.cmdline())]
+        comfyui.kill()  # out of memory, say
+
+        with pytest.raises(JobFailed) as info:
+            client.wait(job_id, poll_interval_s=0.1)
+
+    status = info.value.status
+    assert status["output"]["error_type"] == "comfyui_unavailable", status
+    assert "ComfyUI died during the job" in status["error"], status["error"]

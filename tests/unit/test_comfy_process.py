@@ -40,6 +40,28 @@ def test_process_states(tmp_path):
     assert process.liveness() is Liveness.DEAD
 
 
+def test_23_the_comfyui_that_answered_is_lost_once_it_dies_though_a_new_one_runs(tmp_path):
+    """start.sh restarts a ComfyUI that died at once, so the PID file names a live process;
+    the jobs sent to the one that died must still learn of its death."""
+    pid_file = tmp_path / "comfy.pid"
+    process = ComfyProcess(pid_file)
+    first, second = (subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) for _ in range(2))
+    try:
+        pid_file.write_text(str(first.pid))
+        process.note_answered()
+        assert not process.lost()
+        first.kill()
+        first.wait()
+        pid_file.write_text(str(second.pid))  # start.sh's new ComfyUI
+        assert not process.is_dead() and process.lost()
+        process.note_answered()  # the worker connects to the new one
+        assert not process.lost()
+    finally:
+        for child in (first, second):
+            child.kill()
+            child.wait()
+
+
 async def test_fails_at_once_when_the_process_is_dead(tmp_path):
     child = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
     await child.wait()
