@@ -3,7 +3,8 @@
 // see its outputs or its error, cancel it, and list recent jobs. Inputs that would pass RunPod's request limit go through the local
 // endpoint's bucket, when it has one, and are sent as URLs.
 // Plain browser JavaScript, no dependencies. The API key lives only in the input
-// field and this module's memory; nothing is stored in the browser.
+// field and this module's memory. The recent jobs (id, endpoint, time, state: never a
+// key or an output) are kept in the browser's localStorage, so a reload keeps the list.
 
 import { readForm, recall, remember, renderForm } from "./forms.js";
 
@@ -11,6 +12,8 @@ const RUNPOD_API = "https://api.runpod.ai/v2";
 const FINAL_STATES = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
 const OUTPUT_LISTS = ["images", "videos", "audio", "files"];
 const POLL_MS = 500;
+const REMEMBERED_JOBS = 50; // the recent jobs kept across reloads
+const JOBS_KEY = "comfyui-worker.recent-jobs";
 
 const $ = (id) => document.getElementById(id);
 let config = { endpointId: "local", keyRequired: false, served: false };
@@ -20,6 +23,29 @@ let ticks = 0;
 let namedWorkflows = []; // the endpoint's answer to {"list": "workflows"}
 
 // -- talking to the endpoint ---------------------------------------------------
+
+// A stored job's endpoint, with the key typed now (keys are never stored).
+function storedConnection(stored) {
+  return { base: stored.base, key: $("api-key").value.trim(), local: stored.local };
+}
+
+function rememberJobs() {
+  const kept = [...jobs.values()].slice(-REMEMBERED_JOBS).map((job) => ({
+    id: job.id, base: job.connection.base, local: Boolean(job.connection.local),
+    submittedAt: job.submittedAt.toISOString(), status: job.status,
+  }));
+  try { localStorage.setItem(JOBS_KEY, JSON.stringify(kept)); } catch { /* storage off or full: the list lives in this page */ }
+}
+
+function recallJobs() {
+  let kept = [];
+  try { kept = JSON.parse(localStorage.getItem(JOBS_KEY) || "[]"); } catch { kept = []; }
+  for (const stored of Array.isArray(kept) ? kept : []) {
+    if (!stored?.id || !stored.base) continue;
+    jobs.set(stored.id, { id: stored.id, connection: storedConnection(stored), status: stored.status,
+      submittedAt: new Date(stored.submittedAt), last: { id: stored.id, status: stored.status } });
+  }
+}
 
 function connection() {
   const key = $("api-key").value.trim();
@@ -34,7 +60,8 @@ function connection() {
 
 async function call(conn, method, path, body) {
   const headers = { "Content-Type": "application/json" };
-  if (conn.key) headers.Authorization = `Bearer ${conn.key}`;
+  const key = conn.key || $("api-key").value.trim(); // a job kept across a reload: the key typed since
+  if (key) headers.Authorization = `Bearer ${key}`;
   const response = await fetch(conn.base + path, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -189,10 +216,13 @@ async function submit() {
     $("submit-note").hidden = !notes.length;
     const { id, status } = await call(conn, "POST", "/run", { input });
     jobs.set(id, { id, connection: conn, status, submittedAt: new Date(), last: { id, status } });
+    rememberJobs();
     show(id);
+    $("job-panel").scrollIntoView({ block: "start" });
   } catch (error) {
     problem.textContent = error.message;
     problem.hidden = false;
+    problem.scrollIntoView({ block: "center" }); // below a long form, out of sight otherwise
   } finally {
     $("submit").disabled = false;
   }
@@ -229,8 +259,10 @@ async function tick() {
 // -- rendering -------------------------------------------------------------------
 
 function update(job, status) {
+  const changed = job.status !== status.status;
   job.status = status.status;
   job.last = status;
+  if (changed) rememberJobs();
   renderRecent();
   if (job.id === shownId) renderJob(job);
 }
@@ -240,8 +272,10 @@ function show(id) {
   $("job-panel").hidden = false;
   $("outputs").replaceChildren();
   $("preview").hidden = true;
-  renderJob(jobs.get(id));
+  const job = jobs.get(id);
+  renderJob(job);
   renderRecent();
+  if (!job.last.output && job.status !== "EXPIRED") poll(job); // one kept across a reload: its result
 }
 
 function renderJob(job) {
@@ -319,7 +353,15 @@ function renderOutputs(output) {
       element[element.tagName === "A" ? "href" : "src"] = src;
       const figure = document.createElement("figure");
       const caption = document.createElement("figcaption");
-      caption.textContent = `${entry.filename} (node ${entry.node_id})`;
+      caption.textContent = `${entry.filename} (node ${entry.node_id}) `;
+      if (element.tagName !== "A") {
+        const download = document.createElement("a");
+        download.className = "download";
+        download.textContent = "download";
+        download.href = src;
+        download.download = entry.filename;
+        caption.append(download);
+      }
       figure.append(element, caption);
       figures.push(figure);
     }
@@ -368,6 +410,8 @@ async function start() {
     if (event.dataTransfer.files[0]) readDroppedFile(event.dataTransfer.files[0]);
   });
   if (config.keyRequired) $("api-key").placeholder = "this endpoint needs its key";
+  recallJobs();
+  renderRecent();
   document.body.dataset.ready = "true";
   tick();
   if (config.served && !config.keyRequired) loadWorkflows(); // this endpoint answers without a key

@@ -323,6 +323,7 @@ def error_toasts(editor: WebDriver) -> list[str]:
 def test_typing_the_settings_saves_each_once_and_keeps_the_key_as_typed(editor, designer, endpoint):
     """14, 15: a person types the base URL and the key key by key: nothing is saved or checked
     per keystroke, the field is never rewritten while typed in, and the key is kept exactly."""
+    configure(designer, base_url=endpoint[0], api_key="")  # no key kept for it yet
     configure(designer, base_url="", endpoint_id="")
     editor.refresh()
     WebDriverWait(editor, 120).until(lambda b: b.execute_script("return !!window.app?.extensionManager?.setting"))
@@ -347,7 +348,7 @@ def test_typing_the_settings_saves_each_once_and_keeps_the_key_as_typed(editor, 
 
     WebDriverWait(editor, 10).until(lambda _: bridge_settings(designer)["has_key"])
     stored = json.loads((designer.base_dir / "user" / "runpod_run.json").read_text())
-    assert stored["keys"] == {endpoint[0]: API_KEY}, "the key exactly as typed, for this endpoint"
+    assert stored["keys"][endpoint[0]] == API_KEY, "the key exactly as typed, for this endpoint"
     WebDriverWait(editor, 10).until(lambda _: key.get_attribute("placeholder") == KEY_KEPT)
     assert key.get_attribute("value") == "" and error_toasts(editor) == []
     editor.save_screenshot(str(ARTIFACTS / "editor-settings-typed.png"))

@@ -234,3 +234,46 @@ def test_a_run_from_the_form_uses_its_values_and_the_form_remembers_them(page, e
     choose_txt2img(page)
     assert page.find_element(By.ID, "param-prompt").get_property("value") == prompt, "remembered in the page"
     assert page.find_element(By.ID, "param-steps").get_property("value") == "3"
+
+
+def in_view(page: WebDriver, element_id: str) -> bool:
+    return page.execute_script(
+        "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return r.height > 0 && r.top >= 0 && r.top < window.innerHeight;",
+        element_id,
+    )
+
+
+def test_18_the_refusal_and_the_job_come_into_view_each_output_downloads_and_a_reload_keeps_the_list(page):
+    page.set_window_size(1280, 700)  # a laptop's screen: the form is longer than it
+    try:
+        choose_txt2img(page)
+        set_value(page, "#param-steps", "1000")
+        page.find_element(By.ID, "submit").click()
+        WebDriverWait(page, 10).until(lambda p: p.find_element(By.ID, "submit-error").is_displayed())
+        assert in_view(page, "submit-error"), "the refusal is brought into view"
+
+        set_value(page, "#param-steps", "2")
+        for name, value in {"width": "64", "height": "64"}.items():
+            set_value(page, f"#param-{name}", value)
+        Select(page.find_element(By.ID, "param-checkpoint")).select_by_value(CHECKPOINT_NAME)
+        page.execute_script("window.scrollTo(0, 0)")
+        page.find_element(By.ID, "submit").click()
+        WebDriverWait(page, 10).until(lambda p: p.find_element(By.ID, "job-panel").is_displayed())
+        assert in_view(page, "job-panel"), "the job's panel is brought into view"
+        WebDriverWait(page, 120).until(lambda p: state(p) == "COMPLETED")
+        job_id = page.find_element(By.ID, "job-id").text
+        download = page.find_element(By.CSS_SELECTOR, "#outputs figcaption a.download")
+        name = download.get_attribute("download")
+        assert name.endswith(".png") and download.get_attribute("href").startswith("data:image/png;base64,")
+
+        page.refresh()
+        WebDriverWait(page, 10).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
+        page.find_element(By.ID, "api-key").send_keys(API_KEY)
+        kept = page.find_element(By.CSS_SELECTOR, f"#recent-jobs li[data-job-id='{job_id}']")
+        assert "COMPLETED" in kept.text, "the list survives the reload"
+        kept.click()
+        WebDriverWait(page, 30).until(lambda p: p.find_elements(By.CSS_SELECTOR, "#outputs img"))
+        assert state(page) == "COMPLETED" and API_KEY not in page.execute_script("return JSON.stringify(localStorage)")
+    finally:
+        page.set_window_size(1280, 1100)
