@@ -219,9 +219,14 @@ def image_run(image: str) -> Callable[[Config], BootRun]:
             else "find /comfyui -path /comfyui/models -prune -o -name __pycache__ -prune -exec rm -rf {} +; "
         )
         script = f"{uncompiled}cd /comfyui && exec python main.py --cpu --listen 127.0.0.1 --port {port} {launch}"
-        docker_run = ["docker", "run", "--rm", "--network", "host", "-e", "PYTHONUNBUFFERED=1", image]
-        command = [*docker_run, "bash", "-c", script]
-        return timed_boot(command, port)
+        name = f"comfy-boot-{os.getpid()}-{port}"
+        docker_run = ["docker", "run", "--rm", "--name", name, "--network", "host", "-e", "PYTHONUNBUFFERED=1", image]
+        try:
+            return timed_boot([*docker_run, "bash", "-c", script], port)
+        finally:
+            # Stopping `docker run` leaves its container running (ComfyUI is its PID 1, which
+            # ignores SIGTERM): remove it, or each measured boot keeps a ComfyUI.
+            subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
     return run
 

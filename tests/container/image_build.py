@@ -20,6 +20,7 @@ Everything else is the real build: the same Dockerfile, scripts and lock file.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import json
@@ -39,9 +40,15 @@ from tests.support.shipped_workflows import stage_workflows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", REPO_ROOT / ".local"))
-WORK_DIR = Path(os.environ.get("IMAGE_TEST_DIR", "/var/tmp/comfy-worker-image-test"))
-STAGING = REPO_ROOT / ".image-test"  # inside the build context, git- and docker-ignored but for the manifests
-IMAGE = os.environ.get("COMFY_WORKER_IMAGE", "comfy-worker:image-test")
+WORK_DIR = Path(os.environ.get("IMAGE_TEST_DIR", "/var/tmp/comfy-worker-image-test"))  # caches runs share
+# Each run its own tag, staging folder, report and prune label: two image tests on one
+# machine (two checkouts, or CI beside a developer) never take each other's image.
+RUN = os.environ.get("IMAGE_TEST_RUN") or str(os.getpid())
+RUN_DIR = WORK_DIR / "runs" / RUN
+STAGING = REPO_ROOT / ".image-test" / RUN  # inside the build context, git- and docker-ignored but for the manifests
+STAGED = f".image-test/{RUN}"  # STAGING, as the build context names it
+IMAGE = f"comfy-worker:image-test-{RUN}"
+RUN_LABEL = f"comfy-worker.image-test={RUN}"
 UV_VERSION = "0.13.9"
 BASE_TAG = "comfy-worker-standin/base:bookworm-py3.12"
 ROOTFS_TAG = "comfy-worker-standin/rootfs:bookworm-py3.12"
@@ -62,8 +69,8 @@ def log(message: str) -> None:
     print(f"[image_build] {message}", flush=True)  # noqa: T201 - a command-line report
 
 
-def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(args, check=True, **kwargs)
+def run(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=check, **kwargs)
 
 
 def image_exists(tag: str) -> bool:
@@ -78,8 +85,13 @@ def python312() -> Path:
 
 
 def build_standin_base() -> None:
-    if image_exists(BASE_TAG):
-        return
+    with open(WORK_DIR / "standin.lock", "w") as lock:  # the rootfs is shared: one run builds it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not image_exists(BASE_TAG):
+            build_standin_base_locked()
+
+
+def build_standin_base_locked() -> None:
     python_root = python312()
     rootfs = WORK_DIR / "rootfs"
     if not (rootfs / "usr" / "bin" / "apt-get").exists():
@@ -173,7 +185,7 @@ def test_node_repository(root: Path) -> Path:
 
 
 def docker_build(build_args: dict[str, str]) -> float:
-    args = ["docker", "build", "--network", "host", "-t", IMAGE, "--label", "comfy-worker.image-test=1"]
+    args = ["docker", "build", "--network", "host", "-t", IMAGE, "--label", RUN_LABEL]
     for name, value in build_args.items():
         args += ["--build-arg", f"{name}={value}"]
     started = time.monotonic()
@@ -214,12 +226,22 @@ def parse_size(text: str) -> float:
 
 def main() -> int:
     pytest_args = sys.argv[1:]  # all of them go to pytest (tests/container), e.g. -q or -k hub
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
     build_standin_base()
     build_standin_uv()
     checkpoint = TINY_CHECKPOINT.read_bytes()
     shutil.rmtree(STAGING, ignore_errors=True)
-    STAGING.mkdir()
+    STAGING.mkdir(parents=True)
+    try:
+        return build_and_test(pytest_args, checkpoint)
+    finally:
+        shutil.rmtree(STAGING, ignore_errors=True)
+        # This run's image goes (its layers stay in the build cache, so the next run is quick).
+        run("docker", "image", "rm", "-f", IMAGE, stdout=subprocess.DEVNULL, check=False)
+        run("docker", "image", "prune", "-f", "--filter", f"label={RUN_LABEL}", stdout=subprocess.DEVNULL, check=False)
+
+
+def build_and_test(pytest_args: list[str], checkpoint: bytes) -> int:
     stage_workflows(STAGING / "workflows", TINY_CHECKPOINT.name)  # the shipped ones, on the stand-in checkpoint
     with tempfile.TemporaryDirectory() as tmp, fake_hub({"local/tiny-sd15/tiny.safetensors": checkpoint}) as hub:
         bare = test_node_repository(Path(tmp))
@@ -256,9 +278,9 @@ def main() -> int:
                 "BASE_IMAGE": BASE_TAG,
                 "UV_IMAGE": UV_TAG,
                 "HF_ENDPOINT": hub,
-                "MODELS_MANIFEST": ".image-test/models.json",
-                "CUSTOM_NODES_MANIFEST": ".image-test/custom_nodes.json",
-                "WORKFLOWS_DIR": ".image-test/workflows",
+                "MODELS_MANIFEST": f"{STAGED}/models.json",
+                "CUSTOM_NODES_MANIFEST": f"{STAGED}/custom_nodes.json",
+                "WORKFLOWS_DIR": f"{STAGED}/workflows",
             }
             log("building the Dockerfile with the stand-ins")
             build_s = docker_build(build_args)
@@ -272,12 +294,12 @@ def main() -> int:
     # Each run's stand-in ports change the model and custom-node layers: drop this
     # script's earlier, now untagged images, so repeated runs do not fill the disk
     # (RunPod's SDK refuses to start a worker with under 10% of the disk free).
-    run("docker", "image", "prune", "-f", "--filter", "label=comfy-worker.image-test=1", stdout=subprocess.DEVNULL)
+    run("docker", "image", "prune", "-f", "--filter", f"label={RUN_LABEL}", stdout=subprocess.DEVNULL)
     report = image_report(build_s, rebuild_s)
     log("ComfyUI's first start in fresh containers of the image, with the boot cuts and without")
     report += "\n\n" + boot.image_section(boot.measure_image(IMAGE))
     log("\n" + report)
-    (WORK_DIR / "image-report.txt").write_text(report + "\n")
+    (RUN_DIR / "image-report.txt").write_text(report + "\n")
     env = {**os.environ, "COMFY_WORKER_IMAGE": IMAGE}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "tests/container", *pytest_args], cwd=REPO_ROOT, env=env
