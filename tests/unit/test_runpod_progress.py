@@ -70,4 +70,37 @@ def test_one_jobs_updates_never_replace_another_jobs():
     release.set()
 
     assert progress.wait_until_idle(5)
-    assert received == [("a", 0), ("a", 50), ("b", 49)], "each job's newest, a's first as it queued first"
+    # Each job's newest, a's first as it queued first; b's first update is kept too (a job's
+    # first update is promised: it is how a client learns the job started).
+    assert received == [("a", 0), ("a", 50), ("b", 1), ("b", 49)]
+
+
+def test_14b_a_slow_sender_skips_intermediate_updates_never_promised_ones():
+    """The job API promises every node change and each sampler's first and last step. With a
+    sender stuck behind a slow network, a txt2img's whole run is offered meanwhile: the
+    promised updates all arrive, in order; only the steps between are thinned."""
+    received: list[dict] = []
+    release = threading.Event()
+
+    def slow(job, payload):
+        release.wait(5)
+        received.append(payload)
+
+    progress = OrderedProgress(slow)
+    offered = [{"status": "queued", "node_id": None, "step": None, "max": None}]
+    offered += [{"status": "running", "node_id": node, "step": None, "max": None} for node in ("4", "6", "7", "5")]
+    offered += [{"status": "running", "node_id": "3", "step": step, "max": 20} for step in range(1, 21)]
+    offered += [{"status": "running", "node_id": node, "step": None, "max": None} for node in ("8", "9")]
+    offered += [{"status": "collecting_outputs", "node_id": None, "step": None, "max": None}]
+    for payload in offered:
+        progress({"id": "j"}, payload)
+    release.set()
+    assert progress.wait_until_idle(5)
+
+    seen = [(p["status"], p["node_id"], p["step"]) for p in received]
+    for must in [("queued", None, None), ("running", "4", None), ("running", "5", None), ("running", "3", 1),
+                 ("running", "3", 20), ("running", "8", None), ("running", "9", None),
+                 ("collecting_outputs", None, None)]:  # fmt: skip
+        assert must in seen, (must, seen)
+    assert seen == [s for s in [(p["status"], p["node_id"], p["step"]) for p in offered] if s in seen], "in order"
+    assert len(received) < len(offered), "intermediate steps are thinned"
