@@ -30,7 +30,7 @@ def comfy_queue(comfyui) -> dict:
         return json.load(resp)
 
 
-def wait_until(predicate, timeout_s: float = 20) -> None:
+def wait_until(predicate, timeout_s: float = 120) -> None:  # a bound only a hang reaches
     deadline = time.monotonic() + timeout_s
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"

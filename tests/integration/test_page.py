@@ -29,7 +29,7 @@ def loaded(browser: WebDriver, base_url: str) -> WebDriver:
     """The endpoint's page, loaded fresh, with its API key typed in."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.get(base_url.split("/v2/")[0] + "/")
-    WebDriverWait(browser, 10).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
+    WebDriverWait(browser, 90).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
     browser.find_element(By.ID, "api-key").send_keys(API_KEY)
     return browser
 
@@ -89,7 +89,7 @@ def test_a_dropped_workflow_runs_the_bar_moves_and_the_image_shows(page):
     assert any("KSampler: step" in text and "s left" in text for text in texts), texts
     assert preview_shown and not page.find_element(By.ID, "preview").is_displayed(), "a preview while sampling only"
     image = page.find_element(By.CSS_SELECTOR, "#outputs img")
-    WebDriverWait(page, 10).until(lambda p: p.execute_script("return arguments[0].naturalWidth", image) == 64)
+    WebDriverWait(page, 90).until(lambda p: p.execute_script("return arguments[0].naturalWidth", image) == 64)
     job_id = page.find_element(By.ID, "job-id").text
     recent = page.find_element(By.CSS_SELECTOR, f"#recent-jobs li[data-job-id='{job_id}']")
     assert "COMPLETED" in recent.text
@@ -102,7 +102,7 @@ def test_cancel_stops_the_running_job(page, comfyui):
 
     page.find_element(By.ID, "cancel").click()
 
-    WebDriverWait(page, 10).until(lambda p: state(p) == "CANCELLED")
+    WebDriverWait(page, 90).until(lambda p: state(p) == "CANCELLED")
     assert not page.find_element(By.ID, "cancel").is_displayed()
     with urllib.request.urlopen(f"http://{comfyui.host}/queue") as response:
         deadline = time.monotonic() + 10
@@ -144,7 +144,7 @@ def test_an_input_over_runpods_limit_is_refused_without_a_bucket(page, tmp_path)
     page.find_element(By.ID, "input-files").send_keys(big_input(tmp_path))
     page.find_element(By.ID, "submit").click()
 
-    WebDriverWait(page, 30).until(lambda p: p.find_element(By.ID, "submit-error").is_displayed())
+    WebDriverWait(page, 90).until(lambda p: p.find_element(By.ID, "submit-error").is_displayed())
     refusal = page.find_element(By.ID, "submit-error").text
     assert "Not sent: the request is" in refusal and "over RunPod's limit of 10.0 MB for /run" in refusal
     assert "BUCKET_ENDPOINT_URL" in refusal and not page.find_element(By.ID, "job-panel").is_displayed()
@@ -159,7 +159,7 @@ def test_an_input_over_runpods_limit_goes_through_the_bucket(bucket_page, tmp_pa
     note = bucket_page.find_element(By.ID, "submit-note").text
     assert "big.png (" in note and "went through bucket uploads" in note and "over RunPod's limit" in note
     image = bucket_page.find_element(By.CSS_SELECTOR, "#outputs img")
-    WebDriverWait(bucket_page, 10).until(lambda p: p.execute_script("return arguments[0].naturalWidth", image) == 24)
+    WebDriverWait(bucket_page, 90).until(lambda p: p.execute_script("return arguments[0].naturalWidth", image) == 24)
 
 
 def choose_txt2img(page: WebDriver) -> None:
@@ -229,7 +229,7 @@ def test_a_run_from_the_form_uses_its_values_and_the_form_remembers_them(page, e
     assert png.size == (64, 64)
 
     page.refresh()
-    WebDriverWait(page, 10).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
+    WebDriverWait(page, 90).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
     page.find_element(By.ID, "api-key").send_keys(API_KEY)
     choose_txt2img(page)
     assert page.find_element(By.ID, "param-prompt").get_property("value") == prompt, "remembered in the page"
@@ -250,7 +250,7 @@ def test_18_the_refusal_and_the_job_come_into_view_each_output_downloads_and_a_r
         choose_txt2img(page)
         set_value(page, "#param-steps", "1000")
         page.find_element(By.ID, "submit").click()
-        WebDriverWait(page, 10).until(lambda p: p.find_element(By.ID, "submit-error").is_displayed())
+        WebDriverWait(page, 90).until(lambda p: p.find_element(By.ID, "submit-error").is_displayed())
         assert in_view(page, "submit-error"), "the refusal is brought into view"
 
         set_value(page, "#param-steps", "2")
@@ -259,7 +259,7 @@ def test_18_the_refusal_and_the_job_come_into_view_each_output_downloads_and_a_r
         Select(page.find_element(By.ID, "param-checkpoint")).select_by_value(CHECKPOINT_NAME)
         page.execute_script("window.scrollTo(0, 0)")
         page.find_element(By.ID, "submit").click()
-        WebDriverWait(page, 10).until(lambda p: p.find_element(By.ID, "job-panel").is_displayed())
+        WebDriverWait(page, 90).until(lambda p: p.find_element(By.ID, "job-panel").is_displayed())
         assert in_view(page, "job-panel"), "the job's panel is brought into view"
         WebDriverWait(page, 120).until(lambda p: state(p) == "COMPLETED")
         job_id = page.find_element(By.ID, "job-id").text
@@ -268,12 +268,12 @@ def test_18_the_refusal_and_the_job_come_into_view_each_output_downloads_and_a_r
         assert name.endswith(".png") and download.get_attribute("href").startswith("data:image/png;base64,")
 
         page.refresh()
-        WebDriverWait(page, 10).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
+        WebDriverWait(page, 90).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
         page.find_element(By.ID, "api-key").send_keys(API_KEY)
         kept = page.find_element(By.CSS_SELECTOR, f"#recent-jobs li[data-job-id='{job_id}']")
         assert "COMPLETED" in kept.text, "the list survives the reload"
         kept.click()
-        WebDriverWait(page, 30).until(lambda p: p.find_elements(By.CSS_SELECTOR, "#outputs img"))
+        WebDriverWait(page, 90).until(lambda p: p.find_elements(By.CSS_SELECTOR, "#outputs img"))
         assert state(page) == "COMPLETED" and API_KEY not in page.execute_script("return JSON.stringify(localStorage)")
     finally:
         page.set_window_size(1280, 1100)

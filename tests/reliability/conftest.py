@@ -48,7 +48,9 @@ async def proxy(comfyui):
 @pytest.fixture
 async def proxied_worker(comfyui, proxy, captured_progress):
     """A worker that reaches ComfyUI through the proxy; files and liveness are the real ones."""
-    env = {**comfyui.env(), "COMFY_HOST": proxy.host, "EVENT_SILENCE_CHECK_S": "1", "STOP_GRACE_S": "2"}
+    # STOP_GRACE_S bounds only a hang: on a loaded machine a sampler step (between which an
+    # interrupt takes effect) can take seconds, and a short grace would restart ComfyUI.
+    env = {**comfyui.env(), "COMFY_HOST": proxy.host, "EVENT_SILENCE_CHECK_S": "1", "STOP_GRACE_S": "120"}
     worker = Worker(Settings.from_env(env), captured_progress)
     await worker.start()
     (comfyui.base_dir / "input").mkdir(exist_ok=True)
