@@ -202,5 +202,5 @@ async def test_comfyui_dying_mid_job_fails_fast_and_asks_for_a_new_worker(captur
     # Told by the process's death, not by a timeout: the error names the exit.
     assert result["error_type"] == "comfyui_unavailable"
     assert result["refresh_worker"] is True
-    assert "exited" in result["error"]
+    assert "ComfyUI died during the job" in result["error"]
     assert next_result["error_type"] == "comfyui_unavailable", "a job after the death fails at once too"

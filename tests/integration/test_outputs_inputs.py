@@ -166,7 +166,7 @@ async def test_wrong_credentials_give_a_clear_error_without_the_secret(run_job, 
         result = await run_job({"workflow": empty_image()})
 
     assert result["error_type"] == "storage_error"
-    assert f"to bucket '{BUCKET}' failed" in result["error"] and "InvalidAccessKeyId" in result["error"]
+    assert f"to bucket '{BUCKET}' failed: the access key id is not known to the bucket's service" in result["error"]
     assert "do-not-leak-me" not in repr(result)
 
 

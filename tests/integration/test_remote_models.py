@@ -145,7 +145,9 @@ async def test_a_redirect_to_a_private_address_is_refused(run_job, monkeypatch, 
     monkeypatch.delenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", raising=False)
     original = downloads.resolve
     monkeypatch.setattr(
-        downloads, "resolve", lambda host, port: ["127.0.0.1"] if host == "localhost" else original(host, port)
+        downloads,
+        "resolve",
+        lambda host, port, allow_private=False: ["127.0.0.1"] if host == "localhost" else original(host, port),
     )
     with model_server({"/style.safetensors": LORA}) as server:
         port = server.url.rsplit(":", 1)[1]

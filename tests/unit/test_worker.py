@@ -338,7 +338,7 @@ async def test_comfyui_dying_fails_every_job_in_flight_and_asks_for_a_new_worker
 
     assert [result["error_type"] for result in results] == ["comfyui_unavailable"] * 2
     assert all(result["refresh_worker"] is True for result in results)
-    assert "process is gone" in results[0]["error"]
+    assert "ComfyUI died during the job" in results[0]["error"]
 
 
 async def test_a_taken_input_name_is_neither_replaced_nor_removed(make_worker, comfy, comfyui_path):
