@@ -9,6 +9,8 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -234,7 +236,7 @@ def test_sigterm_lets_the_jobs_in_flight_finish_then_stops_comfyui(tmp_path):
         queued = client.submit({"workflow": txt2img(steps=2, seed=32)})
         wait_until(lambda: step_of(client, running) >= 1, 120, "the first job's sampler")
         start_sh = psutil.Process(start_sh_pid(log_file))
-        comfyui = [child for child in start_sh.children() if "main.py" in " ".join(child.cmdline())]
+        comfyui = comfyui_of(start_sh)
         start_sh.send_signal(signal.SIGTERM)
 
         finals = [client.wait(job_id, poll_interval_s=0.1) for job_id in (running, queued)]
@@ -248,14 +250,27 @@ def test_sigterm_lets_the_jobs_in_flight_finish_then_stops_comfyui(tmp_path):
     assert comfyui and not any(process.is_running() and process.status() != psutil.STATUS_ZOMBIE for process in comfyui)
 
 
-def test_a_job_that_outlasts_the_shutdown_grace_fails_naming_the_shutdown(tmp_path):
-    log_file = tmp_path / "endpoint.log"
-    with running_endpoint(start_sh_endpoint_env(tmp_path, grace_s=2), log_file, "bash start.sh", 180) as base_url:
-        client = EndpointClient(base_url, API_KEY)
-        job_id = client.submit({"workflow": txt2img(steps=400, seed=33)})
-        wait_until(lambda: step_of(client, job_id) >= 1, 120, "the sampler")
-        psutil.Process(start_sh_pid(log_file)).send_signal(signal.SIGTERM)
+def comfyui_of(start_sh: psutil.Process) -> list[psutil.Process]:
+    return [child for child in start_sh.children() if "main.py" in " ".join(child.cmdline())]
 
+
+@contextmanager
+def long_job_through_start_sh(
+    tmp_path: Path, grace_s: int, seed: int
+) -> Iterator[tuple[EndpointClient, str, psutil.Process]]:
+    """start.sh behind the local endpoint, running a 400-step job (sampling already): the
+    client, the job's id, and start.sh's process."""
+    log_file = tmp_path / "endpoint.log"
+    with running_endpoint(start_sh_endpoint_env(tmp_path, grace_s), log_file, "bash start.sh", 180) as base_url:
+        client = EndpointClient(base_url, API_KEY)
+        job_id = client.submit({"workflow": txt2img(steps=400, seed=seed)})
+        wait_until(lambda: step_of(client, job_id) >= 1, 120, "the sampler")
+        yield client, job_id, psutil.Process(start_sh_pid(log_file))
+
+
+def test_a_job_that_outlasts_the_shutdown_grace_fails_naming_the_shutdown(tmp_path):
+    with long_job_through_start_sh(tmp_path, grace_s=2, seed=33) as (client, job_id, start_sh):
+        start_sh.send_signal(signal.SIGTERM)
         with pytest.raises(JobFailed) as info:
             client.wait(job_id, poll_interval_s=0.1)
 
@@ -265,15 +280,9 @@ def test_a_job_that_outlasts_the_shutdown_grace_fails_naming_the_shutdown(tmp_pa
 
 
 def test_23_a_comfyui_killed_mid_job_is_named_though_start_sh_starts_a_new_one(tmp_path):
-    log_file = tmp_path / "endpoint.log"
-    with running_endpoint(start_sh_endpoint_env(tmp_path, grace_s=5), log_file, "bash start.sh", 180) as base_url:
-        client = EndpointClient(base_url, API_KEY)
-        job_id = client.submit({"workflow": txt2img(steps=400, seed=34)})
-        wait_until(lambda: step_of(client, job_id) >= 1, 120, "the sampler")
-        start_sh = psutil.Process(start_sh_pid(log_file))
-        [comfyui] = [child for child in start_sh.children() if "main.py" in " ".join(child.cmdline())]
+    with long_job_through_start_sh(tmp_path, grace_s=5, seed=34) as (client, job_id, start_sh):
+        [comfyui] = comfyui_of(start_sh)
         comfyui.kill()  # out of memory, say
-
         with pytest.raises(JobFailed) as info:
             client.wait(job_id, poll_interval_s=0.1)
 
