@@ -151,6 +151,23 @@ async def test_cancel_interrupts_the_prompt_and_reaches_the_sdk(make_worker, com
     assert "interrupt" in comfy.calls and comfy.histories == {}
 
 
+async def test_n2_a_shutdown_fails_the_jobs_still_in_flight_naming_it_and_stops_their_prompts(make_worker, comfy):
+    """start.sh's SIGUSR1 when SHUTDOWN_GRACE_S runs out: the job returns a result that names
+    the shutdown (not the SDK's cancel), and its prompt is interrupted."""
+    comfy.runs.append(Run.success(hang=True))
+    worker = make_worker()
+    job = asyncio.create_task(worker.handle({"id": "draining", "input": {"workflow": WORKFLOW}}))
+    while comfy.running is None:  # noqa: ASYNC110 (the fake sets it synchronously)
+        await asyncio.sleep(0)
+
+    worker.abandon_jobs()  # as from the signal handler: handed to the jobs' loop
+    result = await job
+
+    assert result["error_type"] == "worker_shut_down" and result["refresh_worker"] is True
+    assert "SHUTDOWN_GRACE_S" in result["error"] and "send the job again" in result["error"]
+    assert "interrupt" in comfy.calls and comfy.histories == {}
+
+
 async def test_a_failing_cleanup_step_neither_skips_the_others_nor_replaces_the_result(
     make_worker, comfy, comfyui_path, caplog
 ):
