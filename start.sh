@@ -140,7 +140,7 @@ stop_comfyui() {
 # naming the shutdown, with their prompts interrupted; 5 s later it is killed. ComfyUI last.
 shut_down() {
   trap - TERM INT
-  [ -n "$prefetch_pid" ] && kill "$prefetch_pid" 2>/dev/null || true
+  if [ -n "$prefetch_pid" ]; then kill "$prefetch_pid" 2>/dev/null || true; prefetch_pid=; fi
   if [ -n "$worker_pid" ] && kill -TERM "$worker_pid" 2>/dev/null; then
     log "stopping: the worker finishes its jobs in flight (up to ${shutdown_grace_s} s), then ComfyUI stops"
     if ! wait_gone "$worker_pid" $((shutdown_grace_s * 10)); then
@@ -154,7 +154,9 @@ shut_down() {
 cleanup() {
   rm -f "$cache_paths" "$answered_file" "$ended_file"
   [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true
-  [ -n "$prefetch_pid" ] && kill "$prefetch_pid" 2>/dev/null || true
+  if [ -n "$prefetch_pid" ] && kill "$prefetch_pid" 2>/dev/null; then
+    log "the prefetch was still reading (it runs at idle priority); stopped"
+  fi
   stop_comfyui
 }
 trap 'shut_down; exit 143' TERM INT

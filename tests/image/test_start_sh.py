@@ -107,7 +107,9 @@ def test_start_sh_runs_comfyui_warmup_and_a_job(tmp_path):
         assert flag in args
     assert "warm-up done" in log
     assert f"[prefetch] 1 model file(s) from WARMUP_JOB {warmup}" in log
-    assert "[prefetch] read 1 file(s)" in log or "already cached 1" in log, "the warm-up's checkpoint was handled"
+    # The prefetch runs at idle priority: on a busy machine the job may end before it does.
+    handled = ("[prefetch] read 1 file(s)", "already cached 1", "the prefetch was still reading")
+    assert any(said in log for said in handled), "the warm-up's checkpoint was handled"
     assert cached_fraction(checkpoint) > 0.95
     assert "Job local_test completed successfully" in log
     comfy_pid = int(pid_file.read_text())
