@@ -106,6 +106,7 @@ def test_start_sh_runs_comfyui_warmup_and_a_job(tmp_path):
     ):
         assert flag in args
     assert "warm-up done" in log
+    assert "Traceback" not in log, "a clean first job (the in-memory database printed sqlite tracebacks)"
     assert f"[prefetch] 1 model file(s) from WARMUP_JOB {warmup}" in log
     # The prefetch runs at idle priority: on a busy machine the job may end before it does.
     handled = ("[prefetch] read 1 file(s)", "already cached 1", "the prefetch was still reading")
