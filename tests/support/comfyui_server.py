@@ -21,8 +21,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", REPO_ROOT / ".local"))
-COMFYUI_DIR = LOCAL_DIR / "ComfyUI"
+# Another ComfyUI tree (and the Python with its requirements) for the tests' ComfyUI, to
+# prove the worker against a newer ComfyUI than the pinned one (docs/development.md).
+COMFYUI_DIR = Path(os.environ.get("COMFYUI_TEST_TREE") or LOCAL_DIR / "ComfyUI")
 PYTHON = LOCAL_DIR / "venv" / "bin" / "python"
+COMFYUI_PYTHON = Path(os.environ.get("COMFYUI_TEST_PYTHON") or PYTHON)
 LAUNCH_FLAGS = shlex.split((REPO_ROOT / "ComfyUI" / "launch.args").read_text(), comments=True)
 TEST_CUSTOM_NODES = Path(__file__).resolve().parent / "custom_nodes"
 WORKER_NODES = REPO_ROOT / "comfyui_nodes"  # what the image installs beside the manifest's nodes
@@ -93,7 +96,7 @@ def free_port() -> int:
 
 def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = (), port: int | None = None) -> ComfyServer:
     """A ComfyUI with the worker's and the tests' custom nodes, on `port` or a free one."""
-    if not (COMFYUI_DIR / "main.py").exists() or not PYTHON.exists():
+    if not (COMFYUI_DIR / "main.py").exists() or not COMFYUI_PYTHON.exists():
         raise RuntimeError(
             f"no local ComfyUI at {COMFYUI_DIR}: run scripts/dev/setup_local.sh (scripts/ci/test.sh does)"
         )
@@ -113,7 +116,7 @@ def start_comfyui(base_dir: Path, extra_args: tuple[str, ...] = (), port: int | 
     port = port or free_port()
     log_file = base_dir / "comfyui.log"
     args = [
-        str(PYTHON),
+        str(COMFYUI_PYTHON),
         "main.py",
         "--listen",
         "127.0.0.1",
