@@ -399,7 +399,12 @@ def test_a_randomized_seed_changes_between_runs_as_with_run(editor, designer):
     assert sent[0] != sent[1]
 
 
-def test_the_runs_panel_leaves_comfyuis_controls_free_and_can_be_cleared_and_closed(editor):
+def in_history(designer, job_id: str) -> bool:
+    with urllib.request.urlopen(f"http://{designer.host}/history/{job_id}") as response:
+        return bool(json.load(response))
+
+
+def test_the_runs_panel_leaves_comfyuis_controls_free_and_can_be_cleared_and_closed(editor, designer):
     """24: the panel covered the minimap and the zoom bar, could not be closed or cleared, and its
     entries said neither which job nor when."""
     load(editor, txt2img(steps=1, size=64, seed=719))
@@ -418,8 +423,12 @@ def test_the_runs_panel_leaves_comfyuis_controls_free_and_can_be_cleared_and_clo
 
     editor.execute_script("document.querySelector('.runpod-panel-button').click()")  # Clear finished
     assert runs(editor) == [] and not editor.find_elements(By.ID, "runpod-runs")
+    load(editor, txt2img(steps=40, size=64, seed=720))  # still running when the panel is closed
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
-    WebDriverWait(editor, 90).until(lambda b: runs(b))
+    WebDriverWait(editor, 90).until(lambda b: runs(b) and runs(b)[0]["state"] not in FINAL)
+    [running] = runs(editor)
     editor.execute_script("[...document.querySelectorAll('.runpod-panel-button')].pop().click()")  # ×
-    time.sleep(2)  # two polls: the closed panel stays closed
+    # The page's poll that sees the run end also adds it to ComfyUI's history: once it is
+    # there, the panel has been redrawn after the close, and must have stayed closed.
+    WebDriverWait(editor, 120).until(lambda _: in_history(designer, running["id"]))
     assert not editor.find_elements(By.ID, "runpod-runs")
