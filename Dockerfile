@@ -1,5 +1,7 @@
-# The worker image: CUDA 12.4, Python 3.12, the pinned ComfyUI, the models and custom
-# nodes from the manifests in ComfyUI/, then the worker. Each real step is a script
+# The worker image: CUDA 12.4 (the default flavour; Dockerfile.cuda12.8 is the
+# Blackwell-ready one, generated from this file: docs/deploy.md, "Flavours"), Python
+# 3.12, the pinned ComfyUI, the models and custom nodes from the manifests in
+# ComfyUI/, then the worker. Each real step is a script
 # in scripts/image/ that the tests also run. Layers go from slowest- to
 # fastest-changing, so a code change rebuilds only the worker's own layers (step 5)
 # and never re-downloads models.
@@ -8,12 +10,14 @@
 # overrides them with local stand-ins, so the image builds and runs where the registries
 # are out of reach (docs/deploy.md: "Build and try the image locally").
 #
-# Base: the smallest CUDA 12.4 flavour, `base`. PyTorch's wheels bring their own CUDA
-# 12.4 runtime, cuBLAS, cuDNN, NCCL... (the nvidia-*-cu12 packages of
-# requirements.lock); all they need from the system is the driver, which the NVIDIA
-# container runtime mounts. The `runtime`/`cudnn-runtime` flavours would add the same
-# libraries a second time (the wheels' copies alone are 2.7 GB), unused by torch.
+# Base: NVIDIA's smallest CUDA image, `base`. PyTorch's wheels bring their own CUDA
+# runtime, cuBLAS, cuDNN, NCCL... (the nvidia-*-cu12 packages of the lock file); all
+# they need from the system is the driver, which the NVIDIA container runtime mounts.
+# The `runtime`/`cudnn-runtime` images would add the same libraries a second time (the
+# wheels' copies alone are 2.7 GB), unused by torch. A flavour sets the two defaults
+# below (scripts/image/flavours.py).
 ARG BASE_IMAGE=nvidia/cuda:12.4.1-base-ubuntu22.04
+ARG REQUIREMENTS_LOCK=requirements.lock
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
 FROM ${UV_IMAGE} AS uv
@@ -36,12 +40,13 @@ COPY scripts/image/install_system.sh /worker/scripts/image/
 RUN bash /worker/scripts/image/install_system.sh
 
 # 2. ComfyUI at the pinned version, and every Python package of the image from one
-#    lock file with hashes (torch 2.6.0 for CUDA 12.4 from PyPI, ComfyUI's
-#    requirements, the worker's): scripts/image/lock_requirements.sh writes it.
+#    lock file with hashes (the flavour's torch from PyPI, ComfyUI's requirements, the
+#    worker's): scripts/image/lock_requirements.sh writes it.
 COPY ComfyUI/comfyui.lock /worker/ComfyUI/
 COPY scripts/image/fetch_comfyui.sh /worker/scripts/image/
 RUN bash /worker/scripts/image/fetch_comfyui.sh /comfyui
-COPY requirements.lock /worker/
+ARG REQUIREMENTS_LOCK
+COPY ${REQUIREMENTS_LOCK} /worker/requirements.lock
 RUN python -m pip install --require-hashes --no-deps -r /worker/requirements.lock
 
 # 3. Models from the models manifest, verified by sha256. Public models need no token;
@@ -74,16 +79,19 @@ COPY ComfyUI/extra_model_paths.yaml ComfyUI/launch.args /worker/ComfyUI/
 COPY comfyui_nodes/worker_save_image /comfyui/custom_nodes/worker_save_image
 RUN PYTHONPATH=/comfyui python /worker/scripts/image/check_custom_nodes.py --comfyui /comfyui worker_save_image
 
-# 6. The named workflows (README: "Named workflows"), proven here against this ComfyUI,
-#    its custom nodes and its baked models: the build fails naming the workflow and
-#    what is missing, so a bad image never reaches RunPod. (~15 s: ComfyUI starts on the CPU.)
+# 6. Proof of this ComfyUI, on the CPU (~15 s): the worker drives it through its own
+#    code (nodes learned, a job on a generated checkpoint with progress and outputs, a
+#    cancel, history deleted, a UI-format workflow) and the named workflows (README:
+#    "Named workflows") find every node and baked model they name. A ComfyUI upgrade the
+#    worker cannot drive, or a workflow the image cannot run, fails the build naming what
+#    broke, so a bad image never reaches RunPod. The node list it reads is kept for the
+#    worker (NODES_SNAPSHOT), so a fresh container's worker is ready the moment ComfyUI
+#    answers. The worker is not an installed package: the check imports it from /worker.
 ARG WORKFLOWS_DIR=ComfyUI/workflows
 COPY ${WORKFLOWS_DIR} /worker/ComfyUI/workflows
-COPY scripts/image/check_workflows.py /worker/scripts/image/
-# The worker is not an installed package: the check imports it from /worker.
-#    The node list it reads is kept for the worker (NODES_SNAPSHOT), so a fresh
-#    container's worker is ready the moment ComfyUI answers.
-RUN PYTHONPATH=/worker python /worker/scripts/image/check_workflows.py --comfyui /comfyui \
+COPY scripts/dev/make_tiny_checkpoint.py /worker/scripts/dev/
+COPY scripts/image/check_comfyui.py scripts/image/comfyui_contract.py scripts/image/check_workflows.py /worker/scripts/image/
+RUN python /worker/scripts/image/check_comfyui.py --comfyui /comfyui \
       --workflows /worker/ComfyUI/workflows --launch-args /worker/ComfyUI/launch.args \
       --save-snapshot /comfyui/worker-object-info.json
 

@@ -1,7 +1,10 @@
 """The worker's edge to ComfyUI: the interface every stage talks to, and its event type.
 
 Contract: `ComfyAPI` is what the worker needs from one ComfyUI server: its HTTP API
-(prompts, queue, history, node info) and its event stream. Files go through the
+(prompts, their state and cancel, history, node info) and its event stream. Which of
+ComfyUI's routes serve it is the implementation's business: `ComfyClient` reads what the
+ComfyUI answering offers (`offers()`: its version, the jobs API, the atomic cancel) and
+uses the newer routes where they exist, the old ones otherwise. Files go through the
 shared folders, not this interface (`input_files`, `history`). `ComfyClient`
 (comfy_client.py) implements it over aiohttp; `tests/support/fake_comfy.py` is a
 scripted fake for unit tests. Implementations raise only `WorkerError`s
@@ -15,7 +18,7 @@ prompt id.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -33,6 +36,31 @@ class ComfyEvent:
         return self.data.get("prompt_id")
 
 
+@dataclass(frozen=True)
+class PromptState:
+    """Where a prompt is: "pending" (queued), "running", "finished" (with its history
+    entry's `status`: `status_str`, `completed`, `messages`) or "unknown" (ComfyUI has
+    no trace of it: never queued, dropped from the queue, or its history deleted)."""
+
+    place: str
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComfyOffers:
+    """What the ComfyUI answering offers beyond what every supported version has."""
+
+    version: str  # "0.3.75"; "unknown" where /system_stats does not say
+    jobs_api: bool = False  # GET /api/jobs/{id}: a prompt's state in one read
+    atomic_cancel: bool = False  # POST /api/jobs/{id}/cancel: dequeue or interrupt, only that prompt
+
+    def describe(self) -> str:
+        newer = [
+            name for name, offered in (("jobs API", self.jobs_api), ("atomic cancel", self.atomic_cancel)) if offered
+        ]
+        return f"ComfyUI {self.version}" + (f" (uses its {', '.join(newer)})" if newer else "")
+
+
 class EventStreamClosed(Exception):
     """The event stream closed. Whether ComfyUI died or only the socket dropped is the
     caller's call (`prompt` checks the process and reconnects)."""
@@ -41,6 +69,10 @@ class EventStreamClosed(Exception):
 class ComfyAPI(Protocol):
     async def is_responding(self) -> bool:
         """True when ComfyUI answers HTTP (polled while it starts); never raises."""
+        ...
+
+    async def offers(self) -> ComfyOffers:
+        """What this ComfyUI offers (asked once, then remembered)."""
         ...
 
     async def object_info(self) -> dict[str, Any]:
@@ -57,7 +89,18 @@ class ComfyAPI(Protocol):
         ...
 
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
-        """POST /prompt for this client's event stream; the prompt id, or `WorkflowRejected`."""
+        """POST /prompt for this client's event stream, under a prompt id of the client's
+        (a lowercase UUID, as newer ComfyUIs require); the prompt id, or `WorkflowRejected`."""
+        ...
+
+    async def prompt_state(self, prompt_id: str) -> PromptState:
+        """Where the prompt is now (GET /api/jobs/{id}; else GET /history/{id} and /queue)."""
+        ...
+
+    async def cancel(self, prompt_id: str) -> bool:
+        """Take the prompt out of the queue if it waits there, interrupt it if it is the
+        one running; no other prompt is touched. False when it was neither (finished or
+        unknown). POST /api/jobs/{id}/cancel; else POST /queue {delete} or /interrupt."""
         ...
 
     async def history(self, prompt_id: str) -> dict[str, Any]:
@@ -66,18 +109,6 @@ class ComfyAPI(Protocol):
 
     async def forget_history(self, prompt_id: str) -> None:
         """Drop the prompt from ComfyUI's history."""
-        ...
-
-    async def queue(self) -> dict[str, Any]:
-        """{"queue_running": [...], "queue_pending": [...]}; entries are [number, prompt_id, ...]."""
-        ...
-
-    async def interrupt(self, prompt_id: str) -> None:
-        """Interrupt the prompt if it is the one running (takes effect between steps)."""
-        ...
-
-    async def delete_queued(self, prompt_id: str) -> None:
-        """Take a pending prompt out of the queue."""
         ...
 
     async def connect_events(self) -> None:

@@ -12,6 +12,14 @@ an error status or an answer that is not ComfyUI's, from a ComfyUI that answers,
 becomes `ComfyError` (the worker keeps serving; GETs are retried on a 5xx first);
 a refused prompt becomes `WorkflowRejected`.
 
+It reads once what the ComfyUI answering offers (`offers()`: GET /system_stats for its
+version; GET /api/jobs and POST /api/jobs/{id}/cancel, for an id no job has, to see whether
+those routes exist) and then answers `prompt_state` with one GET /api/jobs/{id} where
+there is a jobs API, else GET /history/{id} and /queue; `cancel` with the atomic POST
+/api/jobs/{id}/cancel where there is one, else POST /queue {delete} or POST /interrupt
+after reading where the prompt is. Prompts are sent under an id of the client's, a
+lowercase UUID (newer ComfyUIs refuse any other spelling).
+
 The websocket sends heartbeats, so a frozen, half-open connection is noticed and
 closed. A reconnect takes a new client id: ComfyUI's handler for the old socket
 forgets "its" client id when it closes, and with the same id it would forget the
@@ -30,7 +38,7 @@ from typing import Any
 
 import aiohttp
 
-from .comfy_api import ComfyEvent, EventStreamClosed
+from .comfy_api import ComfyEvent, ComfyOffers, EventStreamClosed, PromptState
 from .errors import ComfyError, ComfyUnavailable, WorkflowRejected
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,7 @@ class ComfyClient:
         self._session: aiohttp.ClientSession | None = None
         self._closer: asyncio.Task[None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._offers: ComfyOffers | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -88,6 +97,25 @@ class ComfyClient:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 
+    async def offers(self) -> ComfyOffers:
+        if self._offers is None:
+            stats = await self._request_json("GET", "/system_stats") or {}
+            version = str((stats.get("system") or {}).get("comfyui_version") or "unknown")
+            jobs_api = await self._route_answers("GET", "/api/jobs?limit=1", "jobs")
+            # An id no job has: the cancel is a no-op by the route's contract.
+            atomic_cancel = jobs_api and await self._route_answers(
+                "POST", f"/api/jobs/{uuid.uuid4()}/cancel", "cancelled"
+            )
+            self._offers = ComfyOffers(version, jobs_api, atomic_cancel)
+        return self._offers
+
+    async def _route_answers(self, method: str, path: str, key: str) -> bool:
+        try:
+            payload = await self._request_json(method, path)
+        except ComfyError:
+            return False  # 404 or 405: an older ComfyUI
+        return isinstance(payload, dict) and key in payload
+
     async def object_info(self) -> dict[str, Any]:
         return await self._request_json("GET", "/object_info")
 
@@ -98,7 +126,7 @@ class ComfyClient:
         return await self._request_json("GET", f"/models/{folder}") or []
 
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
-        body = {"prompt": prompt, "client_id": self.client_id, "extra_data": extra_data}
+        body = {"prompt": prompt, "client_id": self.client_id, "extra_data": extra_data, "prompt_id": str(uuid.uuid4())}
         try:
             async with self.session.post(f"{self.base_url}/prompt", json=body) as resp:
                 text = await resp.text()
@@ -124,14 +152,45 @@ class ComfyClient:
     async def forget_history(self, prompt_id: str) -> None:
         await self._request_json("POST", "/history", json={"delete": [prompt_id]})
 
-    async def queue(self) -> dict[str, Any]:
-        return await self._request_json("GET", "/queue")
+    async def prompt_state(self, prompt_id: str) -> PromptState:
+        if (await self.offers()).jobs_api:
+            try:
+                job = await self._request_json("GET", f"/api/jobs/{prompt_id}") or {}
+            except ComfyError as error:
+                if error.details.get("status") == 404:
+                    return PromptState("unknown")
+                raise
+            job_status = str(job.get("status"))
+            place = {"pending": "pending", "in_progress": "running"}.get(job_status, "finished")
+            if place != "finished":
+                return PromptState(place)
+            status = job.get("execution_status") or {"status_str": "success" if job_status == "completed" else "error"}
+            return PromptState("finished", status)
+        entry = await self.history(prompt_id)
+        if not entry:
+            queue = await self._request_json("GET", "/queue") or {}
+            for key, place in (("queue_running", "running"), ("queue_pending", "pending")):
+                if any(item[1] == prompt_id for item in queue.get(key, [])):
+                    return PromptState(place)
+            entry = await self.history(prompt_id)  # it may have finished between the two reads
+        return PromptState("finished", entry.get("status") or {}) if entry else PromptState("unknown")
 
-    async def interrupt(self, prompt_id: str) -> None:
-        await self._request_json("POST", "/interrupt", json={"prompt_id": prompt_id})
-
-    async def delete_queued(self, prompt_id: str) -> None:
-        await self._request_json("POST", "/queue", json={"delete": [prompt_id]})
+    async def cancel(self, prompt_id: str) -> bool:
+        if (await self.offers()).atomic_cancel:
+            answer = await self._request_json("POST", f"/api/jobs/{prompt_id}/cancel") or {}
+            return bool(answer.get("cancelled"))
+        # Read, then act: a prompt may move on in between, which the reads after catch.
+        place = (await self.prompt_state(prompt_id)).place
+        if place == "pending":
+            await self._request_json("POST", "/queue", json={"delete": [prompt_id]})
+            place = (await self.prompt_state(prompt_id)).place  # "running" if it started meanwhile
+            if place != "running":
+                return True
+        if place == "running":
+            # ComfyUI interrupts only if this prompt is the one running when the request lands.
+            await self._request_json("POST", "/interrupt", json={"prompt_id": prompt_id})
+            return True
+        return False
 
     async def _request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         attempts = GET_ATTEMPTS if method == "GET" else 1

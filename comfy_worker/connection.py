@@ -12,7 +12,8 @@ where jobs place inputs and find outputs; `job_files()` starts a job's ledger).
   and learns what it offers, once per connection however many jobs ask at once. While
   ComfyUI boots it imports the UI-format converter and reads the node snapshot; with a
   usable snapshot it is ready the moment ComfyUI answers, and `learned()` (ComfyUI's own
-  node list, asked at most once per connection) is left to what needs it.
+  node list, asked at most once per connection) is left to what needs it. It logs which
+  ComfyUI answered and which of its newer routes the worker uses (`ComfyAPI.offers`).
 - `await end()` ends a ComfyUI whose prompt ignores its interrupt (SIGKILL; start.sh
   starts a new one) and forgets the connection; True when a new one will start.
   `restarts` counts these, so a prompt queued behind the hung one knows why it was lost.
@@ -66,6 +67,7 @@ class ComfyConnection:
                     asyncio.to_thread(ComfyCapabilities.remembered, self.api, self.settings, self.learned)
                 )
                 await wait_until_ready(self.api, self.process, self.settings)
+                log.info("%s", (await self.api.offers()).describe())  # its newer routes, used from now on
                 await importing
                 remembered = await remembering
                 if remembered is not None:

@@ -6,18 +6,18 @@ its own `PromptEvents`):
   `on_event` and returns once ComfyUI reports the prompt finished (`executing`
   with `node: null`). A node failure raises `ExecutionFailed` naming the node, an
   interrupt `PromptInterrupted`. If the stream drops while ComfyUI lives, it
-  reconnects (once for all prompts in flight) and reads the outcome from /history
+  reconnects (once for all prompts in flight) and reads the outcome (`prompt_state`)
   for what it missed; if ComfyUI died, it raises `ComfyUnavailable` at once.
 - While following, silence is not trusted: after `silence_check_s` (the setting
-  EVENT_SILENCE_CHECK_S) without an event of the prompt, its history (and, if it
-  has none, the queue) is read. A prompt that finished while its events went
+  EVENT_SILENCE_CHECK_S) without an event of the prompt, its state is read
+  (`ComfyAPI.prompt_state`). A prompt that finished while its events went
   elsewhere (a reconnect under a new client id) ends there; one found running is
   reported started (`execution_start` with `seen_in_queue`); one that vanished
   from both is `ComfyError`.
-- `stop_prompt` takes a prompt out of ComfyUI's queue, or interrupts it if it is
-  running and waits (bounded) for it to end, so its files exist before cleanup.
-  A failed POST /interrupt is tried again (INTERRUPT_ATTEMPTS) within the grace
-  period. It returns a `Stop`: stopped, or still running after the grace period,
+- `stop_prompt` cancels a prompt (`ComfyAPI.cancel`: out of ComfyUI's queue, or
+  interrupted if running) and, if it was running, waits (bounded) for it to end, so
+  its files exist before cleanup. A failed cancel is tried again (INTERRUPT_ATTEMPTS)
+  within the grace period. It returns a `Stop`: stopped, or still running after the grace period,
   with whether the interrupt was delivered (a node that never checks for
   interrupts) or not (ComfyUI did not take it): the caller must then free ComfyUI
   otherwise, and can say which happened.
@@ -151,20 +151,16 @@ class _Follower:
 
 
 async def _finished(comfy: ComfyAPI, prompt_id: str, on_event: Callable[[ComfyEvent], None]) -> bool:
-    """True if ComfyUI's history shows the prompt finished (raises if it failed);
-    `ComfyError` if ComfyUI has forgotten it altogether. A prompt found running whose
-    start went unseen (its events were lost) is reported to `on_event` as started."""
-    entry = await comfy.history(prompt_id)
-    if entry:
-        return _outcome_from_history(entry)
-    place = _place_in_queue(await comfy.queue(), prompt_id)
-    if place == "queue_running":
+    """True if ComfyUI says the prompt finished (raises if it failed); `ComfyError` if
+    ComfyUI has forgotten it altogether. A prompt found running whose start went unseen
+    (its events were lost) is reported to `on_event` as started."""
+    state = await comfy.prompt_state(prompt_id)
+    if state.place == "finished":
+        return _outcome(state.status)
+    if state.place == "running":
         on_event(ComfyEvent("execution_start", {"prompt_id": prompt_id, "seen_in_queue": True}))
-    if place is not None:
+    if state.place in ("pending", "running"):
         return False
-    entry = await comfy.history(prompt_id)  # it may have finished between the two reads
-    if entry:
-        return _outcome_from_history(entry)
     raise ComfyError(f"prompt {prompt_id} vanished from ComfyUI: neither queued nor in its history")
 
 
@@ -183,17 +179,8 @@ async def _reconnect(router: EventRouter, comfy_died: Callable[[], bool], closed
     raise ComfyUnavailable(f"ComfyUI's websocket could not be reopened after {RECONNECT_ATTEMPTS} attempts")
 
 
-def _place_in_queue(queue: dict[str, Any], prompt_id: str) -> str | None:
-    """ "queue_running", "queue_pending" or None: where GET /queue lists the prompt."""
-    for place in ("queue_running", "queue_pending"):
-        if any(item[1] == prompt_id for item in queue.get(place, [])):
-            return place
-    return None
-
-
-def _outcome_from_history(entry: dict[str, Any]) -> bool:
-    """True if the history shows the prompt finished; raises if it failed."""
-    status = entry.get("status") or {}
+def _outcome(status: dict[str, Any]) -> bool:
+    """True if a finished prompt's status (its history entry's) says it succeeded; raises if it failed."""
     for name, data in status.get("messages") or []:
         if name == "execution_error":
             raise execution_error(data)
@@ -206,27 +193,23 @@ async def stop_prompt(comfy: ComfyAPI, events: PromptEvents, grace_s: float) -> 
     """Free ComfyUI from this prompt: drop it if queued, interrupt it if running, and
     wait up to grace_s for it to end. Other prompts, queued or running, are untouched."""
     prompt_id = events.prompt_id
-    interrupt = _Interrupt(comfy, prompt_id)
+    cancel = _Cancel(comfy, prompt_id)
     try:
         async with asyncio.timeout(grace_s):
-            place = _place_in_queue(await comfy.queue(), prompt_id)
-            if place == "queue_pending":
-                await comfy.delete_queued(prompt_id)
-                return Stop(stopped=True)
-            if place is None:
-                return Stop(stopped=True)  # already finished
-            await interrupt.send()
+            acted = await cancel.send()
+            if cancel.delivered and (not acted or (await comfy.prompt_state(prompt_id)).place != "running"):
+                return Stop(stopped=True)  # it had finished, or it left the queue, or it ended since
             await _follow_events(comfy, events, lambda event: None, silence_check_s=min(1.0, grace_s))
         return Stop(stopped=True)
     except ExecutionFailed:
         return Stop(stopped=True)  # it ended (interrupted, as asked, or failing on its own)
     except (WorkerError, EventStreamClosed, TimeoutError) as exc:
         log.warning("prompt %s is still running %g s after the stop began: %r", prompt_id, grace_s, exc)
-        return Stop(stopped=False, undelivered=interrupt.why_undelivered())
+        return Stop(stopped=False, undelivered=cancel.why_undelivered())
 
 
-class _Interrupt:
-    """POST /interrupt, tried again (INTERRUPT_ATTEMPTS) when it fails; remembers how it went."""
+class _Cancel:
+    """`ComfyAPI.cancel`, tried again (INTERRUPT_ATTEMPTS) when it fails; remembers how it went."""
 
     def __init__(self, comfy: ComfyAPI, prompt_id: str):
         self.comfy = comfy
@@ -234,16 +217,17 @@ class _Interrupt:
         self.delivered = False
         self.failures: list[str] = []
 
-    async def send(self) -> None:
+    async def send(self) -> bool:
+        """Whether the prompt was queued or running (False too when the cancel never got through)."""
         for attempt in range(1, INTERRUPT_ATTEMPTS + 1):
             try:
-                await self.comfy.interrupt(self.prompt_id)
+                acted = await self.comfy.cancel(self.prompt_id)
                 self.delivered = True
-                return
+                return acted
             except WorkerError as error:
                 self.failures.append(error.message)
                 log.warning(
-                    "interrupt of prompt %s, attempt %d of %d: %s",
+                    "cancel of prompt %s, attempt %d of %d: %s",
                     self.prompt_id,
                     attempt,
                     INTERRUPT_ATTEMPTS,
@@ -251,10 +235,11 @@ class _Interrupt:
                 )
             if attempt < INTERRUPT_ATTEMPTS:
                 await asyncio.sleep(INTERRUPT_PAUSE_S)
+        return False
 
     def why_undelivered(self) -> str | None:
         if self.delivered:
             return None
         if not self.failures:
             return "it was never sent: ComfyUI did not answer in time"
-        return f"POST /interrupt failed {len(self.failures)} time(s): {self.failures[-1]}"
+        return f"the cancel failed {len(self.failures)} time(s): {self.failures[-1]}"

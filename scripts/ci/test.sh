@@ -17,8 +17,9 @@ echo "== ruff"
   echo "ruff format would change files: run '$python -m ruff format .'" >&2; exit 1; }
 echo "== mypy (the worker, the local endpoint, the client: pyproject.toml [tool.mypy])"
 "$python" -m mypy
-echo "== hadolint, shellcheck"
-"$local_dir/venv/bin/hadolint" Dockerfile
+echo "== the flavours' Dockerfiles and hub.json match Dockerfile and the flavour table; hadolint, shellcheck"
+"$python" scripts/image/flavours.py check
+"$local_dir/venv/bin/hadolint" Dockerfile Dockerfile.cuda12.8
 "$local_dir/venv/bin/shellcheck" -x start.sh scripts/*.sh scripts/*/*.sh .ci/run
 echo "== pytest"
 exec "$python" -m pytest "$@"

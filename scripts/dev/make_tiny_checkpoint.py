@@ -108,12 +108,13 @@ def seeded_tensor(key: str, like, generator):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comfyui-dir", type=Path, required=True, help="the pinned ComfyUI tree")
+    parser.add_argument("--models-dir", type=Path, help="where the model folders are (default: the tree's models/)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="regenerate even if the file exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[make_tiny_checkpoint] %(message)s")
 
-    models = args.comfyui_dir / "models"
+    models = args.models_dir or args.comfyui_dir / "models"
     target = models / "checkpoints" / CHECKPOINT_NAME
     companions = [
         models / "vae_approx" / "taesd_encoder.safetensors",

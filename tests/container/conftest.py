@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from local_endpoint.server import worker_environment
+from scripts.image.flavours import DEFAULT, by_name
 from tests.support.comfyui_server import free_port
 from tests.support.servers import wait_until
 
 IMAGE = os.environ.get("COMFY_WORKER_IMAGE")
+FLAVOUR = by_name(os.environ.get("COMFY_WORKER_FLAVOUR", DEFAULT.name))
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

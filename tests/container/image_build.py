@@ -1,10 +1,14 @@
-"""Build the real Dockerfile locally, with local stand-ins for the registries it uses,
-then run the container tests against the image (scripts/image_test.sh runs this).
+"""Build the real Dockerfiles locally, every flavour (scripts/image/flavours.py), with
+local stand-ins for the registries they use, then run the container tests against each
+image (scripts/image_test.sh runs this): all of them against the default flavour, those
+marked `every_flavour` (a job in a container, what must be true inside) against the others.
+The flavours share their first layers and the build cache; only the torch stack and the
+layers after it are built again.
 
 Stand-ins, each behind a build argument whose default is the real thing:
 - BASE_IMAGE: a Debian bookworm root file system (debootstrap) with the building
   machine's CA bundle and its CPython 3.12 (at the same absolute path, where it runs),
-  in place of nvidia/cuda:12.4.1-base-ubuntu22.04;
+  in place of each flavour's nvidia/cuda base (the wheels bring CUDA's libraries);
 - UV_IMAGE: the uv binary of PyPI's uv wheel at the pinned version, in place of
   ghcr.io/astral-sh/uv;
 - HF_ENDPOINT and MODELS_MANIFEST: a Hugging Face-compatible server on 127.0.0.1
@@ -13,9 +17,10 @@ Stand-ins, each behind a build argument whose default is the real thing:
   holding a small custom node of the tests' own that declares a pip requirement;
 - WORKFLOWS_DIR: the shipped named workflows, staged to name the stand-in checkpoint
   (tests/support/shipped_workflows.py), so the build's proof of them passes.
-Everything else is the real build: the same Dockerfile, scripts and lock file.
+Everything else is the real build: the same Dockerfiles, scripts and lock files.
 
     python -m tests.container.image_build [PYTEST ARGS]
+    IMAGE_TEST_FLAVOURS=cuda12.4 python -m tests.container.image_build   # one flavour
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import zipfile
 from pathlib import Path
 
 from benchmarks import boot
+from scripts.image.flavours import DEFAULT, FLAVOURS, Flavour
 from tests.support.fake_hub import fake_hub
 from tests.support.servers import http_file_server
 from tests.support.shipped_workflows import stage_workflows
@@ -47,7 +53,7 @@ RUN = os.environ.get("IMAGE_TEST_RUN") or str(os.getpid())
 RUN_DIR = WORK_DIR / "runs" / RUN
 STAGING = REPO_ROOT / ".image-test" / RUN  # inside the build context, git- and docker-ignored but for the manifests
 STAGED = f".image-test/{RUN}"  # STAGING, as the build context names it
-IMAGE = f"comfy-worker:image-test-{RUN}"
+IMAGE = f"comfy-worker:image-test-{RUN}"  # the default flavour's; another's adds its name
 RUN_LABEL = f"comfy-worker.image-test={RUN}"
 UV_VERSION = "0.13.9"
 BASE_TAG = "comfy-worker-standin/base:bookworm-py3.12"
@@ -184,8 +190,19 @@ def test_node_repository(root: Path) -> Path:
     return bare
 
 
-def docker_build(build_args: dict[str, str]) -> float:
-    args = ["docker", "build", "--network", "host", "-t", IMAGE, "--label", RUN_LABEL]
+def image_tag(flavour: Flavour) -> str:
+    return IMAGE if flavour is DEFAULT else f"{IMAGE}-{flavour.name}"
+
+
+def flavours_to_build() -> list[Flavour]:
+    names = os.environ.get("IMAGE_TEST_FLAVOURS")
+    return [f for f in FLAVOURS if not names or f.name in names.split(",")]
+
+
+def docker_build(build_args: dict[str, str], flavour: Flavour = DEFAULT) -> float:
+    tag = image_tag(flavour)
+    args = ["docker", "build", "--network", "host", "-f", str(REPO_ROOT / flavour.dockerfile), "-t", tag]
+    args += ["--label", RUN_LABEL]
     for name, value in build_args.items():
         args += ["--build-arg", f"{name}={value}"]
     started = time.monotonic()
@@ -193,25 +210,26 @@ def docker_build(build_args: dict[str, str]) -> float:
     return time.monotonic() - started
 
 
-def image_report(build_s: float, rebuild_s: float) -> str:
+def image_report(image: str, build_s: float, rebuild_s: float | None) -> str:
     size = int(
         subprocess.run(
-            ["docker", "image", "inspect", "-f", "{{.Size}}", IMAGE], check=True, capture_output=True, text=True
+            ["docker", "image", "inspect", "-f", "{{.Size}}", image], check=True, capture_output=True, text=True
         ).stdout
     )
     history = subprocess.run(
-        ["docker", "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", IMAGE],
+        ["docker", "history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.splitlines()
     layers = sorted((line.split("\t", 1) for line in history), key=lambda row: -parse_size(row[0]))[:6]
     lines = [
-        f"image {IMAGE}: {size / 1e9:.2f} GB",
+        f"image {image}: {size / 1e9:.2f} GB",
         f"build: {build_s:.0f} s (with whatever layers this machine had cached; none on a fresh machine)",
-        f"rebuild after a code change: {rebuild_s:.0f} s",
-        "largest layers:",
     ]
+    if rebuild_s is not None:
+        lines.append(f"rebuild after a code change: {rebuild_s:.0f} s")
+    lines.append("largest layers:")
     lines += [f"  {row[0]:>8}  {row[1].replace('|', ' ')[:110]}" for row in layers]
     return "\n".join(lines)
 
@@ -236,8 +254,9 @@ def main() -> int:
         return build_and_test(pytest_args, checkpoint)
     finally:
         shutil.rmtree(STAGING, ignore_errors=True)
-        # This run's image goes (its layers stay in the build cache, so the next run is quick).
-        run("docker", "image", "rm", "-f", IMAGE, stdout=subprocess.DEVNULL, check=False)
+        # This run's images go (their layers stay in the build cache, so the next run is quick).
+        for flavour in FLAVOURS:
+            run("docker", "image", "rm", "-f", image_tag(flavour), stdout=subprocess.DEVNULL, check=False)
         run("docker", "image", "prune", "-f", "--filter", f"label={RUN_LABEL}", stdout=subprocess.DEVNULL, check=False)
 
 
@@ -282,28 +301,40 @@ def build_and_test(pytest_args: list[str], checkpoint: bytes) -> int:
                 "CUSTOM_NODES_MANIFEST": f"{STAGED}/custom_nodes.json",
                 "WORKFLOWS_DIR": f"{STAGED}/workflows",
             }
-            log("building the Dockerfile with the stand-ins")
-            build_s = docker_build(build_args)
-            marker = REPO_ROOT / "comfy_worker" / "_image_test_rebuild.py"
-            marker.write_text('"""Written and removed by tests/container/image_build.py to time a rebuild."""\n')
-            try:
-                rebuild_s = docker_build(build_args)
-            finally:
-                marker.unlink()
-                docker_build(build_args)  # the image tested is the tree as it is (cached: seconds)
+            reports = []
+            for flavour in flavours_to_build():
+                log(f"building {flavour.dockerfile} ({flavour.name}) with the stand-ins")
+                build_s = docker_build(build_args, flavour)
+                rebuild_s = None
+                if flavour is DEFAULT:
+                    marker = REPO_ROOT / "comfy_worker" / "_image_test_rebuild.py"
+                    marker.write_text(
+                        '"""Written and removed by tests/container/image_build.py to time a rebuild."""\n'
+                    )
+                    try:
+                        rebuild_s = docker_build(build_args)
+                    finally:
+                        marker.unlink()
+                        docker_build(build_args)  # the image tested is the tree as it is (cached: seconds)
+                reports.append(image_report(image_tag(flavour), build_s, rebuild_s))
     # Each run's stand-in ports change the model and custom-node layers: drop this
     # script's earlier, now untagged images, so repeated runs do not fill the disk
     # (RunPod's SDK refuses to start a worker with under 10% of the disk free).
     run("docker", "image", "prune", "-f", "--filter", f"label={RUN_LABEL}", stdout=subprocess.DEVNULL)
-    report = image_report(build_s, rebuild_s)
-    log("ComfyUI's first start in fresh containers of the image, with the boot cuts and without")
-    report += "\n\n" + boot.image_section(boot.measure_image(IMAGE))
+    report = "\n\n".join(reports)
+    if any(f is DEFAULT for f in flavours_to_build()):
+        log("ComfyUI's first start in fresh containers of the image, with the boot cuts and without")
+        report += "\n\n" + boot.image_section(boot.measure_image(IMAGE))
     log("\n" + report)
     (RUN_DIR / "image-report.txt").write_text(report + "\n")
-    env = {**os.environ, "COMFY_WORKER_IMAGE": IMAGE}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/container", *pytest_args], cwd=REPO_ROOT, env=env
-    ).returncode
+    failed = 0
+    for flavour in flavours_to_build():
+        env = {**os.environ, "COMFY_WORKER_IMAGE": image_tag(flavour), "COMFY_WORKER_FLAVOUR": flavour.name}
+        selection = [] if flavour is DEFAULT else ["-m", "every_flavour"]
+        log(f"container tests on {image_tag(flavour)}")
+        command = [sys.executable, "-m", "pytest", "tests/container", *selection, *pytest_args]
+        failed = failed or subprocess.run(command, cwd=REPO_ROOT, env=env).returncode
+    return failed
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The built image, run as RunPod runs it: a local test job, the production worker loop
 against a local endpoint (job, progress, cancel, the Hub test), and what must be true
-inside (CUDA 12.4 torch, xformers, the custom node and its requirement, tcmalloc)."""
+inside (the flavour's CUDA and GPU architectures, xformers, the custom node and its
+requirement, tcmalloc). Tests marked every_flavour also run against the other flavours."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import re
 import time
 import urllib.request
 
+import pytest
+
 from client import EndpointClient
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME as TINY_CHECKPOINT
 from scripts.dev.make_tiny_checkpoint import LORA_NAME
@@ -18,11 +21,12 @@ from tests.support.servers import model_server, wait_until
 from tests.support.templates import on_tiny_models, template
 from tests.support.workflows import add_lora
 
-from .conftest import IMAGE, REPO_ROOT, docker, tiny_job
+from .conftest import FLAVOUR, IMAGE, REPO_ROOT, docker, tiny_job
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.every_flavour
 def test_test_input_returns_a_png():
     # 16x16: the SDK logs the result, and cuts log lines at 4096 characters.
     job = tiny_job(seed=3, size=16)
@@ -40,6 +44,7 @@ def test_test_input_returns_a_png():
     assert "Traceback" not in output, output[output.index("Traceback") - 200 :][:3000]
 
 
+@pytest.mark.every_flavour
 def test_a_job_through_the_local_endpoint_completes_with_progress(running_worker):
     client = EndpointClient(running_worker.endpoint_url)
     seen = []
@@ -108,13 +113,19 @@ def test_the_hub_test_passes_on_the_image(running_worker):
     assert final["output"]["images"]
 
 
+@pytest.mark.every_flavour
 def test_inside_the_image(running_worker):
+    # The architectures torch was compiled for, read without a GPU.
     checks = (
-        "import torch, xformers, xformers.ops, humanize; "
-        "assert torch.version.cuda == '12.4', torch.version.cuda; print(torch.__version__, xformers.__version__)"
+        "import json, torch, xformers, xformers.ops, humanize; "
+        "print(json.dumps([torch.__version__, torch.version.cuda, torch._C._cuda_getArchFlags().split()]))"
     )
     python = running_worker.exec("python", "-c", checks)
     assert python.returncode == 0, python.stderr[-2000:]
+    torch_version, cuda, architectures = json.loads(python.stdout.strip().splitlines()[-1])
+    assert cuda == FLAVOUR.cuda, f"{FLAVOUR.name}: torch {torch_version} is built for CUDA {cuda}"
+    missing = set(FLAVOUR.architectures) - set(architectures)
+    assert not missing, f"{FLAVOUR.name}: torch {torch_version} lacks kernels for {sorted(missing)}: {architectures}"
 
     with urllib.request.urlopen(f"{running_worker.comfy_url}/object_info/ImageTestNode", timeout=10) as response:
         assert "ImageTestNode" in json.load(response), "the custom node is registered with ComfyUI"

@@ -1,16 +1,14 @@
 """scripts/image/check_workflows.py, the image build's proof of the named workflows,
-against the real ComfyUI's node definitions and models."""
+against the real ComfyUI's node definitions and models (tests/integration/test_check_comfyui.py
+runs it as the build does)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME
 from scripts.image.check_workflows import problems
-from tests.support.comfyui_server import COMFYUI_DIR
-from tests.support.shipped_workflows import REPO_ROOT, SHIPPED, baked_checkpoint, stage_workflows
+from tests.support.shipped_workflows import stage_workflows
 from tests.support.workflows import add_lora
 
 
@@ -51,26 +49,3 @@ async def test_unknown_nodes_and_a_wrong_parameter_map_fail(session_worker, tmp_
     assert f"{staged}/img2img.json: node types this ComfyUI does not have: node 2 (LoadImageFromS3)" in found
     assert f"{staged}/txt2img.toml: params.denoise: input 'latent_image' of node 3 is wired to another node" in found
     assert f"{staged}/upscale.toml: a parameter map without its workflow (upscale.json)" in found
-
-
-def test_the_script_starts_comfyui_and_fails_on_a_checkpoint_that_is_not_there():
-    # The shipped files as they are: the tests' ComfyUI lacks the image's checkpoint.
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "scripts/image/check_workflows.py"),
-            "--comfyui",
-            str(COMFYUI_DIR),
-            "--workflows",
-            str(SHIPPED),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert run.returncode == 1, run.stderr[-2000:]
-    assert (
-        f"txt2img.json: node 4 'Load Checkpoint' (CheckpointLoaderSimple) input 'ckpt_name': '{baked_checkpoint()}'"
-        in run.stderr
-    )

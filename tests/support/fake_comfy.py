@@ -5,8 +5,11 @@ nodes write, and how it ends. The default run (`Run.success`) executes every nod
 writes one PNG per output node into the output folder, and succeeds. A run may
 instead drop the event stream part-way (`drop_after`), hang until interrupted
 (`hang`), or fail in a node (`Run.failure`); the history then tells the outcome,
-as ComfyUI's does. `fail_on` makes any method raise, to test what happens when
-ComfyUI misbehaves at that point; `on_drop` runs when the stream drops.
+as ComfyUI's does. `cancel` takes a pending prompt out of the queue or interrupts the
+running one (unless `ignores_interrupts`), and `cancelled` lists each (prompt id, where
+it was). As ComfyUI, it sends a prompt's events only to the stream it was queued under.
+`fail_on` makes any method raise, to test what happens when ComfyUI misbehaves at that
+point; `on_drop` runs when the stream drops.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from PIL import Image
 
-from comfy_worker.comfy_api import ComfyAPI, ComfyEvent, EventStreamClosed
+from comfy_worker.comfy_api import ComfyAPI, ComfyEvent, ComfyOffers, EventStreamClosed, PromptState
 from comfy_worker.comfy_process import ComfyProcess
 from comfy_worker.connection import ComfyConnection
 from comfy_worker.delivery import Delivery
@@ -87,6 +90,10 @@ class FakeComfy:
         self.running: str | None = None
         self.pending: list[str] = []
         self.calls: list[str] = []
+        self.cancelled: list[tuple[str, str]] = []  # (prompt id, "pending" or "running")
+        self.ignores_interrupts = False  # a node that never checks for interrupts
+        self._streams = 0  # as ComfyUI, which sends a prompt's events to the stream it was queued under
+        self._stream_of: dict[str, int] = {}
         self.fail_on: dict[str, BaseException] = {}
         self.responding = True
         self.on_drop: Callable[[], None] = lambda: None  # e.g. make the process look dead
@@ -101,6 +108,10 @@ class FakeComfy:
 
     async def is_responding(self) -> bool:
         return self.responding
+
+    async def offers(self) -> ComfyOffers:
+        self._record("offers")
+        return ComfyOffers("fake")
 
     async def object_info(self) -> dict[str, Any]:
         self._record("object_info")
@@ -118,6 +129,7 @@ class FakeComfy:
         self._record("queue_prompt")
         prompt_id = f"prompt-{next(self._ids)}"
         self.prompts[prompt_id] = prompt
+        self._stream_of[prompt_id] = self._streams
         run = self.runs.pop(0) if self.runs else Run.success()
         self.pending.append(prompt_id)
         task = asyncio.get_running_loop().create_task(self._run_in_turn(prompt_id, prompt, run))
@@ -133,18 +145,26 @@ class FakeComfy:
         self._record("forget_history")
         self.histories.pop(prompt_id, None)
 
-    async def queue(self) -> dict[str, Any]:
-        self._record("queue")
-        running = [[0, self.running, {}, {}, []]] if self.running else []
-        return {"queue_running": running, "queue_pending": [[1, pid, {}, {}, []] for pid in self.pending]}
+    async def prompt_state(self, prompt_id: str) -> PromptState:
+        self._record("prompt_state")
+        if prompt_id in self.histories:
+            return PromptState("finished", self.histories[prompt_id]["status"])
+        if prompt_id == self.running:
+            return PromptState("running")
+        return PromptState("pending") if prompt_id in self.pending else PromptState("unknown")
 
-    async def interrupt(self, prompt_id: str) -> None:
-        self._record("interrupt")
-        self._interrupted.set()
-
-    async def delete_queued(self, prompt_id: str) -> None:
-        self._record("delete_queued")
-        self.pending.remove(prompt_id)
+    async def cancel(self, prompt_id: str) -> bool:
+        self._record("cancel")
+        if prompt_id in self.pending:
+            self.pending.remove(prompt_id)
+            self.cancelled.append((prompt_id, "pending"))
+            return True
+        if prompt_id == self.running:
+            if not self.ignores_interrupts:
+                self._interrupted.set()
+            self.cancelled.append((prompt_id, "running"))
+            return True
+        return False
 
     async def connect_events(self) -> None:
         self._record("connect_events")
@@ -153,6 +173,7 @@ class FakeComfy:
 
     async def reconnect_events(self) -> None:
         self._record("reconnect_events")
+        self._streams += 1  # a new client id: the events of prompts queued before go nowhere
         self._stream = asyncio.Queue()
 
     async def events(self) -> AsyncGenerator[ComfyEvent, None]:
@@ -192,7 +213,8 @@ class FakeComfy:
         if run.drop_after is not None and self._sent == run.drop_after:
             await self._push(None)  # the stream drops; later events are lost
         self._sent += 1
-        await self._push(ComfyEvent(event_type, data))
+        if self._stream_of.get(data.get("prompt_id", ""), self._streams) == self._streams:
+            await self._push(ComfyEvent(event_type, data))
 
     async def _push(self, event: ComfyEvent | None) -> None:
         if self._stream is not None:

@@ -10,12 +10,10 @@ CPU in about a second, editing the editor's widget values as a user would.
 from __future__ import annotations
 
 import copy
-import importlib.util
-import json
-from pathlib import Path
 from typing import Any
 
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME, LORA_NAME
+from scripts.image.comfyui_contract import TEMPLATE_PACKAGES, workflow_template
 
 # Templates whose node types all exist in the pinned ComfyUI and whose models have a
 # tiny stand-in: name -> the input files they load (LoadImage widget values).
@@ -36,23 +34,12 @@ RUNNABLE = {
 # Subgraphed templates: converted (and checked against /object_info) but not run.
 SUBGRAPHED = ["depth_t2i_adapter", "flux_depth_lora_example", "01_qwen_t2i_subgraphed"]
 
-_PACKAGES = [
-    "comfyui_workflow_templates_media_image",
-    "comfyui_workflow_templates_media_other",
-    "comfyui_workflow_templates_media_video",
-    "comfyui_workflow_templates_media_api",
-]
-
 
 def template(name: str) -> dict[str, Any]:
-    for package in _PACKAGES:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        path = Path(next(iter(spec.submodule_search_locations))) / "templates" / f"{name}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-    raise FileNotFoundError(f"template {name} is in none of {_PACKAGES}")
+    found = workflow_template(name)
+    if found is None:
+        raise FileNotFoundError(f"template {name} is in none of {TEMPLATE_PACKAGES}")
+    return found
 
 
 def _shrink(length: int) -> int:

@@ -27,15 +27,15 @@ def test_execution_error_names_node_and_exception():
 
 async def test_stopping_a_finished_prompt_does_nothing(tmp_path):
     comfy = FakeComfy(tmp_path)
-    await stop_prompt(comfy, PromptEvents(EventRouter(comfy), "prompt-already-done"), grace_s=1)
-    assert comfy.calls == ["queue"]
+    stop = await stop_prompt(comfy, PromptEvents(EventRouter(comfy), "prompt-already-done"), grace_s=1)
+    assert comfy.calls == ["cancel"] and comfy.cancelled == [] and stop.stopped
 
 
 async def test_stopping_a_queued_prompt_removes_it_from_the_queue(tmp_path):
     comfy = FakeComfy(tmp_path)
     comfy.pending.append("prompt-waiting")
     await stop_prompt(comfy, PromptEvents(EventRouter(comfy), "prompt-waiting"), grace_s=1)
-    assert comfy.pending == [] and "interrupt" not in comfy.calls
+    assert comfy.pending == [] and comfy.cancelled == [("prompt-waiting", "pending")]
 
 
 async def test_issue20_8_a_cancel_as_the_prompt_fails_leaves_no_unretrieved_task_exception(caplog, tmp_path):

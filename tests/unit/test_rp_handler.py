@@ -26,7 +26,7 @@ async def test_waits_until_comfyui_answers_then_closes_for_the_sdks_loop(tmp_pat
 
     await rp_handler.wait_for_comfyui(worker)
 
-    assert comfy.polls == 4 and comfy.calls == ["object_info", "close"]
+    assert comfy.polls == 4 and comfy.calls == ["offers", "object_info", "close"]
 
 
 async def test_a_comfyui_dead_at_start_fails_each_job_with_the_cause(tmp_path):

@@ -134,7 +134,7 @@ async def test_timeout_interrupts_the_prompt_and_cleans_up(make_worker, comfy, c
     result = await worker.handle({"id": "slow", "input": {"workflow": WORKFLOW, "timeout_s": 0.05}})
 
     assert result["error_type"] == "timeout" and result["details"] == {"timeout_s": 0.05}
-    assert "interrupt" in comfy.calls and "forget_history" in comfy.calls
+    assert [place for _, place in comfy.cancelled] == ["running"] and "forget_history" in comfy.calls
     assert job_files(comfyui_path) == set()
 
 
@@ -148,7 +148,7 @@ async def test_cancel_interrupts_the_prompt_and_reaches_the_sdk(make_worker, com
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
-    assert "interrupt" in comfy.calls and comfy.histories == {}
+    assert [place for _, place in comfy.cancelled] == ["running"] and comfy.histories == {}
 
 
 async def test_n2_a_shutdown_fails_the_jobs_still_in_flight_naming_it_and_stops_their_prompts(make_worker, comfy):
@@ -165,7 +165,7 @@ async def test_n2_a_shutdown_fails_the_jobs_still_in_flight_naming_it_and_stops_
 
     assert result["error_type"] == "worker_shut_down" and result["refresh_worker"] is True
     assert "SHUTDOWN_GRACE_S" in result["error"] and "send the job again" in result["error"]
-    assert "interrupt" in comfy.calls and comfy.histories == {}
+    assert [place for _, place in comfy.cancelled] == ["running"] and comfy.histories == {}
 
 
 async def test_a_failing_cleanup_step_neither_skips_the_others_nor_replaces_the_result(
@@ -299,13 +299,13 @@ async def test_a_cancelled_queued_job_leaves_the_running_one_alone(make_worker, 
     queued.cancel()
     with pytest.raises(asyncio.CancelledError):
         await queued
-    assert "delete_queued" in comfy.calls and "interrupt" not in comfy.calls, "the running prompt is untouched"
+    assert [place for _, place in comfy.cancelled] == ["pending"], "the running prompt is untouched"
     assert comfy.running is not None and not running.done()
 
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert "interrupt" in comfy.calls and comfy.running is None
+    assert ("running" in [place for _, place in comfy.cancelled]) and comfy.running is None
 
 
 class RestartingProcess(ComfyProcess):
@@ -326,7 +326,7 @@ async def test_a_job_queued_behind_a_hung_prompt_is_queued_again_on_the_restarte
     make_worker, comfy, comfyui_path, tmp_path
 ):
     comfy.runs += [Run.success(hang=True), Run.success(), Run.success()]
-    comfy.interrupt = lambda prompt_id: asyncio.sleep(0)  # the hung node never notices
+    comfy.ignores_interrupts = True  # the hung node never notices
     worker = make_worker(stop_grace_s=0.1)
     process = RestartingProcess(tmp_path / "no-pid-file", comfy)
     worker.comfyui.process = process
@@ -400,7 +400,7 @@ async def test_a_cancel_while_the_prompt_is_being_queued_still_stops_it(make_wor
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
-    assert "interrupt" in comfy.calls and comfy.running is None
+    assert ("running" in [place for _, place in comfy.cancelled]) and comfy.running is None
     assert comfy.histories == {}, "the prompt was released, not orphaned"
 
 
@@ -415,7 +415,7 @@ async def test_a_prompt_that_ignores_the_interrupt_gets_comfyui_restarted(make_w
             break
         await asyncio.sleep(0.02)
     comfy.runs.append(Run.success(hang=True))
-    comfy.interrupt = lambda prompt_id: asyncio.sleep(0)  # the node never notices
+    comfy.ignores_interrupts = True  # the node never notices
     worker = make_worker(pid_file=pid_file, stop_grace_s=0.1)
 
     result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW, "timeout_s": 0.05}})
@@ -472,15 +472,15 @@ async def test_issue20_7_a_history_entry_that_could_not_be_deleted_is_deleted_at
 
 async def test_issue20_2_an_interrupt_comfyui_never_takes_is_named_as_such(make_worker, comfy):
     comfy.runs.append(Run.success(hang=True))
-    comfy.fail_on["interrupt"] = ComfyError("POST /interrupt: HTTP 503")
+    comfy.fail_on["cancel"] = ComfyError("POST /interrupt: HTTP 503")
     worker = make_worker(stop_grace_s=1.0)  # no PID file: ComfyUI cannot be restarted
 
     result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW, "timeout_s": 0.05}})
 
-    assert comfy.calls.count("interrupt") == 3, "tried again before giving up"
+    assert comfy.calls.count("cancel") == 3, "tried again before giving up"
     assert result["error_type"] == "timeout"
     assert (
-        "ComfyUI did not accept the interrupt (POST /interrupt failed 3 time(s): POST /interrupt: HTTP 503)"
+        "ComfyUI did not accept the interrupt (the cancel failed 3 time(s): POST /interrupt: HTTP 503)"
         in (result["error"])
     )
     assert "ignored the interrupt" not in result["error"]
