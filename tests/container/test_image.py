@@ -101,6 +101,31 @@ def test_a_cancel_stops_comfyuis_work(running_worker):
     assert client.status(job_id)["status"] == "CANCELLED"
 
 
+def dockerfile_step(script: str) -> str:
+    """The Dockerfile's RUN instruction that runs `script`, verbatim (with its continuation lines)."""
+    lines = (REPO_ROOT / "Dockerfile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("RUN ") and script in line)
+    end = start
+    while lines[end].endswith("\\"):
+        end += 1
+    return "\n".join(lines[start : end + 1])
+
+
+def test_a_comfyui_upgrade_the_worker_cannot_drive_fails_the_build_naming_what_broke(tmp_path):
+    # The image's ComfyUI made to never send `executed`, then the build's own proof step, as written.
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {IMAGE}\n"
+        """RUN sed -i 's/send_sync("executed",/send_sync("executed_renamed",/' /comfyui/execution.py\n"""
+        f"{dockerfile_step('check_comfyui.py')}\n"
+    )
+    build = docker("build", "--network", "host", "--no-cache", "-t", f"{IMAGE}-broken", str(tmp_path), check=False)
+    output = build.stdout + build.stderr
+    docker("image", "rm", "-f", f"{IMAGE}-broken", check=False)
+    assert build.returncode != 0, output[-3000:]
+    assert "the worker cannot drive this ComfyUI" in output, output[-3000:]
+    assert "ComfyUI's websocket sent no `executed` event" in output, output[-3000:]
+
+
 def test_the_hub_test_passes_on_the_image(running_worker):
     hub_test = json.loads((REPO_ROOT / ".runpod" / "tests.json").read_text())["tests"][0]
     job_input = hub_test["input"]
