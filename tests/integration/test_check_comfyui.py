@@ -101,3 +101,16 @@ def test_a_shipped_workflow_naming_a_checkpoint_the_image_lacks_fails_naming_it(
         f"txt2img.json: node 4 'Load Checkpoint' (CheckpointLoaderSimple) input 'ckpt_name': '{baked_checkpoint()}'"
         in run.stderr
     )
+
+
+@pytest.mark.integration
+def test_a_launch_flag_the_pinned_comfyui_lacks_fails_naming_it(tmp_path):
+    launch_args = tmp_path / "launch.args"
+    launch_args.write_text((REPO_ROOT / "ComfyUI" / "launch.args").read_text() + "--no-such-comfyui-flag\n")
+    empty = tmp_path / "workflows"
+    empty.mkdir()
+
+    run = check(COMFYUI_DIR, empty, "--launch-args", str(launch_args))
+
+    assert run.returncode != 0
+    assert "ComfyUI did not start" in run.stderr and "--no-such-comfyui-flag" in run.stderr, run.stderr[-2000:]

@@ -178,7 +178,7 @@ def test_a_workflow_runs_on_the_endpoint_with_progress_and_its_output_lands_in_o
     with urllib.request.urlopen(f"http://{designer.host}/history/{done['id']}") as response:
         [entry] = json.load(response).values()
     assert entry["outputs"]["9"]["images"][0]["filename"] == saved[0].name and entry["status"]["completed"]
-    editor.execute_script("return window.app.extensionManager.command.execute('Workspace.ToggleSidebarTab.queue')")
+    open_outputs_panel(editor)
     in_panel = "return [...document.querySelectorAll('.side-bar-panel img')].map(i => i.src).join(' ')"
     WebDriverWait(editor, 90).until(lambda b: saved[0].name in b.execute_script(in_panel))
     editor.save_screenshot(str(ARTIFACTS / "editor-queue-panel.png"))
@@ -306,9 +306,25 @@ def test_outputs_an_endpoint_puts_in_its_bucket_are_downloaded_into_output(edito
     assert done["images"] == 1 and saved.read_bytes() == bucket.Object(uploaded).get()["Body"].read(), done
 
 
+def open_outputs_panel(editor: WebDriver) -> None:
+    """ComfyUI's side panel of past runs and their outputs: the Queue tab, or the Assets tab
+    that replaced it in newer frontends."""
+    editor.execute_script(
+        "const commands = window.app.extensionManager.command;"
+        "const ids = commands.commands.map(command => command.id);"
+        "const tab = ['Workspace.ToggleSidebarTab.queue', 'Workspace.ToggleSidebarTab.assets']"
+        "  .find(id => ids.includes(id));"
+        "return commands.execute(tab);"
+    )
+
+
 def open_runpod_settings(editor: WebDriver) -> None:
     editor.execute_script("return window.app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
-    category = "//li[contains(@class, 'p-listbox-option') and normalize-space() = 'RunPod']"
+    # The settings' category list: a list box, or (newer frontends) a navigation of buttons.
+    category = (
+        "//li[contains(@class, 'p-listbox-option') and normalize-space() = 'RunPod']"
+        " | //*[@role = 'button' and @data-nav-id = 'root/RunPod']"
+    )
     WebDriverWait(editor, 90).until(lambda b: b.find_elements(By.XPATH, category))
     editor.find_element(By.XPATH, category).click()
     WebDriverWait(editor, 90).until(lambda b: b.find_elements(By.ID, "runpod-setting-api_key"))

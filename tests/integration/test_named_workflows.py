@@ -108,6 +108,9 @@ async def test_list_nodes_names_every_node_type_custom_ones_included(run_job, co
 
     assert {"KSampler", "CheckpointLoaderSimple", "SaveImage", "WorkerSaveImage"} <= set(result["nodes"])
     assert result["nodes"] == sorted(result["nodes"])
+    packs = result["node_packs"]
+    assert "KSampler" in packs["core"] and packs["worker_save_image"] == ["WorkerSaveImage"]
+    assert sorted(name for names in packs.values() for name in names) == result["nodes"]
 
 
 async def test_randomized_seeds_are_returned_and_reproduce_the_image(run_job, clean_after):
