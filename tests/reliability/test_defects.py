@@ -16,7 +16,7 @@ from client import EndpointClient
 from comfy_worker import webhooks
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
-from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port, link_custom_nodes, start_comfyui
+from tests.support.comfyui_server import PINNED_COMFYUI_DIR, PYTHON, free_port, link_custom_nodes, start_comfyui
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.servers import misbehaving_http_server, stalled_server
 from tests.support.workflows import add_lora, decode_image, empty_image, load_image, png_base64, txt2img
@@ -213,10 +213,10 @@ def final_status(client: EndpointClient, job_id: str, timeout_s: float) -> dict:
 
 
 def comfyui_tree_with_test_nodes(base: Path) -> Path:
-    """A ComfyUI folder for start.sh: the pinned code linked in, the tests' custom nodes,
-    fresh input/output/temp."""
+    """A ComfyUI folder for start.sh: the pinned code linked in (start.sh runs ComfyUI and
+    the worker with one Python), the tests' custom nodes, fresh input/output/temp."""
     base.mkdir()
-    for item in COMFYUI_DIR.iterdir():
+    for item in PINNED_COMFYUI_DIR.iterdir():
         if item.name not in {"input", "output", "temp", "user", "custom_nodes"}:
             (base / item.name).symlink_to(item)
     link_custom_nodes(base / "custom_nodes")

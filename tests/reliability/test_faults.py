@@ -82,15 +82,25 @@ async def test_bad_answers_to_the_prompt_fail_the_job_without_replacing_the_work
 SILENT = {"1": {"class_type": "StubbornSleep", "inputs": {"seconds": 2.5}}}
 
 
+async def state_route(worker) -> str:
+    """Where the worker reads a prompt's state: the jobs API where ComfyUI has one, else /history."""
+    return "/api/jobs/" if (await worker.comfyui.api.offers()).jobs_api else "/history/"
+
+
+async def cancel_route(worker) -> str:
+    """Where the worker cancels a running prompt: the atomic cancel where ComfyUI has one, else /interrupt."""
+    return "/api/jobs/" if (await worker.comfyui.api.offers()).atomic_cancel else "/interrupt"
+
+
 async def test_a_transient_5xx_on_a_read_is_retried(proxied_worker, proxy):
-    proxy.inject("GET", "/history/", 503, b"busy", times=1)
+    proxy.inject("GET", await state_route(proxied_worker), 503, b"busy", times=1)
     result = await proxied_worker.handle(job(SILENT))
     assert "error" not in result, result
     assert proxy.injected == 1
 
 
 async def test_a_lasting_5xx_on_a_read_fails_the_job_but_not_the_worker(proxied_worker, proxy):
-    proxy.inject("GET", "/history/", 503, b"busy")
+    proxy.inject("GET", await state_route(proxied_worker), 503, b"busy")
     result = await proxied_worker.handle(job(SILENT))
     assert result["error_type"] == "comfyui_error" and "refresh_worker" not in result
     assert proxy.injected >= 3, "retried before giving up"
@@ -98,7 +108,7 @@ async def test_a_lasting_5xx_on_a_read_fails_the_job_but_not_the_worker(proxied_
 
 @pytest.mark.case_class("faults between worker and ComfyUI")
 async def test_issue20_2_one_failed_interrupt_is_tried_again_not_a_restart(proxied_worker, proxy, comfyui):
-    proxy.inject("POST", "/interrupt", 503, b"busy", times=1)
+    proxy.inject("POST", await cancel_route(proxied_worker), 503, b"busy", times=1)
     comfyui_pid = comfyui.process.pid
     result = await proxied_worker.handle({"id": "slow", "input": {"workflow": txt2img(steps=500), "timeout_s": 1.5}})
     assert result["error_type"] == "timeout" and "and was stopped" in result["error"], result

@@ -23,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DIR = Path(os.environ.get("LOCAL_DIR", REPO_ROOT / ".local"))
 # Another ComfyUI tree (and the Python with its requirements) for the tests' ComfyUI, to
 # prove the worker against a newer ComfyUI than the pinned one (docs/development.md).
-COMFYUI_DIR = Path(os.environ.get("COMFYUI_TEST_TREE") or LOCAL_DIR / "ComfyUI")
+PINNED_COMFYUI_DIR = LOCAL_DIR / "ComfyUI"  # the pinned tree: what start.sh runs in the tests, with the worker's Python
+COMFYUI_DIR = Path(os.environ.get("COMFYUI_TEST_TREE") or PINNED_COMFYUI_DIR)
 PYTHON = LOCAL_DIR / "venv" / "bin" / "python"
 COMFYUI_PYTHON = Path(os.environ.get("COMFYUI_TEST_PYTHON") or PYTHON)
 LAUNCH_FLAGS = shlex.split((REPO_ROOT / "ComfyUI" / "launch.args").read_text(), comments=True)
