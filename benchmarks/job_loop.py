@@ -18,6 +18,7 @@ from pathlib import Path
 
 import requests
 
+from comfy_worker.contract import JobState
 from tests.support.comfyui_server import ComfyServer
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.workflows import empty_image
@@ -42,7 +43,7 @@ def measure(server: ComfyServer, runs: int, log_file: Path) -> LoopTimes:
             started = time.perf_counter()
             status = session.post(f"{base_url}/runsync?wait=60000", json=body, timeout=70).json()
             total = (time.perf_counter() - started) * 1000
-            assert status["status"] == "COMPLETED", status
+            assert status["status"] == JobState.COMPLETED, status
             if i < 3:  # warm-up
                 continue
             timings = status["output"]["timings"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import requests
 
+from comfy_worker.contract import FINAL_STATES, JobState
 from tests.support.comfyui_server import ComfyServer
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.workflows import empty_image, txt2img
@@ -68,8 +69,8 @@ def run_queue(session: requests.Session, base_url: str, workflow: str, jobs: int
         for job_id in ids:
             if job_id not in finals:
                 status = session.get(f"{base_url}/status/{job_id}", timeout=30).json()
-                if status["status"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
-                    assert status["status"] == "COMPLETED", status
+                if status["status"] in FINAL_STATES:
+                    assert status["status"] == JobState.COMPLETED, status
                     finals[job_id] = status
         time.sleep(0.02)
     wall_s = time.perf_counter() - started
@@ -90,7 +91,7 @@ def isolated(session: requests.Session, base_url: str, runs: int) -> list[float]
     for i in range(runs + 2):
         body = {"input": {"workflow": WORKFLOWS["tiny txt2img"](10_000 + i)}}
         status = session.post(f"{base_url}/runsync?wait=60000", json=body, timeout=70).json()
-        assert status["status"] == "COMPLETED", status
+        assert status["status"] == JobState.COMPLETED, status
         if i >= 2:  # warm-up
             latencies.append(status["delayTime"] + status["executionTime"])
     return latencies

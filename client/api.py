@@ -21,13 +21,13 @@ from typing import Any
 
 import requests
 
+from comfy_worker.contract import FINAL_STATES, OUTPUT_LISTS, JobState
+
 from .uploads import UploadBucket, fit_request
 
 log = logging.getLogger("client")
 
 RUNPOD_API = "https://api.runpod.ai/v2"
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
-OUTPUT_LISTS = ("images", "videos", "audio", "files")
 
 
 class JobFailed(Exception):
@@ -93,7 +93,7 @@ class EndpointClient:
             status = self.status(job_id)
             on_status(status)
             if status["status"] in FINAL_STATES:
-                if status["status"] != "COMPLETED":
+                if status["status"] != JobState.COMPLETED:
                     raise JobFailed(status)
                 return status
             time.sleep(poll_interval_s)
@@ -124,7 +124,7 @@ def save_outputs(
     """Write every output file (base64 or URL) into folder, named by `output_file_name`; returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
-    for list_name in OUTPUT_LISTS:
+    for list_name in OUTPUT_LISTS.values():
         for entry in output.get(list_name) or []:
             path = folder / output_file_name(job_id, entry)
             if entry["type"] == "base64":

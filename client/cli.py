@@ -24,6 +24,8 @@ from typing import Any, TextIO
 import requests
 from tqdm import tqdm
 
+from comfy_worker.contract import JobState
+
 from .api import EndpointClient, JobFailed, job_input_from_files, save_outputs
 from .uploads import RequestTooLarge, UploadBucket
 
@@ -48,12 +50,12 @@ class ProgressBar:
 
     def update(self, status: dict[str, Any]) -> None:
         output = status.get("output")
-        if status["status"] == "IN_PROGRESS" and isinstance(output, dict) and "progress" in output:
+        if status["status"] == JobState.IN_PROGRESS and isinstance(output, dict) and "progress" in output:
             self.percent = round(100 * output["progress"], 1)
             self.message = output.get("message") or "running"
             eta_s = output.get("eta_s")
             self.eta_text = f"about {eta_s:.0f} s left" if isinstance(eta_s, int | float) else ""
-        elif status["status"] == "COMPLETED":
+        elif status["status"] == JobState.COMPLETED:
             self.percent, self.message, self.eta_text = 100.0, "done", ""
         else:
             self.message, self.eta_text = status["status"].lower().replace("_", " "), ""

@@ -44,7 +44,9 @@ from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.transport_security import TransportSecuritySettings
 
-from .api import FINAL_STATES, OUTPUT_LISTS, EndpointClient, JobFailed
+from comfy_worker.contract import FINAL_STATES, OUTPUT_LISTS, JobState
+
+from .api import EndpointClient, JobFailed
 from .uploads import RequestTooLarge
 
 log = logging.getLogger("client.mcp")
@@ -194,11 +196,11 @@ class EndpointTools:
                 status = await self._endpoint(self.client.status, job_id)
                 state, output = status.get("status"), status.get("output")
                 fraction = output.get("progress") if isinstance(output, dict) else None
-                if state == "IN_PROGRESS" and isinstance(fraction, int | float) and fraction > notified:
+                if state == JobState.IN_PROGRESS and isinstance(fraction, int | float) and fraction > notified:
                     notified = float(fraction)
                     await progress(notified, str(output.get("message") or "running"))
                 if state in FINAL_STATES:
-                    if state != "COMPLETED":
+                    if state != JobState.COMPLETED:
                         raise ToolFailed(failure_text(JobFailed(status)))
                     return dict(output or {})
                 if self.clock() > deadline:
@@ -235,7 +237,7 @@ class EndpointTools:
     def result(output: dict[str, Any]) -> types.CallToolResult:
         content: list[Any] = []
         listed = []
-        for list_name in OUTPUT_LISTS:
+        for list_name in OUTPUT_LISTS.values():
             for entry in output.get(list_name) or []:
                 content.append(output_content(entry))
                 listed.append({key: entry.get(key) for key in ("filename", "node_id", "mime_type", "type")})

@@ -1,7 +1,7 @@
 """Inputs beyond RunPod's request limit: uploaded to a bucket, sent as presigned URLs.
 
 RunPod refuses a request body over 10 MB on /run and 20 MB on /runsync
-(`REQUEST_LIMITS`; the local endpoint enforces the same). `fit_request(body, path,
+(`comfy_worker.contract.RUNPOD_REQUEST_LIMITS`; the local endpoint enforces the same). `fit_request(body, path,
 bucket)` returns the body as it can be sent: unchanged when it fits; otherwise its
 inline inputs (base64 in `input.images[].image`, and base64 or data-URI values in a
 named workflow's `input.params`), largest first, are uploaded to the bucket and
@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from comfy_worker.contract import RUNPOD_REQUEST_LIMITS
+
 log = logging.getLogger("client")
 
-REQUEST_LIMITS = {"/run": 10_000_000, "/runsync": 20_000_000}  # bytes, RunPod's
 UPLOAD_URL_EXPIRY_S = 24 * 3600
 _DATA_URI = re.compile(r"^data:([^;,]*)[^,]*;base64,", re.IGNORECASE)
 # Base64, standard or URL-safe, perhaps wrapped in lines; never spaces (a prompt has them).
@@ -146,7 +147,7 @@ def inline_inputs(job_input: dict[str, Any]) -> Iterator[InlineInput]:
 
 def fit_request(body: dict[str, Any], path: str, bucket: UploadBucket | None) -> tuple[dict[str, Any], list[str]]:
     """`body` made to fit `path`'s limit (a copy if changed), and what was moved (see module doc)."""
-    limit = REQUEST_LIMITS[path]
+    limit = RUNPOD_REQUEST_LIMITS[path]
     size = body_size(body)
     if size <= limit:
         return body, []

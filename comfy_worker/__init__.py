@@ -39,6 +39,7 @@ Downloads and the RunPod SDK
     runpod_sdk       every SDK name used beyond start() and progress_update, checked at start-up
 
 Across the wings
+    contract         the job's states, output lists, RunPod's limits, result shapes: one place for every consumer
     storage          the OutputStore interface, and S3-compatible buckets
     errors           error hierarchy, the job's error result, guarded clean-up steps
     settings         environment settings, read once

@@ -39,6 +39,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from .contract import output_list
 from .errors import DiskFull, InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable, is_disk_full
 from .history import OutputFile, files_in_history, texts_in_history
 from .job_files import JobFiles, write_failure
@@ -47,7 +48,6 @@ from .settings import Settings
 from .storage import OutputStore, S3Storage, output_store
 
 ENTRY_OVERHEAD_BYTES = 512  # field names, file name, mime type... per entry, generously
-RESULT_LISTS = {"image": "images", "video": "videos", "audio": "audio", "file": "files"}
 FORMATS = {"webp": ("WEBP", ".webp", "image/webp"), "jpeg": ("JPEG", ".jpg", "image/jpeg")}
 
 
@@ -148,7 +148,7 @@ def deliver_outputs(
         entries = [uploaded_entry(f, upload_to, job_id) for f in wanted]
     result: dict[str, Any] = {"images": []}
     for file, entry in zip(wanted, entries, strict=True):
-        result.setdefault(RESULT_LISTS[file.media], []).append(entry)
+        result.setdefault(output_list(file.media), []).append(entry)
     if texts:
         result["text"] = texts
     if not wanted and not texts:

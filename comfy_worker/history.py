@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contract import Media
 from .job_files import JobFolders
 
 # Types that some systems' mime.types lack; looked up here before `mimetypes`.
@@ -38,10 +39,10 @@ class OutputFile:
         return self.folder_type != "input"
 
     @property
-    def media(self) -> str:
+    def media(self) -> Media:
         """image, video, audio or file: which list of the result it goes in."""
         kind = self.mime_type.split("/")[0]
-        return kind if kind in ("image", "video", "audio") else "file"
+        return Media(kind) if kind in (Media.IMAGE, Media.VIDEO, Media.AUDIO) else Media.FILE
 
 
 def files_in_history(history: dict[str, Any], folders: JobFolders) -> list[OutputFile]:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .contract import JobState
+
 log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any], dict[str, Any]], None]
@@ -120,7 +122,7 @@ def post_to_runpod() -> Send:
         nonlocal session
         if session is None:
             session = AsyncClientSession()
-        await send_result(session, {"status": "IN_PROGRESS", "output": payload}, job)
+        await send_result(session, {"status": JobState.IN_PROGRESS, "output": payload}, job)
 
     def send(job: dict[str, Any], payload: dict[str, Any]) -> None:
         loop.run_until_complete(post(job, payload))

@@ -44,6 +44,7 @@ from urllib.parse import urlparse
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from .contract import JobState
 from .downloads import redact, refusal, resolve, scrub_urls
 from .errors import InvalidJobInput
 from .runpod_sdk import SSRFError
@@ -132,19 +133,23 @@ class ProgressWebhook:
         if len(self._waiting) >= QUEUE_LENGTH:
             self._waiting.popleft()
             self.dropped += 1
-        self._waiting.append({"id": self._job_id, "status": "IN_PROGRESS", "output": payload})
+        self._waiting.append({"id": self._job_id, "status": JobState.IN_PROGRESS, "output": payload})
         self._wake.set()
 
     def finish(self, result: dict[str, Any]) -> dict[str, Any]:
         """The result with the webhook's counts; its final state is queued to send."""
         result = {**result, "progress_webhook": self.counts()}
         self._queue_final(
-            {"id": self._job_id, "status": "FAILED" if "error" in result else "COMPLETED", "output": result}
+            {
+                "id": self._job_id,
+                "status": JobState.FAILED if "error" in result else JobState.COMPLETED,
+                "output": result,
+            }
         )
         return result
 
     def cancelled(self) -> None:
-        self._queue_final({"id": self._job_id, "status": "CANCELLED"})
+        self._queue_final({"id": self._job_id, "status": JobState.CANCELLED})
 
     def counts(self) -> dict[str, int]:
         return {"posted": self.posted, "failed": self.failed, "dropped": self.dropped}

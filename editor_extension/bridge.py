@@ -51,10 +51,15 @@ from urllib.parse import urlparse
 import aiohttp
 from aiohttp import web
 
+try:
+    from .contract import FINAL_STATES, OUTPUT_LISTS, RUNPOD_REQUEST_LIMITS, JobState
+except ImportError:  # loaded on its own, outside ComfyUI's custom nodes (its tests)
+    from contract import FINAL_STATES, OUTPUT_LISTS, RUNPOD_REQUEST_LIMITS, JobState  # type: ignore[no-redef]
+
 log = logging.getLogger("runpod_run")
 
 RUNPOD_API = "https://api.runpod.ai/v2"
-RUN_LIMIT_BYTES = 10_000_000  # RunPod refuses a larger /run body
+RUN_LIMIT_BYTES = RUNPOD_REQUEST_LIMITS["/run"]  # RunPod refuses a larger /run body
 REMEMBERED_RUNS = 200  # the runs whose submission and saved outputs are kept: nothing piles up
 FILE_INPUTS = ("image", "video", "audio", "file")  # the loaders' file-name inputs
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
@@ -98,8 +103,8 @@ class BridgeError(Exception):
 ENVIRONMENT = "the endpoint's environment on RunPod (the endpoint > Manage > Edit Endpoint > Environment Variables)"
 ADVICE = {  # what the editor's user can do, beside the worker's own message
     # by RunPod's state
-    "TIMED_OUT": "raise the execution timeout (Settings > RunPod > Execution timeout, else the endpoint's own on "
-    "RunPod), or make the workflow lighter (fewer steps, a smaller size)",
+    JobState.TIMED_OUT: "raise the execution timeout (Settings > RunPod > Execution timeout, else the endpoint's "
+    "own on RunPod), or make the workflow lighter (fewer steps, a smaller size)",
     # by the worker's error_type
     "timeout": f"JOB_TIMEOUT_S is set in {ENVIRONMENT}; or make the workflow lighter (fewer steps, a smaller size)",
     "output_too_large": f"the bucket's variables go in {ENVIRONMENT}; the editor then downloads the outputs from "
@@ -331,14 +336,14 @@ class Bridge:
 
     async def status(self, job_id: str) -> dict[str, Any]:
         status = await self.call("GET", f"/status/{job_id}")
-        if status.get("status") == "COMPLETED":
+        if status.get("status") == JobState.COMPLETED:
             saved = await self.saved_once(job_id, status.get("output") or {})
             status = {**status, "output": summary(status.get("output") or {}), "saved": saved}
-        elif status.get("status") in ("FAILED", "TIMED_OUT"):
+        elif status.get("status") in (JobState.FAILED, JobState.TIMED_OUT):
             output = status.get("output") if isinstance(status.get("output"), dict) else {}
             found = ADVICE.get(status["status"]) or ADVICE.get(str(output.get("error_type")))
             status = {**status, **({"advice": found} if found else {})}
-        if status.get("status") in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
+        if status.get("status") in FINAL_STATES:
             self.add_to_history(job_id, status)
         return status
 
@@ -372,7 +377,7 @@ class Bridge:
     async def save_outputs(self, output: dict[str, Any]) -> list[dict[str, str]]:
         self.output_dir.mkdir(parents=True, exist_ok=True)  # ComfyUI makes it only when it first saves
         saved = []
-        for list_name in ("images", "videos", "audio", "files"):
+        for list_name in OUTPUT_LISTS.values():
             for entry in output.get(list_name) or []:
                 path = self.free_name(Path(str(entry.get("filename") or "output")).name or "output")
                 if entry.get("type") == "base64":
@@ -427,7 +432,7 @@ class Bridge:
     async def ask(self, job_input: dict[str, Any]) -> dict[str, Any]:
         """A list question, answered by /runsync."""
         answer = await self.call("POST", "/runsync?wait=90000", {"input": job_input})
-        if answer.get("status") != "COMPLETED":
+        if answer.get("status") != JobState.COMPLETED:
             problem = answer.get("error") or answer.get("status")
             raise BridgeError(f"the endpoint could not answer {job_input}: {problem}", 502)
         return dict(answer.get("output") or {})
@@ -457,9 +462,9 @@ def history_entry(
     messages: list[list[Any]] = [["execution_start", {"prompt_id": job_id, "timestamp": started_ms}]]
     state = status.get("status")
     output = status.get("output") if isinstance(status.get("output"), dict) else {}
-    if state == "COMPLETED":
+    if state == JobState.COMPLETED:
         messages.append(["execution_success", {"prompt_id": job_id, "timestamp": ended_ms}])
-    elif state == "CANCELLED":
+    elif state == JobState.CANCELLED:
         messages.append(["execution_interrupted", {"prompt_id": job_id, "timestamp": ended_ms}])
     else:
         details = output.get("details") if isinstance(output.get("details"), dict) else {}
@@ -481,8 +486,8 @@ def history_entry(
         "prompt": (number, job_id, submitted.prompt, extra_data, list(outputs)),
         "outputs": outputs,
         "status": {
-            "status_str": "success" if state == "COMPLETED" else "error",
-            "completed": state == "COMPLETED",
+            "status_str": "success" if state == JobState.COMPLETED else "error",
+            "completed": state == JobState.COMPLETED,
             "messages": messages,
         },
         "meta": {},
@@ -552,7 +557,7 @@ def encoded(path: Path) -> str:
 
 def summary(output: dict[str, Any]) -> dict[str, Any]:
     """The output without its file contents (the page shows the saved files instead)."""
-    return {key: value for key, value in output.items() if key not in ("images", "videos", "audio", "files")}
+    return {key: value for key, value in output.items() if key not in OUTPUT_LISTS.values()}
 
 
 def foreign_request(request: web.Request, own_hosts: frozenset[str]) -> str | None:

@@ -25,10 +25,10 @@ from typing import Any
 
 import aiohttp
 
+from comfy_worker.contract import JobState
+
 log = logging.getLogger("local_endpoint")
 
-FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
-RETRYABLE_STATES = {"FAILED", "TIMED_OUT"}
 RESULT_RETENTION_S = {"run": 30 * 60.0, "runsync": 60.0}
 WEBHOOK_ATTEMPTS = 3
 WEBHOOK_RETRY_DELAY_S = 10.0
@@ -43,7 +43,7 @@ class Job:
     ttl_ms: int
     submitted_by: str  # "run" or "runsync": how long the result is kept
     webhook: str | None = None
-    status: str = "IN_QUEUE"
+    status: str = JobState.IN_QUEUE
     created_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     finished_at: float | None = None
@@ -118,17 +118,17 @@ class JobBoard:
         return job
 
     async def cancel(self, job: Job) -> None:
-        if job.status == "IN_QUEUE":
+        if job.status == JobState.IN_QUEUE:
             self.queue.remove(job.id)
-        if job.status in ("IN_QUEUE", "IN_PROGRESS"):
-            self._finish(job, "CANCELLED")
+        if job.status in (JobState.IN_QUEUE, JobState.IN_PROGRESS):
+            self._finish(job, JobState.CANCELLED)
             log.info("job %s cancelled", job.id)
             await self._notify()
 
     async def retry(self, job: Job) -> None:
         """A FAILED or TIMED_OUT job back in the queue (the caller checked RETRYABLE_STATES)."""
         job.cancel_timer("retention")
-        job.status, job.output, job.error, job.stream = "IN_QUEUE", None, None, []
+        job.status, job.output, job.error, job.stream = JobState.IN_QUEUE, None, None, []
         job.created_at, job.started_at, job.finished_at, job.worker_id = time.monotonic(), None, None, None
         job.done = asyncio.Event()
         self.queue.append(job.id)
@@ -139,13 +139,13 @@ class JobBoard:
     async def purge(self) -> int:
         removed = len(self.queue)
         for job_id in self.queue:
-            self._finish(self.jobs[job_id], "CANCELLED")
+            self._finish(self.jobs[job_id], JobState.CANCELLED)
         self.queue.clear()
         await self._notify()
         return removed
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(("IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"), 0)
+        counts: dict[str, int] = dict.fromkeys(JobState, 0)
         for job in self.jobs.values():
             counts[job.status] += 1
         return counts
@@ -161,7 +161,7 @@ class JobBoard:
 
     def _take_next(self, worker_id: str) -> Job:
         job = self.jobs[self.queue.pop(0)]
-        job.status, job.started_at, job.worker_id = "IN_PROGRESS", time.monotonic(), worker_id
+        job.status, job.started_at, job.worker_id = JobState.IN_PROGRESS, time.monotonic(), worker_id
         job.schedule("execution", job.execution_timeout_ms / 1000, lambda: self._time_out(job))
         log.info("job %s taken by worker %s", job.id, job.worker_id)
         return job
@@ -169,9 +169,9 @@ class JobBoard:
     async def report(self, job: Job, body: dict[str, Any]) -> str | None:
         """A worker's job-done post: progress while IN_PROGRESS, else the result. Returns
         why it was ignored (the job is no longer running), or None."""
-        if job.status != "IN_PROGRESS":
+        if job.status != JobState.IN_PROGRESS:
             return f"job is {job.status}"
-        if body.get("status") == "IN_PROGRESS":
+        if body.get("status") == JobState.IN_PROGRESS:
             job.output = body.get("output")
             return None
         if body.get("stopPod"):
@@ -180,7 +180,7 @@ class JobBoard:
             self.on_refresh()
         job.output = body.get("output")
         job.error = body.get("error")
-        self._finish(job, "FAILED" if job.error else "COMPLETED")
+        self._finish(job, JobState.FAILED if job.error else JobState.COMPLETED)
         log.info("job %s %s", job.id, job.status)
         await self._notify()
         return None
@@ -214,10 +214,10 @@ class JobBoard:
     # -- state changes -------------------------------------------------------------
 
     def _finish(self, job: Job, status: str) -> None:
-        was_running = job.status == "IN_PROGRESS"
+        was_running = job.status == JobState.IN_PROGRESS
         job.status, job.finished_at = status, time.monotonic()
         job.cancel_timer("execution")
-        if was_running and status in ("CANCELLED", "TIMED_OUT"):
+        if was_running and status in (JobState.CANCELLED, JobState.TIMED_OUT):
             job.output = None
             self.stop_requests.append(job.id)  # the worker learns it through job-stop
         job.done.set()
@@ -227,16 +227,16 @@ class JobBoard:
             self._spawn(self._deliver_webhook(job.webhook, job.view()))
 
     def _time_out(self, job: Job) -> None:
-        if job.status == "IN_PROGRESS":
+        if job.status == JobState.IN_PROGRESS:
             log.info("job %s passed its execution timeout of %d ms", job.id, job.execution_timeout_ms)
-            self._finish(job, "TIMED_OUT")
+            self._finish(job, JobState.TIMED_OUT)
             self._spawn(self._notify())
 
     def _expire(self, job: Job) -> None:
         """The job's TTL has passed: drop it wherever it is, stopping it if it runs."""
-        if job.status == "IN_QUEUE":
+        if job.status == JobState.IN_QUEUE:
             self.queue.remove(job.id)
-        elif job.status == "IN_PROGRESS":
+        elif job.status == JobState.IN_PROGRESS:
             self.stop_requests.append(job.id)
         self._forget(job, f"its ttl of {job.ttl_ms} ms passed")
         self._spawn(self._notify())

@@ -57,9 +57,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from client.uploads import REQUEST_LIMITS, UploadBucket, megabytes
+from client.uploads import UploadBucket, megabytes
+from comfy_worker.contract import RETRYABLE_STATES, RUNPOD_REQUEST_LIMITS, JobState
 
-from .jobs import RETRYABLE_STATES, WEBHOOK_RETRY_DELAY_S, Job, JobBoard
+from .jobs import WEBHOOK_RETRY_DELAY_S, Job, JobBoard
 
 log = logging.getLogger("local_endpoint")
 
@@ -190,7 +191,7 @@ class LocalEndpoint:
     # -- client API ------------------------------------------------------------
 
     async def _submit(self, request: web.Request, submitted_by: str) -> Job:
-        body = await json_body(request, REQUEST_LIMITS[f"/{submitted_by}"])
+        body = await json_body(request, RUNPOD_REQUEST_LIMITS[f"/{submitted_by}"])
         if not isinstance(body, dict) or "input" not in body:
             raise bad_request("'input' is required")
         policy = body.get("policy") or {}
@@ -255,19 +256,19 @@ class LocalEndpoint:
         return web.json_response(
             {
                 "jobs": {
-                    "inQueue": counts["IN_QUEUE"],
-                    "inProgress": counts["IN_PROGRESS"],
-                    "completed": counts["COMPLETED"],
-                    "failed": counts["FAILED"],
-                    "cancelled": counts["CANCELLED"],
-                    "timedOut": counts["TIMED_OUT"],
+                    "inQueue": counts[JobState.IN_QUEUE],
+                    "inProgress": counts[JobState.IN_PROGRESS],
+                    "completed": counts[JobState.COMPLETED],
+                    "failed": counts[JobState.FAILED],
+                    "cancelled": counts[JobState.CANCELLED],
+                    "timedOut": counts[JobState.TIMED_OUT],
                     "retried": self.board.retried,
                 },
                 "workers": {
-                    "idle": int(ready and not counts["IN_PROGRESS"]),
+                    "idle": int(ready and not counts[JobState.IN_PROGRESS]),
                     "initializing": max(self.workers_expected - ready, 0),
                     "ready": ready,
-                    "running": counts["IN_PROGRESS"],
+                    "running": counts[JobState.IN_PROGRESS],
                     "throttled": 0,
                     "unhealthy": int(self.worker_exit is not None and not ready),
                     "refreshRequested": self.board.refresh_requests,
@@ -290,7 +291,6 @@ class LocalEndpoint:
             {
                 "endpointId": self.endpoint_id,
                 "keyRequired": self.api_key is not None,
-                "requestLimits": REQUEST_LIMITS,
                 "uploadBucket": self.upload_bucket.bucket if self.upload_bucket else None,
             }
         )

@@ -6,9 +6,10 @@
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { FINAL_STATES, JobState, RUNPOD_REQUEST_LIMITS } from "./contract.js";
 
 const POLL_MS = 1000;
-const FINAL = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
+const FINAL = new Set(FINAL_STATES);
 const KEY_KEPT = "kept: type a new key to replace it";
 const KEY_MISSING = "none for this endpoint";
 const RUNNING_COLOR = "#335f8a";
@@ -253,9 +254,9 @@ async function runOnRunPod() {
     widgetsCallback("afterQueued");
     panelClosed = false;
     const submittedAt = new Date().toLocaleTimeString();
-    runs.set(id, { id, submittedAt, state: "IN_QUEUE", message: files.length ? `with ${files.length} input file(s)` : "" });
+    runs.set(id, { id, submittedAt, state: JobState.IN_QUEUE, message: files.length ? `with ${files.length} input file(s)` : "" });
     render();
-    const through = uploaded.length ? `; ${uploaded.join(", ")} went through your bucket (over RunPod's 10 MB limit)` : "";
+    const through = uploaded.length ? `; ${uploaded.join(", ")} went through your bucket (over RunPod's ${RUNPOD_REQUEST_LIMITS["/run"] / 1e6} MB limit)` : "";
     toast("info", "Run on RunPod", `job ${id} submitted${through}`);
     follow(id);
   } catch (error) {
@@ -272,7 +273,7 @@ async function follow(id) {
       const status = await bridge("GET", `/status/${id}`);
       run.state = status.status;
       const output = status.output || {};
-      if (run.state === "IN_PROGRESS" && typeof output.progress === "number") {
+      if (run.state === JobState.IN_PROGRESS && typeof output.progress === "number") {
         run.progress = output.progress;
         if (output.preview) run.preview = `data:${output.preview.mime_type};base64,${output.preview.data}`;
         run.message = output.eta_s ? `${output.message} (about ${Math.ceil(output.eta_s)} s left)` : output.message;
@@ -284,10 +285,10 @@ async function follow(id) {
       }
       if (FINAL.has(run.state)) {
         unmarkAll();
-        run.message = run.state === "COMPLETED" ? `${(status.saved || []).length} output(s) in output/` : "";
+        run.message = run.state === JobState.COMPLETED ? `${(status.saved || []).length} output(s) in output/` : "";
         run.saved = status.saved || [];
         run.preview = null;
-        if (run.state !== "COMPLETED") fail(run, status);
+        if (run.state !== JobState.COMPLETED) fail(run, status);
         else {
           showInNodes(run.saved);
           toast("success", "Run on RunPod", `job ${id}: ${run.message}`);
@@ -313,7 +314,7 @@ function showInNodes(saved) {
 // about it (the bridge's advice: a timeout, an output too large for the response...).
 function fail(run, status) {
   const output = status.output || {};
-  const ended = run.state === "TIMED_OUT" ? "the job ran past its execution timeout" : run.state.toLowerCase();
+  const ended = run.state === JobState.TIMED_OUT ? "the job ran past its execution timeout" : run.state.toLowerCase();
   const what = output.error || status.error || ended;
   run.error = status.advice ? `${String(what).replace(/\.$/, "")}. What to do: ${status.advice}` : what;
   // The worker names the node: node_errors (a refused workflow), node_id (a failed node or
@@ -323,7 +324,7 @@ function fail(run, status) {
   const nodeIds = [...(details.node_errors || []).map((error) => error.node_id), details.node_id, ...inProblems]
     .filter((id) => id != null);
   for (const nodeId of nodeIds) mark(nodeId, MISSING_COLOR);
-  toast(run.state === "CANCELLED" ? "info" : "error", `RunPod job ${run.state}`, run.error);
+  toast(run.state === JobState.CANCELLED ? "info" : "error", `RunPod job ${run.state}`, run.error);
 }
 
 async function cancel(id) {

@@ -6,11 +6,11 @@
 // field and this module's memory. The recent jobs (id, endpoint, time, state: never a
 // key or an output) are kept in the browser's localStorage, so a reload keeps the list.
 
+import { FINAL_STATES as FINAL, JobState, OUTPUT_LISTS, RUNPOD_REQUEST_LIMITS } from "./contract.js";
 import { readForm, recall, remember, renderForm } from "./forms.js";
 
 const RUNPOD_API = "https://api.runpod.ai/v2";
-const FINAL_STATES = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
-const OUTPUT_LISTS = ["images", "videos", "audio", "files"];
+const FINAL_STATES = new Set(FINAL);
 const POLL_MS = 500;
 const REMEMBERED_JOBS = 50; // the recent jobs kept across reloads
 const JOBS_KEY = "comfyui-worker.recent-jobs";
@@ -106,7 +106,7 @@ const requestSize = (input) => new Blob([JSON.stringify({ input })]).size;
 // this endpoint's bucket (POST /page-upload) and are sent as URLs until the request fits;
 // without a bucket the job is refused here, before sending. Returns what was moved.
 async function fitRequest(input, conn) {
-  const limit = (config.requestLimits || {})["/run"] || 10_000_000;
+  const limit = RUNPOD_REQUEST_LIMITS["/run"];
   let size = requestSize(input);
   if (size <= limit) return [];
   const over = `the request is ${megabytes(size)}, over RunPod's limit of ${megabytes(limit)} for /run`;
@@ -145,7 +145,7 @@ async function ask(conn, input) {
   for (;;) {
     const status = await call(conn, "GET", `/status/${id}`);
     if (FINAL_STATES.has(status.status)) {
-      if (status.status !== "COMPLETED") throw new Error(`${status.status}: ${status.error || "no answer"}`);
+      if (status.status !== JobState.COMPLETED) throw new Error(`${status.status}: ${status.error || "no answer"}`);
       return status.output;
     }
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -289,28 +289,28 @@ function renderJob(job) {
   $("cancel").disabled = false;
   const output = status.output;
   const bar = $("progress-bar");
-  if (state === "IN_QUEUE") {
+  if (state === JobState.IN_QUEUE) {
     bar.value = 0;
     $("progress-text").textContent = "Waiting for a worker.";
-  } else if (state === "IN_PROGRESS" && output && typeof output.progress === "number") {
+  } else if (state === JobState.IN_PROGRESS && output && typeof output.progress === "number") {
     bar.value = output.progress;
     $("progress-text").textContent = progressText(output);
     if (output.preview) {
       $("preview").src = `data:${output.preview.mime_type};base64,${output.preview.data}`;
       $("preview").hidden = false;
     }
-  } else if (state === "IN_PROGRESS") {
+  } else if (state === JobState.IN_PROGRESS) {
     $("progress-text").textContent = "Starting.";
-  } else if (state === "COMPLETED") {
+  } else if (state === JobState.COMPLETED) {
     bar.value = 1;
     const seconds = status.executionTime !== undefined ? ` in ${(status.executionTime / 1000).toFixed(1)} s` : "";
     $("progress-text").textContent = `Done${seconds}.`;
     $("preview").hidden = true;
     renderOutputs(output || {});
   } else {
-    $("progress-text").textContent = state === "CANCELLED" ? "Cancelled." : "";
+    $("progress-text").textContent = state === JobState.CANCELLED ? "Cancelled." : "";
   }
-  renderError(finished && state !== "COMPLETED" && state !== "CANCELLED" ? status : null);
+  renderError(finished && state !== JobState.COMPLETED && state !== JobState.CANCELLED ? status : null);
 }
 
 function progressText(p) {
@@ -334,10 +334,10 @@ function renderError(status) {
 
 function renderOutputs(output) {
   const figures = [];
-  for (const list of OUTPUT_LISTS) {
+  for (const [listMedia, list] of Object.entries(OUTPUT_LISTS)) {
     for (const entry of output[list] || []) {
       const src = entry.type === "base64" ? `data:${entry.mime_type};base64,${entry.data}` : entry.data;
-      const media = entry.media || (list === "videos" ? "video" : list === "audio" ? "audio" : "file");
+      const media = entry.media || listMedia;
       let element;
       if (media === "image") {
         element = document.createElement("img");

@@ -17,8 +17,9 @@ echo "== ruff"
   echo "ruff format would change files: run '$python -m ruff format .'" >&2; exit 1; }
 echo "== mypy (the worker, the local endpoint, the client: pyproject.toml [tool.mypy])"
 "$python" -m mypy
-echo "== the flavours' Dockerfiles and hub.json match Dockerfile and the flavour table; hadolint, shellcheck"
+echo "== generated files are fresh (the flavours' Dockerfiles and hub.json, the job contract's copies); hadolint, shellcheck"
 "$python" scripts/image/flavours.py check
+"$python" -m comfy_worker.contract check
 "$local_dir/venv/bin/hadolint" Dockerfile Dockerfile.cuda12.8
 "$local_dir/venv/bin/shellcheck" -x start.sh scripts/*.sh scripts/*/*.sh .ci/run
 echo "== pytest"

@@ -254,7 +254,6 @@ async def test_browsers_may_call_it_and_the_page_is_served(api):
     assert await (await client.get("/page-config.json")).json() == {
         "endpointId": "local",
         "keyRequired": True,
-        "requestLimits": {"/run": 10_000_000, "/runsync": 20_000_000},
         "uploadBucket": None,
     }
 

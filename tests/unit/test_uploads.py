@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from client.uploads import REQUEST_LIMITS, RequestTooLarge, UploadBucket, decode_inline, fit_request
+from client.uploads import RequestTooLarge, UploadBucket, decode_inline, fit_request
+from comfy_worker.contract import RUNPOD_REQUEST_LIMITS
 from tests.support.fake_store import RecordingBucket
 
 
@@ -41,7 +42,7 @@ def test_the_largest_inputs_move_first_until_the_request_fits():
     assert bucket.uploaded[0][1] == b"\x89" * 6_000_000
     assert sent["input"]["images"][1]["image"].startswith("https://s3.example.com/uploads/large.png")
     assert sent["input"]["images"][0]["image"] == body["input"]["images"][0]["image"]
-    assert len(json.dumps(sent)) <= REQUEST_LIMITS["/run"] and json.dumps(body) == original
+    assert len(json.dumps(sent)) <= RUNPOD_REQUEST_LIMITS["/run"] and json.dumps(body) == original
     [notice] = notices
     assert notice.startswith("large.png (6.0 MB) uploaded to bucket uploads: the request is 12.0 MB")
     # /runsync takes twice as much: the same body goes as it is.
