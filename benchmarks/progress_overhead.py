@@ -17,9 +17,12 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import Any
 
 from comfy_worker import comfy_client, progress
+from comfy_worker.comfy_api import ComfyEvent
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import start_comfyui
@@ -36,24 +39,24 @@ async def measure(steps: int, updates_per_s: float | None) -> dict[str, float]:
     original_apply = progress.ProgressTracker.apply
     original_offer = progress.ProgressRelay.offer
 
-    async def timed_events(self):
+    async def timed_events(self: comfy_client.ComfyClient) -> AsyncGenerator[ComfyEvent, None]:
         async for event in original_events(self):
             events[0] += 1
             arrived[id(event)] = time.perf_counter()
             yield event
 
-    def timed_apply(self, event):
+    def timed_apply(self: progress.ProgressTracker, event: ComfyEvent) -> progress.Change:
         applying[0] = arrived.pop(id(event), 0.0)
         return original_apply(self, event)
 
-    def timed_offer(self, payload, change):
+    def timed_offer(self: progress.ProgressRelay, payload: dict[str, Any], change: progress.Change) -> None:
         sent = len(sent_at)
         original_offer(self, payload, change)
         if len(sent_at) > sent and applying[0]:  # sent now, in reaction to the event
             latencies.append(sent_at[-1] - applying[0])
         applying[0] = 0.0
 
-    def capture(job, payload):
+    def capture(job: dict[str, Any], payload: dict[str, Any]) -> None:
         sent_at.append(time.perf_counter())
 
     progress.ProgressTracker.apply = timed_apply  # type: ignore[method-assign]

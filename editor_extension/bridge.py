@@ -54,7 +54,7 @@ from aiohttp import web
 try:
     from .contract import FINAL_STATES, OUTPUT_LISTS, RUNPOD_REQUEST_LIMITS, JobState
 except ImportError:  # loaded on its own, outside ComfyUI's custom nodes (its tests)
-    from contract import FINAL_STATES, OUTPUT_LISTS, RUNPOD_REQUEST_LIMITS, JobState  # type: ignore[no-redef]
+    from contract import FINAL_STATES, OUTPUT_LISTS, RUNPOD_REQUEST_LIMITS, JobState  # type: ignore[no-redef,import-not-found]
 
 log = logging.getLogger("runpod_run")
 
@@ -159,7 +159,7 @@ class Bridge:
         self.output_dir = output_dir.resolve()
         self.saved: dict[str, asyncio.Future[list[dict[str, str]]]] = {}  # job id -> its outputs' saving, once
         self.submitted: dict[str, Submitted] = {}  # job id -> its submission, until its history entry
-        self._stored: dict[str, str] | None = None  # the settings file, read once
+        self._stored: dict[str, Any] | None = None  # the settings file, read once
         self._session: aiohttp.ClientSession | None = None  # one connection pool: the page polls each second
 
     async def close(self) -> None:
@@ -179,7 +179,7 @@ class Bridge:
                 stored = {}
             stored = stored if isinstance(stored, dict) else {}
             settings: dict[str, Any] = {key: str(stored[key]) for key in ("endpoint_id", "base_url") if stored.get(key)}
-            keys = stored.get("keys") if isinstance(stored.get("keys"), dict) else {}
+            keys = mapping(stored.get("keys"))
             settings["keys"] = {str(url): str(key) for url, key in keys.items() if key}
             if stored.get("api_key") and endpoint_url(settings):
                 settings["keys"].setdefault(endpoint_url(settings), str(stored["api_key"]))
@@ -340,7 +340,7 @@ class Bridge:
             saved = await self.saved_once(job_id, status.get("output") or {})
             status = {**status, "output": summary(status.get("output") or {}), "saved": saved}
         elif status.get("status") in (JobState.FAILED, JobState.TIMED_OUT):
-            output = status.get("output") if isinstance(status.get("output"), dict) else {}
+            output = mapping(status.get("output"))
             found = ADVICE.get(status["status"]) or ADVICE.get(str(output.get("error_type")))
             status = {**status, **({"advice": found} if found else {})}
         if status.get("status") in FINAL_STATES:
@@ -461,13 +461,13 @@ def history_entry(
     started_ms, ended_ms = round(submitted.at_s * 1000), round(ended_s * 1000)
     messages: list[list[Any]] = [["execution_start", {"prompt_id": job_id, "timestamp": started_ms}]]
     state = status.get("status")
-    output = status.get("output") if isinstance(status.get("output"), dict) else {}
+    output = mapping(status.get("output"))
     if state == JobState.COMPLETED:
         messages.append(["execution_success", {"prompt_id": job_id, "timestamp": ended_ms}])
     elif state == JobState.CANCELLED:
         messages.append(["execution_interrupted", {"prompt_id": job_id, "timestamp": ended_ms}])
     else:
-        details = output.get("details") if isinstance(output.get("details"), dict) else {}
+        details = mapping(output.get("details"))
         node_id = str(details.get("node_id") or "")
         error = {
             "prompt_id": job_id,
@@ -553,6 +553,11 @@ def subfolder(path: Path, folder: Path) -> str:
 
 def encoded(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one (what the endpoint sent may be anything)."""
+    return value if isinstance(value, dict) else {}
 
 
 def summary(output: dict[str, Any]) -> dict[str, Any]:

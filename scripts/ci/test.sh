@@ -15,7 +15,7 @@ echo "== ruff"
 "$python" -m ruff check .
 "$python" -m ruff format --check . >/dev/null || {
   echo "ruff format would change files: run '$python -m ruff format .'" >&2; exit 1; }
-echo "== mypy (the worker, the local endpoint, the client: pyproject.toml [tool.mypy])"
+echo "== mypy (the worker, the local endpoint, the client, the editor bridge, tests/support, benchmarks: pyproject.toml [tool.mypy])"
 "$python" -m mypy
 echo "== generated files are fresh (the flavours' Dockerfiles and hub.json, the job contract's copies); hadolint, shellcheck"
 "$python" scripts/image/flavours.py check

@@ -29,6 +29,7 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 CHECKPOINT_NAME = "tiny-random-sd15-noise.safetensors"
 LORA_NAME = "tiny-lora.safetensors"
@@ -89,7 +90,7 @@ def build_state_dict(seed: int) -> dict:
     return state
 
 
-def seeded_tensor(key: str, like, generator):
+def seeded_tensor(key: str, like: Any, generator: Any) -> Any:
     """Scaled noise for weights, ones for norms, zeros for biases: keeps activations finite."""
     import torch
 

@@ -158,7 +158,7 @@ async def check_contract(url: str, comfyui: Path, pid_file: Path, checkpoint: st
         worker = Worker(
             settings,
             lambda job, payload: progress.append(payload),
-            comfyui=ComfyConnection(settings, api=api, process=ComfyProcess(pid_file)),  # type: ignore[arg-type]
+            comfyui=ComfyConnection(settings, api=api, process=ComfyProcess(pid_file)),
         )
         files_before = _files(comfyui)
         try:

@@ -122,12 +122,12 @@ class ReplyingHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's signature
         pass
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's signature
         pass
 
 
@@ -139,7 +139,7 @@ def misbehaving_http_server(png: bytes) -> Iterator[str]:
     echoed into Location headers, as signed URLs' are."""
 
     class Handler(ReplyingHandler):
-        def do_GET(self):  # noqa: N802 - the base class's name
+        def do_GET(self) -> None:  # noqa: N802 - the base class's name
             path, _, query = self.path.partition("?")
             suffix = f"?{query}" if query else ""
             if path == "/png":
@@ -193,12 +193,12 @@ def model_server(
     seen: list[tuple[str, dict[str, str]]] = []
 
     class Handler(ReplyingHandler):
-        def do_GET(self):  # noqa: N802 - the base class's name
+        def do_GET(self) -> None:  # noqa: N802 - the base class's name
             path = self.path.partition("?")[0]
             seen.append((path, dict(self.headers.items())))
             if path.startswith("/to/"):
                 host, _, rest = path.removeprefix("/to/").partition("/")
-                return self._redirect(f"http://{host}:{self.server.server_address[1]}/{rest}")
+                return self._redirect(f"http://{host}:{self.server.server_address[1]}/{rest}")  # type: ignore[index]
             if require and any(self.headers.get(name) != value for name, value in require.items()):
                 return self._send(401, b"unauthorized")
             if path not in files:
