@@ -35,11 +35,11 @@ from typing import Any
 from . import nodes_snapshot, ui_format
 from .comfy_api import ComfyAPI
 from .errors import InvalidJobInput, WorkflowRejected
-from .installed import InstalledModels, explain_missing_models, loader_inputs
+from .installed import InstalledModels, closest_names, explain_missing_models, loader_inputs, not_offered
 from .job_input import InputFile, JobInput
 from .named_workflows import WorkflowLibrary, WorkflowLibraryError
 from .settings import Settings
-from .workflow import NodeCatalog, Workflow, node_pack
+from .workflow import NodeCatalog, Workflow, combo_choices, input_specs, node_pack
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,26 @@ class ComfyCapabilities:
         if problems:
             raise InvalidJobInput(problems)
         return WorkflowToRun(workflow, files, about)
+
+    async def check(self, to_run: WorkflowToRun) -> dict[str, Any]:
+        """A validate-only job's answer, without running anything: `{"valid": true, ...}`
+        when the graph's nodes exist (checked by `workflow_to_run`) and every list input's
+        value is offered by ComfyUI now (its own node list, so models on the network volume
+        count); else `InvalidJobInput` naming each value that is not (a model not
+        installed, most often) with the closest installed names."""
+        object_info = (await self.learned()).nodes.object_info
+        workflow = to_run.workflow
+        problems = []
+        for node_id, name, value in not_offered(workflow, object_info, set()):
+            choices = combo_choices(input_specs(object_info, workflow.class_type(node_id) or "")[name]) or []
+            closest = closest_names(value, [str(choice) for choice in choices])
+            hint = f" (closest: {', '.join(closest)})" if closest else ""
+            where = f"node {node_id} '{workflow.display_name(node_id)}' ({workflow.class_type(node_id)})"
+            problem = f"{where}: '{value}' is not installed or not offered by this ComfyUI{hint}"
+            problems.append((f"input.workflow.{node_id}.inputs.{name}", problem))
+        if problems:
+            raise InvalidJobInput(problems)
+        return {"valid": True, **to_run.about, "nodes": len(workflow)}
 
     def _problems(self, workflow: Workflow, packages: dict[str, str], request: JobInput) -> list[tuple[str, str]]:
         """Unknown node types (with what to add), else file inputs that leave ComfyUI's folders."""

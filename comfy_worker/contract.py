@@ -99,6 +99,8 @@ class JobResult(TypedDict):
     seeds: NotRequired[dict[str, int]]
     timings: NotRequired[dict[str, float]]
     progress_webhook: NotRequired[dict[str, int]]  # with a progress webhook: POSTs made, failed, dropped
+    valid: NotRequired[bool]  # a validate-only job's answer (nothing ran)
+    nodes: NotRequired[int]  # ...and the size of the graph it checked
 
 
 class ErrorResult(TypedDict):

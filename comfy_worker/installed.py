@@ -25,7 +25,7 @@ from typing import Any
 
 from .comfy_api import ComfyAPI
 from .errors import WorkflowRejected
-from .workflow import Workflow, combo_choices, input_specs, is_upload
+from .workflow import Workflow, combo_choices, input_specs, is_remote_model, is_upload
 
 # Input names of the core loaders -> folder type, for inputs whose folder is empty.
 INPUT_FOLDERS = {
@@ -125,8 +125,19 @@ def closest_names(value: str, choices: list[str]) -> list[str]:
 def values_not_installed(workflow: Workflow, object_info: Mapping[str, Any], skip: set[tuple[str, str]]) -> list[str]:
     """Each list input whose value ComfyUI does not offer (a model file that is not
     installed, most often), as "node <id> '<title>' (<class>) input '<name>': '<value>'".
-    Upload inputs (LoadImage's file) and the (node, input) pairs in `skip` (a job's
-    parameters fill them) are left out."""
+    Upload inputs (LoadImage's file), models named by URL or hf:// (fetched for the job)
+    and the (node, input) pairs in `skip` (a job's parameters fill them) are left out."""
+    return [
+        f"node {node_id} '{workflow.display_name(node_id)}' ({workflow.class_type(node_id)}) input '{name}': '{value}'"
+        for node_id, name, value in not_offered(workflow, object_info, skip)
+    ]
+
+
+def not_offered(
+    workflow: Workflow, object_info: Mapping[str, Any], skip: set[tuple[str, str]]
+) -> list[tuple[str, str, str]]:
+    """(node id, input, value) of each list input whose value ComfyUI does not offer (see
+    `values_not_installed`)."""
     found = []
     for node_id in workflow:
         class_type = workflow.class_type(node_id) or ""
@@ -135,7 +146,7 @@ def values_not_installed(workflow: Workflow, object_info: Mapping[str, Any], ski
             choices = combo_choices(spec)
             if choices is None or not isinstance(value, str) or (node_id, name) in skip or value in choices:
                 continue
-            if is_upload(spec):
+            if is_upload(spec) or is_remote_model(value):
                 continue
-            found.append(f"node {node_id} '{workflow.display_name(node_id)}' ({class_type}) input '{name}': '{value}'")
+            found.append((node_id, name, value))
     return found

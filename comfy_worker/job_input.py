@@ -27,7 +27,8 @@ Instead of a graph in `workflow`, a job may name a workflow shipped with the wor
     {"list": "workflows"} | {"list": "models"} | {"list": "nodes"}
 
 and with any workflow, `"randomize_seeds": true` gives every seed input a new random
-value (the result reports the seeds used). A model loader's input may name a model by
+value (the result reports the seeds used), and `"validate_only": true` checks the job
+against the worker's ComfyUI without running it (`ComfyCapabilities.check`). A model loader's input may name a model by
 URL or `hf://` reference (`remote_models.py`); `model_credentials` carries a Hugging
 Face token and per-host headers for private ones.
 
@@ -255,6 +256,7 @@ class JobInput(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     randomize_seeds: bool = Field(default=False, strict=True)
     list_what: Literal["workflows", "models", "nodes"] | None = Field(default=None, alias="list")
+    validate_only: bool = Field(default=False, strict=True)
     images: list[InputFile] = Field(default_factory=list)
     model_credentials: ModelCredentials = Field(default_factory=ModelCredentials)
     comfy_org_api_key: SecretStr | None = None

@@ -190,6 +190,8 @@ class Worker:
         if request.list_what is not None:
             return await comfy.answer_list(request.list_what)
         to_run = await comfy.workflow_to_run(request)
+        if request.validate_only:
+            return await comfy.check(to_run)
         bucket = await self.delivery.store_for(request.storage)  # the job's own, else the worker's
         with timings.stage("fetch_models_s"):
             credentials, fetch = request.model_credentials, self.fetcher.fetch_all

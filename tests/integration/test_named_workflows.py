@@ -161,3 +161,23 @@ async def test_issue20_16_the_readme_example_runs_as_written_on_the_local_setup(
 
     assert "error" not in result, result
     assert decode_image(result["images"][0]).size == (64, 64)
+
+
+async def test_a_validate_only_job_checks_against_the_real_comfyui_and_runs_nothing(run_job, comfyui):
+    files_before, queue_before = comfyui.job_files(), comfyui.queue()
+    graph = txt2img(steps=2, size=64)
+
+    assert (await run_job({"workflow": graph, "validate_only": True}))["valid"] is True
+    missing = await run_job({"workflow": add_lora(graph, "tiny_lora.safetensors"), "validate_only": True})
+    named = await run_job({"workflow_name": "txt2img", "params": {"steps": 2}, "validate_only": True})
+
+    assert missing["error_type"] == "invalid_input", missing
+    [problem] = missing["details"]["problems"]
+    assert (
+        problem["field"].endswith(".inputs.lora_name")
+        and "'tiny_lora.safetensors' is not installed" in problem["problem"]
+    )
+    assert f"closest: {LORA_NAME}" in problem["problem"]
+    # The shipped txt2img names the image's checkpoint, which the tests' ComfyUI lacks.
+    assert [problem["field"] for problem in named["details"]["problems"]] == ["input.workflow.4.inputs.ckpt_name"]
+    assert comfyui.job_files() == files_before and comfyui.queue() == queue_before
