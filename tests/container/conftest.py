@@ -67,7 +67,8 @@ def running_worker() -> Iterator[RunningWorker]:
     port, comfy_port = free_port(), free_port()
     worker_key = secrets.token_urlsafe(16)
     endpoint = subprocess.Popen(
-        [sys.executable, "-m", "local_endpoint", "--port", str(port), "--worker-key", worker_key],
+        # `=`: a key may start with "-", which argparse would take for an option.
+        [sys.executable, "-m", "local_endpoint", "--port", str(port), f"--worker-key={worker_key}"],
         cwd=REPO_ROOT,
     )
     base = f"http://127.0.0.1:{port}"
@@ -82,6 +83,8 @@ def running_worker() -> Iterator[RunningWorker]:
     container = docker("run", "-d", "--network", "host", *env_args, IMAGE).stdout.strip()
     worker = RunningWorker(container, f"{base}/v2/local", f"http://127.0.0.1:{comfy_port}")
     try:
+        wait_until(lambda: endpoint.poll() is not None or answers(f"{base}/v2/local/health"), 120, "the local endpoint")
+        assert endpoint.poll() is None, f"the local endpoint exited ({endpoint.returncode}): its output is above"
         wait_until(lambda: answers(f"{worker.comfy_url}/prompt"), 300, "ComfyUI in the container")
         yield worker
     finally:
