@@ -40,4 +40,3 @@ def test_the_package_stands_on_at_most_eight_floors():
             floors[module] = 1 + max((floors[m] for m in imports[module]), default=-1)
     assert max(floors.values()) + 1 <= 8, sorted(floors.items(), key=lambda item: item[1])
     assert floors["worker"] <= 6 and "remote_models" not in imports["named_workflows"]
-
