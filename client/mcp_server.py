@@ -76,6 +76,12 @@ RUN_WORKFLOW_SCHEMA = {
     "additionalProperties": False,
 }
 LIST_MODELS_SCHEMA = {"type": "object", "properties": {}, "additionalProperties": False}
+CHECK_WORKFLOW_SCHEMA = {
+    "type": "object",
+    "properties": {"workflow": RUN_WORKFLOW_SCHEMA["properties"]["workflow"]},  # type: ignore[index]
+    "required": ["workflow"],
+    "additionalProperties": False,
+}
 
 
 class ToolFailed(Exception):
@@ -95,7 +101,7 @@ class EndpointTools:
 
     async def list_tools(self) -> list[types.Tool]:
         """The named workflows' tools (when the endpoint answers: else they are asked for
-        again at the next listing), then run_workflow and list_models."""
+        again at the next listing), then run_workflow, check_workflow and list_models."""
         try:
             workflows = await self.workflows()
         except ToolFailed as failed:
@@ -118,6 +124,14 @@ class EndpointTools:
         )
         tools.append(
             types.Tool(
+                name="check_workflow",
+                description="Whether the endpoint could run a ComfyUI workflow graph (its nodes, models and "
+                "values), without running it; what it lacks otherwise.",
+                input_schema=CHECK_WORKFLOW_SCHEMA,
+            )
+        )
+        tools.append(
+            types.Tool(
                 name="list_models",
                 description="The models installed on the endpoint, by folder, and which loader inputs take them.",
                 input_schema=LIST_MODELS_SCHEMA,
@@ -132,6 +146,13 @@ class EndpointTools:
                 output = await self.run_job({"list": "models"}, progress)
                 return types.CallToolResult(
                     content=[types.TextContent(type="text", text=json.dumps(output))], structured_content=output
+                )
+            if name == "check_workflow":
+                check_arguments(name, arguments, CHECK_WORKFLOW_SCHEMA)
+                output = await self.run_job({**self.raw_workflow_input(arguments), "validate_only": True}, progress)
+                text = f"the endpoint can run this workflow ({output.get('nodes')} nodes)"
+                return types.CallToolResult(
+                    content=[types.TextContent(type="text", text=text)], structured_content=output
                 )
             if name == "run_workflow":
                 check_arguments(name, arguments, RUN_WORKFLOW_SCHEMA)

@@ -47,7 +47,7 @@ async def test_the_tools_are_the_named_workflows_with_their_schemas(endpoint):
     async with Client(server(endpoint[0])) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
 
-    assert set(tools) == {*expected, "run_workflow", "list_models"}
+    assert set(tools) == {*expected, "run_workflow", "check_workflow", "list_models"}
     for name, workflow in expected.items():
         assert tools[name].input_schema == workflow["parameters"], name
         assert tools[name].description == workflow["description"]
@@ -161,3 +161,16 @@ async def test_the_same_tools_over_streamable_http(endpoint, tmp_path):
     assert {"txt2img", "run_workflow", "list_models"} <= tools
     [image] = [part for part in raw.content if part.type == "image"]
     assert Image.open(io.BytesIO(base64.b64decode(image.data))).getpixel((0, 0)) == (10, 11, 12)
+
+
+async def test_check_workflow_says_what_the_endpoint_lacks_running_nothing(endpoint, comfyui):
+    lacking = txt2img(steps=2, size=64)
+    lacking["4"]["inputs"]["ckpt_name"] = "tiny_random_sd15_noise.safetensors"  # a typo of the installed one
+    async with Client(server(endpoint[0])) as client:
+        runnable = await client.call_tool("check_workflow", {"workflow": txt2img(steps=2, size=64)})
+        missing = await client.call_tool("check_workflow", {"workflow": lacking})
+
+    assert not runnable.is_error and runnable.structured_content["valid"] is True, text_of(runnable)
+    assert missing.is_error and "input.workflow.4.inputs.ckpt_name" in text_of(missing)
+    assert f"closest: {TINY}" in text_of(missing)
+    assert await comfy_queue(comfyui.host) == {"queue_running": [], "queue_pending": []}
