@@ -4,10 +4,11 @@ shapes of a result, an output entry, an error result, a progress update and a pr
 webhook's body (docs/job-api.md tells them in prose).
 
 Every consumer reads them from here instead of restating them: the worker builds its
-results through these names, and the client, the MCP server and the local endpoint
-import them. What is installed apart from this package gets a generated copy of the
-values: the two JavaScript front ends (the jobs page, the editor extension) import
-`contract.js`, the editor's bridge `editor_extension/contract.py`:
+results through these names, and the local endpoint imports them. What is installed
+apart from this package gets a generated copy of the values: the endpoint client (its
+command line, MCP server, and the editor's bridge through it) reads
+`comfy_worker_client/contract.py`, the two JavaScript front ends (the jobs page, the
+editor extension) import `contract.js`:
 
     python -m comfy_worker.contract write    # regenerate the generated copies
     python -m comfy_worker.contract check    # fail if one differs from what `write` makes
@@ -185,11 +186,12 @@ def javascript() -> str:
 
 
 def python_copy() -> str:
-    """The contract's values for the editor's bridge, which runs in a ComfyUI without this package."""
+    """The contract's values for the endpoint client, which is installed (and vendored into the
+    editor extension) without the worker."""
     lines = [
         '"""GENERATED from comfy_worker/contract.py by `python -m comfy_worker.contract write`: do not edit.',
         "",
-        "The job's contract, as the editor's bridge reads it: its states, its output lists, RunPod's limits.\"\"\"",
+        'The job\'s contract, as the endpoint client reads it: its states, its output lists, RunPod\'s limits."""',
         "",
         "from enum import StrEnum",
         "",
@@ -210,7 +212,7 @@ def python_copy() -> str:
 GENERATED = {
     REPO_ROOT / "local_endpoint" / "page" / "contract.js": javascript,
     REPO_ROOT / "editor_extension" / "web" / "contract.js": javascript,
-    REPO_ROOT / "editor_extension" / "contract.py": python_copy,
+    REPO_ROOT / "comfy_worker_client" / "contract.py": python_copy,
 }
 
 

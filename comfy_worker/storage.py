@@ -63,6 +63,8 @@ for _name in ("botocore", "boto3", "s3transfer", "urllib3.connectionpool"):
 
 
 class OutputStore(Protocol):
+    bucket: str
+    """The bucket's name, for messages."""
     private_origin: str | None
     """scheme://host:port of an endpoint the operator configured, whose URLs may resolve to a
     private address; None for a job's own bucket (checked like every URL a job names)."""

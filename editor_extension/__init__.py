@@ -1,19 +1,25 @@
 """Run on RunPod: run the workflow open in the ComfyUI editor on your RunPod endpoint.
 
 A ComfyUI extension (install this folder into ComfyUI's custom_nodes/; docs/editor.md):
-`bridge.py` is the server part (ComfyUI's own PromptServer routes under /runpod/, which
-hold the API key and call the endpoint), `web/runpod_run.js` the editor part (settings,
-the "Run on RunPod" button and command, progress, outputs); `QueueHistory` here puts the
+`bridge.py` is the server part (ComfyUI's own PromptServer routes under /runpod/, `routes.py`,
+which hold the API key and call the endpoint through the endpoint client), `web/runpod_run.js`
+the editor part (settings, the "Run on RunPod" button and command, progress, outputs); `QueueHistory` here puts the
 runs that end into ComfyUI's queue history, for the editor's Queue panel. It adds no nodes.
 """
 
+import logging
 from pathlib import Path
 
-import folder_paths
-from comfy.cli_args import args
-from server import PromptServer
+from .bridge import Bridge
+from .endpoint_client import client
+from .routes import own_host_names, routes
 
-from .bridge import Bridge, bucket_upload, own_host_names, routes
+try:
+    import folder_paths
+    from comfy.cli_args import args
+    from server import PromptServer
+except ImportError:  # imported outside ComfyUI (its tests, the type checker): nothing to register
+    PromptServer = None
 
 WEB_DIRECTORY = "./web"
 NODE_CLASS_MAPPINGS: dict = {}
@@ -37,12 +43,27 @@ class QueueHistory:
         PromptServer.instance.queue_updated()  # the "status" event: the panel reloads
 
 
-_bridge = Bridge(
-    Path(folder_paths.get_user_directory()) / "runpod_run.json",
-    Path(folder_paths.get_input_directory()),
-    Path(folder_paths.get_output_directory()),
-    bucket_upload(),
-    QueueHistory(),
-)
-for _route in routes(_bridge, own_host_names(args.listen)):
-    PromptServer.instance.routes.route(_route.method, _route.path)(_route.handler)
+def upload_bucket() -> client.UploadBucket | None:
+    """The bucket BUCKET_* in ComfyUI's environment names, for inputs over RunPod's limit; None if none."""
+    try:
+        return client.UploadBucket.from_env()
+    except ValueError as wrong:  # a half-set bucket: said once, and large inputs are refused
+        logging.getLogger("runpod_run").warning("Run on RunPod uses no bucket: %s", wrong)
+        return None
+
+
+def register() -> None:
+    """The /runpod/ routes on ComfyUI's own server."""
+    bridge = Bridge(
+        Path(folder_paths.get_user_directory()) / "runpod_run.json",
+        Path(folder_paths.get_input_directory()),
+        Path(folder_paths.get_output_directory()),
+        upload_bucket(),
+        QueueHistory(),
+    )
+    for route in routes(bridge, own_host_names(args.listen)):
+        PromptServer.instance.routes.route(route.method, route.path)(route.handler)
+
+
+if PromptServer is not None:
+    register()

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's client package
-from client import WebhookRejected, verify_webhook  # noqa: E402
+from comfy_worker_client import WebhookRejected, verify_webhook  # noqa: E402
 
 log = logging.getLogger("webhook_receiver")
 

@@ -33,8 +33,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from client.uploads import UploadBucket
-
 from .server import LocalEndpoint, worker_environment
 
 log = logging.getLogger("local_endpoint")
@@ -159,8 +157,14 @@ def describe_exit(returncode: int | None) -> str:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    # Imported here, after logging is set up: the RunPod SDK's upload module, which the storage
+    # imports, sets its own log format on import when none is set yet.
+    from comfy_worker.settings import Settings
+    from comfy_worker.storage import output_store
+
     try:
-        upload_bucket = UploadBucket.from_env()  # the page's inputs too large for a request go there
+        # The worker's own bucket, as it reads it: the page's inputs too large for a request go there.
+        upload_bucket = output_store(Settings.from_env())
     except ValueError as error:
         log.error("%s", error)
         return 2

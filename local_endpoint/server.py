@@ -49,18 +49,24 @@ import hmac
 import json
 import logging
 import math
+import mimetypes
 import secrets
+import tempfile
 import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from client.uploads import UploadBucket, megabytes
 from comfy_worker.contract import RETRYABLE_STATES, RUNPOD_REQUEST_LIMITS, JobState
+from comfy_worker.errors import StorageError
 
 from .jobs import WEBHOOK_RETRY_DELAY_S, Job, JobBoard
+
+if TYPE_CHECKING:  # the storage module loads boto3 and the RunPod SDK: only the worker's process needs them
+    from comfy_worker.storage import OutputStore
 
 log = logging.getLogger("local_endpoint")
 
@@ -85,7 +91,7 @@ class LocalEndpoint:
         worker_key: str | None = None,
         webhook_retry_delay_s: float = WEBHOOK_RETRY_DELAY_S,
         result_retention_s: dict[str, float] | None = None,
-        upload_bucket: UploadBucket | None = None,
+        upload_bucket: OutputStore | None = None,
     ):
         """`upload_bucket` takes the page's inputs too large for a request (`POST /page-upload`)."""
         self.endpoint_id = endpoint_id
@@ -302,14 +308,18 @@ class LocalEndpoint:
         name = Path(request.query.get("name", "")).name
         if not name:
             raise bad_request("'name' (the input's file name) is required")
-        content = await request.read()
-        try:
-            url = await asyncio.to_thread(self.upload_bucket.upload, content, name)
-        except Exception as exc:  # the bucket's own error, for the page to show
-            log.warning("upload of %s to the bucket failed: %s", name, exc)
-            return web.json_response(
-                {"error": f"the upload to bucket {self.upload_bucket.bucket} failed: {exc}"}, status=502
-            )
+        with tempfile.TemporaryDirectory(prefix="page-upload-") as folder:
+            path = Path(folder) / name
+            with path.open("wb") as file:  # streamed: an input of gigabytes never sits in memory
+                async for chunk in request.content.iter_chunked(1024 * 1024):
+                    await asyncio.to_thread(file.write, chunk)
+            key = f"uploads/{uuid.uuid4().hex}/{name}"
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            try:
+                url = await asyncio.to_thread(self.upload_bucket.put, path, key, content_type)
+            except StorageError as error:  # the bucket's refusal in words, for the page to show
+                log.warning("upload of %s to the bucket failed: %s", name, error.message)
+                return web.json_response({"error": error.message}, status=502)
         return web.json_response({"url": url})
 
     # -- worker API --------------------------------------------------------------
@@ -377,7 +387,7 @@ async def json_body(request: web.Request, max_bytes: int | None = None) -> Any:
     raw = await request.read()
     if max_bytes is not None and len(raw) > max_bytes:
         message = (
-            f"the request is {megabytes(len(raw))}, over RunPod's limit of {megabytes(max_bytes)} for "
+            f"the request is {len(raw) / 1e6:.1f} MB, over RunPod's limit of {max_bytes / 1e6:.1f} MB for "
             f"/{request.path.rsplit('/', 1)[-1]}: send large inputs as URLs (the client uploads them to a bucket)"
         )
         raise web.HTTPRequestEntityTooLarge(

@@ -339,14 +339,13 @@ async function checkAgainstEndpoint() {
   try {
     unmarkAll();
     const { output, workflow } = await app.graphToPrompt();
-    const { missing_nodes: nodes, missing_models: models } = await bridge("POST", "/check", { prompt: output, workflow });
-    for (const missing of [...nodes, ...models]) mark(missing.node_id, MISSING_COLOR);
-    const lines = [
-      ...nodes.map((m) => `node ${m.node_id}: ${m.class_type}${m.package ? ` (package ${m.package})` : ""} is not installed on the endpoint`),
-      ...models.map((m) => `node ${m.node_id}: ${m.folder}/${m.value} is not on the endpoint`),
-    ];
-    if (lines.length) toast("warn", "The endpoint lacks", lines.join("\n"));
-    else toast("success", "Check against the endpoint", "the endpoint has every node type and model this workflow names");
+    // The worker's own answer to a validate-only job: each problem names its node and what to do.
+    const { valid, problems, more_problems: more } = await bridge("POST", "/check", { prompt: output, workflow });
+    for (const problem of problems) if (problem.node_id) mark(problem.node_id, MISSING_COLOR);
+    const lines = problems.map((problem) => problem.problem);
+    if (more) lines.push(`and ${more} more`);
+    if (!valid) toast("warn", "The endpoint cannot run this workflow", lines.join("\n"));
+    else toast("success", "Check against the endpoint", "the endpoint has every node type, model and value this workflow names");
   } catch (error) {
     for (const nodeId of error.nodeIds || []) mark(nodeId, MISSING_COLOR);
     toast("error", "Check against the endpoint", error.message);

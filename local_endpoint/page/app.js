@@ -38,7 +38,7 @@ function rememberJobs() {
 }
 
 function recallJobs() {
-  let kept = [];
+  let kept;
   try { kept = JSON.parse(localStorage.getItem(JOBS_KEY) || "[]"); } catch { kept = []; }
   for (const stored of Array.isArray(kept) ? kept : []) {
     if (!stored?.id || !stored.base) continue;
@@ -79,7 +79,7 @@ async function call(conn, method, path, body) {
 // A bare workflow (API or UI format) becomes {"workflow": ...}; a job file's "input" is used as is.
 function jobInput(text, wantPreview) {
   let parsed;
-  try { parsed = JSON.parse(text); } catch (error) { throw new Error(`The workflow is not valid JSON: ${error.message}`); }
+  try { parsed = JSON.parse(text); } catch (error) { throw new Error(`The workflow is not valid JSON: ${error.message}`, { cause: error }); }
   if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("The workflow must be a JSON object.");
   const input = "input" in parsed ? { ...parsed.input } : { workflow: parsed };
   if (wantPreview) input.preview = true;

@@ -22,5 +22,11 @@ echo "== generated files are fresh (the flavours' Dockerfiles and hub.json, the 
 "$python" -m comfy_worker.contract check
 "$local_dir/venv/bin/hadolint" Dockerfile Dockerfile.cuda12.8
 "$local_dir/venv/bin/shellcheck" -x start.sh scripts/*.sh scripts/*/*.sh .ci/run
+echo "== eslint (the jobs page, the editor extension: tests/js/eslint.config.mjs)"
+if [ -x "$local_dir/js/node_modules/.bin/eslint" ]; then
+  "$local_dir/js/node_modules/.bin/eslint" -c "$local_dir/js/eslint.config.mjs" local_endpoint/page editor_extension/web
+else
+  echo "npm is missing: the JavaScript is not linted" >&2
+fi
 echo "== pytest"
 exec "$python" -m pytest "$@"

@@ -27,9 +27,9 @@ from typing import Any
 from make_tiny_checkpoint import CHECKPOINT_NAME  # beside this script
 from runpod.serverless.modules.rp_job import run_job
 
-from client.api import job_input_from_files, save_outputs
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
+from comfy_worker_client import job_input_from_files, output_file_name, save_outputs
 from rp_handler import configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,8 @@ def save_result(result: dict[str, Any], job_id: str, out_dir: Path) -> int:
     if "error" in result:
         log.error("job failed: %s", result["error"])
         return 1
-    for path in save_outputs(result["output"], out_dir, job_id):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for _, path in asyncio.run(save_outputs(result["output"], lambda entry: out_dir / output_file_name(job_id, entry))):
         log.info("wrote %s", path)
     return 0
 

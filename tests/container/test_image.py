@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from client import EndpointClient
+from comfy_worker_client import EndpointClient
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME as TINY_CHECKPOINT
 from scripts.dev.make_tiny_checkpoint import LORA_NAME
 from tests.support.comfyui_server import COMFYUI_DIR, free_port
@@ -48,7 +48,7 @@ def test_test_input_returns_a_png():
 def test_a_job_through_the_local_endpoint_completes_with_progress(running_worker):
     client = EndpointClient(running_worker.endpoint_url)
     seen = []
-    job_id = client.submit(tiny_job(steps=8, seed=4)["input"])
+    job_id = client.run(tiny_job(steps=8, seed=4)["input"])
     final = client.wait(job_id, on_status=seen.append, poll_interval_s=0.1)
     assert final["status"] == "COMPLETED", final
     [image] = final["output"]["images"]
@@ -59,12 +59,12 @@ def test_a_job_through_the_local_endpoint_completes_with_progress(running_worker
 def test_ui_format_and_named_workflows_run_in_the_image(running_worker):
     # The converter works with only what the lock installs (comfy-cli without its CLI's dependencies).
     client = EndpointClient(running_worker.endpoint_url)
-    ui_job = client.wait(client.submit({"workflow": on_tiny_models(template("default"))}), poll_interval_s=0.1)
+    ui_job = client.wait(client.run({"workflow": on_tiny_models(template("default"))}), poll_interval_s=0.1)
     assert ui_job["status"] == "COMPLETED", ui_job
     assert ui_job["output"]["workflow_format"] == "ui"
 
     params = {"checkpoint": TINY_CHECKPOINT, "steps": 2, "width": 64, "height": 64, "seed": 5}
-    named = client.wait(client.submit({"workflow_name": "txt2img", "params": params}), poll_interval_s=0.1)
+    named = client.wait(client.run({"workflow_name": "txt2img", "params": params}), poll_interval_s=0.1)
     assert named["status"] == "COMPLETED", named
     assert named["output"]["seeds"] == {"3.seed": 5}
     assert base64.b64decode(named["output"]["images"][0]["data"]).startswith(PNG_MAGIC)
@@ -77,7 +77,7 @@ def test_a_lora_by_url_is_fetched_into_the_model_cache(running_worker):
     with model_server({"/style.safetensors": lora}) as server:
         add_lora(job["workflow"], f"{server.url}/style.safetensors")
         client = EndpointClient(running_worker.endpoint_url)
-        final = client.wait(client.submit(job), poll_interval_s=0.1)
+        final = client.wait(client.run(job), poll_interval_s=0.1)
     assert final["status"] == "COMPLETED", final
     assert server.count("/style.safetensors") == 1
     listed = running_worker.exec("ls", "/tmp/comfy-model-cache/loras").stdout
@@ -86,7 +86,7 @@ def test_a_lora_by_url_is_fetched_into_the_model_cache(running_worker):
 
 def test_a_cancel_stops_comfyuis_work(running_worker):
     client = EndpointClient(running_worker.endpoint_url)
-    job_id = client.submit(tiny_job(steps=500, seed=5)["input"])
+    job_id = client.run(tiny_job(steps=500, seed=5)["input"])
     wait_until(lambda: ((client.status(job_id).get("output") or {}).get("step") or 0) > 0, 300, "sampling")
     cancelled_at = time.monotonic()
     client.cancel(job_id)
@@ -133,7 +133,7 @@ def test_the_hub_test_passes_on_the_image(running_worker):
         if node["class_type"] == "CheckpointLoaderSimple":
             node["inputs"]["ckpt_name"] = "tiny-random-sd15-noise.safetensors"  # the model the image test bakes
     client = EndpointClient(running_worker.endpoint_url)
-    final = client.wait(client.submit(job_input), poll_interval_s=0.5)
+    final = client.wait(client.run(job_input), poll_interval_s=0.5)
     assert final["status"] == "COMPLETED", final
     assert final["output"]["images"]
 

@@ -38,7 +38,7 @@ def test_every_file_the_dockerfile_copies_exists():
 def test_the_image_copies_every_module_the_worker_needs():
     sources = set(dockerfile_sources())
     assert {"comfy_worker", "rp_handler.py", "requirements.lock", "ComfyUI/extra_model_paths.yaml"} <= sources
-    assert not {"local_endpoint", "client", "pyproject.toml"} & sources, "the image holds the worker only"
+    assert not {"local_endpoint", "comfy_worker_client", "pyproject.toml"} & sources, "the image holds the worker only"
     assert "ComfyUI/launch.args" in sources, "start.sh reads ComfyUI's launch flags from it"
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from client import EndpointClient, JobFailed
 from comfy_worker.comfy_process import ComfyProcess
 from comfy_worker.prefetch import cached_fraction
+from comfy_worker_client import EndpointClient, JobFailed
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.page_cache import evict
@@ -235,8 +235,8 @@ def test_sigterm_lets_the_jobs_in_flight_finish_then_stops_comfyui(tmp_path):
     log_file = tmp_path / "endpoint.log"
     with running_endpoint(start_sh_endpoint_env(tmp_path, grace_s=300), log_file, "bash start.sh", 180) as base_url:
         client = EndpointClient(base_url, API_KEY)
-        running = client.submit({"workflow": txt2img(steps=40, seed=31)})
-        queued = client.submit({"workflow": txt2img(steps=2, seed=32)})
+        running = client.run({"workflow": txt2img(steps=40, seed=31)})
+        queued = client.run({"workflow": txt2img(steps=2, seed=32)})
         wait_until(lambda: step_of(client, running) >= 1, 120, "the first job's sampler")
         start_sh = psutil.Process(start_sh_pid(log_file))
         comfyui = comfyui_of(start_sh)
@@ -266,7 +266,7 @@ def long_job_through_start_sh(
     log_file = tmp_path / "endpoint.log"
     with running_endpoint(start_sh_endpoint_env(tmp_path, grace_s), log_file, "bash start.sh", 180) as base_url:
         client = EndpointClient(base_url, API_KEY)
-        job_id = client.submit({"workflow": txt2img(steps=400, seed=seed)})
+        job_id = client.run({"workflow": txt2img(steps=400, seed=seed)})
         wait_until(lambda: step_of(client, job_id) >= 1, 120, "the sampler")
         yield client, job_id, psutil.Process(start_sh_pid(log_file))
 

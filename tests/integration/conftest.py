@@ -11,7 +11,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
-from client import EndpointClient
+from comfy_worker_client import EndpointClient
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.servers import moto_s3
 from tests.support.tools import missing

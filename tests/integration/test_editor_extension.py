@@ -70,7 +70,8 @@ def install_by_git_url(repository: Path, custom_nodes: Path) -> None:
     whose editor_extension/ is this working tree's and whose branch the publishing script made."""
     environment = {**os.environ, **GIT_IDENTITY}
     ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(REPO_ROOT / "editor_extension", repository / "editor_extension", ignore=ignore)
+    for folder in ("editor_extension", "comfy_worker_client"):
+        shutil.copytree(REPO_ROOT / folder, repository / folder, ignore=ignore)
     target = custom_nodes / repository.name
     for command in (
         ["git", "init", "-q", "-b", "main", str(repository)],
@@ -82,6 +83,7 @@ def install_by_git_url(repository: Path, custom_nodes: Path) -> None:
     ):
         subprocess.run(command, cwd=repository, env=environment, check=True, capture_output=True)
     assert (target / "__init__.py").is_file() and not (target / "editor_extension").exists()
+    assert (target / "comfy_worker_client" / "endpoint.py").is_file(), "the client travels with the extension"
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +222,11 @@ def test_a_node_type_the_endpoint_lacks_is_named_with_its_package(editor):
     editor.execute_script("window.app.graph.getNodeById(20).properties.cnr_id = 'designer-only-nodes'")
 
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Check')")
-    expected = "node 20: DesignerOnlyInvert (package designer-only-nodes) is not installed on the endpoint"
+    # The worker's own words, from the validate-only job: the node, its type, the package to add.
+    expected = "node 20 has type 'DesignerOnlyInvert', which this ComfyUI does not have"
     WebDriverWait(editor, 60).until(lambda b: expected in b.find_element(By.TAG_NAME, "body").text)
+    assert "custom-node package 'designer-only-nodes'" in editor.find_element(By.TAG_NAME, "body").text
+    assert runs(editor) == [], "the check ran nothing"
     assert editor.execute_script("return window.app.graph.getNodeById(20).bgcolor") == MISSING
 
     failed = run_and_wait(editor, "FAILED")
@@ -242,8 +247,8 @@ def test_check_marks_what_the_endpoint_lacks_before_anything_runs(editor):
     load(editor, txt2img(seed=710, checkpoint="absent-model.safetensors"))
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Check')")
 
-    WebDriverWait(editor, 60).until(lambda b: "is not on the endpoint" in b.find_element(By.TAG_NAME, "body").text)
-    assert "checkpoints/absent-model.safetensors" in editor.find_element(By.TAG_NAME, "body").text
+    WebDriverWait(editor, 60).until(lambda b: "cannot run this workflow" in b.find_element(By.TAG_NAME, "body").text)
+    assert "'absent-model.safetensors' is not installed" in editor.find_element(By.TAG_NAME, "body").text
     assert editor.execute_script("return window.app.graph.getNodeById(4).bgcolor") == MISSING
     assert runs(editor) == [], "nothing was submitted"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from client import EndpointClient
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
+from comfy_worker_client import EndpointClient
 from tests.support.comfyui_server import start_comfyui
 from tests.support.workflows import decode_image, empty_image, txt2img
 
@@ -44,8 +44,8 @@ def wait_for(client: EndpointClient, job_id: str, predicate, timeout_s: float = 
 
 
 def test_two_jobs_in_flight_complete_with_their_own_outputs_and_progress(client):
-    first = client.submit({"workflow": sleeping(2.0, color=0x102030)})
-    second = client.submit({"workflow": empty_image(color=0x405060)})
+    first = client.run({"workflow": sleeping(2.0, color=0x102030)})
+    second = client.run({"workflow": empty_image(color=0x405060)})
 
     seen = watch(client, [first, second])
 
@@ -60,8 +60,8 @@ def test_two_jobs_in_flight_complete_with_their_own_outputs_and_progress(client)
 
 
 def test_the_second_jobs_timeout_counts_from_its_own_start(client):
-    first = client.submit({"workflow": sleeping(3.0, color=0x111111)})
-    second = client.submit({"workflow": empty_image(color=0x222222), "timeout_s": 2})
+    first = client.run({"workflow": sleeping(3.0, color=0x111111)})
+    second = client.run({"workflow": empty_image(color=0x222222), "timeout_s": 2})
 
     seen = watch(client, [first, second])
 
@@ -70,8 +70,8 @@ def test_the_second_jobs_timeout_counts_from_its_own_start(client):
 
 
 def test_cancelling_the_queued_job_leaves_the_running_one_then_cancelling_that_stops_it(client, comfyui):
-    running = client.submit({"workflow": txt2img(steps=5000)})
-    queued = client.submit({"workflow": empty_image(color=0x333333)})
+    running = client.run({"workflow": txt2img(steps=5000)})
+    queued = client.run({"workflow": empty_image(color=0x333333)})
     wait_for(client, running, lambda s: (s.get("output") or {}).get("step"))
     wait_for(client, queued, lambda s: (s.get("output") or {}).get("jobs_ahead") == 1)
 
@@ -89,7 +89,7 @@ def test_cancelling_the_queued_job_leaves_the_running_one_then_cancelling_that_s
     while comfyui.queue()["queue_running"]:
         assert time.monotonic() < deadline, "the running prompt was interrupted"
         time.sleep(0.05)
-    after = client.submit({"workflow": empty_image(color=0x343434)})
+    after = client.run({"workflow": empty_image(color=0x343434)})
     assert watch(client, [after])[after][-1]["status"] == "COMPLETED", "the worker serves the next job"
 
 

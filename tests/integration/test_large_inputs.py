@@ -16,7 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from client import EndpointClient, RequestTooLarge, UploadBucket
+from comfy_worker_client import EndpointClient, RequestTooLarge, UploadBucket
 from tests.support.comfyui_server import PYTHON
 from tests.support.local_endpoint import API_KEY
 from tests.support.workflows import REPO_ROOT, large_png, scaled_image
@@ -57,7 +57,7 @@ def test_without_a_bucket_the_client_refuses_before_sending(endpoint, big_png):
     }
 
     with pytest.raises(RequestTooLarge) as refused:
-        client.submit(job_input)
+        client.run(job_input)
 
     size_mb = f"{len(json.dumps({'input': job_input})) / 1e6:.1f} MB"
     assert f"the request is {size_mb}, over RunPod's limit of 10.0 MB for /run" in str(refused.value)
@@ -74,7 +74,7 @@ def test_the_client_sends_large_inputs_through_its_bucket(bucket_endpoint, big_p
     encoded = base64.b64encode(big_png).decode()
     job_input = {"workflow": scaled_image("big.png"), "images": [{"name": "big.png", "image": encoded}]}
 
-    final = client.wait(client.submit(job_input), poll_interval_s=0.2)
+    final = client.wait(client.run(job_input), poll_interval_s=0.2)
 
     [entry] = final["output"]["images"]
     assert entry["type"] == "s3_url", entry  # the worker's bucket took the output too
@@ -87,7 +87,15 @@ def test_the_client_sends_large_inputs_through_its_bucket(bucket_endpoint, big_p
 def test_the_command_line_says_what_it_uploads_or_why_it_refuses(endpoint, bucket_endpoint, big_png, tmp_path):
     (tmp_path / "big.png").write_bytes(big_png)
     (tmp_path / "job.json").write_text(json.dumps({"input": {"workflow": scaled_image("big.png")}}))
-    command = [str(PYTHON), "-m", "client", "run", str(tmp_path / "job.json"), "--image", str(tmp_path / "big.png")]
+    command = [
+        str(PYTHON),
+        "-m",
+        "comfy_worker_client",
+        "run",
+        str(tmp_path / "job.json"),
+        "--image",
+        str(tmp_path / "big.png"),
+    ]
     command += ["--api-key", API_KEY, "--out", str(tmp_path / "out")]
     plain_env = {key: value for key, value in os.environ.items() if not key.startswith("BUCKET_")}
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 from PIL import Image
 
-from client import EndpointClient, JobFailed, job_input_from_files
+from comfy_worker_client import EndpointAnswered, EndpointClient, JobFailed, job_input_from_files
 from tests.support.comfyui_server import LOCAL_DIR, free_port, start_comfyui
 from tests.support.local_endpoint import API_KEY, running_endpoint, wait_until_worker_ready
 from tests.support.workflows import REPO_ROOT, empty_image, txt2img
@@ -45,7 +45,7 @@ def test_the_cli_runs_a_job_and_saves_the_png(endpoint, tmp_path):
         [
             sys.executable,
             "-m",
-            "client",
+            "comfy_worker_client",
             "run",
             str(workflow),
             "--base-url",
@@ -70,7 +70,7 @@ def test_the_cli_runs_a_job_and_saves_the_png(endpoint, tmp_path):
 
 def test_progress_shows_before_completion(client):
     statuses = []
-    job_id = client.submit({"workflow": txt2img(steps=30, seed=21)})
+    job_id = client.run({"workflow": txt2img(steps=30, seed=21)})
 
     final = client.wait(job_id, statuses.append, poll_interval_s=0.05)
 
@@ -84,21 +84,21 @@ def test_progress_shows_before_completion(client):
 
 
 def test_cancel_reaches_the_worker_and_interrupts_comfyui(client, comfyui):
-    job_id = client.submit({"workflow": txt2img(steps=400, seed=22)})
+    job_id = client.run({"workflow": txt2img(steps=400, seed=22)})
     wait_until(lambda: (client.status(job_id).get("output") or {}).get("step"))
 
     assert client.cancel(job_id)["status"] == "CANCELLED"
 
     wait_until(lambda: comfy_queue(comfyui) == {"queue_running": [], "queue_pending": []}, timeout_s=10)
     assert client.status(job_id)["status"] == "CANCELLED"
-    next_job = client.submit({"workflow": empty_image(color=0x070809)})
+    next_job = client.run({"workflow": empty_image(color=0x070809)})
     assert client.wait(next_job, poll_interval_s=0.05)["status"] == "COMPLETED"
 
 
 def test_a_failing_workflow_surfaces_its_error(client, endpoint, tmp_path):
     workflow = empty_image()
     workflow["3"] = {"class_type": "NoSuchNode", "inputs": {}}
-    job_id = client.submit({"workflow": workflow})
+    job_id = client.run({"workflow": workflow})
 
     with pytest.raises(JobFailed) as info:
         client.wait(job_id, poll_interval_s=0.05)
@@ -111,7 +111,7 @@ def test_a_failing_workflow_surfaces_its_error(client, endpoint, tmp_path):
         [
             sys.executable,
             "-m",
-            "client",
+            "comfy_worker_client",
             "run",
             str(tmp_path / "bad.json"),
             "--base-url",
@@ -128,7 +128,7 @@ def test_a_failing_workflow_surfaces_its_error(client, endpoint, tmp_path):
 
 
 def test_a_job_over_its_execution_timeout_ends_timed_out(client, comfyui):
-    job_id = client.submit({"workflow": txt2img(steps=400, seed=23)}, execution_timeout_ms=2000)
+    job_id = client.run({"workflow": txt2img(steps=400, seed=23)}, execution_timeout_ms=2000)
 
     with pytest.raises(JobFailed) as info:
         client.wait(job_id, poll_interval_s=0.05)
@@ -142,12 +142,12 @@ def test_the_api_key_is_required(endpoint):
 
 
 def test_client_api_shapes(client):
-    job_id = client.submit({"workflow": empty_image()})
+    job_id = client.run({"workflow": empty_image()})
     assert client.wait(job_id, poll_interval_s=0.05)["output"]["images"][0]["type"] == "base64"
-    health = client._call("GET", "/health")
+    health = client.call("GET", "/health")
     assert health["jobs"]["completed"] >= 1 and health["workers"]["ready"] == 1
-    assert client._call("POST", "/purge-queue") == {"removed": 0, "status": "completed"}
-    with pytest.raises(requests.HTTPError, match="404"):
+    assert client.call("POST", "/purge-queue") == {"removed": 0, "status": "completed"}
+    with pytest.raises(EndpointAnswered, match="404"):
         client.status("no-such-job")
 
 
@@ -163,14 +163,14 @@ def test_refresh_worker_replaces_the_worker_when_comfyui_dies(tmp_path):
     try:
         with running_endpoint(doomed.env(), log_file) as base_url:
             client = EndpointClient(base_url, API_KEY)
-            job_id = client.submit({"workflow": txt2img(steps=400, seed=24)})
+            job_id = client.run({"workflow": txt2img(steps=400, seed=24)})
             wait_until(lambda: (client.status(job_id).get("output") or {}).get("step"))
             doomed.process.kill()
 
             with pytest.raises(JobFailed) as info:
                 client.wait(job_id, poll_interval_s=0.05)
             wait_until(lambda: worker_replaced(log_file.read_text()))
-            health = client._call("GET", "/health")
+            health = client.call("GET", "/health")
     finally:
         doomed.stop()
 
@@ -245,17 +245,17 @@ def test_webhook_retry_and_status_sync_with_the_real_worker(client, endpoint):
     workflow["3"] = {"class_type": "NoSuchNode", "inputs": {}}
     try:
         body = {"input": {"workflow": workflow}, "webhook": f"http://127.0.0.1:{server.server_port}/hook"}
-        job_id = client._call("POST", "/run", json=body)["id"]
-        first = client._call("GET", f"/status-sync/{job_id}?wait=30000")
+        job_id = client.call("POST", "/run", body)["id"]
+        first = client.call("GET", f"/status-sync/{job_id}?wait=30000")
         assert first["status"] == "FAILED" and "NoSuchNode" in first["error"]
         wait_until(lambda: len(WebhookReceiver.received) == 1)
         assert WebhookReceiver.received[0]["id"] == job_id and WebhookReceiver.received[0]["status"] == "FAILED"
 
-        assert client._call("POST", f"/retry/{job_id}") == {"id": job_id, "status": "IN_QUEUE"}
-        again = client._call("GET", f"/status-sync/{job_id}?wait=30000")
+        assert client.call("POST", f"/retry/{job_id}") == {"id": job_id, "status": "IN_QUEUE"}
+        again = client.call("GET", f"/status-sync/{job_id}?wait=30000")
         assert again["status"] == "FAILED" and again["output"]["error_type"] == "invalid_input"
         wait_until(lambda: len(WebhookReceiver.received) == 2)
-        assert client._call("GET", "/health")["jobs"]["retried"] >= 1
+        assert client.call("GET", "/health")["jobs"]["retried"] >= 1
     finally:
         server.shutdown()
 
@@ -362,7 +362,7 @@ def test_local_endpoint_sh_takes_ports_and_the_api_key(tmp_path):
         wait_until_worker_ready(base_url, "script-key", log_file, timeout_s=180)
         assert requests.get(f"{base_url}/health", timeout=5).status_code == 401
         script_client = EndpointClient(base_url, "script-key")
-        final = script_client.wait(script_client.submit({"workflow": empty_image()}), poll_interval_s=0.1)
+        final = script_client.wait(script_client.run({"workflow": empty_image()}), poll_interval_s=0.1)
         assert final["status"] == "COMPLETED"
         log = log_file.read_text()
         assert "ComfyUI starting (pid" in log and f"127.0.0.1:{comfy_port}" in log
@@ -377,7 +377,7 @@ def test_issue20_12_the_endpoint_and_its_worker_stop_quietly(comfyui, tmp_path):
     log_file = tmp_path / "endpoint.log"
     with running_endpoint(comfyui.env(), log_file) as base_url:
         client = EndpointClient(base_url, API_KEY)
-        assert client.wait(client.submit({"workflow": txt2img(steps=2)}), poll_interval_s=0.1)["status"] == "COMPLETED"
+        assert client.wait(client.run({"workflow": txt2img(steps=2)}), poll_interval_s=0.1)["status"] == "COMPLETED"
     log = log_file.read_text(errors="replace")
     assert "[local_endpoint] stopped" in log, log[-2000:]
     assert "did not stop within" not in log, "the worker ended on SIGTERM, without being killed"

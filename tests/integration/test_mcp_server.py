@@ -17,7 +17,7 @@ import requests
 from mcp import Client, StdioServerParameters
 from PIL import Image
 
-from client import EndpointClient
+from comfy_worker_client import EndpointClient
 from tests.integration.test_live_jobs import comfy_queue
 from tests.support.comfyui_server import PYTHON, free_port
 from tests.support.local_endpoint import API_KEY
@@ -29,7 +29,7 @@ def server(base_url: str, api_key: str = API_KEY) -> StdioServerParameters:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("BUCKET_", "RUNPOD_API_KEY"))}
     return StdioServerParameters(
         command=str(PYTHON),
-        args=["-m", "client", "mcp", "--base-url", base_url],
+        args=["-m", "comfy_worker_client", "mcp", "--base-url", base_url],
         env={**env, "RUNPOD_API_KEY": api_key},
         cwd=str(REPO_ROOT),
     )
@@ -41,7 +41,7 @@ def text_of(result) -> str:
 
 async def test_the_tools_are_the_named_workflows_with_their_schemas(endpoint):
     workflows = EndpointClient(endpoint[0], API_KEY)
-    listed = await asyncio.to_thread(lambda: workflows.wait(workflows.submit({"list": "workflows"})))
+    listed = await asyncio.to_thread(lambda: workflows.wait(workflows.run({"list": "workflows"})))
     expected = {workflow["name"]: workflow for workflow in listed["output"]["workflows"]}
 
     async with Client(server(endpoint[0])) as client:

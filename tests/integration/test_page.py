@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from client import EndpointClient
+from comfy_worker_client import EndpointClient
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME
 from tests.support.local_endpoint import API_KEY
 from tests.support.workflows import REPO_ROOT, empty_image, large_png, scaled_image, txt2img
@@ -176,7 +176,7 @@ def set_value(page: WebDriver, css: str, value: str) -> None:
 
 def test_a_named_workflows_form_has_every_parameter_with_its_bounds(page, endpoint):
     client = EndpointClient(endpoint[0], API_KEY)
-    listed = client.wait(client.submit({"list": "workflows"}))["output"]["workflows"]
+    listed = client.wait(client.run({"list": "workflows"}))["output"]["workflows"]
     schema = next(workflow for workflow in listed if workflow["name"] == "txt2img")["parameters"]
 
     choose_txt2img(page)

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from client import verify_webhook
+from comfy_worker_client import verify_webhook
 from tests.support.comfyui_server import REPO_ROOT, free_port
 from tests.support.servers import wait_until, webhook_receiver
 from tests.support.workflows import decode_image, txt2img

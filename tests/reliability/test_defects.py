@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from client import EndpointClient
 from comfy_worker import webhooks
 from comfy_worker.settings import Settings
 from comfy_worker.worker import Worker
+from comfy_worker_client import EndpointClient
 from tests.support.comfyui_server import PINNED_COMFYUI_DIR, PYTHON, free_port, link_custom_nodes, start_comfyui
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.servers import misbehaving_http_server, stalled_server
@@ -243,10 +243,10 @@ def test_issue20_1_a_hung_node_in_a_young_comfyui_is_restarted_and_the_next_job_
     log_file = tmp_path / "endpoint.log"
     with running_endpoint(env, log_file, worker_command="bash start.sh", ready_s=120) as base_url:
         client = EndpointClient(base_url, API_KEY)
-        stuck = client.submit(
+        stuck = client.run(
             {"workflow": {"1": {"class_type": "StubbornSleep", "inputs": {"seconds": 600.0}}}, "timeout_s": 1}
         )
-        after = client.submit({"workflow": empty_image(color=0x626262)})
+        after = client.run({"workflow": empty_image(color=0x626262)})
         first = final_status(client, stuck, timeout_s=120)
         second = final_status(client, after, timeout_s=120)
     log = log_file.read_text(errors="replace")

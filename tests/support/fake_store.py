@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from client.uploads import UploadBucket
 from comfy_worker.errors import StorageError
 from comfy_worker.storage import OutputStore
+from comfy_worker_client.uploads import UploadBucket
 
 
 class FakeStore:
+    bucket = "fake"
     private_origin: str | None = None
 
     def __init__(self, fail: bool = False):

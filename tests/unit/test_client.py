@@ -2,9 +2,18 @@ import base64
 import io
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from client.api import save_outputs
-from client.cli import ProgressBar, build_parser, main
+from comfy_worker_client import (
+    AsyncEndpoint,
+    EndpointAnswered,
+    EndpointClient,
+    EndpointUnreachable,
+    JobFailed,
+    RequestTooLarge,
+)
+from comfy_worker_client.cli import ProgressBar, build_parser, main
 from tests.support.servers import http_file_server
 from tests.support.workflows import REPO_ROOT
 
@@ -20,8 +29,9 @@ def test_save_outputs_writes_base64_and_downloads_urls(tmp_path):
             "videos": [{"filename": "clip.webm", "type": "s3_url", "data": f"{base_url}/clip.webm", "node_id": "12"}],
             "timings": {"total_s": 1},
         }
-        saved = save_outputs(output, tmp_path / "out", "job-1")
-        again = save_outputs({"images": output["images"]}, tmp_path / "out", "job-2")
+        with EndpointClient(base_url) as client:
+            saved = client.save_outputs(output, tmp_path / "out", "job-1")
+            again = client.save_outputs({"images": output["images"]}, tmp_path / "out", "job-2")
     assert [p.name for p in saved] == ["job-1-9-a.png", "job-1-12-clip.webm"]
     assert [p.read_bytes() for p in saved] == [b"png bytes", b"webm bytes"]
     assert again[0].name == "job-2-9-a.png" and saved[0].exists(), "a second job does not overwrite the first"
@@ -34,7 +44,8 @@ def test_file_names_from_the_worker_cannot_escape_the_folder(tmp_path):
         "data": base64.b64encode(b"x").decode(),
         "node_id": "a/b",
     }
-    [saved] = save_outputs({"images": [image]}, tmp_path / "out", "../../job")
+    with EndpointClient("http://127.0.0.1:9") as client:
+        [saved] = client.save_outputs({"images": [image]}, tmp_path / "out", "../../job")
     assert saved.parent == tmp_path / "out" and saved.name == "b-escape.png"
 
 
@@ -87,3 +98,69 @@ def test_issue20_15_the_default_output_folder_is_git_ignored():
     ignored = (REPO_ROOT / ".gitignore").read_text().splitlines()
     default = build_parser().parse_args(["run", "w.json", "--base-url", "http://x"]).out
     assert f"/{default}/" in ignored
+
+
+class FakeRunPod:
+    """RunPod's routes for one endpoint, recording what it was sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.statuses = [{"id": "j1", "status": "IN_QUEUE"}, {"id": "j1", "status": "COMPLETED", "output": {}}]
+
+    def app(self) -> web.Application:
+        async def run(request: web.Request) -> web.Response:
+            if request.headers.get("Authorization") != "Bearer good-key":
+                return web.json_response({"error": "Unauthorized"}, status=401)
+            self.bodies.append({"path": request.path_qs, **await request.json()})
+            return web.json_response({"id": "j1", "status": "IN_QUEUE"})
+
+        async def status(request: web.Request) -> web.Response:
+            return web.json_response(self.statuses.pop(0))
+
+        app = web.Application()
+        app.add_routes([web.post("/v2/e/run", run), web.post("/v2/e/runsync", run), web.get("/v2/e/status/j1", status)])
+        return app
+
+
+async def test_the_async_client_runs_follows_and_names_each_failure():
+    fake = FakeRunPod()
+    server = TestServer(fake.app())
+    await server.start_server()
+    endpoint = AsyncEndpoint(str(server.make_url("/v2/e")), "good-key")
+    try:
+        assert await endpoint.run({"workflow": {}}, execution_timeout_ms=5000) == "j1"
+        await endpoint.runsync({"list": "models"}, wait_ms=1000)
+        seen: list[str] = []
+
+        async def on_status(status: dict) -> None:
+            seen.append(status["status"])
+
+        final = await endpoint.wait("j1", on_status, poll_interval_s=0)
+        assert final["status"] == "COMPLETED" and seen == ["IN_QUEUE", "COMPLETED"]
+        assert fake.bodies == [
+            {"path": "/v2/e/run", "input": {"workflow": {}}, "policy": {"executionTimeout": 5000}},
+            {"path": "/v2/e/runsync?wait=1000", "input": {"list": "models"}},
+        ]
+
+        fake.statuses = [{"id": "j1", "status": "FAILED", "output": {"error": "node 3: bad", "error_type": "x"}}]
+        with pytest.raises(JobFailed, match="job j1 FAILED: x: node 3: bad"):
+            await endpoint.wait("j1", poll_interval_s=0)
+
+        wrong_key = AsyncEndpoint(endpoint.base_url, "bad-key")
+        with pytest.raises(EndpointAnswered) as refused:
+            await wrong_key.run({"workflow": {}})
+        assert refused.value.key_refused and "bad-key" not in str(refused.value)
+        await wrong_key.close()
+
+        too_large = {"workflow": {}, "images": [{"name": "a.png", "image": "A" * 11_000_000}]}
+        with pytest.raises(RequestTooLarge, match="over RunPod's limit of 10.0 MB for /run: set a bucket"):
+            await endpoint.run(too_large)
+        assert len(fake.bodies) == 2, "nothing was sent"
+    finally:
+        await endpoint.close()
+        await server.close()
+
+    nowhere = AsyncEndpoint("http://127.0.0.1:9/v2/e", "good-key")
+    with pytest.raises(EndpointUnreachable, match=r"the endpoint at http://127.0.0.1:9/v2/e is unreachable \("):
+        await nowhere.status("j1")
+    await nowhere.close()

@@ -16,8 +16,10 @@ import pytest
 import requests
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from bridge import REMEMBERED_RUNS, Bridge, bucket_upload, forget_oldest, own_host_names, routes
 
+from comfy_worker_client import UploadBucket
+from editor_extension.bridge import REMEMBERED_RUNS, Bridge, forget_oldest
+from editor_extension.routes import own_host_names, routes
 from tests.support.servers import moto_s3
 
 KEY = "rpa_EDITOR_KEY_51"
@@ -31,6 +33,8 @@ class FakeEndpoint:
         self.submitted: list[dict] = []
         self.cancelled: list[str] = []
         self.polls = 0
+        self.checked: list[dict] = []
+        self.check_answer: dict = {"id": "check-1", "status": "COMPLETED", "output": {"valid": True, "nodes": 3}}
         images = [{"filename": "../../ComfyUI_00001_.png", "type": "base64", "data": PNG, "node_id": "9"}]
         self.final = {"id": "job-1", "status": "COMPLETED", "output": {"images": images, "seeds": {"3.seed": 1}}}
 
@@ -59,17 +63,10 @@ class FakeEndpoint:
             return web.json_response({"id": request.match_info["job_id"], "status": "CANCELLED"})
 
         async def runsync(request: web.Request) -> web.Response:
+            """A validate-only job, answered as the worker does: its problems, or valid."""
             await authorized(request)
-            asked = (await request.json())["input"]["list"]
-            output = (
-                {"nodes": ["CheckpointLoaderSimple", "KSampler", "SaveImage"]}
-                if asked == "nodes"
-                else {
-                    "models": {"checkpoints": ["tiny.safetensors"]},
-                    "loader_inputs": {"CheckpointLoaderSimple.ckpt_name": {"folder": "checkpoints"}},
-                }
-            )
-            return web.json_response({"id": "list", "status": "COMPLETED", "output": output})
+            self.checked.append((await request.json())["input"])
+            return web.json_response(self.check_answer)
 
         app = web.Application()
         app.add_routes(
@@ -184,9 +181,9 @@ async def test_a_settings_file_of_the_older_format_keeps_its_key_for_its_endpoin
     (tmp_path / "settings.json").write_text(json.dumps({"endpoint_id": "e1", "api_key": KEY}))
     bridge = new_bridge()
     assert bridge.public_settings() == {"endpoint_id": "e1", "base_url": "", "has_key": True}
-    assert bridge.endpoint() == ("https://api.runpod.ai/v2/e1", {"Authorization": f"Bearer {KEY}"})
+    assert bridge.settings.endpoint() == ("https://api.runpod.ai/v2/e1", KEY)
     bridge.save_settings({"endpoint_id": "e2"})
-    assert bridge.endpoint() == ("https://api.runpod.ai/v2/e2", {})
+    assert bridge.settings.endpoint() == ("https://api.runpod.ai/v2/e2", None)
 
 
 @pytest.mark.parametrize(
@@ -238,12 +235,7 @@ async def test_a_run_sends_the_local_input_files_and_saves_the_outputs_in_output
     _, done = await call(client, "GET", "/runpod/status/job-1")
     _, again = await call(client, "GET", "/runpod/status/job-1")
 
-    assert status == 200 and started == {
-        "job_id": "job-1",
-        "status": "IN_QUEUE",
-        "files": ["photo.png"],
-        "uploaded": [],
-    }
+    assert status == 200 and started == {"job_id": "job-1", "files": ["photo.png"], "uploaded": []}
     [sent] = endpoint.submitted
     assert sent["input"]["workflow"] == prompt and sent["input"]["preview"] is True
     assert sent["input"]["images"] == [
@@ -332,21 +324,34 @@ async def test_a_history_that_cannot_be_written_changes_nothing_for_the_run(setu
     assert done["status"] == "COMPLETED" and len(done["saved"]) == 1
 
 
-async def test_check_names_what_the_endpoint_lacks(setup):
-    client, _, base_url, _ = setup
+async def test_check_is_the_workers_answer_to_a_validate_only_job(setup):
+    client, endpoint, base_url, _ = setup
     await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
     prompt = {
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl.safetensors"}},
         "5": {"class_type": "FancyUpscaler", "inputs": {}},
-        "6": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "tiny.safetensors"}},
     }
     workflow = {"nodes": [{"id": 5, "type": "FancyUpscaler", "properties": {"cnr_id": "fancy-upscalers"}}]}
     status, answer = await call(client, "POST", "/runpod/check", {"prompt": prompt, "workflow": workflow})
-    assert status == 200
-    assert answer["missing_nodes"] == [{"node_id": "5", "class_type": "FancyUpscaler", "package": "fancy-upscalers"}]
-    assert answer["missing_models"] == [
-        {"node_id": "4", "input": "ckpt_name", "value": "sdxl.safetensors", "folder": "checkpoints"}
+    assert status == 200 and answer == {"valid": True, "problems": []}
+    assert endpoint.checked == [{"workflow": prompt, "validate_only": True, "extra_pnginfo": {"workflow": workflow}}]
+
+    problems = [
+        {"field": "input.workflow.5.class_type", "problem": "node 5 has type 'FancyUpscaler', which ..."},
+        {"field": "input.images", "problem": "not a list"},
     ]
+    endpoint.check_answer = {
+        "id": "check-2",
+        "status": "FAILED",
+        "output": {"error": "invalid job input: ...", "error_type": "invalid_input", "details": {"problems": problems}},
+    }
+    status, answer = await call(client, "POST", "/runpod/check", {"prompt": prompt})
+    assert status == 200 and answer["valid"] is False and answer["more_problems"] == 0
+    assert answer["problems"] == [{"node_id": "5", **problems[0]}, {"node_id": None, **problems[1]}]
+
+    endpoint.check_answer = {"id": "check-3", "status": "FAILED", "output": {"error": "boom", "error_type": "x"}}
+    status, answer = await call(client, "POST", "/runpod/check", {"prompt": prompt})
+    assert status == 502 and answer["error"] == "the endpoint could not check the workflow: boom"
 
 
 async def test_every_failure_says_what_to_do(setup):
@@ -367,7 +372,7 @@ async def test_every_failure_says_what_to_do(setup):
     (tmp_path / "input" / "huge.png").write_bytes(b"x" * 8_000_000)
     big = {"1": {"class_type": "LoadImage", "inputs": {"image": "huge.png"}}}
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": big})
-    assert status == 400 and "over RunPod's limit of 10 MB for /run" in answer["error"]
+    assert status == 400 and "over RunPod's limit of 10.0 MB for /run" in answer["error"]
     assert "start ComfyUI with BUCKET_ENDPOINT_URL" in answer["error"]
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": "not a graph"})
     assert status == 400 and "API format" in answer["error"]
@@ -442,7 +447,7 @@ async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path, new_bri
         big, small = os.urandom(8_000_000), b"small-photo"
         (tmp_path / "input" / "big.png").write_bytes(big)
         (tmp_path / "input" / "small.png").write_bytes(small)
-        bridge = new_bridge(upload=bucket_upload(env))
+        bridge = new_bridge(bucket=UploadBucket.from_env(env))
         bridge.save_settings({"base_url": str(endpoint_server.make_url("/v2/e1")), "api_key": KEY})
         prompt = {
             "1": {"class_type": "LoadImage", "inputs": {"image": "big.png"}},
@@ -454,7 +459,7 @@ async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path, new_bri
         [sent] = endpoint.submitted
         by_name = {image["name"]: image["image"] for image in sent["input"]["images"]}
         assert started["uploaded"] == ["big.png"] and by_name["small.png"] == base64.b64encode(small).decode()
-        assert by_name["big.png"].startswith(f"{s3_url}/editor/editor-uploads/")
+        assert by_name["big.png"].startswith(f"{s3_url}/editor/uploads/")
         stored = await asyncio.to_thread(requests.get, by_name["big.png"], timeout=30)
         assert stored.content == big
     await endpoint_server.close()

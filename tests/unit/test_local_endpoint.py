@@ -5,6 +5,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from local_endpoint.__main__ import WorkerSupervisor, describe_exit
 from local_endpoint.server import LocalEndpoint, worker_environment
 from tests.support.comfyui_server import free_port
-from tests.support.fake_store import RecordingBucket
+from tests.support.fake_store import FakeStore
 from tests.support.workflows import REPO_ROOT
 
 
@@ -376,15 +377,24 @@ async def test_the_page_uploads_large_inputs_through_the_endpoints_bucket(api):
     status, answer = await call(plain, "POST", "/page-upload?name=a.png", data=b"png")
     assert status == 400 and "no bucket for uploads" in answer["error"]
 
-    bucket = RecordingBucket()
+    bucket = FakeStore()
     endpoint = LocalEndpoint(api_key="k", upload_bucket=bucket)
     async with TestClient(TestServer(endpoint.app())) as client:
         status, _ = await call(client, "POST", "/page-upload?name=a.png", data=b"png")
         assert status == 401, "the endpoint's key is needed"
         config = await (await client.get("/page-config.json")).json()
-        assert config["uploadBucket"] == "uploads"
+        assert config["uploadBucket"] == "fake"
         status, answer = await call(
             client, "POST", "/page-upload?name=../../etc/a.png", data=b"png", headers={"Authorization": "Bearer k"}
         )
-    assert status == 200 and answer == {"url": "https://s3.example.com/uploads/a.png?X-Amz-Signature=abc"}
-    assert bucket.uploaded == [("a.png", b"png")], "a plain file name"
+    [(key, (content, content_type))] = bucket.objects.items()
+    assert status == 200 and answer == {"url": f"https://store.invalid/{key}"}
+    assert re.fullmatch(r"uploads/[0-9a-f]{32}/a\.png", key), "a plain file name, under a key of its own"
+    assert (content, content_type) == (b"png", "image/png")
+
+    refusing = LocalEndpoint(api_key="k", upload_bucket=FakeStore(fail=True))
+    async with TestClient(TestServer(refusing.app())) as client:
+        status, answer = await call(
+            client, "POST", "/page-upload?name=a.png", data=b"png", headers={"Authorization": "Bearer k"}
+        )
+    assert status == 502 and answer["error"].startswith("upload of "), "the bucket's refusal, for the page to show"

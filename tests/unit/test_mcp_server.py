@@ -8,15 +8,13 @@ import argparse
 import base64
 
 import pytest
-import requests
 from starlette.testclient import TestClient
 
-from client.api import JobFailed
-from client.mcp_server import (
+from comfy_worker_client import EndpointAnswered, JobFailed
+from comfy_worker_client.mcp_server import (
     EndpointTools,
     ToolFailed,
     build_server,
-    failure_text,
     http_app,
     http_failure,
     no_progress,
@@ -79,15 +77,13 @@ def test_failures_say_what_to_do():
     worker_error = JobFailed(
         {"id": "j", "status": "FAILED", "output": {"error": "node 3: bad", "error_type": "invalid_input"}}
     )
-    assert failure_text(worker_error) == "invalid_input: node 3: bad"
-    unauthorized = requests.Response()
-    unauthorized.status_code = 401
-    refused = requests.HTTPError("GET /status/j: HTTP 401: Unauthorized", response=unauthorized)
+    assert str(worker_error) == "job j FAILED: invalid_input: node 3: bad"
+    refused = EndpointAnswered("GET /status/j: ... (HTTP 401): Unauthorized", 401, "Unauthorized")
     assert "refused the API key (HTTP 401): check RUNPOD_API_KEY" in http_failure(refused, "https://api.runpod.ai/v2/x")
 
 
 class ScriptedClient:
-    """An EndpointClient whose /status answers come from a script, one per poll."""
+    """An AsyncEndpoint whose /status answers come from a script, one per poll."""
 
     base_url = "http://endpoint.invalid/v2/x"
 
@@ -95,21 +91,21 @@ class ScriptedClient:
         self.statuses = statuses
         self.submitted: list[dict] = []
 
-    def submit(self, job_input: dict) -> str:
+    async def run(self, job_input: dict) -> str:
         self.submitted.append(job_input)
         return "job-1"
 
-    def status(self, job_id: str) -> dict:
+    async def status(self, job_id: str) -> dict:
         return self.statuses.pop(0)
 
-    def cancel(self, job_id: str) -> dict:
+    async def cancel(self, job_id: str) -> dict:
         return {"status": "CANCELLED"}
 
 
 async def test_progress_is_notified_only_when_it_rises(monkeypatch):
     """19: the MCP specification wants each notification's progress above the last; the worker's
     status repeats its latest value on every poll."""
-    monkeypatch.setattr("client.mcp_server.POLL_S", 0)
+    monkeypatch.setattr("comfy_worker_client.mcp_server.POLL_S", 0)
     running = [{"status": "IN_PROGRESS", "output": {"progress": p, "message": "m"}} for p in (0.1, 0.1, 0.5, 0.5, 0.4)]
     client = ScriptedClient([*running, {"status": "COMPLETED", "output": {}}])
     notified: list[float] = []

@@ -35,10 +35,13 @@ def publish(repository: Path) -> str:
 
 def test_the_branch_holds_the_folder_at_its_root_and_moves_only_when_the_folder_changes(tmp_path):
     git(tmp_path, "init", "-q", "-b", "main")
-    commit(tmp_path, {"editor_extension/__init__.py": "one", "editor_extension/web/a.js": "a", "rp_handler.py": "w"})
+    extension = {"editor_extension/__init__.py": "one", "editor_extension/web/a.js": "a"}
+    commit(tmp_path, {**extension, "comfy_worker_client/endpoint.py": "c", "rp_handler.py": "w"})
 
     assert "is now" in publish(tmp_path)
-    assert git(tmp_path, "ls-tree", "-r", "--name-only", "editor-extension").split() == ["__init__.py", "web/a.js"]
+    listed = git(tmp_path, "ls-tree", "-r", "--name-only", "editor-extension").split()
+    assert listed == ["__init__.py", "comfy_worker_client/endpoint.py", "web/a.js"], "the client vendored inside"
+    assert git(tmp_path, "status", "--porcelain") == "", "the working tree and index untouched"
     first = git(tmp_path, "rev-parse", "editor-extension")
 
     commit(tmp_path, {"rp_handler.py": "worker only"})
@@ -48,6 +51,9 @@ def test_the_branch_holds_the_folder_at_its_root_and_moves_only_when_the_folder_
     publish(tmp_path)
     assert git(tmp_path, "rev-parse", "editor-extension^") == first
     assert git(tmp_path, "show", "editor-extension:__init__.py") == "two"
+    commit(tmp_path, {"comfy_worker_client/endpoint.py": "client change"})
+    publish(tmp_path)
+    assert git(tmp_path, "show", "editor-extension:comfy_worker_client/endpoint.py") == "client change"
     assert git(tmp_path, "log", "-1", "--format=%s", "editor-extension").endswith(
         git(tmp_path, "rev-parse", "--short", "HEAD")
     )
@@ -71,5 +77,6 @@ def test_the_documented_install_by_copy_installs_the_extension_from_the_reposito
 
     installed = comfyui / "custom_nodes" / "runpod-run"
     assert (installed / "__init__.py").is_file() and (installed / "bridge.py").is_file()
+    assert (installed / "comfy_worker_client" / "endpoint.py").is_file()
     assert (installed / "web" / "runpod_run.js").is_file()
     assert not (tmp_path / "comfyui-worker").exists(), "the clone is removed"

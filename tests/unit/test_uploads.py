@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from client.uploads import RequestTooLarge, UploadBucket, decode_inline, fit_request
 from comfy_worker.contract import RUNPOD_REQUEST_LIMITS
+from comfy_worker_client.uploads import RequestTooLarge, UploadBucket, decode_inline, fit_request
 from tests.support.fake_store import RecordingBucket
 
 
@@ -43,8 +43,9 @@ def test_the_largest_inputs_move_first_until_the_request_fits():
     assert sent["input"]["images"][1]["image"].startswith("https://s3.example.com/uploads/large.png")
     assert sent["input"]["images"][0]["image"] == body["input"]["images"][0]["image"]
     assert len(json.dumps(sent)) <= RUNPOD_REQUEST_LIMITS["/run"] and json.dumps(body) == original
-    [notice] = notices
-    assert notice.startswith("large.png (6.0 MB) uploaded to bucket uploads: the request is 12.0 MB")
+    [moved] = notices
+    assert (moved.name, moved.size) == ("large.png", 6_000_000)
+    assert moved.notice.startswith("large.png (6.0 MB) uploaded to bucket uploads: the request is 12.0 MB")
     # /runsync takes twice as much: the same body goes as it is.
     assert fit_request(body, "/runsync", bucket)[1] == []
 

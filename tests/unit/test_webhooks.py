@@ -10,11 +10,11 @@ import logging
 
 import pytest
 
-from client import WebhookRejected, verify_webhook
 from comfy_worker import webhooks
 from comfy_worker.errors import InvalidJobInput
 from comfy_worker.settings import Settings
 from comfy_worker.webhooks import ProgressWebhook, signature
+from comfy_worker_client import WebhookRejected, verify_webhook
 from tests.support.servers import webhook_receiver
 
 SECRET = "whsec-test-7f3a"

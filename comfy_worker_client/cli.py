@@ -1,8 +1,8 @@
 """Command line: run a workflow on an endpoint with a live progress bar.
 
-    python -m client run workflow.json --image photo.png --endpoint-id abc123   # RunPod (RUNPOD_API_KEY)
-    python -m client run workflow.json --base-url http://127.0.0.1:8000/v2/local
-    python -m client mcp --endpoint-id abc123      # an MCP server for agents (mcp_server.py)
+    comfy-client run workflow.json --image photo.png --endpoint-id abc123   # RunPod (RUNPOD_API_KEY)
+    comfy-client run workflow.json --base-url http://127.0.0.1:8000/v2/local
+    comfy-client mcp --endpoint-id abc123      # an MCP server for agents (mcp_server.py)
 
 Shows node, step and overall percent while the job runs, cancels the job on
 Ctrl-C, saves the outputs into --out as <job id>-<node id>-<file name>, and exits
@@ -21,15 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import requests
 from tqdm import tqdm
 
-from comfy_worker.contract import JobState
-
-from .api import EndpointClient, JobFailed, job_input_from_files, save_outputs
+from .blocking import EndpointClient
+from .contract import JobState
+from .endpoint import RUNPOD_API, AsyncEndpoint, EndpointError, JobFailed
+from .files import job_input_from_files
 from .uploads import RequestTooLarge, UploadBucket
 
-log = logging.getLogger("client")
+log = logging.getLogger("comfy_worker_client")
 
 
 BAR_FORMAT = "{l_bar}{bar}| {n:.0f}% [{elapsed}]"
@@ -81,8 +81,9 @@ class ProgressBar:
             self.bar.close()
 
 
-def endpoint_client(args: argparse.Namespace) -> EndpointClient | None:
-    """The client for --endpoint-id or --base-url, or None after logging why not."""
+def endpoint_arguments(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The endpoint --endpoint-id or --base-url names (base_url, api_key, bucket), or None after
+    logging why not."""
     api_key = args.api_key or os.environ.get("RUNPOD_API_KEY")
     try:
         bucket = UploadBucket.from_env()
@@ -93,21 +94,26 @@ def endpoint_client(args: argparse.Namespace) -> EndpointClient | None:
         if not api_key:
             log.error("--endpoint-id needs an API key: set RUNPOD_API_KEY or pass --api-key")
             return None
-        return EndpointClient.for_runpod(args.endpoint_id, api_key, bucket)
-    return EndpointClient(args.base_url, api_key, bucket=bucket)
+        return {"base_url": f"{RUNPOD_API}/{args.endpoint_id}", "api_key": api_key, "bucket": bucket}
+    return {"base_url": args.base_url, "api_key": api_key, "bucket": bucket}
 
 
 def mcp(args: argparse.Namespace) -> int:
     from .mcp_server import serve  # the mcp SDK loads only for this command
 
-    client = endpoint_client(args)
-    return 2 if client is None else serve(args, client)
+    endpoint = endpoint_arguments(args)
+    return 2 if endpoint is None else serve(args, AsyncEndpoint(**endpoint))
 
 
 def run(args: argparse.Namespace) -> int:
-    client = endpoint_client(args)
-    if client is None:
+    endpoint = endpoint_arguments(args)
+    if endpoint is None:
         return 2
+    with EndpointClient(**endpoint) as client:
+        return run_job(args, client)
+
+
+def run_job(args: argparse.Namespace, client: EndpointClient) -> int:
     output_options = {"format": args.format} if args.format else None
     try:
         job_input = job_input_from_files(args.workflow, args.image, timeout_s=args.timeout_s, output=output_options)
@@ -118,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s is not a workflow or job file: %s", args.workflow, exc)
         return 2
     try:
-        job_id = client.submit(job_input, execution_timeout_ms=args.execution_timeout_ms)
+        job_id = client.run(job_input, execution_timeout_ms=args.execution_timeout_ms)
     except RequestTooLarge as exc:
         log.error("not sent: %s", exc)
         return 2
@@ -136,13 +142,13 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", failed)
         return 1
     bar.close()
-    for path in save_outputs(final.get("output") or {}, args.out, job_id, client.session):
+    for path in client.save_outputs(final.get("output") or {}, args.out, job_id):
         sys.stdout.write(f"{path}\n")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="comfy-client", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run a workflow and save its outputs")
     run_parser.add_argument(
@@ -179,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         return mcp(args) if args.command == "mcp" else run(args)
-    except requests.RequestException as exc:
-        log.error("request failed: %s", exc)
+    except EndpointError as exc:
+        log.error("%s", exc)
         return 1
 
 

@@ -11,7 +11,7 @@ Tools (the official `mcp` SDK's low-level server, over stdio or streamable HTTP)
 - `run_workflow`: a raw graph (API or UI format), with input files by URL or path;
 - `list_models`: what the endpoint has installed, for choosing model parameters.
 
-A call runs the job through the endpoint (`EndpointClient`: inputs too large for the
+A call runs the job through the endpoint (`AsyncEndpoint`: inputs too large for the
 request go through the bucket BUCKET_* names, as the command line's), sends the
 worker's progress as MCP progress notifications (progress 0-1 of total 1, with the
 message), and returns images as image content, other outputs as links (bucket URLs)
@@ -39,14 +39,12 @@ from typing import Any
 import anyio
 import jsonschema
 import mcp_types as types
-import requests
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 from mcp.server.transport_security import TransportSecuritySettings
 
-from comfy_worker.contract import FINAL_STATES, OUTPUT_LISTS, JobState
-
-from .api import EndpointClient, JobFailed
+from .contract import FINAL_STATES, OUTPUT_LISTS, JobState
+from .endpoint import AsyncEndpoint, EndpointAnswered, EndpointError, JobFailed
 from .uploads import RequestTooLarge
 
 log = logging.getLogger("client.mcp")
@@ -89,9 +87,9 @@ class ToolFailed(Exception):
 
 
 class EndpointTools:
-    """The tools of one endpoint; blocking endpoint calls run in threads."""
+    """The tools of one endpoint."""
 
-    def __init__(self, client: EndpointClient, timeout_s: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, client: AsyncEndpoint, timeout_s: float, clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.timeout_s = timeout_s
         self.clock = clock
@@ -209,7 +207,7 @@ class EndpointTools:
     async def run_job(self, job_input: dict[str, Any], progress: Progress) -> dict[str, Any]:
         """The job's output once COMPLETED; progress on the way; the job cancelled if the
         call is. `ToolFailed` for every way it can fail."""
-        job_id = await self._endpoint(self.client.submit, job_input)
+        job_id = await self._endpoint(self.client.run, job_input)
         deadline = self.clock() + self.timeout_s
         notified = -1.0  # MCP: each notification's progress must be greater than the last
         try:
@@ -222,7 +220,7 @@ class EndpointTools:
                     await progress(notified, str(output.get("message") or "running"))
                 if state in FINAL_STATES:
                     if state != JobState.COMPLETED:
-                        raise ToolFailed(failure_text(JobFailed(status)))
+                        raise ToolFailed(str(JobFailed(status)))
                     return dict(output or {})
                 if self.clock() > deadline:
                     await self._endpoint(self.client.cancel, job_id)
@@ -236,21 +234,21 @@ class EndpointTools:
 
     async def _cancel_quietly(self, job_id: str) -> None:
         try:
-            await anyio.to_thread.run_sync(self.client.cancel, job_id)
+            await self.client.cancel(job_id)
             log.info("job %s cancelled with the call", job_id)
-        except requests.RequestException as exc:
+        except EndpointError as exc:
             log.warning("could not cancel job %s: %s", job_id, exc)
 
-    async def _endpoint(self, call: Callable[..., Any], *args: Any) -> Any:
-        """One blocking endpoint request, in a thread; its failures as ToolFailed."""
+    async def _endpoint(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """One endpoint request; its failures as ToolFailed."""
         try:
-            return await anyio.to_thread.run_sync(call, *args)
+            return await call(*args)
         except RequestTooLarge as exc:
             raise ToolFailed(f"not sent: {exc}") from None
-        except requests.HTTPError as exc:
+        except EndpointAnswered as exc:
             raise ToolFailed(http_failure(exc, self.client.base_url)) from None
-        except requests.RequestException as exc:
-            raise ToolFailed(f"the endpoint at {self.client.base_url} is unreachable: {type(exc).__name__}") from None
+        except EndpointError as exc:
+            raise ToolFailed(str(exc)) from None
 
     # -- the answer ----------------------------------------------------------------
 
@@ -303,21 +301,12 @@ def output_content(entry: dict[str, Any]) -> Any:
     return types.ResourceLink(type="resource_link", name=entry["filename"], uri=entry["data"], mime_type=mime_type)
 
 
-def failure_text(failed: JobFailed) -> str:
-    """A failed job in words: the worker's error (naming node and cause), with its type."""
-    output = failed.status.get("output")
-    if isinstance(output, dict) and output.get("error"):
-        return f"{output.get('error_type', 'error')}: {output['error']}"
-    return str(failed)
-
-
-def http_failure(exc: requests.HTTPError, base_url: str) -> str:
-    status = exc.response.status_code if exc.response is not None else None
-    if status in (401, 403):
+def http_failure(exc: EndpointAnswered, base_url: str) -> str:
+    if exc.key_refused:
         return f"the endpoint at {base_url} refused the API key (HTTP 401): check RUNPOD_API_KEY or --api-key"
-    if status == 404:
-        return f"the endpoint at {base_url} does not exist or does not know the job (HTTP 404): {exc}"
-    return f"the endpoint at {base_url} answered {exc}"
+    if exc.status == 404:
+        return f"the endpoint at {base_url} does not exist or does not know the job (HTTP 404): {exc.error}"
+    return str(exc)
 
 
 def build_server(tools: EndpointTools) -> Server[Any]:
@@ -392,7 +381,7 @@ def http_app(server: Server[Any], host: str, allowed_hosts: list[str], token: st
     return with_token(app, token) if token else app
 
 
-def serve(args: argparse.Namespace, client: EndpointClient) -> int:
+def serve(args: argparse.Namespace, client: AsyncEndpoint) -> int:
     """`comfy-client mcp`: serve until stdin closes (stdio) or the process is stopped (http).
     Over HTTP beyond loopback it needs a token (COMFY_MCP_TOKEN, never an argument: others
     can read a command line): the server holds the endpoint's key and reads local files named

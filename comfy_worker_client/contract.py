@@ -1,6 +1,6 @@
 """GENERATED from comfy_worker/contract.py by `python -m comfy_worker.contract write`: do not edit.
 
-The job's contract, as the editor's bridge reads it: its states, its output lists, RunPod's limits."""
+The job's contract, as the endpoint client reads it: its states, its output lists, RunPod's limits."""
 
 from enum import StrEnum
 

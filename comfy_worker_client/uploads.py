@@ -1,12 +1,12 @@
 """Inputs beyond RunPod's request limit: uploaded to a bucket, sent as presigned URLs.
 
 RunPod refuses a request body over 10 MB on /run and 20 MB on /runsync
-(`comfy_worker.contract.RUNPOD_REQUEST_LIMITS`; the local endpoint enforces the same). `fit_request(body, path,
+(`RUNPOD_REQUEST_LIMITS`; the local endpoint enforces the same). `fit_request(body, path,
 bucket)` returns the body as it can be sent: unchanged when it fits; otherwise its
 inline inputs (base64 in `input.images[].image`, and base64 or data-URI values in a
 named workflow's `input.params`), largest first, are uploaded to the bucket and
-replaced by presigned GET URLs until it fits, each move described in the returned
-notices. Without a bucket, or when even that is not enough, it raises
+replaced by presigned GET URLs until it fits, each move returned (`Moved`: the
+file's name, its size, a notice for the log). Without a bucket, or when even that is not enough, it raises
 `RequestTooLarge` naming the size and the limit, before anything is sent.
 
 `UploadBucket` is any S3-compatible bucket, read from the same variables as the
@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import mimetypes
 import os
 import re
@@ -31,9 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from comfy_worker.contract import RUNPOD_REQUEST_LIMITS
-
-log = logging.getLogger("client")
+from .contract import RUNPOD_REQUEST_LIMITS
 
 UPLOAD_URL_EXPIRY_S = 24 * 3600
 _DATA_URI = re.compile(r"^data:([^;,]*)[^,]*;base64,", re.IGNORECASE)
@@ -86,7 +83,13 @@ class UploadBucket:
 
     def upload(self, content: bytes, name: str) -> str:
         """Put the bytes under a new key; a presigned GET URL for them."""
-        import boto3  # here: only clients that upload need it
+        try:
+            import boto3  # here: only clients that upload need it
+        except ImportError:
+            raise RequestTooLarge(
+                f"{name} must go through the bucket to fit RunPod's limit, which needs boto3 in this Python "
+                "(pip install boto3)"
+            ) from None
 
         client = boto3.client(
             "s3",
@@ -102,6 +105,15 @@ class UploadBucket:
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=UPLOAD_URL_EXPIRY_S
         )
         return url
+
+
+@dataclass(frozen=True)
+class Moved:
+    """An inline input moved to the bucket so that the request fits."""
+
+    name: str
+    size: int  # bytes
+    notice: str  # what happened and why, for the log
 
 
 @dataclass
@@ -145,7 +157,7 @@ def inline_inputs(job_input: dict[str, Any]) -> Iterator[InlineInput]:
             yield InlineInput(params, name, f"{name}{extension or '.bin'}", len(value))
 
 
-def fit_request(body: dict[str, Any], path: str, bucket: UploadBucket | None) -> tuple[dict[str, Any], list[str]]:
+def fit_request(body: dict[str, Any], path: str, bucket: UploadBucket | None) -> tuple[dict[str, Any], list[Moved]]:
     """`body` made to fit `path`'s limit (a copy if changed), and what was moved (see module doc)."""
     limit = RUNPOD_REQUEST_LIMITS[path]
     size = body_size(body)
@@ -158,14 +170,22 @@ def fit_request(body: dict[str, Any], path: str, bucket: UploadBucket | None) ->
             "large inputs are uploaded there and sent as URLs, or send them as URLs yourself"
         )
     body = json.loads(json.dumps(body))  # the caller's dict stays as it was
-    notices = []
+    moves = []
     for moved in sorted(inline_inputs(body.get("input") or {}), key=lambda found: found.size, reverse=True):
         content = moved.content()
-        moved.container[moved.key] = bucket.upload(content, moved.name)
-        notices.append(f"{moved.name} ({megabytes(len(content))}) uploaded to bucket {bucket.bucket}: {over}")
+        try:
+            moved.container[moved.key] = bucket.upload(content, moved.name)
+        except RequestTooLarge:
+            raise
+        except Exception as exc:  # the bucket's own error (boto3's): refused, unreachable, no such bucket
+            raise RequestTooLarge(
+                f"{over}, and the upload of {moved.name} to bucket {bucket.bucket} failed: {exc}"
+            ) from None
+        notice = f"{moved.name} ({megabytes(len(content))}) uploaded to bucket {bucket.bucket}: {over}"
+        moves.append(Moved(moved.name, len(content), notice))
         size = body_size(body)
         if size <= limit:
-            return body, notices
+            return body, moves
     raise RequestTooLarge(
         f"the request is still {megabytes(size)} with every inline input moved to the bucket, over RunPod's "
         f"limit of {megabytes(limit)} for {path}: the workflow itself is too large"

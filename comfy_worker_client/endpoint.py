@@ -1,0 +1,182 @@
+"""The endpoint client, async at its core: run a job, follow it, cancel it, save its outputs.
+
+One code path for RunPod and for the local endpoint: only the base URL differs
+(`https://api.runpod.ai/v2/<endpoint id>` or `http://127.0.0.1:8000/v2/local`).
+`AsyncEndpoint` is for event loops (the MCP server, the editor's bridge in ComfyUI);
+`EndpointClient` (`blocking.py`) runs it for scripts and the command line.
+
+A request that would pass RunPod's size limit has its inline inputs uploaded to the
+client's `bucket` and sent as URLs (`uploads.fit_request`); without one, `run` raises
+`RequestTooLarge` before sending. Every failure to reach or be answered by the endpoint
+is an `EndpointError`: `EndpointUnreachable` (no answer; never the key), or
+`EndpointAnswered` with the HTTP status (`key_refused` for 401/403). A job that ends
+in a state other than COMPLETED raises `JobFailed` from `wait`. Its outputs are saved
+by `files.save_outputs`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from .contract import FINAL_STATES, JobState
+from .uploads import Moved, UploadBucket, fit_request
+
+log = logging.getLogger("comfy_worker_client")
+
+RUNPOD_API = "https://api.runpod.ai/v2"
+RUNSYNC_WAIT_MS = 90_000  # RunPod holds /runsync at most this long before answering IN_PROGRESS
+
+Status = dict[str, Any]
+"""An endpoint's /status body: `id`, `status` (a `JobState`), `output` or `error`."""
+
+
+class EndpointError(Exception):
+    """The endpoint could not be reached, or answered with an error."""
+
+
+class EndpointUnreachable(EndpointError):
+    """No answer from the endpoint (refused, timed out, no such host)."""
+
+
+class EndpointAnswered(EndpointError):
+    """The endpoint answered with an HTTP error; `status` is its code, `error` its message."""
+
+    def __init__(self, message: str, status: int, error: str):
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+    @property
+    def key_refused(self) -> bool:
+        return self.status in (401, 403)
+
+
+class JobFailed(Exception):
+    """The job ended in a state other than COMPLETED; `status` is its last /status body."""
+
+    def __init__(self, status: Status):
+        self.status = status
+        output = status.get("output")
+        if isinstance(output, dict) and output.get("error"):  # the worker's own words: node and cause
+            error = f"{output.get('error_type', 'error')}: {output['error']}"
+        else:
+            error = status.get("error") or status["status"]
+        super().__init__(f"job {status.get('id')} {status['status']}: {error}")
+
+
+class AsyncEndpoint:
+    """One endpoint, over one aiohttp session (made on first use, in the running loop)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        bucket: UploadBucket | None = None,
+        request_timeout_s: float = 30,
+    ):
+        """`bucket` takes inputs too large for a request (default: none, such a job is refused)."""
+        self.base_url = base_url.rstrip("/")
+        self.bucket = bucket
+        self.api_key = api_key
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout_s, connect=min(10, request_timeout_s))
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def for_runpod(cls, endpoint_id: str, api_key: str, bucket: UploadBucket | None = None) -> AsyncEndpoint:
+        return cls(f"{RUNPOD_API}/{endpoint_id}", api_key, bucket)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        return self._session
+
+    async def call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None) -> dict[str, Any]:
+        """One request; its JSON answer, or an `EndpointError` naming the endpoint and what happened."""
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+        try:
+            async with self.session().request(method, f"{self.base_url}{path}", json=body, timeout=timeout) as response:
+                text = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise EndpointUnreachable(
+                f"the endpoint at {self.base_url} is unreachable ({type(exc).__name__})"
+            ) from None
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = None
+        if response.status >= 400:
+            error = str(answer.get("error") if isinstance(answer, dict) and answer.get("error") else text[:500])
+            what = "refused the API key" if response.status in (401, 403) else "answered"
+            message = f"{method} {path}: the endpoint at {self.base_url} {what} (HTTP {response.status}): {error}"
+            raise EndpointAnswered(message, response.status, error)
+        if not isinstance(answer, dict):
+            raise EndpointAnswered(f"{method} {path}: not a JSON object: {text[:200]!r}", response.status, text[:200])
+        return answer
+
+    async def run(self, job_input: dict[str, Any], execution_timeout_ms: int | None = None) -> str:
+        """Submits the job (POST /run); its id."""
+        job_id, _ = await self.run_fitted(job_input, execution_timeout_ms)
+        return job_id
+
+    async def run_fitted(
+        self, job_input: dict[str, Any], execution_timeout_ms: int | None = None
+    ) -> tuple[str, list[Moved]]:
+        """As `run`, and which inline inputs went through the bucket to fit RunPod's limit."""
+        body, moved = await self._fitted(job_input, "/run", execution_timeout_ms)
+        return str((await self.call("POST", "/run", body))["id"]), moved
+
+    async def runsync(self, job_input: dict[str, Any], wait_ms: int = RUNSYNC_WAIT_MS) -> Status:
+        """Runs the job and waits for it (POST /runsync); its status, IN_PROGRESS if it outlasts `wait_ms`."""
+        body, _ = await self._fitted(job_input, "/runsync", None)
+        return await self.call("POST", f"/runsync?wait={wait_ms}", body, timeout_s=wait_ms / 1000 + 30)
+
+    async def status(self, job_id: str) -> Status:
+        return await self.call("GET", f"/status/{job_id}")
+
+    async def cancel(self, job_id: str) -> Status:
+        return await self.call("POST", f"/cancel/{job_id}")
+
+    async def wait(
+        self,
+        job_id: str,
+        on_status: Callable[[Status], Awaitable[None] | None] = lambda status: None,
+        poll_interval_s: float = 0.5,
+        raise_failed: bool = True,
+    ) -> Status:
+        """Polls /status until the job ends; each status goes to `on_status` (a function or a
+        coroutine function). The final status if COMPLETED, else `JobFailed` (or, with
+        `raise_failed=False`, the final status whatever it is)."""
+        while True:
+            status = await self.status(job_id)
+            shown = on_status(status)
+            if shown is not None:
+                await shown
+            if status["status"] in FINAL_STATES:
+                if status["status"] != JobState.COMPLETED and raise_failed:
+                    raise JobFailed(status)
+                return status
+            await asyncio.sleep(poll_interval_s)
+
+    async def _fitted(
+        self, job_input: dict[str, Any], path: str, execution_timeout_ms: int | None
+    ) -> tuple[dict[str, Any], list[Moved]]:
+        body: dict[str, Any] = {"input": job_input}
+        if execution_timeout_ms:
+            body["policy"] = {"executionTimeout": execution_timeout_ms}
+        # Encoding and uploading megabytes: off the event loop. RequestTooLarge if it cannot fit.
+        fitted, moved = await asyncio.to_thread(fit_request, body, path, self.bucket)
+        for move in moved:
+            log.info("%s", move.notice)
+        return fitted, moved
