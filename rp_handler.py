@@ -18,11 +18,11 @@ from typing import Any
 
 import runpod
 
-from comfy_worker import runpod_sdk
-from comfy_worker.errors import WorkerError
-from comfy_worker.progress import ProgressSink, log_progress
-from comfy_worker.runpod_progress import OrderedProgress, post_to_runpod
-from comfy_worker.settings import Settings
+from comfy_worker.core import runpod_sdk
+from comfy_worker.core.errors import WorkerError
+from comfy_worker.core.settings import Settings
+from comfy_worker.progress.progress import ProgressSink, log_progress
+from comfy_worker.progress.runpod_progress import OrderedProgress, post_to_runpod
 from comfy_worker.warmup import WARMUP_JOB_ID, warm_up
 from comfy_worker.worker import Worker
 

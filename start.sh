@@ -13,7 +13,7 @@
 # Settings (environment): COMFYUI_PATH, COMFY_HOST, COMFY_PID_FILE, COMFY_EXTRA_ARGS,
 # COMFY_API_NODES (true: load Comfy.org's API nodes; off by default), PYTHON, WARMUP_JOB (a job JSON file rp_handler.py runs once before taking
 # jobs; the prefetch reads its models),
-# PREFETCH (auto|off), PREFETCH_MODELS, PREFETCH_MEMORY_RESERVE_GB (comfy_worker/prefetch.py),
+# PREFETCH (auto|off), PREFETCH_MODELS, PREFETCH_MEMORY_RESERVE_GB (comfy_worker/models/prefetch.py),
 # RUNPOD_HF_CACHE (RunPod's cached models, /runpod-volume/huggingface-cache/hub),
 # MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
 # MODEL_CACHE_DIR (models fetched by jobs; default /runpod-volume/model-cache with a volume,
@@ -24,7 +24,7 @@
 set -euo pipefail
 
 worker_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# The worker's own defaults (comfy_worker/settings.py; a test keeps them equal):
+# The worker's own defaults (comfy_worker/core/settings.py; a test keeps them equal):
 # start.sh needs them too, to launch ComfyUI where the worker will look.
 export COMFYUI_PATH=${COMFYUI_PATH:-/comfyui}
 export COMFY_HOST=${COMFY_HOST:-127.0.0.1:8188}
@@ -55,7 +55,7 @@ if [ "${MODELS_TO_VOLUME:-false}" = true ]; then
   fi
 fi
 
-# Models that jobs fetch by URL or hf:// (comfy_worker/model_cache.py): on the network
+# Models that jobs fetch by URL or hf:// (comfy_worker/models/model_cache.py): on the network
 # volume when one is mounted, so every worker shares one copy; ComfyUI reads the cache's
 # model folders through a second paths file, written from the volume's (same folders).
 if [ -z "${MODEL_CACHE_DIR:-}" ]; then
@@ -83,7 +83,7 @@ if grep -q '"runpod-cache"' "$worker_dir/ComfyUI/models.json" 2>/dev/null; then
     --models-dir "$COMFYUI_PATH/models" || log "linking models from RunPod's cache failed (see above)"
 fi
 
-# What the worker tells start.sh about a ComfyUI (comfy_worker/comfy_process.py): the
+# What the worker tells start.sh about a ComfyUI (comfy_worker/comfyui/comfy_process.py): the
 # PID of one that answered, and of one the worker ended on purpose.
 answered_file=$COMFY_PID_FILE.answered
 ended_file=$COMFY_PID_FILE.ended
@@ -104,13 +104,13 @@ start_comfyui() {
 start_comfyui
 
 # Read the first job's model files into the page cache while ComfyUI boots
-# (comfy_worker/prefetch.py): at idle CPU and I/O priority, and pausing while
+# (comfy_worker/models/prefetch.py): at idle CPU and I/O priority, and pausing while
 # ComfyUI reads from storage itself, so the boot is not slowed.
 prefetch_pid=
 if [ "${PREFETCH:-auto}" != off ]; then
   priority=(nice -n 19)
   if command -v ionice >/dev/null; then priority+=(ionice -c 3); fi
-  (cd "$worker_dir" && exec "${priority[@]}" "$python_bin" -m comfy_worker.prefetch) &
+  (cd "$worker_dir" && exec "${priority[@]}" "$python_bin" -m comfy_worker.models.prefetch) &
   prefetch_pid=$!
 fi
 

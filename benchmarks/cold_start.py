@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comfy_worker.prefetch import read_through
+from comfy_worker.models.prefetch import read_through
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port
 from tests.support.page_cache import drop_all_caches
 from tests.support.workflows import REPO_ROOT, empty_image, txt2img

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import boot  # noqa: E402
 from benchmarks.lean_client import LeanClient, comfy_execution_s  # noqa: E402
-from comfy_worker.prefetch import read_through  # noqa: E402
+from comfy_worker.models.prefetch import read_through  # noqa: E402
 from tests.support.page_cache import drop_all_caches  # noqa: E402
 from tests.support.workflows import empty_image, txt2img  # noqa: E402
 
@@ -102,7 +102,7 @@ def cold_start(comfyui: Path, cache: str, prefetch: bool, port: int, log_file: P
         }
         priority = ["nice", "-n", "19", *(["ionice", "-c", "3"] if shutil.which("ionice") else [])]
         prefetcher = subprocess.Popen(
-            [*priority, sys.executable, "-m", "comfy_worker.prefetch"], cwd=REPO_ROOT, env=env
+            [*priority, sys.executable, "-m", "comfy_worker.models.prefetch"], cwd=REPO_ROOT, env=env
         )
     try:
         answers = wait_answering(port, process, log_file, started)

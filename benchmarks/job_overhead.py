@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.lean_client import LeanClient, comfy_execution_s
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import ComfyServer
 from tests.support.workflows import empty_image, txt2img

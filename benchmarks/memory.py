@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import ComfyServer
 from tests.support.workflows import empty_image, txt2img

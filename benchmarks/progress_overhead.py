@@ -21,9 +21,10 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-from comfy_worker import comfy_client, progress
-from comfy_worker.comfy_api import ComfyEvent
-from comfy_worker.settings import Settings
+from comfy_worker.comfyui import comfy_client
+from comfy_worker.comfyui.comfy_api import ComfyEvent
+from comfy_worker.core.settings import Settings
+from comfy_worker.progress import progress
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import start_comfyui
 from tests.support.workflows import txt2img

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from comfy_worker.contract import FINAL_STATES, JobState
+from comfy_worker.core.contract import FINAL_STATES, JobState
 from tests.support.comfyui_server import ComfyServer
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.workflows import empty_image, txt2img

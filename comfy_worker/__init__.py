@@ -1,48 +1,54 @@
-"""The parts of the RunPod ComfyUI worker, grouped by wing, one module per concern.
+"""The parts of the RunPod ComfyUI worker: the job's story at the root, its parts in rooms.
 
-The job
-    worker           the Worker: lifecycle, the job's story, the error boundary, clean-up
+Each room is a sub-package, one module per concern; a room imports only rooms below it
+(the order of this map, lowest first: tests/unit/test_package_map.py holds it), and the
+story's modules stand above them all.
+
+core/: what every room stands on
+    contract         the job's states, output lists, RunPod's limits, result shapes: one place for every consumer
+    errors           error hierarchy, the job's error result, guarded clean-up steps
+    settings         environment settings, read once
+    runpod_sdk       every SDK name used beyond start() and progress_update, checked at start-up
+
+request/: what the job asks for
     job_input        parse and validate the job's input (pure)
-    input_files      place the job's input files in ComfyUI's input folder (URLs fetched safely)
-    prompt_run       one prompt's life for one job: submit, follow, stop, release, resubmit
-    progress         fold events into the progress payload; throttle the relay
-    runpod_progress  send progress to RunPod in order (one sender, newest wins)
-    webhooks         push progress and the final state to the job's own URL, signed
-    history          find the prompt's output files and texts in its history (pure)
-    delivery         still-image format, base64 or store URLs, the size guard, the deadline
-    job_files        ComfyUI's job folders; remove every file the job created
-    timings          per-stage wall times for the result
+    workflow         the workflow as a value (nodes, titles, seeds, tags) and ComfyUI's node catalog
+    ui_format        convert the editor's UI format (comfy-cli's converter)
+    named_workflows  workflows shipped with the worker, with typed parameters
 
-The ComfyUI edge
+comfyui/: the ComfyUI edge
     connection       this ComfyUI: its API, process, folders, and what it offers
     capabilities     what it offers (nodes, named workflows, models) and the answers from it
+    installed        what ComfyUI has installed; a refused model explained
     nodes_snapshot   its node list as last read, kept on disk: ready the moment ComfyUI answers
     comfy_api        the interface to ComfyUI (a Protocol) and its event type
     comfy_client     that interface over HTTP + websocket (aiohttp)
     comfy_events     the one event stream, routed to each prompt in flight; queue positions
     comfy_process    ComfyUI's process: alive or dead; wait while it starts; end it
     prompt           follow a prompt's events to the end; stop it
+    job_files        ComfyUI's job folders; remove every file the job created
+    history          find the prompt's output files and texts in its history (pure)
 
-Where a workflow comes from
-    workflow         the workflow as a value (nodes, titles, seeds, tags) and ComfyUI's node catalog
-    ui_format        convert the editor's UI format (comfy-cli's converter)
-    named_workflows  workflows shipped with the worker, with typed parameters
+transfer/: bytes in and out
+    downloads        fetch a URL safely (SSRF rules, per-host headers, size cap, typed refusals)
+    storage          the OutputStore interface, and S3-compatible buckets
+    input_files      place the job's input files in ComfyUI's input folder (URLs fetched safely)
+    delivery         still-image format, base64 or store URLs, the size guard, the deadline
 
-Models
-    installed        what ComfyUI has installed; a refused model explained
+progress/: what the job's caller sees while it runs
+    progress         fold events into the progress payload; throttle the relay
+    runpod_progress  send progress to RunPod in order (one sender, newest wins)
+    webhooks         push progress and the final state to the job's own URL, signed
+
+models/: models a job names by URL or hf://
     remote_models    models named by URL or hf://, fetched for a job
     model_cache      the shared, content-named cache those go to
     prefetch         read the first job's model files while ComfyUI boots
 
-Downloads and the RunPod SDK
-    downloads        fetch a URL safely (SSRF rules, per-host headers, size cap, typed refusals)
-    runpod_sdk       every SDK name used beyond start() and progress_update, checked at start-up
-
-Across the wings
-    contract         the job's states, output lists, RunPod's limits, result shapes: one place for every consumer
-    storage          the OutputStore interface, and S3-compatible buckets
-    errors           error hierarchy, the job's error result, guarded clean-up steps
-    settings         environment settings, read once
+The story, at the root
+    worker           the Worker: lifecycle, the job's story, the error boundary, clean-up
+    prompt_run       one prompt's life for one job: submit, follow, stop, release, resubmit
+    timings          per-stage wall times for the result
     warmup           run one job before taking jobs
 
 rp_handler.py at the repository root does the process's lifecycle around a Worker.

@@ -37,16 +37,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from .comfy_api import ComfyAPI, ComfyEvent
-from .comfy_events import EventRouter, PromptEvents
-from .comfy_process import ComfyProcess
-from .errors import ComfyError, ComfyUnavailable, JobTimedOut, WorkerError, WorkflowRejected, guarded
-from .history import files_in_history
-from .job_files import JobFiles, JobFolders
-from .progress import Change, ProgressRelay, ProgressTracker
-from .prompt import stop_prompt, wait_for_prompt
-from .settings import Settings
-from .workflow import Workflow
+from .comfyui.comfy_api import ComfyAPI, ComfyEvent
+from .comfyui.comfy_events import EventRouter, PromptEvents
+from .comfyui.comfy_process import ComfyProcess
+from .comfyui.history import files_in_history
+from .comfyui.job_files import JobFiles, JobFolders
+from .comfyui.prompt import stop_prompt, wait_for_prompt
+from .core.errors import ComfyError, ComfyUnavailable, JobTimedOut, WorkerError, WorkflowRejected, guarded
+from .core.settings import Settings
+from .progress.progress import Change, ProgressRelay, ProgressTracker
+from .request.workflow import Workflow
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .settings import Settings
+from .core.settings import Settings
 from .worker import Worker
 
 log = logging.getLogger("warmup")

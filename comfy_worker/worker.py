@@ -49,17 +49,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .connection import ComfyConnection
-from .delivery import Delivery
-from .errors import InternalError, WorkerError, WorkerShutDown, error_result, guarded
-from .input_files import place_inputs
-from .job_input import JobInput, parse_job_input
-from .progress import ProgressSink, log_progress
+from .comfyui.connection import ComfyConnection
+from .core.errors import InternalError, WorkerError, WorkerShutDown, error_result, guarded
+from .core.settings import Settings
+from .models.remote_models import ModelFetcher
+from .progress.progress import ProgressSink, log_progress
+from .progress.webhooks import ProgressWebhook
 from .prompt_run import Histories, PromptRun
-from .remote_models import ModelFetcher
-from .settings import Settings
+from .request.job_input import JobInput, parse_job_input
 from .timings import StageTimings
-from .webhooks import ProgressWebhook
+from .transfer.delivery import Delivery
+from .transfer.input_files import place_inputs
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""GENERATED from comfy_worker/contract.py by `python -m comfy_worker.contract write`: do not edit.
+"""GENERATED from comfy_worker/core/contract.py by `python -m comfy_worker.core.contract write`: do not edit.
 
 The job's contract, as the endpoint client reads it: its states, its output lists, RunPod's limits."""
 

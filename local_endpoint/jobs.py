@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from comfy_worker.contract import JobState
+from comfy_worker.core.contract import JobState
 
 log = logging.getLogger("local_endpoint")
 

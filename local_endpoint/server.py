@@ -60,13 +60,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from comfy_worker.contract import RETRYABLE_STATES, RUNPOD_REQUEST_LIMITS, JobState
-from comfy_worker.errors import StorageError
+from comfy_worker.core.contract import RETRYABLE_STATES, RUNPOD_REQUEST_LIMITS, JobState
+from comfy_worker.core.errors import StorageError
 
 from .jobs import WEBHOOK_RETRY_DELAY_S, Job, JobBoard
 
 if TYPE_CHECKING:  # the storage module loads boto3 and the RunPod SDK: only the worker's process needs them
-    from comfy_worker.storage import OutputStore
+    from comfy_worker.transfer.storage import OutputStore
 
 log = logging.getLogger("local_endpoint")
 

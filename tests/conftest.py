@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import ComfyServer, start_comfyui
 

@@ -1,6 +1,6 @@
 """WorkerSaveImage: ComfyUI's SaveImage, with the PNG encoding moved off ComfyUI's prompt thread.
 
-The worker runs jobs with this node in place of SaveImage (comfy_worker/workflow.py,
+The worker runs jobs with this node in place of SaveImage (comfy_worker/request/workflow.py,
 `BACKGROUND_SAVERS`) when ComfyUI has it. The files are the same as SaveImage's: the
 same names and counter, the same pixels, the same compression and metadata. What
 differs is when: the node copies the pixels, reserves each file name, and returns at

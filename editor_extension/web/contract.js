@@ -1,4 +1,4 @@
-// GENERATED from comfy_worker/contract.py by `python -m comfy_worker.contract write`: do not edit.
+// GENERATED from comfy_worker/core/contract.py by `python -m comfy_worker.core.contract write`: do not edit.
 // The job's contract: its states, its output lists, RunPod's limits.
 export const JobState = Object.freeze({"IN_QUEUE": "IN_QUEUE", "IN_PROGRESS": "IN_PROGRESS", "COMPLETED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "TIMED_OUT": "TIMED_OUT"});
 export const FINAL_STATES = Object.freeze(["CANCELLED", "COMPLETED", "FAILED", "TIMED_OUT"]);

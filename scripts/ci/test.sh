@@ -19,7 +19,7 @@ echo "== mypy (the worker, the local endpoint, the client, the editor bridge, te
 "$python" -m mypy
 echo "== generated files are fresh (the flavours' Dockerfiles and hub.json, the job contract's copies); hadolint, shellcheck"
 "$python" scripts/image/flavours.py check
-"$python" -m comfy_worker.contract check
+"$python" -m comfy_worker.core.contract check
 "$local_dir/venv/bin/hadolint" Dockerfile Dockerfile.cuda12.8
 "$local_dir/venv/bin/shellcheck" -x start.sh scripts/*.sh scripts/*/*.sh .ci/run
 echo "== eslint (the jobs page, the editor extension: tests/js/eslint.config.mjs)"

@@ -27,7 +27,7 @@ from typing import Any
 from make_tiny_checkpoint import CHECKPOINT_NAME  # beside this script
 from runpod.serverless.modules.rp_job import run_job
 
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 from comfy_worker_client import job_input_from_files, output_file_name, save_outputs
 from rp_handler import configure_logging

@@ -12,7 +12,7 @@ starts the tree once on the CPU (a build has no GPU) with the worker's launch fl
 COMFY_API_NODES is true) and a model folder of its own, then:
 1. reads GET /object_info while that folder is empty: the named workflows are checked
    against it (check_workflows.py) and, with --save-snapshot, it is kept where the
-   worker reads its node list at start (comfy_worker/nodes_snapshot.py), so a fresh
+   worker reads its node list at start (comfy_worker/comfyui/nodes_snapshot.py), so a fresh
    container's worker is ready the moment ComfyUI answers;
 2. puts a generated checkpoint into the folder (scripts/dev/make_tiny_checkpoint.py,
    made while ComfyUI starts) and checks the worker's contract with this ComfyUI
@@ -44,7 +44,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))  # the worker's package and the scripts, wherever this runs from
 
-from comfy_worker import nodes_snapshot  # noqa: E402
+from comfy_worker.comfyui import nodes_snapshot  # noqa: E402
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME  # noqa: E402
 from scripts.image.check_workflows import problems  # noqa: E402
 from scripts.image.comfyui_contract import ContractBroken, check_contract  # noqa: E402

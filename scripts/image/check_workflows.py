@@ -15,8 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from comfy_worker.installed import values_not_installed
-from comfy_worker.named_workflows import WorkflowLibrary, WorkflowLibraryError
+from comfy_worker.comfyui.installed import values_not_installed
+from comfy_worker.request.named_workflows import WorkflowLibrary, WorkflowLibraryError
 
 log = logging.getLogger("check_comfyui")
 

@@ -26,12 +26,12 @@ from collections.abc import AsyncGenerator, Awaitable
 from pathlib import Path
 from typing import Any
 
-from comfy_worker import nodes_snapshot
-from comfy_worker.comfy_api import ComfyEvent
-from comfy_worker.comfy_client import ComfyClient
-from comfy_worker.comfy_process import ComfyProcess
-from comfy_worker.connection import ComfyConnection
-from comfy_worker.settings import Settings
+from comfy_worker.comfyui import nodes_snapshot
+from comfy_worker.comfyui.comfy_api import ComfyEvent
+from comfy_worker.comfyui.comfy_client import ComfyClient
+from comfy_worker.comfyui.comfy_process import ComfyProcess
+from comfy_worker.comfyui.connection import ComfyConnection
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

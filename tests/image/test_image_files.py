@@ -9,8 +9,8 @@ import sys
 import pytest
 from manifests import load_models
 
-from comfy_worker.job_input import parse_job_input
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
+from comfy_worker.request.job_input import parse_job_input
 
 from .conftest import REPO_ROOT
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from comfy_worker.comfy_process import ComfyProcess
-from comfy_worker.prefetch import cached_fraction
+from comfy_worker.comfyui.comfy_process import ComfyProcess
+from comfy_worker.models.prefetch import cached_fraction
 from comfy_worker_client import EndpointClient, JobFailed
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port
 from tests.support.local_endpoint import API_KEY, running_endpoint

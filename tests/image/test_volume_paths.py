@@ -9,7 +9,7 @@ import urllib.request
 
 import yaml
 
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, start_comfyui
 from tests.support.workflows import add_lora, txt2img

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 from comfy_worker_client import EndpointClient
 from tests.support.comfyui_server import start_comfyui

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from comfy_worker.comfy_client import ComfyClient
-from comfy_worker.settings import Settings
+from comfy_worker.comfyui.comfy_client import ComfyClient
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.comfyui_server import start_comfyui
 from tests.support.workflows import decode_image, empty_image, txt2img

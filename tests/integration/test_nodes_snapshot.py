@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.workflows import txt2img
 

@@ -140,7 +140,7 @@ async def test_private_addresses_and_pickles_are_refused(run_job, monkeypatch, f
 
 async def test_a_redirect_to_a_private_address_is_refused(run_job, monkeypatch, fresh_cache):
     # 'localhost' passes as a public host here; the redirect to 127.0.0.1 must still be refused.
-    from comfy_worker import downloads
+    from comfy_worker.transfer import downloads
 
     monkeypatch.delenv("RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS", raising=False)
     original = downloads.resolve
@@ -210,10 +210,10 @@ async def test_a_corrupt_cached_file_is_fetched_again(run_job, allow_private, fr
 FETCH_IN_ANOTHER_PROCESS = """
 import asyncio, json, sys
 from pathlib import Path
-from comfy_worker.model_cache import ModelCache
-from comfy_worker.remote_models import Credentials, ModelFetcher, RemoteModel, parse_source
-from comfy_worker.settings import Settings
-from comfy_worker.workflow import Workflow
+from comfy_worker.models.model_cache import ModelCache
+from comfy_worker.models.remote_models import Credentials, ModelFetcher, RemoteModel, parse_source
+from comfy_worker.core.settings import Settings
+from comfy_worker.request.workflow import Workflow
 
 settings = Settings.from_env({"MODEL_CACHE_DIR": sys.argv[1], "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS": "true"})
 model = RemoteModel("10", "lora_name", "loras", parse_source(sys.argv[2], False))

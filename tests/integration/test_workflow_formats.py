@@ -77,7 +77,7 @@ async def test_bypassed_and_muted_nodes_do_not_run(run_job, clean_after):
 
 @pytest.mark.parametrize("name", SUBGRAPHED)
 async def test_subgraphed_templates_convert_to_known_nodes(session_worker, name):
-    from comfy_worker.ui_format import to_api_format
+    from comfy_worker.request.ui_format import to_api_format
 
     object_info = (await session_worker.comfyui.ready()).nodes.object_info
     api = to_api_format(template(name), object_info)

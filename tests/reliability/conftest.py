@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
 from comfy_worker.worker import Worker
 from tests.support.fault_proxy import FaultProxy
 from tests.support.workflows import decode_image, empty_image

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from comfy_worker import webhooks
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
+from comfy_worker.progress import webhooks
 from comfy_worker.worker import Worker
 from comfy_worker_client import EndpointClient
 from tests.support.comfyui_server import PINNED_COMFYUI_DIR, PYTHON, free_port, link_custom_nodes, start_comfyui

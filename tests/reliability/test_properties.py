@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from comfy_worker.comfy_process import ComfyProcess
-from comfy_worker.errors import InvalidJobInput, WorkerError
-from comfy_worker.job_input import InputFile, JobInput, ModelCredentials, OutputOptions, parse_job_input
-from comfy_worker.settings import Settings
+from comfy_worker.comfyui.comfy_process import ComfyProcess
+from comfy_worker.core.errors import InvalidJobInput, WorkerError
+from comfy_worker.core.settings import Settings
+from comfy_worker.request.job_input import InputFile, JobInput, ModelCredentials, OutputOptions, parse_job_input
 from tests.support.fake_comfy import FakeComfy, fake_worker, png_bytes
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfy_worker.errors import StorageError
-from comfy_worker.storage import OutputStore
+from comfy_worker.core.errors import StorageError
+from comfy_worker.transfer.storage import OutputStore
 from comfy_worker_client.uploads import UploadBucket
 
 

@@ -1,4 +1,4 @@
-from comfy_worker.comfy_client import rejection_from_response
+from comfy_worker.comfyui.comfy_client import rejection_from_response
 
 
 def test_rejection_names_node_class_input_and_message():

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from comfy_worker.comfy_api import ComfyEvent, EventStreamClosed
-from comfy_worker.comfy_events import EventRouter, StreamEnded
+from comfy_worker.comfyui.comfy_api import ComfyEvent, EventStreamClosed
+from comfy_worker.comfyui.comfy_events import EventRouter, StreamEnded
 
 
 class ScriptedStream:

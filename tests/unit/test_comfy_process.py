@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from comfy_worker.comfy_process import ComfyProcess, Liveness, wait_until_ready
-from comfy_worker.errors import ComfyUnavailable
-from comfy_worker.settings import Settings
+from comfy_worker.comfyui.comfy_process import ComfyProcess, Liveness, wait_until_ready
+from comfy_worker.core.errors import ComfyUnavailable
+from comfy_worker.core.settings import Settings
 
 
 class SilentComfy:

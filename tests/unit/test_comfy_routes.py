@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from comfy_worker.comfy_api import PromptState
-from comfy_worker.comfy_client import ComfyClient
+from comfy_worker.comfyui.comfy_api import PromptState
+from comfy_worker.comfyui.comfy_client import ComfyClient
 
 
 class ComfyRoutes:

@@ -1,4 +1,4 @@
-"""The job's contract (comfy_worker/contract.py): defined once, its generated copies fresh,
+"""The job's contract (comfy_worker/core/contract.py): defined once, its generated copies fresh,
 docs/job-api.md's examples and the worker's real results of its shape, and its states,
 output lists and limits nowhere else in the code."""
 
@@ -10,9 +10,9 @@ import re
 import jsonschema
 import pytest
 
-from comfy_worker import contract
-from comfy_worker.contract import FINAL_STATES, OUTPUT_LISTS, RUNPOD_REQUEST_LIMITS, JobState, json_schema
-from comfy_worker.settings import Settings
+from comfy_worker.core import contract
+from comfy_worker.core.contract import FINAL_STATES, OUTPUT_LISTS, RUNPOD_REQUEST_LIMITS, JobState, json_schema
+from comfy_worker.core.settings import Settings
 from tests.support.fake_comfy import FakeComfy, Run, fake_worker
 from tests.support.workflows import REPO_ROOT
 
@@ -85,11 +85,19 @@ async def test_the_workers_results_errors_and_progress_are_of_the_contracts_shap
 # Code that must read the contract instead of restating it (docs, tests and the generated copies aside).
 CODE = [
     path
-    for pattern in ("comfy_worker/*.py", "client/*.py", "local_endpoint/*.py", "local_endpoint/page/*.js",
-                    "editor_extension/*.py", "editor_extension/web/*.js", "rp_handler.py", "benchmarks/*.py")
+    for pattern in ("comfy_worker/**/*.py", "comfy_worker_client/*.py", "local_endpoint/*.py",
+                    "local_endpoint/page/*.js", "editor_extension/*.py", "editor_extension/web/*.js", "rp_handler.py",
+                    "benchmarks/*.py")
     for path in REPO_ROOT.glob(pattern)
     if path.name not in ("contract.py", "contract.js")
 ]  # fmt: skip
+
+
+def test_the_check_reads_every_product_folder():
+    """A folder moved or renamed must not drop out of the check unnoticed."""
+    folders = {path.relative_to(REPO_ROOT).parts[0] for path in CODE}
+    assert folders >= {"comfy_worker", "comfy_worker_client", "local_endpoint", "editor_extension", "benchmarks"}
+    assert any(path.parent.name == "comfyui" for path in CODE), "the worker's rooms are read"
 
 
 def code_of(path) -> str:
@@ -108,7 +116,7 @@ def test_states_output_lists_and_limits_live_only_in_the_contract(path):
     restated += [
         str(limit) for limit in RUNPOD_REQUEST_LIMITS.values() if re.search(rf"\b{limit:_}\b|\b{limit}\b", code)
     ]
-    assert not restated, f"restates the job contract (comfy_worker/contract.py): {restated}"
+    assert not restated, f"restates the job contract (comfy_worker/core/contract.py): {restated}"
 
 
 def test_the_contract_is_what_the_docs_say():

@@ -1,7 +1,7 @@
 import pytest
 
-from comfy_worker import runpod_sdk
-from comfy_worker.downloads import PrivateAddress, TooLarge, redact, refusal, resolve
+from comfy_worker.core import runpod_sdk
+from comfy_worker.transfer.downloads import PrivateAddress, TooLarge, redact, refusal, resolve
 
 
 def test_urls_are_shown_without_credentials_or_query():

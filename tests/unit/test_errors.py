@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from comfy_worker.errors import (
+from comfy_worker.core.errors import (
     ERROR_MESSAGE_MAX_CHARS,
     LISTED_PROBLEMS,
     ComfyError,

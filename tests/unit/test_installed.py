@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from comfy_worker.errors import WorkflowRejected
-from comfy_worker.installed import InstalledModels, closest_names, explain_missing_models, values_not_installed
-from comfy_worker.workflow import Workflow
+from comfy_worker.comfyui.installed import InstalledModels, closest_names, explain_missing_models, values_not_installed
+from comfy_worker.core.errors import WorkflowRejected
+from comfy_worker.request.workflow import Workflow
 
 INSTALLED = InstalledModels(
     folders={"checkpoints": ["/comfyui/models/checkpoints", "/runpod-volume/models/checkpoints"], "loras": ["/l"]},

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from comfy_worker.errors import UnsafePath
-from comfy_worker.job_files import JobFiles, JobFolders, writing
+from comfy_worker.comfyui.job_files import JobFiles, JobFolders, writing
+from comfy_worker.core.errors import UnsafePath
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from comfy_worker.errors import InvalidJobInput
-from comfy_worker.job_input import parse_job_input
+from comfy_worker.core.errors import InvalidJobInput
+from comfy_worker.request.job_input import parse_job_input
 
 WORKFLOW = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
 

@@ -8,9 +8,9 @@ import struct
 
 import pytest
 
-from comfy_worker.model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
-from comfy_worker.remote_models import Credentials, ModelFetcher, parse_source
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
+from comfy_worker.models.model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
+from comfy_worker.models.remote_models import Credentials, ModelFetcher, parse_source
 
 
 def safetensors(payload: bytes = b"\0" * 8) -> bytes:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from comfy_worker.errors import InvalidJobInput
-from comfy_worker.named_workflows import WorkflowLibrary, WorkflowLibraryError
+from comfy_worker.core.errors import InvalidJobInput
+from comfy_worker.request.named_workflows import WorkflowLibrary, WorkflowLibraryError
 
 OBJECT_INFO = {
     "EmptyImage": {"input": {"required": {"width": ["INT", {}], "height": ["INT", {}], "color": ["INT", {}]}}},

@@ -16,6 +16,6 @@ def test_the_hooks_are_valid_and_cover_cis_lints():
     assert check.returncode == 0, check.stdout + check.stderr
     entries = " ".join(hook["entry"] for repo in yaml.safe_load(config.read_text())["repos"] for hook in repo["hooks"])
     ci = (REPO_ROOT / "scripts" / "ci" / "test.sh").read_text()
-    lints = ("ruff check", "ruff format", "mypy", "flavours.py check", "comfy_worker.contract check", "hadolint")
+    lints = ("ruff check", "ruff format", "mypy", "flavours.py check", "comfy_worker.core.contract check", "hadolint")
     for tool in (*lints, "shellcheck"):
         assert tool in ci and tool in entries, tool

@@ -4,8 +4,8 @@ import json
 import os
 from pathlib import Path
 
-from comfy_worker import prefetch
-from comfy_worker.prefetch import cached_fraction, names_in_job, planned_names, resolve
+from comfy_worker.models import prefetch
+from comfy_worker.models.prefetch import cached_fraction, names_in_job, planned_names, resolve
 from tests.support.page_cache import evict
 
 

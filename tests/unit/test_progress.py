@@ -2,9 +2,9 @@ import asyncio
 import base64
 import struct
 
-from comfy_worker.comfy_api import ComfyEvent
-from comfy_worker.progress import Change, ProgressRelay, ProgressTracker
-from comfy_worker.workflow import Workflow
+from comfy_worker.comfyui.comfy_api import ComfyEvent
+from comfy_worker.progress.progress import Change, ProgressRelay, ProgressTracker
+from comfy_worker.request.workflow import Workflow
 
 WORKFLOW = Workflow(
     {

@@ -3,10 +3,10 @@ import gc
 
 import pytest
 
-from comfy_worker.comfy_api import ComfyEvent
-from comfy_worker.comfy_events import EventRouter, PromptEvents
-from comfy_worker.errors import ExecutionFailed
-from comfy_worker.prompt import _follow_events, execution_error, stop_prompt
+from comfy_worker.comfyui.comfy_api import ComfyEvent
+from comfy_worker.comfyui.comfy_events import EventRouter, PromptEvents
+from comfy_worker.comfyui.prompt import _follow_events, execution_error, stop_prompt
+from comfy_worker.core.errors import ExecutionFailed
 from tests.support.fake_comfy import FakeComfy
 
 

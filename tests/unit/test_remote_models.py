@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from comfy_worker.errors import InvalidJobInput
-from comfy_worker.remote_models import Credentials, find_remote_models, parse_source
-from comfy_worker.workflow import Workflow
+from comfy_worker.core.errors import InvalidJobInput
+from comfy_worker.models.remote_models import Credentials, find_remote_models, parse_source
+from comfy_worker.request.workflow import Workflow
 
 SHA = "ab" * 32
 

@@ -4,8 +4,8 @@ that died during start-up becomes every job's error instead of a crash."""
 import json
 
 import rp_handler
-from comfy_worker.comfy_process import ComfyProcess
-from comfy_worker.settings import Settings
+from comfy_worker.comfyui.comfy_process import ComfyProcess
+from comfy_worker.core.settings import Settings
 from tests.support.fake_comfy import FakeComfy, fake_worker
 
 

@@ -2,7 +2,7 @@ import random
 import threading
 import time
 
-from comfy_worker.runpod_progress import OrderedProgress
+from comfy_worker.progress.runpod_progress import OrderedProgress
 
 
 def test_updates_arrive_in_order_and_the_newest_wins():

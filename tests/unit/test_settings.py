@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from comfy_worker.settings import Settings
+from comfy_worker.core.settings import Settings
 
 
 def test_defaults():
@@ -116,7 +116,7 @@ def test_start_sh_defaults_are_the_workers():
 def test_start_sh_settings_in_readme_are_read_by_start_sh():
     """By start.sh itself, or by the start-up steps it runs (the prefetch, the model-cache links)."""
     start_sh = (REPO_ROOT / "start.sh").read_text()
-    steps = (REPO_ROOT / "comfy_worker" / "prefetch.py").read_text()
+    steps = (REPO_ROOT / "comfy_worker" / "models" / "prefetch.py").read_text()
     steps += (REPO_ROOT / "scripts" / "image" / "link_cached_models.py").read_text()
     table = readme_table("### start.sh settings")
     unread = [name for name in table if f"${{{name}" not in start_sh and f'"{name}"' not in steps]

@@ -8,10 +8,10 @@ import pytest
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 
-from comfy_worker.errors import StorageError
-from comfy_worker.job_input import JobStorage
-from comfy_worker.settings import Settings
-from comfy_worker.storage import S3Storage, output_store
+from comfy_worker.core.errors import StorageError
+from comfy_worker.core.settings import Settings
+from comfy_worker.request.job_input import JobStorage
+from comfy_worker.transfer.storage import S3Storage, output_store
 from tests.support.servers import moto_s3, serving, stalled_server
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from comfy_worker.ui_format import is_ui_format, packages_by_node, unknown_node_types
-from comfy_worker.workflow import Workflow
+from comfy_worker.request.ui_format import is_ui_format, packages_by_node, unknown_node_types
+from comfy_worker.request.workflow import Workflow
 
 OBJECT_INFO = {"KSampler": {}, "SaveImage": {}}
 

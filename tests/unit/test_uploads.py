@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from comfy_worker.contract import RUNPOD_REQUEST_LIMITS
+from comfy_worker.core.contract import RUNPOD_REQUEST_LIMITS
 from comfy_worker_client.uploads import RequestTooLarge, UploadBucket, decode_inline, fit_request
 from tests.support.fake_store import RecordingBucket
 

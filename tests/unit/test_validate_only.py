@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from comfy_worker.comfy_process import ComfyProcess
-from comfy_worker.settings import Settings
+from comfy_worker.comfyui.comfy_process import ComfyProcess
+from comfy_worker.core.settings import Settings
 from tests.support.fake_comfy import OBJECT_INFO, FakeComfy, fake_worker
 
 NODES = {

@@ -10,10 +10,10 @@ import logging
 
 import pytest
 
-from comfy_worker import webhooks
-from comfy_worker.errors import InvalidJobInput
-from comfy_worker.settings import Settings
-from comfy_worker.webhooks import ProgressWebhook, signature
+from comfy_worker.core.errors import InvalidJobInput
+from comfy_worker.core.settings import Settings
+from comfy_worker.progress import webhooks
+from comfy_worker.progress.webhooks import ProgressWebhook, signature
 from comfy_worker_client import WebhookRejected, verify_webhook
 from tests.support.servers import webhook_receiver
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from comfy_worker.comfy_process import ComfyProcess
-from comfy_worker.errors import ComfyError, WorkflowRejected
-from comfy_worker.settings import Settings
+from comfy_worker.comfyui.comfy_process import ComfyProcess
+from comfy_worker.core.errors import ComfyError, WorkflowRejected
+from comfy_worker.core.settings import Settings
+from comfy_worker.request.workflow import JOB_TAG_INPUT
 from comfy_worker.worker import Worker
-from comfy_worker.workflow import JOB_TAG_INPUT
 from tests.support.fake_comfy import FakeComfy, Run, fake_worker, png_bytes
 from tests.support.fake_store import FakeStore
 

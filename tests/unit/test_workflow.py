@@ -1,7 +1,13 @@
 import pytest
 
-from comfy_worker.job_input import parse_job_input
-from comfy_worker.workflow import JOB_TAG_INPUT, SUGGESTED_TYPES, Workflow, file_name_inputs, output_node_classes
+from comfy_worker.request.job_input import parse_job_input
+from comfy_worker.request.workflow import (
+    JOB_TAG_INPUT,
+    SUGGESTED_TYPES,
+    Workflow,
+    file_name_inputs,
+    output_node_classes,
+)
 
 NODES = {
     "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m"}, "_meta": {"title": "Model"}},
@@ -109,7 +115,7 @@ def test_n3_close_matches_are_searched_for_the_first_few_unknown_types_only(monk
         searched.append(word)
         return ["SaveImage"] if word == "SaveImag" else []
 
-    monkeypatch.setattr("comfy_worker.workflow.difflib.get_close_matches", counting)
+    monkeypatch.setattr("comfy_worker.request.workflow.difflib.get_close_matches", counting)
     nodes = {str(n): {"class_type": f"Mystery{n}", "inputs": {}} for n in range(20_000)}
     nodes["0"] = {"class_type": "SaveImag", "inputs": {}}
     problems = Workflow.from_api(nodes).unknown_node_types({"SaveImage", "LoadImage"})

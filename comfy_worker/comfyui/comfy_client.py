@@ -38,8 +38,8 @@ from typing import Any
 
 import aiohttp
 
+from ..core.errors import ComfyError, ComfyUnavailable, WorkflowRejected
 from .comfy_api import ComfyEvent, ComfyOffers, EventStreamClosed, PromptState
-from .errors import ComfyError, ComfyUnavailable, WorkflowRejected
 
 log = logging.getLogger(__name__)
 

@@ -44,11 +44,11 @@ from urllib.parse import urlparse
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from .contract import JobState
-from .downloads import redact, refusal, resolve, scrub_urls
-from .errors import InvalidJobInput
-from .runpod_sdk import SSRFError
-from .settings import Settings
+from ..core.contract import JobState
+from ..core.errors import InvalidJobInput
+from ..core.runpod_sdk import SSRFError
+from ..core.settings import Settings
+from ..transfer.downloads import redact, refusal, resolve, scrub_urls
 
 log = logging.getLogger(__name__)
 

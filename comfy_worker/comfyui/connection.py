@@ -27,14 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from . import ui_format
+from ..core.settings import Settings
+from ..request import ui_format
 from .capabilities import ComfyCapabilities
 from .comfy_api import ComfyAPI
 from .comfy_client import ComfyClient
 from .comfy_events import EventRouter
 from .comfy_process import ComfyProcess, wait_until_ready
 from .job_files import JobFiles, JobFolders
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

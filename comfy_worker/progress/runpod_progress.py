@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .contract import JobState
+from ..core.contract import JobState
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def post_to_runpod() -> Send:
     """A blocking `send` that posts IN_PROGRESS updates as the SDK does, over one session.
     Call it from one thread only (OrderedProgress's)."""
     # SDK internals (runpod_sdk.py): the request progress_update makes.
-    from .runpod_sdk import AsyncClientSession, send_result
+    from ..core.runpod_sdk import AsyncClientSession, send_result
 
     loop = asyncio.new_event_loop()
     session: Any = None

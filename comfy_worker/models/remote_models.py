@@ -48,15 +48,15 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
-from .downloads import Download, TooLarge, describe, redact, refusal
-from .errors import InvalidJobInput, ModelDownloadFailed, is_disk_full
-from .job_input import ModelCredentials, check_s3_reference
+from ..core.errors import InvalidJobInput, ModelDownloadFailed, is_disk_full
+from ..core.runpod_sdk import SSRFError
+from ..core.settings import Settings
+from ..progress.progress import Change, ProgressRelay
+from ..request.job_input import ModelCredentials, check_s3_reference
+from ..request.workflow import Workflow, is_remote_model
+from ..transfer.downloads import Download, TooLarge, describe, redact, refusal
+from ..transfer.storage import OutputStore
 from .model_cache import CachedModel, CorruptModel, Hold, ModelCache, check_model_file, hash_file
-from .progress import Change, ProgressRelay
-from .runpod_sdk import SSRFError
-from .settings import Settings
-from .storage import OutputStore
-from .workflow import Workflow, is_remote_model
 
 NO_BUCKET_FOR_S3_MODEL = (
     "is an s3:// model reference, but the job has no 'storage' and this endpoint no bucket (BUCKET_ENDPOINT_URL) "

@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.errors import ComfyError, ComfyUnavailable, ExecutionFailed, PromptInterrupted, WorkerError, hide_paths
 from .comfy_api import ComfyAPI, ComfyEvent, EventStreamClosed
 from .comfy_events import EventRouter, PromptEvents, StreamEnded
-from .errors import ComfyError, ComfyUnavailable, ExecutionFailed, PromptInterrupted, WorkerError, hide_paths
 
 log = logging.getLogger(__name__)
 

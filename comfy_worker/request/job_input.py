@@ -58,7 +58,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from .errors import InvalidJobInput
+from ..core.errors import InvalidJobInput
 from .ui_format import is_ui_format
 from .workflow import Workflow
 

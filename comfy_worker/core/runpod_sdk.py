@@ -57,7 +57,7 @@ def check() -> None:
     if missing:
         raise SDKMismatch(
             f"the installed RunPod SDK lacks {', '.join(missing)}; this worker was written for {WRITTEN_FOR} "
-            "(pinned in requirements.txt): install that version, or update comfy_worker/runpod_sdk.py"
+            "(pinned in requirements.txt): install that version, or update comfy_worker/core/runpod_sdk.py"
         )
 
 

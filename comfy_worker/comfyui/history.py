@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .contract import Media
+from ..core.contract import Media
 from .job_files import JobFolders
 
 # Types that some systems' mime.types lack; looked up here before `mimetypes`.

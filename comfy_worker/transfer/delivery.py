@@ -39,12 +39,12 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from .contract import output_list
-from .errors import DiskFull, InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable, is_disk_full
-from .history import OutputFile, files_in_history, texts_in_history
-from .job_files import JobFiles, write_failure
-from .job_input import NO_BUCKET_FOR_S3, JobStorage, OutputOptions
-from .settings import Settings
+from ..comfyui.history import OutputFile, files_in_history, texts_in_history
+from ..comfyui.job_files import JobFiles, write_failure
+from ..core.contract import output_list
+from ..core.errors import DiskFull, InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable, is_disk_full
+from ..core.settings import Settings
+from ..request.job_input import NO_BUCKET_FOR_S3, JobStorage, OutputOptions
 from .storage import OutputStore, S3Storage, output_store
 
 ENTRY_OVERHEAD_BYTES = 512  # field names, file name, mime type... per entry, generously

@@ -10,9 +10,9 @@ command line, MCP server, and the editor's bridge through it) reads
 `comfy_worker_client/contract.py`, the two JavaScript front ends (the jobs page, the
 editor extension) import `contract.js`:
 
-    python -m comfy_worker.contract write    # regenerate the generated copies
-    python -m comfy_worker.contract check    # fail if one differs from what `write` makes
-    python -m comfy_worker.contract schema   # the JSON Schema of a result and a progress update
+    python -m comfy_worker.core.contract write    # regenerate the generated copies
+    python -m comfy_worker.core.contract check    # fail if one differs from what `write` makes
+    python -m comfy_worker.core.contract schema   # the JSON Schema of a result and a progress update
 
 The standard library and typing_extensions only at import (the schema needs pydantic,
 imported when asked), so the client can read it without the worker's dependencies.
@@ -159,7 +159,7 @@ def json_schema() -> dict[str, Any]:
     return {name: TypeAdapter(kind).json_schema() for name, kind in kinds.items()}
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _values() -> dict[str, Any]:
@@ -176,7 +176,7 @@ def _values() -> dict[str, Any]:
 def javascript() -> str:
     """The contract's values for the JavaScript front ends, as an ES module."""
     lines = [
-        "// GENERATED from comfy_worker/contract.py by `python -m comfy_worker.contract write`: do not edit.",
+        "// GENERATED from comfy_worker/core/contract.py by `python -m comfy_worker.core.contract write`: do not edit.",
         "// The job's contract: its states, its output lists, RunPod's limits.",
     ]
     for name, value in _values().items():
@@ -189,7 +189,7 @@ def python_copy() -> str:
     """The contract's values for the endpoint client, which is installed (and vendored into the
     editor extension) without the worker."""
     lines = [
-        '"""GENERATED from comfy_worker/contract.py by `python -m comfy_worker.contract write`: do not edit.',
+        '"""GENERATED from comfy_worker/core/contract.py by `python -m comfy_worker.core.contract write`: do not edit.',
         "",
         'The job\'s contract, as the endpoint client reads it: its states, its output lists, RunPod\'s limits."""',
         "",
@@ -224,7 +224,7 @@ def main(args: list[str]) -> int:
     if args == ["check"]:
         stale = [str(path.relative_to(REPO_ROOT)) for path, make in GENERATED.items() if path.read_text() != make()]
         if stale:
-            sys.stderr.write(f"out of date: {', '.join(stale)}; run `python -m comfy_worker.contract write`\n")
+            sys.stderr.write(f"out of date: {', '.join(stale)}; run `python -m comfy_worker.core.contract write`\n")
         return 1 if stale else 0
     if args == ["schema"]:
         sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Read the model files the first job will load into the page cache while ComfyUI boots.
 
-    python -m comfy_worker.prefetch      (start.sh runs it in the background, beside ComfyUI)
+    python -m comfy_worker.models.prefetch      (start.sh runs it in the background, beside ComfyUI)
 
 On a cold container ComfyUI's boot (imports, CUDA init, custom nodes) and reading
 the first job's checkpoint from disk would otherwise be paid one after the other:
@@ -240,7 +240,7 @@ def main(env: dict[str, str] | None = None) -> int:
     if env.get("PREFETCH", "auto").lower() in {"off", "false", "0", "no"}:
         log.info("PREFETCH=off")
         return 0
-    source, names = planned_names(env, Path(__file__).resolve().parents[1])
+    source, names = planned_names(env, Path(__file__).resolve().parents[2])
     paths, missing = resolve(names, model_roots(env))
     reserve = int(float(env.get("PREFETCH_MEMORY_RESERVE_GB", "2")) * 1e9)
     budget = max(memory_available() - reserve, 0)

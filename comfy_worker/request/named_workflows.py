@@ -61,7 +61,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict
 
-from .errors import InvalidJobInput
+from ..core.errors import InvalidJobInput
 from .job_input import InputFile, field_path, file_content, problem_text
 from .ui_format import is_ui_format, to_api_format
 from .workflow import Workflow, combo_choices, input_specs, is_link, is_remote_model

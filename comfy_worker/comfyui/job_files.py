@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UnsafePath
+from ..core.errors import UnsafePath
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ import uuid
 
 import requests
 
+from ..comfyui.job_files import JobFiles
+from ..core.errors import DiskFull, InvalidJobInput, is_disk_full
+from ..core.runpod_sdk import SSRFError
+from ..core.settings import Settings
+from ..request.job_input import InputFile
 from .downloads import Download, TooLarge, describe, redact, refusal
-from .errors import DiskFull, InvalidJobInput, is_disk_full
-from .job_files import JobFiles
-from .job_input import InputFile
-from .runpod_sdk import SSRFError
-from .settings import Settings
 from .storage import OutputStore
 
 NO_BUCKET_FOR_S3_INPUT = (

@@ -48,11 +48,11 @@ from botocore.exceptions import (
 )
 from urllib3.exceptions import NewConnectionError
 
+from ..core.errors import InvalidJobInput, StorageError
+from ..core.runpod_sdk import SSRFError
+from ..core.settings import Settings
+from ..request.job_input import JobStorage, s3_parts
 from .downloads import origin, refusal, resolve
-from .errors import InvalidJobInput, StorageError
-from .job_input import JobStorage, s3_parts
-from .runpod_sdk import SSRFError
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 # botocore's DEBUG log prints each request's signed headers (access key ids) and presigned

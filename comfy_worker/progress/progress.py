@@ -40,8 +40,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .comfy_api import ComfyEvent
-from .workflow import Workflow
+from ..comfyui.comfy_api import ComfyEvent
+from ..request.workflow import Workflow
 
 log = logging.getLogger(__name__)
 

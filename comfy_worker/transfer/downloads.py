@@ -28,8 +28,8 @@ from urllib.parse import urljoin, urlparse
 
 import requests
 
-from . import runpod_sdk
-from .runpod_sdk import SSRFError
+from ..core import runpod_sdk
+from ..core.runpod_sdk import SSRFError
 
 CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 5

@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.errors import WorkflowRejected
+from ..request.workflow import Workflow, combo_choices, input_specs, is_remote_model, is_upload
 from .comfy_api import ComfyAPI
-from .errors import WorkflowRejected
-from .workflow import Workflow, combo_choices, input_specs, is_remote_model, is_upload
 
 # Input names of the core loaders -> folder type, for inputs whose folder is empty.
 INPUT_FOLDERS = {

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import psutil
 
+from ..core.errors import ComfyUnavailable
+from ..core.settings import Settings
 from .comfy_api import ComfyAPI
-from .errors import ComfyUnavailable
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

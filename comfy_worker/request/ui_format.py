@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .errors import InvalidJobInput
+from ..core.errors import InvalidJobInput
 from .workflow import package_hint
 
 log = logging.getLogger(__name__)

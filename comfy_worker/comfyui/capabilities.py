@@ -32,14 +32,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import nodes_snapshot, ui_format
+from ..core.errors import InvalidJobInput, WorkflowRejected
+from ..core.settings import Settings
+from ..request import ui_format
+from ..request.job_input import InputFile, JobInput
+from ..request.named_workflows import WorkflowLibrary, WorkflowLibraryError
+from ..request.workflow import NodeCatalog, Workflow, combo_choices, input_specs, node_pack
+from . import nodes_snapshot
 from .comfy_api import ComfyAPI
-from .errors import InvalidJobInput, WorkflowRejected
 from .installed import InstalledModels, closest_names, explain_missing_models, loader_inputs, not_offered
-from .job_input import InputFile, JobInput
-from .named_workflows import WorkflowLibrary, WorkflowLibraryError
-from .settings import Settings
-from .workflow import NodeCatalog, Workflow, combo_choices, input_specs, node_pack
 
 log = logging.getLogger(__name__)
 
