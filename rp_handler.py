@@ -18,7 +18,7 @@ from typing import Any
 
 import runpod
 
-from comfy_worker.core import runpod_sdk
+from comfy_worker.core import job_take, runpod_sdk
 from comfy_worker.core.errors import WorkerError
 from comfy_worker.core.settings import Settings
 from comfy_worker.progress.progress import ProgressSink, log_progress
@@ -80,6 +80,7 @@ def main() -> None:
     # Up to JOBS_IN_FLIGHT jobs at once: the next is prepared and queued in ComfyUI
     # while the current one runs (comfy_worker/worker.py).
     jobs_in_flight = settings.jobs_in_flight
+    job_take.take_jobs_when_a_slot_frees()  # the next job the moment one ends (comfy_worker/core/job_take.py)
     runpod.serverless.start({"handler": worker.handle, "concurrency_modifier": lambda current: jobs_in_flight})
 
 

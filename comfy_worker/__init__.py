@@ -9,6 +9,7 @@ core/: what every room stands on
     errors           error hierarchy, the job's error result, guarded clean-up steps
     settings         environment settings, read once
     runpod_sdk       every SDK name used beyond start() and progress_update, checked at start-up
+    job_take         ask RunPod for the next job the moment a slot frees (the SDK loop's one decision)
 
 request/: what the job asks for
     job_input        parse and validate the job's input (pure)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's client package
-from comfy_worker_client import WebhookRejected, verify_webhook  # noqa: E402
+from comfy_worker_client import WebhookRejected, verify_webhook
 
 log = logging.getLogger("webhook_receiver")
 
@@ -24,7 +24,7 @@ log = logging.getLogger("webhook_receiver")
 class Receiver(http.server.BaseHTTPRequestHandler):
     secret = ""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             update = verify_webhook(self.secret, body, self.headers.get("Webhook-Signature"))
@@ -41,7 +41,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+    def log_message(self, format, *args):
         pass
 
 

@@ -17,11 +17,14 @@ What each is for:
 - Ordered progress (`runpod_progress.py`): `send_result` and `AsyncClientSession`,
   the request `progress_update` makes, over one kept-open session.
 - Logging (rp_handler.py): `RunPodLogger`, whose default level logs every job's input.
+- When to take jobs (`job_take.py`): `JobScaler`, whose `get_jobs` is replaced and whose
+  `handle_job` is wrapped (each checked by name and parameters), and `TooManyRequests`.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 WRITTEN_FOR = "runpod 1.12.0"
@@ -38,6 +41,16 @@ _NAMES = {
     ("runpod.serverless.modules.rp_http", "send_result"): "send_result",
     ("runpod.http_client", "AsyncClientSession"): "AsyncClientSession",
     ("runpod.serverless.modules.rp_logger", "RunPodLogger"): "RunPodLogger",
+    ("runpod.serverless.modules.rp_scale", "JobScaler"): "JobScaler",
+    ("runpod.http_client", "TooManyRequests"): "TooManyRequests",
+}
+# JobScaler's methods that job_take.py calls, replaces or wraps, with their parameters.
+_JOB_SCALER_METHODS = {
+    "get_jobs": ["self", "session"],
+    "handle_job": ["self", "session", "job"],
+    "set_scale": ["self"],
+    "current_occupancy": ["self"],
+    "is_alive": ["self"],
 }
 
 
@@ -52,8 +65,19 @@ def _load(module: str, name: str) -> Any:
         return None
 
 
+def _changed_methods(scaler: Any) -> list[str]:
+    changed = []
+    for method, parameters in _JOB_SCALER_METHODS.items():
+        function = getattr(scaler, method, None)
+        if function is None or list(inspect.signature(function).parameters) != parameters:
+            changed.append(f"runpod.serverless.modules.rp_scale.JobScaler.{method}({', '.join(parameters[1:])})")
+    return changed
+
+
 def check() -> None:
     missing = [f"{module}.{name}" for (module, name) in _NAMES if _load(module, name) is None]
+    scaler = _load("runpod.serverless.modules.rp_scale", "JobScaler")
+    missing += _changed_methods(scaler) if scaler is not None else []
     if missing:
         raise SDKMismatch(
             f"the installed RunPod SDK lacks {', '.join(missing)}; this worker was written for {WRITTEN_FOR} "
@@ -81,3 +105,5 @@ bind_session_to_response = _loaded["bind_session_to_response"]
 send_result = _loaded["send_result"]
 AsyncClientSession = _loaded["AsyncClientSession"]
 RunPodLogger = _loaded["RunPodLogger"]
+JobScaler = _loaded["JobScaler"]
+TooManyRequests = _loaded["TooManyRequests"]

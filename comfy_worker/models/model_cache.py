@@ -208,7 +208,7 @@ class ModelCache:
         between the lookup and now: fetch it again). Evictions take an exclusive lock before
         they unlink, so a file still at its path once held stays until released."""
         try:
-            file = open(cached.path, "rb")  # noqa: SIM115 - released by Hold.release at the job's end
+            file = open(cached.path, "rb")
         except FileNotFoundError:
             return None
         fcntl.flock(file, fcntl.LOCK_SH)

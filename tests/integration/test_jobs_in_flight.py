@@ -102,7 +102,7 @@ async def test_comfyui_killed_with_two_jobs_in_flight_fails_both_and_asks_for_a_
         queued = asyncio.ensure_future(worker.handle({"id": "b", "input": {"workflow": empty_image(color=0x444444)}}))
         async with asyncio.timeout(60):
             while not (server.queue()["queue_pending"] and server.queue()["queue_running"]):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)  # noqa: ASYNC110 (ComfyUI's queue, over HTTP)
+                await asyncio.sleep(0.05)
         server.process.kill()
 
         results = await asyncio.wait_for(asyncio.gather(running, queued), 60)

@@ -227,7 +227,7 @@ def test_the_documented_curl_example_runs_as_written(endpoint):
 class WebhookReceiver(http.server.BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         WebhookReceiver.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(200)
         self.end_headers()

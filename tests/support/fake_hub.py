@@ -16,10 +16,10 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 class HubHandler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+    def do_HEAD(self) -> None:
         self._answer(with_body=False)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer(with_body=True)
 
     def _answer(self, with_body: bool) -> None:
@@ -44,7 +44,7 @@ class HubHandler(http.server.BaseHTTPRequestHandler):
         if with_body:
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -122,12 +122,12 @@ class ReplyingHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -139,7 +139,7 @@ def misbehaving_http_server(png: bytes) -> Iterator[str]:
     echoed into Location headers, as signed URLs' are."""
 
     class Handler(ReplyingHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             suffix = f"?{query}" if query else ""
             if path == "/png":
@@ -193,7 +193,7 @@ def model_server(
     seen: list[tuple[str, dict[str, str]]] = []
 
     class Handler(ReplyingHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        def do_GET(self) -> None:
             path = self.path.partition("?")[0]
             seen.append((path, dict(self.headers.items())))
             if path.startswith("/to/"):
@@ -227,7 +227,7 @@ def webhook_receiver(status: int = 200, delay_s: float = 0.0) -> Iterator[Webhoo
     receiver = WebhookReceiver(status=status, delay_s=delay_s)
 
     class Handler(ReplyingHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             time.sleep(receiver.delay_s)
             receiver.posts.append((dict(self.headers.items()), body))

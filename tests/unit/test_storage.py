@@ -66,7 +66,7 @@ def test_issue20_6_a_storage_error_does_not_show_the_workers_path(tmp_path):
     image.parent.mkdir()
     image.write_bytes(b"x")
 
-    def upload_file(filename, bucket, key, ExtraArgs=None):  # noqa: N803 - boto3's name
+    def upload_file(filename, bucket, key, ExtraArgs=None):
         raise S3UploadFailedError(f"Failed to upload {filename} to {bucket}/{key}: An error occurred (500)")
 
     store._client.upload_file = upload_file
@@ -91,7 +91,7 @@ def test_n4_a_jobs_bucket_whose_name_rebinds_to_a_private_address_gets_nothing(t
     received: list[str] = []
 
     class Recorder(http.server.BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        def do_PUT(self) -> None:
             received.append(self.path)
             self.send_response(200)
             self.send_header("Content-Length", "0")
@@ -157,7 +157,7 @@ def test_n4_a_bucket_refusal_says_what_to_do_not_the_services_own_text(tmp_path)
             "PutObject",
         )
 
-        def upload_file(filename, bucket, key, ExtraArgs=None, error=error):  # noqa: N803 - boto3's name
+        def upload_file(filename, bucket, key, ExtraArgs=None, error=error):
             raise error
 
         store._client.upload_file = upload_file

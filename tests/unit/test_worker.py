@@ -291,10 +291,10 @@ async def test_a_cancelled_queued_job_leaves_the_running_one_alone(make_worker, 
     worker = make_worker()
     running = asyncio.ensure_future(worker.handle({"id": "a", "input": {"workflow": WORKFLOW}}))
     while comfy.running is None:  # noqa: ASYNC110 (the fake's state)
-        await asyncio.sleep(0.01)  # noqa: ASYNC110 (the fake's state)
+        await asyncio.sleep(0.01)
     queued = asyncio.ensure_future(worker.handle({"id": "b", "input": {"workflow": WORKFLOW}}))
     while not comfy.pending:  # noqa: ASYNC110 (the fake's state)
-        await asyncio.sleep(0.01)  # noqa: ASYNC110 (the fake's state)
+        await asyncio.sleep(0.01)
 
     queued.cancel()
     with pytest.raises(asyncio.CancelledError):

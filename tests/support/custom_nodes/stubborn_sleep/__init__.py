@@ -11,7 +11,7 @@ class StubbornSleep:
     CATEGORY = "testing"
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict:  # noqa: N802 - ComfyUI's name
+    def INPUT_TYPES(cls) -> dict:
         return {"required": {"seconds": ("FLOAT", {"default": 60.0, "min": 0.0, "max": 3600.0})}}
 
     def sleep(self, seconds: float) -> dict:

@@ -1,0 +1,87 @@
+"""When the worker asks RunPod for jobs: the moment a slot frees, not up to a second later.
+
+The SDK's job loop (`JobScaler.get_jobs`, runpod 1.12.0) sleeps a whole second whenever
+its JOBS_IN_FLIGHT slots are full, so a prompt that ends within that second leaves
+ComfyUI, and the GPU, idle until the loop wakes. `take_jobs_when_a_slot_frees()` replaces
+that one decision and nothing else: the loop waits for "a job finished" (an event the
+SDK's own `handle_job` sets as it ends, in its `finally`), bounded by the SDK's second so
+a slot freed any other way is still seen. The take itself stays the SDK's: its
+`jobs_fetcher` request (RunPod's job-take), its queue and `JobsProgress` bookkeeping,
+its 5 s back-off on HTTP 429 and its timeout. Installed once, before
+`runpod.serverless.start`; every name it relies on is in `runpod_sdk._NAMES`, so
+`runpod_sdk.check()` fails start-up on an SDK whose loop is not the one this was
+written against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from . import runpod_sdk
+
+log = logging.getLogger(__name__)
+
+FULL_WAIT_S = 1.0  # the SDK's own pause when full: the bound of the wait for a free slot
+TOO_MANY_REQUESTS_BACKOFF_S = 5.0  # the SDK's debounce after HTTP 429
+
+
+def slot_freed(scaler: Any) -> asyncio.Event:
+    """The scaler's "a job finished" event, made in the running loop on first use."""
+    event: asyncio.Event | None = getattr(scaler, "_comfy_slot_freed", None)
+    if event is None:
+        event = scaler._comfy_slot_freed = asyncio.Event()
+    return event
+
+
+async def get_jobs(scaler: Any, session: Any) -> None:
+    """The SDK's `JobScaler.get_jobs`, waiting for a free slot instead of sleeping a second."""
+    while scaler.is_alive():
+        await scaler.set_scale()
+        jobs_needed = scaler.current_concurrency - scaler.current_occupancy()
+        if jobs_needed <= 0:
+            freed = slot_freed(scaler)
+            freed.clear()
+            if scaler.current_concurrency - scaler.current_occupancy() <= 0:  # not freed meanwhile
+                try:
+                    await asyncio.wait_for(freed.wait(), timeout=FULL_WAIT_S)
+                except TimeoutError:
+                    pass
+            continue
+        try:
+            acquired = await asyncio.wait_for(
+                scaler.jobs_fetcher(session, jobs_needed), timeout=scaler.jobs_fetcher_timeout
+            )
+            for job in acquired or []:
+                await scaler.jobs_queue.put(job)
+                scaler.job_progress.add(job)
+            if acquired:
+                log.info("jobs in queue: %d", scaler.jobs_queue.qsize())
+        except runpod_sdk.TooManyRequests:
+            await asyncio.sleep(TOO_MANY_REQUESTS_BACKOFF_S)
+        except TimeoutError:
+            log.debug("job take timed out; asking again")
+        except Exception as error:  # as the SDK's loop: log it and keep asking
+            log.error("failed to get a job: %s: %s", type(error).__name__, error)
+        finally:
+            await asyncio.sleep(0)
+
+
+def take_jobs_when_a_slot_frees() -> None:
+    """Installs `get_jobs` on the SDK's JobScaler, and the "a job finished" signal on its
+    `handle_job`. Idempotent."""
+    scaler_class = runpod_sdk.JobScaler
+    if getattr(scaler_class, "_comfy_takes_on_free_slot", False):
+        return
+    sdk_handle_job = scaler_class.handle_job
+
+    async def handle_job(self: Any, session: Any, job: dict[str, Any]) -> None:
+        try:
+            await sdk_handle_job(self, session, job)
+        finally:  # after the SDK's own finally: the job is out of its bookkeeping
+            slot_freed(self).set()
+
+    scaler_class.handle_job = handle_job
+    scaler_class.get_jobs = get_jobs
+    scaler_class._comfy_takes_on_free_slot = True

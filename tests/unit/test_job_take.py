@@ -1,0 +1,105 @@
+"""comfy_worker/core/job_take.py: the SDK's job loop asks for the next job the moment a slot
+frees (it slept a whole second), keeps the SDK's take, and start-up refuses an SDK whose loop
+changed. No timed assertion: the SDK's one-second pause is made an hour, so only the "a job
+finished" signal can wake the loop, and a wait bound only a hang reaches."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from comfy_worker.core import job_take, runpod_sdk
+
+HANG_S = 60
+
+
+class Progress(list):
+    """The SDK's JobsProgress: the jobs taken and not yet finished."""
+
+    def add(self, job: dict) -> None:
+        self.append(job)
+
+
+class StandInScaler:
+    """The SDK's JobScaler as job_take uses it: one slot, taken; a fetcher that records."""
+
+    def __init__(self) -> None:
+        self.current_concurrency = 1
+        self.running = 1  # the slot is taken
+        self.asked: list[int] = []
+        self.jobs_queue: asyncio.Queue[dict] = asyncio.Queue()
+        self.job_progress = Progress()
+        self.jobs_fetcher_timeout = 90
+        self.alive = True
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    async def set_scale(self) -> None:
+        return None
+
+    def current_occupancy(self) -> int:
+        return self.running + self.jobs_queue.qsize()
+
+    async def jobs_fetcher(self, session: object, jobs_needed: int) -> list[dict]:
+        self.asked.append(jobs_needed)
+        self.alive = False  # one take is the test
+        return [{"id": "next"}]
+
+    async def handle_job(self, session: object, job: dict) -> None:
+        self.running -= 1  # as the SDK's finally: the job leaves its bookkeeping
+
+
+async def test_a_freed_slot_wakes_the_take_at_once(monkeypatch):
+    monkeypatch.setattr(job_take, "FULL_WAIT_S", 3600)  # the SDK's pause: only the signal can wake it
+    monkeypatch.setattr(runpod_sdk, "JobScaler", type("Scaler", (StandInScaler,), {}))
+    job_take.take_jobs_when_a_slot_frees()
+    scaler = runpod_sdk.JobScaler()
+
+    loop = asyncio.create_task(scaler.get_jobs(None))
+    await asyncio.sleep(0.05)
+    assert scaler.asked == [] and not loop.done(), "a full worker asks for nothing"
+    await scaler.handle_job(None, {"id": "first"})  # the job ends: its slot frees
+    async with asyncio.timeout(HANG_S):
+        await loop
+    assert scaler.asked == [1], "asked for one job, through the SDK's own fetcher"
+    assert scaler.job_progress == [{"id": "next"}] and scaler.jobs_queue.get_nowait() == {"id": "next"}
+
+
+async def test_a_too_many_requests_answer_backs_off_as_the_sdk_does(monkeypatch):
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await real_sleep(0)
+
+    class Refused(StandInScaler):
+        async def jobs_fetcher(self, session: object, jobs_needed: int) -> list[dict]:
+            self.alive = False
+            raise runpod_sdk.TooManyRequests(None, (), status=429)  # type: ignore[arg-type]
+
+    scaler = Refused()
+    scaler.running = 0
+    monkeypatch.setattr(job_take.asyncio, "sleep", sleep)
+    async with asyncio.timeout(HANG_S):
+        await job_take.get_jobs(scaler, None)
+    assert job_take.TOO_MANY_REQUESTS_BACKOFF_S in slept
+
+
+def test_an_sdk_whose_job_loop_changed_fails_start_up_naming_it(monkeypatch):
+    class ChangedScaler(StandInScaler):
+        async def handle_job(self, session: object, job: dict, attempt: int) -> None:  # type: ignore[override]
+            return None
+
+    import runpod.serverless.modules.rp_scale as rp_scale
+
+    monkeypatch.setattr(rp_scale, "JobScaler", ChangedScaler)
+    with pytest.raises(runpod_sdk.SDKMismatch) as info:
+        runpod_sdk.check()
+    assert "JobScaler.handle_job(session, job)" in str(info.value) and "runpod 1.12.0" in str(info.value)
+
+
+def test_the_installed_sdk_has_the_loop_job_take_was_written_against():
+    assert runpod_sdk._changed_methods(runpod_sdk.JobScaler) == []
