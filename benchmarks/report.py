@@ -156,7 +156,7 @@ def throughput_targets(results: Throughput) -> list[list[str]]:
             f"{numbers['idle_median_2']:.1f} ms with JOBS_IN_FLIGHT=2, {numbers['idle_median_best']:.1f} ms with "
             f"{best} (tiny txt2img)",
             verdict(numbers["idle_median_2"] <= IDLE_TARGET_MS),
-            "section 7: the gap left is taking the next job, asked for the moment a slot frees (comfy_worker/core/job_take.py)",
+            "section 7: the gap left is taking the next job, asked for when a slot frees (core/job_take.py)",
         ],
         [
             f"queue of tiny txt2img jobs: >= {SPEEDUP_TARGET}x the jobs per second of JOBS_IN_FLIGHT=1",

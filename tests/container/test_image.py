@@ -39,7 +39,8 @@ def test_test_input_returns_a_png():
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     images = re.findall(r"""["']data["']: ["']([A-Za-z0-9+/=]{100,})["']""", output)  # the SDK logs the result
-    assert images and base64.b64decode(images[0]).startswith(PNG_MAGIC), output[-2000:]
+    assert images, output[-2000:]
+    assert base64.b64decode(images[0]).startswith(PNG_MAGIC), output[-2000:]
     # A fresh container's first job logs no traceback (the in-memory database printed three).
     assert "Traceback" not in output, output[output.index("Traceback") - 200 :][:3000]
 

@@ -70,7 +70,8 @@ def test_an_unknown_commit_fails_with_the_node_name(tmp_path, git_repo):
     result, _ = install(tmp_path, [{"name": "echo-node", "repo": repo, "commit": "f" * 40}])
 
     assert result.returncode != 0
-    assert "custom node 'echo-node'" in result.stderr and f"checkout of commit {'f' * 40} failed" in result.stderr
+    assert "custom node 'echo-node'" in result.stderr
+    assert f"checkout of commit {'f' * 40} failed" in result.stderr
 
 
 def test_requirements_that_cannot_install_fail_with_the_node_name(tmp_path, git_repo):
@@ -79,4 +80,5 @@ def test_requirements_that_cannot_install_fail_with_the_node_name(tmp_path, git_
     result, _ = install(tmp_path, [{"name": "needy", "repo": repo, "commit": commit}])
 
     assert result.returncode != 0
-    assert "custom node 'needy'" in result.stderr and "pip install -r requirements.txt failed" in result.stderr
+    assert "custom node 'needy'" in result.stderr
+    assert "pip install -r requirements.txt failed" in result.stderr

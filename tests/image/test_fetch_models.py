@@ -38,7 +38,8 @@ def test_downloads_verifies_and_places_the_file_once(tmp_path):
     assert first.returncode == 0, first.stderr
     target = tmp_path / "models" / "loras" / "renamed.safetensors"
     assert target.read_bytes() == DATA
-    assert "present:" in second.stderr and "fetched" not in second.stderr
+    assert "present:" in second.stderr
+    assert "fetched" not in second.stderr
     leftovers = [p.name for p in (tmp_path / "models" / "loras").iterdir()]
     assert sorted(leftovers) == [".renamed.safetensors.sha256", "renamed.safetensors"]
 

@@ -30,7 +30,8 @@ def dockerfile_sources() -> list[str]:
 
 def test_every_file_the_dockerfile_copies_exists():
     sources = dockerfile_sources()
-    assert "start.sh" in sources and "rp_handler.py" in sources
+    assert "start.sh" in sources
+    assert "rp_handler.py" in sources
     missing = [s for s in sources if not (REPO_ROOT / s).exists()]
     assert not missing
 
@@ -55,10 +56,12 @@ def test_hub_json_structure():
     assert {"title", "description", "type", "category", "config"} <= document.keys()
     assert document["type"] == "serverless"
     config = document["config"]
-    assert config["runsOn"] == "GPU" and isinstance(config["containerDiskInGb"], int)
+    assert config["runsOn"] == "GPU"
+    assert isinstance(config["containerDiskInGb"], int)
     assert all(re.fullmatch(r"\d+\.\d+", v) for v in config["allowedCudaVersions"])
     for env in config["env"]:
-        assert isinstance(env["key"], str) and env["key"].isupper()
+        assert isinstance(env["key"], str)
+        assert env["key"].isupper()
         assert ("value" in env) != ("input" in env), env
         if "input" in env:
             assert {"name", "type", "description"} <= env["input"].keys()
@@ -77,7 +80,8 @@ def test_hub_tests_structure_and_inputs_are_valid_jobs():
     document = hub_tests()
     assert document["tests"], "the Hub needs at least one test"
     for test in document["tests"]:
-        assert {"name", "input", "timeout"} <= test.keys() and test["timeout"] > 0
+        assert {"name", "input", "timeout"} <= test.keys()
+        assert test["timeout"] > 0
         parse_job_input(test["input"])
     assert {"gpuTypeId", "gpuCount"} <= document["config"].keys()
 
@@ -94,7 +98,8 @@ def test_default_jobs_use_the_model_the_image_bakes(job):
     names = {
         node["inputs"]["ckpt_name"] for node in workflow.values() if node["class_type"] == "CheckpointLoaderSimple"
     }
-    assert names and names <= baked
+    assert names
+    assert names <= baked
 
 
 def pins(path) -> dict[str, str]:

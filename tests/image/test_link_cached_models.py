@@ -49,7 +49,8 @@ def test_a_cached_model_is_linked_into_its_folder_and_a_missing_one_named(tmp_pa
 
     assert result.returncode == 0, result.stderr
     linked = models / "diffusion_models" / "flux.safetensors"
-    assert linked.read_bytes() == b"weights" and linked.resolve() == (cache / "models--acme--flux" / "blobs" / SHA)
+    assert linked.read_bytes() == b"weights"
+    assert linked.resolve() == (cache / "models--acme--flux" / "blobs" / SHA)
     expected = cache / "models--acme--absent" / "snapshots" / COMMIT / "x.safetensors"
     assert f"loras/x.safetensors: not in RunPod's model cache (looked for {expected})" in result.stderr
     assert "1 of 2 model(s) from RunPod's cache linked" in result.stderr
@@ -62,7 +63,8 @@ def test_the_build_does_not_download_a_cached_model(tmp_path):
         env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"},  # nothing answers: no download may be tried
     )
     assert result.returncode == 0, result.stderr
-    assert "0 model(s) in place" in result.stderr and not (tmp_path / "models").exists()
+    assert "0 model(s) in place" in result.stderr
+    assert not (tmp_path / "models").exists()
 
 
 def test_an_unknown_source_is_refused(tmp_path):
@@ -71,4 +73,5 @@ def test_an_unknown_source_is_refused(tmp_path):
     document["models"][0]["from"] = "volume"
     path.write_text(json.dumps(document))
     result = run_script("scripts/image/fetch_models.py", "--manifest", str(path), "--models-dir", str(tmp_path / "m"))
-    assert result.returncode == 1 and "models[0].from: must be one of image, runpod-cache" in result.stderr
+    assert result.returncode == 1
+    assert "models[0].from: must be one of image, runpod-cache" in result.stderr

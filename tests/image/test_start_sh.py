@@ -250,7 +250,8 @@ def test_sigterm_lets_the_jobs_in_flight_finish_then_stops_comfyui(tmp_path):
 
     assert [final["status"] for final in finals] == ["COMPLETED", "COMPLETED"], [f.get("output") for f in finals]
     assert "the worker finishes its jobs in flight" in log
-    assert comfyui and not any(process.is_running() and process.status() != psutil.STATUS_ZOMBIE for process in comfyui)
+    assert comfyui
+    assert not any(process.is_running() and process.status() != psutil.STATUS_ZOMBIE for process in comfyui)
 
 
 def comfyui_of(start_sh: psutil.Process) -> list[psutil.Process]:
@@ -279,7 +280,8 @@ def test_a_job_that_outlasts_the_shutdown_grace_fails_naming_the_shutdown(tmp_pa
 
     status = info.value.status
     assert status["output"]["error_type"] == "worker_shut_down", status
-    assert "SHUTDOWN_GRACE_S" in status["error"] and "send the job again" in status["error"]
+    assert "SHUTDOWN_GRACE_S" in status["error"]
+    assert "send the job again" in status["error"]
 
 
 def test_23_a_comfyui_killed_mid_job_is_named_though_start_sh_starts_a_new_one(tmp_path):

@@ -107,7 +107,8 @@ def test_a_taken_name_is_never_overwritten(comfyui):
     second = outputs(comfyui, queue(comfyui, batch("WorkerSaveImage", prefix, batch_size=1, color=0x0B0B0B)))
     try:
         stem = prefix.replace("%batch_num%", "0")
-        assert first == [f"{stem}_00001_.png"] and second == [f"{stem}_00002_.png"]
+        assert first == [f"{stem}_00001_.png"]
+        assert second == [f"{stem}_00002_.png"]
         assert Image.open(io.BytesIO(complete(output / first[0]))).getpixel((0, 0)) == (10, 10, 10)
         assert Image.open(io.BytesIO(complete(output / second[0]))).getpixel((0, 0)) == (11, 11, 11)
     finally:

@@ -81,7 +81,8 @@ def test_a_comfyui_without_the_history_delete_fails_naming_the_endpoint(tmp_path
     server = tree / "server.py"
     source = server.read_text()
     head, route, handler = source.partition('@routes.post("/history")')
-    assert route and "self.prompt_queue.delete_history_item(" in handler, "the tree deletes where this test expects"
+    assert route, "the tree deletes where this test expects"
+    assert "self.prompt_queue.delete_history_item(" in handler, "the tree deletes where this test expects"
     server.write_text(head + route + handler.replace("self.prompt_queue.delete_history_item(", "(lambda _: None)(", 1))
     empty = tmp_path / "workflows"
     empty.mkdir()
@@ -113,4 +114,5 @@ def test_a_launch_flag_the_pinned_comfyui_lacks_fails_naming_it(tmp_path):
     run = check(COMFYUI_DIR, empty, "--launch-args", str(launch_args))
 
     assert run.returncode != 0
-    assert "ComfyUI did not start" in run.stderr and "--no-such-comfyui-flag" in run.stderr, run.stderr[-2000:]
+    assert "ComfyUI did not start" in run.stderr, run.stderr[-2000:]
+    assert "--no-such-comfyui-flag" in run.stderr, run.stderr[-2000:]

@@ -82,7 +82,8 @@ def install_by_git_url(repository: Path, custom_nodes: Path) -> None:
         ["git", "-C", str(target), "checkout", "-q", "editor-extension"],
     ):
         subprocess.run(command, cwd=repository, env=environment, check=True, capture_output=True)
-    assert (target / "__init__.py").is_file() and not (target / "editor_extension").exists()
+    assert (target / "__init__.py").is_file()
+    assert not (target / "editor_extension").exists()
     assert (target / "comfy_worker_client" / "endpoint.py").is_file(), "the client travels with the extension"
 
 
@@ -167,9 +168,11 @@ def test_a_workflow_runs_on_the_endpoint_with_progress_and_its_output_lands_in_o
     assert len([p for p in percents if 0 < p < 100]) >= 2, seen
     assert any("KSampler: step" in text for text in seen), seen
     [done] = runs(editor)
-    assert done["images"] == 1 and "1 output(s) in output/" in done["text"]
+    assert done["images"] == 1
+    assert "1 output(s) in output/" in done["text"]
     saved = list((designer.base_dir / "output").glob("*.png"))
-    assert len(saved) == 1 and saved[0].stat().st_size > 0
+    assert len(saved) == 1
+    assert saved[0].stat().st_size > 0
     assert previews == 1, "the latent preview showed while sampling"
     # The output shows in the SaveImage node's preview, as after a local run.
     shown = "return window.app.nodeOutputs?.['9']?.images?.[0]?.filename"
@@ -179,7 +182,8 @@ def test_a_workflow_runs_on_the_endpoint_with_progress_and_its_output_lands_in_o
     # ...and the run is in ComfyUI's queue history: the editor's Queue panel shows its output.
     with urllib.request.urlopen(f"http://{designer.host}/history/{done['id']}") as response:
         [entry] = json.load(response).values()
-    assert entry["outputs"]["9"]["images"][0]["filename"] == saved[0].name and entry["status"]["completed"]
+    assert entry["outputs"]["9"]["images"][0]["filename"] == saved[0].name
+    assert entry["status"]["completed"]
     open_outputs_panel(editor)
     in_panel = "return [...document.querySelectorAll('.side-bar-panel img')].map(i => i.src).join(' ')"
     WebDriverWait(editor, 90).until(lambda b: saved[0].name in b.execute_script(in_panel))
@@ -191,7 +195,8 @@ def test_several_runs_are_in_flight_each_listed_and_cancelled_from_the_editor(ed
     for _ in range(2):
         editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
     WebDriverWait(editor, 90).until(lambda b: len(runs(b)) == 2 and any("step" in run["text"] for run in runs(b)))
-    assert len({run["id"] for run in runs(editor)}) == 2 and all(run["state"] != "FAILED" for run in runs(editor))
+    assert len({run["id"] for run in runs(editor)}) == 2
+    assert all(run["state"] != "FAILED" for run in runs(editor))
 
     for run in runs(editor):  # each button found afresh: the panel is redrawn every second
         editor.execute_script(
@@ -203,7 +208,8 @@ def test_several_runs_are_in_flight_each_listed_and_cancelled_from_the_editor(ed
 def test_a_missing_model_and_a_wrong_key_say_what_is_wrong(editor, designer):
     load(editor, txt2img(seed=709, checkpoint="absent-model.safetensors"))
     failed = run_and_wait(editor, "FAILED")
-    assert "absent-model.safetensors" in failed["text"] and "node 4" in failed["text"], failed
+    assert "absent-model.safetensors" in failed["text"], failed
+    assert "node 4" in failed["text"], failed
     assert editor.execute_script("return window.app.graph.getNodeById(4).bgcolor") == MISSING, "marked on the node"
 
     configure(designer, api_key="wrong-key")
@@ -230,7 +236,8 @@ def test_a_node_type_the_endpoint_lacks_is_named_with_its_package(editor):
     assert editor.execute_script("return window.app.graph.getNodeById(20).bgcolor") == MISSING
 
     failed = run_and_wait(editor, "FAILED")
-    assert "node 20" in failed["text"] and "'DesignerOnlyInvert'" in failed["text"], failed
+    assert "node 20" in failed["text"], failed
+    assert "'DesignerOnlyInvert'" in failed["text"], failed
     assert "custom-node package 'designer-only-nodes'" in failed["text"], failed
     assert editor.execute_script("return window.app.graph.getNodeById(20).bgcolor") == MISSING, "marked on the node"
 
@@ -240,7 +247,8 @@ def test_an_unreachable_endpoint_says_so_before_anything_runs(editor, designer):
     load(editor, txt2img(steps=1, size=64, seed=716))
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
     WebDriverWait(editor, 90).until(lambda b: "is unreachable" in b.find_element(By.TAG_NAME, "body").text)
-    assert "check its ID or base URL" in editor.find_element(By.TAG_NAME, "body").text and runs(editor) == []
+    assert "check its ID or base URL" in editor.find_element(By.TAG_NAME, "body").text
+    assert runs(editor) == []
 
 
 def test_check_marks_what_the_endpoint_lacks_before_anything_runs(editor):
@@ -267,7 +275,8 @@ def test_a_timeout_and_an_output_too_large_say_what_to_do(editor, designer, smal
     configure(designer, base_url=small_results_endpoint, api_key=API_KEY)
     load(editor, txt2img(steps=2, size=64, seed=712))
     too_large = run_and_wait(editor, "FAILED")
-    assert "MAX_RESPONSE_BYTES" in too_large["text"] and "Environment Variables" in too_large["text"], too_large
+    assert "MAX_RESPONSE_BYTES" in too_large["text"], too_large
+    assert "Environment Variables" in too_large["text"], too_large
 
 
 def test_nodes_without_an_api_form_are_named_and_marked(editor):
@@ -308,7 +317,8 @@ def test_outputs_an_endpoint_puts_in_its_bucket_are_downloaded_into_output(edito
     done = run_and_wait(editor, "COMPLETED")
     [saved] = set((designer.base_dir / "output").glob("*.png")) - before
     [uploaded] = {item.key for item in bucket.objects.all()} - in_bucket  # the output went by URL
-    assert done["images"] == 1 and saved.read_bytes() == bucket.Object(uploaded).get()["Body"].read(), done
+    assert done["images"] == 1, done
+    assert saved.read_bytes() == bucket.Object(uploaded).get()["Body"].read(), done
 
 
 def open_outputs_panel(editor: WebDriver) -> None:
@@ -371,7 +381,8 @@ def test_typing_the_settings_saves_each_once_and_keeps_the_key_as_typed(editor, 
     stored = json.loads((designer.base_dir / "user" / "runpod_run.json").read_text())
     assert stored["keys"][endpoint[0]] == API_KEY, "the key exactly as typed, for this endpoint"
     WebDriverWait(editor, 90).until(lambda _: key.get_attribute("placeholder") == KEY_KEPT)
-    assert key.get_attribute("value") == "" and error_toasts(editor) == []
+    assert key.get_attribute("value") == ""
+    assert error_toasts(editor) == []
     editor.save_screenshot(str(ARTIFACTS / "editor-settings-typed.png"))
 
     editor.refresh()  # what a person sees next time: the URL, and a key kept but not shown
@@ -438,12 +449,14 @@ def test_the_runs_panel_leaves_comfyuis_controls_free_and_can_be_cleared_and_clo
             apart = panel["right"] <= other["left"] or other["right"] <= panel["left"] or \
                 panel["bottom"] <= other["top"] or other["bottom"] <= panel["top"]  # fmt: skip
             assert apart, (control, panel, other)
-    assert done["id"][:13] in done["text"] and ":" in done["text"], "the job id and the time"
+    assert done["id"][:13] in done["text"], "the job id and the time"
+    assert ":" in done["text"], "the job id and the time"
     assert "output/" in done["text"], "the saved file's name"
     editor.save_screenshot(str(ARTIFACTS / "editor-runs-panel.png"))
 
     editor.execute_script("document.querySelector('.runpod-panel-button').click()")  # Clear finished
-    assert runs(editor) == [] and not editor.find_elements(By.ID, "runpod-runs")
+    assert runs(editor) == []
+    assert not editor.find_elements(By.ID, "runpod-runs")
     load(editor, txt2img(steps=40, size=64, seed=720))  # still running when the panel is closed
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
     WebDriverWait(editor, 90).until(lambda b: runs(b) and runs(b)[0]["state"] not in FINAL)

@@ -20,7 +20,9 @@ async def test_txt2img_on_generated_checkpoint(run_job, clean_after, comfyui):
 
     assert "error" not in result, result
     [entry] = result["images"]
-    assert entry["type"] == "base64" and entry["mime_type"] == "image/png" and entry["node_id"] == "9"
+    assert entry["type"] == "base64"
+    assert entry["mime_type"] == "image/png"
+    assert entry["node_id"] == "9"
     image = decode_image(entry)
     assert image.size == (64, 64)
     # ComfyUI's SaveImage embeds the prompt it ran: proof the PNG came from ComfyUI.
@@ -104,7 +106,8 @@ async def test_n3_a_graph_of_thousands_of_unknown_nodes_gets_a_small_error_and_t
     result = await run_job({"workflow": workflow})
 
     assert result["error_type"] == "invalid_input"
-    assert len(result["details"]["problems"]) == 20 and result["details"]["more_problems"] == 19_980
+    assert len(result["details"]["problems"]) == 20
+    assert result["details"]["more_problems"] == 19_980
     assert len(json.dumps(result)) < 10_000
     await assert_worker_still_serves(run_job)
 
@@ -131,7 +134,8 @@ async def test_runtime_failure_names_node_and_exception(run_job, clean_after, co
 
     assert result["error_type"] == "execution_failed"
     details = result["details"]
-    assert details["node_id"] == "1" and details["node_type"] == "LoadImage"
+    assert details["node_id"] == "1"
+    assert details["node_type"] == "LoadImage"
     assert details["exception_type"].endswith("UnidentifiedImageError")
     assert result["error"].startswith("node 1 (LoadImage) failed: ")
     assert "refresh_worker" not in result

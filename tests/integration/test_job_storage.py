@@ -60,9 +60,11 @@ async def test_outputs_go_to_the_jobs_own_bucket(run_job, job_s3, monkeypatch, c
     assert entry["type"] == "s3_url", result
     stored = client.get_object(Bucket=JOB_BUCKET, Key=f"from-job/job-own-bucket/{entry['filename']}")["Body"].read()
     served = await asyncio.to_thread(lambda: urllib.request.urlopen(entry["data"]).read())
-    assert served == stored and Image.open(io.BytesIO(served)).getpixel((0, 0)) == (0x10, 0x20, 0x30)
+    assert served == stored
+    assert Image.open(io.BytesIO(served)).getpixel((0, 0)) == (0x10, 0x20, 0x30)
     assert "X-Amz-Expires=600" in entry["data"]
-    assert SECRET not in json.dumps(result) and SECRET not in caplog.text
+    assert SECRET not in json.dumps(result)
+    assert SECRET not in caplog.text
 
 
 async def test_an_s3_input_is_read_with_the_jobs_credentials(run_job, job_s3, monkeypatch, clean_after):
@@ -90,7 +92,8 @@ async def test_an_s3_input_is_read_with_the_jobs_credentials(run_job, job_s3, mo
     assert missing["error_type"] == "invalid_input"
     [problem] = missing["details"]["problems"]
     assert problem["field"] == "input.images[0].image"
-    assert f"s3://{JOB_BUCKET}/in/nope.png" in problem["problem"] and "HTTP 404" in problem["problem"]
+    assert f"s3://{JOB_BUCKET}/in/nope.png" in problem["problem"]
+    assert "HTTP 404" in problem["problem"]
     assert "X-Amz-Signature" not in missing["error"]
 
 
@@ -102,7 +105,8 @@ async def test_a_jobs_bucket_on_a_private_address_is_refused(run_job, job_s3, mo
 
     assert result["error_type"] == "invalid_input"
     [problem] = result["details"]["problems"]
-    assert problem["field"] == "input.storage.endpoint_url" and "non-public address 127.0.0.1" in problem["problem"]
+    assert problem["field"] == "input.storage.endpoint_url"
+    assert "non-public address 127.0.0.1" in problem["problem"]
 
 
 async def test_the_workers_own_bucket_on_a_private_address_serves_s3_inputs(
@@ -124,7 +128,8 @@ async def test_the_workers_own_bucket_on_a_private_address_serves_s3_inputs(
     assert decode_image(result["images"][0]).getpixel((0, 0)) == (12, 34, 56)
 
     by_url = await run_job({"workflow": load_image("photo.png"), "images": [{**photo, "image": f"{endpoint}/x.png"}]})
-    assert by_url["error_type"] == "invalid_input" and "non-public address" in by_url["error"]
+    assert by_url["error_type"] == "invalid_input"
+    assert "non-public address" in by_url["error"]
     as_own = await run_job({"workflow": empty_image(), "storage": job_storage(endpoint)})
     assert [p["field"] for p in as_own["details"]["problems"]] == ["input.storage.endpoint_url"]
 
@@ -140,7 +145,8 @@ async def test_an_incomplete_storage_and_an_s3_input_without_credentials_are_nam
         {"workflow": load_image("x.png"), "images": [{"name": "x.png", "image": "s3://somewhere/x.png"}]}
     )
     assert no_bucket["error_type"] == "invalid_input"
-    assert "input.images[0].image" in no_bucket["error"] and "'storage'" in no_bucket["error"]
+    assert "input.images[0].image" in no_bucket["error"]
+    assert "'storage'" in no_bucket["error"]
 
 
 async def test_a_named_workflows_image_parameter_takes_an_s3_reference(run_job, job_s3, monkeypatch, clean_after):
@@ -152,4 +158,5 @@ async def test_a_named_workflows_image_parameter_takes_an_s3_reference(run_job, 
     result = await run_job({**job, "output": {"storage": "base64"}})
 
     assert "error" not in result, result
-    assert result["images"][0]["type"] == "base64" and decode_image(result["images"][0]).size == (8, 8)
+    assert result["images"][0]["type"] == "base64"
+    assert decode_image(result["images"][0]).size == (8, 8)

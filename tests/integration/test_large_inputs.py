@@ -45,7 +45,8 @@ def test_the_local_endpoint_refuses_what_runpod_would(endpoint):
 
     accepted = requests.post(f"{base_url}/runsync?wait=60000", json=body, headers=AUTH, timeout=90)
     assert accepted.status_code == 200, accepted.text
-    assert accepted.json()["status"] == "FAILED" and "input.padding" in json.dumps(accepted.json()), "the worker saw it"
+    assert accepted.json()["status"] == "FAILED", "the worker saw it"
+    assert "input.padding" in json.dumps(accepted.json()), "the worker saw it"
 
 
 def test_without_a_bucket_the_client_refuses_before_sending(endpoint, big_png):
@@ -79,7 +80,8 @@ def test_the_client_sends_large_inputs_through_its_bucket(bucket_endpoint, big_p
     [entry] = final["output"]["images"]
     assert entry["type"] == "s3_url", entry  # the worker's bucket took the output too
     scaled = Image.open(io.BytesIO(requests.get(entry["data"], timeout=30).content))
-    assert scaled.size == (16, 16) and scaled.getpixel((0, 0)) == CORNER
+    assert scaled.size == (16, 16)
+    assert scaled.getpixel((0, 0)) == CORNER
     assert f"big.png ({len(big_png) / 1e6:.1f} MB) uploaded to bucket uploads" in caplog.text
     assert job_input["images"][0]["image"] == encoded, "the caller's input is left as it was"
 
@@ -106,11 +108,13 @@ def test_the_command_line_says_what_it_uploads_or_why_it_refuses(endpoint, bucke
 
     refused = run(endpoint[0], plain_env)
     assert refused.returncode == 2, refused.stderr
-    assert "not sent: the request is" in refused.stderr and "over RunPod's limit of 10.0 MB for /run" in refused.stderr
+    assert "not sent: the request is" in refused.stderr
+    assert "over RunPod's limit of 10.0 MB for /run" in refused.stderr
 
     bucket_env = {key: value for key, value in bucket_endpoint[1].items() if key.startswith("BUCKET_")}
     sent = run(bucket_endpoint[0], {**plain_env, **bucket_env})
     assert sent.returncode == 0, sent.stderr
-    assert "big.png (" in sent.stderr and "uploaded to bucket uploads" in sent.stderr
+    assert "big.png (" in sent.stderr
+    assert "uploaded to bucket uploads" in sent.stderr
     [saved] = sent.stdout.split()
     assert Image.open(saved).getpixel((0, 0)) == CORNER

@@ -43,7 +43,8 @@ async def first_step(progress: list[dict]) -> None:
 def assert_monotone_to_one(updates: list[dict]) -> None:
     fractions = [u["progress"] for u in updates if "progress" in u]
     assert fractions == sorted(fractions), fractions
-    assert fractions[-1] == 1.0 and max(fractions[:-1]) < 1.0
+    assert fractions[-1] == 1.0
+    assert max(fractions[:-1]) < 1.0
 
 
 async def test_progress_reports_every_sampler_end_and_rises_to_one(run_job, progress):
@@ -52,14 +53,19 @@ async def test_progress_reports_every_sampler_end_and_rises_to_one(run_job, prog
 
     assert "error" not in result, result
     sampler_steps = [u["step"] for u in progress if u.get("node_id") == "3" and u.get("step")]
-    assert sampler_steps[0] == 1 and sampler_steps[-1] == steps
+    assert sampler_steps[0] == 1
+    assert sampler_steps[-1] == steps
     assert sampler_steps == sorted(sampler_steps)
     assert_monotone_to_one(progress)
     update = next(u for u in progress if u.get("step") == steps)
-    assert update["node_class"] == "KSampler" and update["node_title"] == "KSampler" and update["max"] == steps
+    assert update["node_class"] == "KSampler"
+    assert update["node_title"] == "KSampler"
+    assert update["max"] == steps
     assert update["message"] == f"KSampler: step {steps}/{steps}"
-    assert update["nodes_total"] == 7 and update["elapsed_s"] > 0
-    assert progress[0]["status"] == "queued" and progress[-1]["status"] == "collecting_outputs"
+    assert update["nodes_total"] == 7
+    assert update["elapsed_s"] > 0
+    assert progress[0]["status"] == "queued"
+    assert progress[-1]["status"] == "collecting_outputs"
     assert all("preview" not in u for u in progress)
     assert set(result["timings"]) == {
         "wait_for_comfyui_s",
@@ -74,7 +80,8 @@ async def test_progress_reports_every_sampler_end_and_rises_to_one(run_job, prog
     }
     timings = result["timings"]
     ran_s = timings["comfyui_ended_at"] - timings["comfyui_started_at"]
-    assert 0 < ran_s <= timings["execute_s"] and timings["queued_s"] < timings["execute_s"]
+    assert 0 < ran_s <= timings["execute_s"]
+    assert timings["queued_s"] < timings["execute_s"]
 
 
 async def test_two_samplers_read_as_one_rising_fraction(run_job, progress):
@@ -97,7 +104,8 @@ async def test_throttling_thins_the_middle_only(run_job, progress, use_settings)
 
     assert "error" not in result, result
     sampler = [u for u in progress if u.get("node_id") == "3" and u.get("step")]
-    assert sampler[0]["step"] == 1 and sampler[-1]["step"] == steps, "the first and last step are always sent"
+    assert sampler[0]["step"] == 1, "the first and last step are always sent"
+    assert sampler[-1]["step"] == steps, "the first and last step are always sent"
     # Between them, at most one update per 2 s of the sampler's own time (measured, not assumed).
     sampling_s = sampler[-1]["elapsed_s"] - sampler[0]["elapsed_s"]
     middle = sampler[1:-1]
@@ -113,9 +121,11 @@ async def test_previews_arrive_only_when_asked(run_job, progress):
 
     assert "error" not in result, result
     previews = [u["preview"] for u in progress if "preview" in u]
-    assert previews and previews[-1]["mime_type"] == "image/jpeg"
+    assert previews
+    assert previews[-1]["mime_type"] == "image/jpeg"
     image = Image.open(io.BytesIO(base64.b64decode(previews[-1]["data"])))
-    assert image.format == "JPEG" and max(image.size) <= 256  # ComfyUI runs with --preview-size 256
+    assert image.format == "JPEG"
+    assert max(image.size) <= 256
 
 
 async def test_timeout_interrupts_comfyui_and_the_next_job_runs(run_job, progress, comfyui, clean_after):
@@ -125,7 +135,8 @@ async def test_timeout_interrupts_comfyui_and_the_next_job_runs(run_job, progres
     assert result["error_type"] == "timeout"
     assert "timeout of 1.5 s and was stopped" in result["error"], "interrupted, not killed"
     assert (await comfy_queue(comfyui.host)) == {"queue_running": [], "queue_pending": []}
-    assert comfyui.process.poll() is None and comfyui.process.pid == comfyui_pid
+    assert comfyui.process.poll() is None
+    assert comfyui.process.pid == comfyui_pid
     assert "error" not in await run_job({"workflow": empty_image(color=0x010203)})
 
 
@@ -138,7 +149,8 @@ async def test_cancel_interrupts_comfyui_and_the_next_job_runs(run_job, progress
         await job
     # The cancel returns once ComfyUI has stopped the prompt: nothing runs or waits there.
     assert (await comfy_queue(comfyui.host)) == {"queue_running": [], "queue_pending": []}
-    assert any(update.get("step") for update in progress) and comfyui.process.poll() is None
+    assert any(update.get("step") for update in progress)
+    assert comfyui.process.poll() is None
     result = await run_job({"workflow": empty_image(color=0x040506)})
     assert decode_image(result["images"][0]).getpixel((0, 0)) == (4, 5, 6)
 
@@ -167,10 +179,12 @@ async def test_a_second_job_in_flight_waits_in_comfyuis_queue_then_runs(run_job,
         run_job({"workflow": txt2img(steps=8, seed=8)}), run_job({"workflow": empty_image(color=0x0A0B0C)})
     )
 
-    assert "error" not in first and "error" not in second
+    assert "error" not in first
+    assert "error" not in second
     assert decode_image(second["images"][0]).getpixel((0, 0)) == (10, 11, 12)
     assert any(u.get("status") == "queued" and u.get("jobs_ahead") == 1 for u in progress)
-    assert second["timings"]["queued_s"] > 0 and first["timings"]["queued_s"] < second["timings"]["queued_s"]
+    assert second["timings"]["queued_s"] > 0
+    assert first["timings"]["queued_s"] < second["timings"]["queued_s"]
 
 
 async def test_dropped_websocket_is_survived(run_job, progress):
@@ -178,7 +192,8 @@ async def test_dropped_websocket_is_survived(run_job, progress):
     await first_step(progress)
 
     client = run_job.worker.comfyui.api
-    assert isinstance(client, ComfyClient) and client._ws is not None
+    assert isinstance(client, ComfyClient)
+    assert client._ws is not None
     await client._ws.close()  # the socket drops; ComfyUI lives on
     result = await job
 

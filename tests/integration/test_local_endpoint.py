@@ -64,7 +64,8 @@ def test_the_cli_runs_a_job_and_saves_the_png(endpoint, tmp_path):
     assert result.returncode == 0, result.stderr
     [saved] = result.stdout.split()
     image = Image.open(saved)
-    assert image.format == "PNG" and image.size == (64, 64)
+    assert image.format == "PNG"
+    assert image.size == (64, 64)
     assert "100.0% done" in result.stderr  # the progress reached the end (plain lines: not a terminal)
 
 
@@ -78,9 +79,13 @@ def test_progress_shows_before_completion(client):
     assert in_progress, [s["status"] for s in statuses]
     assert {"progress", "message", "node_id"} <= in_progress[-1].keys()
     etas = [p["eta_s"] for p in in_progress if "eta_s" in p]
-    assert etas and all(eta >= 0 for eta in etas), "the time left is estimated once the sampler has a step rate"
-    assert final["status"] == "COMPLETED" and final["output"]["images"]
-    assert final["delayTime"] >= 0 and final["executionTime"] > 0 and final["workerId"] == "local-worker"
+    assert etas, "the time left is estimated once the sampler has a step rate"
+    assert all(eta >= 0 for eta in etas), "the time left is estimated once the sampler has a step rate"
+    assert final["status"] == "COMPLETED"
+    assert final["output"]["images"]
+    assert final["delayTime"] >= 0
+    assert final["executionTime"] > 0
+    assert final["workerId"] == "local-worker"
 
 
 def test_cancel_reaches_the_worker_and_interrupts_comfyui(client, comfyui):
@@ -124,7 +129,8 @@ def test_a_failing_workflow_surfaces_its_error(client, endpoint, tmp_path):
         text=True,
         timeout=60,
     )
-    assert cli.returncode == 1 and "NoSuchNode" in cli.stderr
+    assert cli.returncode == 1
+    assert "NoSuchNode" in cli.stderr
 
 
 def test_a_job_over_its_execution_timeout_ends_timed_out(client, comfyui):
@@ -145,7 +151,8 @@ def test_client_api_shapes(client):
     job_id = client.run({"workflow": empty_image()})
     assert client.wait(job_id, poll_interval_s=0.05)["output"]["images"][0]["type"] == "base64"
     health = client.call("GET", "/health")
-    assert health["jobs"]["completed"] >= 1 and health["workers"]["ready"] == 1
+    assert health["jobs"]["completed"] >= 1
+    assert health["workers"]["ready"] == 1
     assert client.call("POST", "/purge-queue") == {"removed": 0, "status": "completed"}
     with pytest.raises(EndpointAnswered, match="404"):
         client.status("no-such-job")
@@ -154,7 +161,8 @@ def test_client_api_shapes(client):
 def test_job_input_from_a_job_file():
     job = job_input_from_files(REPO_ROOT / "test_input.json", timeout_s=None, output={"format": "webp"})
     assert job["workflow"]["4"]["class_type"] == "CheckpointLoaderSimple"
-    assert job["output"] == {"format": "webp"} and "timeout_s" not in job
+    assert job["output"] == {"format": "webp"}
+    assert "timeout_s" not in job
 
 
 def test_refresh_worker_replaces_the_worker_when_comfyui_dies(tmp_path):
@@ -198,7 +206,8 @@ def post_json_file(base_url: str, path: str, body: bytes) -> dict:
 def test_every_example_file_runs_as_a_job(client, endpoint, example):
     submitted = post_json_file(endpoint[0], "/run", example.read_bytes())  # as curl -d @file sends it
     final = client.wait(submitted["id"], poll_interval_s=0.05)
-    assert final["status"] == "COMPLETED" and final["output"]["images"]
+    assert final["status"] == "COMPLETED"
+    assert final["output"]["images"]
 
 
 def doc_block(marker: str) -> str:
@@ -221,7 +230,8 @@ def test_the_documented_curl_example_runs_as_written(endpoint):
     assert result.returncode == 0, result.stderr
     *_, last = result.stdout.strip().splitlines()
     final = json.loads(last)
-    assert final["status"] == "COMPLETED" and final["output"]["images"][0]["mime_type"] == "image/png"
+    assert final["status"] == "COMPLETED"
+    assert final["output"]["images"][0]["mime_type"] == "image/png"
 
 
 class WebhookReceiver(http.server.BaseHTTPRequestHandler):
@@ -247,13 +257,16 @@ def test_webhook_retry_and_status_sync_with_the_real_worker(client, endpoint):
         body = {"input": {"workflow": workflow}, "webhook": f"http://127.0.0.1:{server.server_port}/hook"}
         job_id = client.call("POST", "/run", body)["id"]
         first = client.call("GET", f"/status-sync/{job_id}?wait=30000")
-        assert first["status"] == "FAILED" and "NoSuchNode" in first["error"]
+        assert first["status"] == "FAILED"
+        assert "NoSuchNode" in first["error"]
         wait_until(lambda: len(WebhookReceiver.received) == 1)
-        assert WebhookReceiver.received[0]["id"] == job_id and WebhookReceiver.received[0]["status"] == "FAILED"
+        assert WebhookReceiver.received[0]["id"] == job_id
+        assert WebhookReceiver.received[0]["status"] == "FAILED"
 
         assert client.call("POST", f"/retry/{job_id}") == {"id": job_id, "status": "IN_QUEUE"}
         again = client.call("GET", f"/status-sync/{job_id}?wait=30000")
-        assert again["status"] == "FAILED" and again["output"]["error_type"] == "invalid_input"
+        assert again["status"] == "FAILED"
+        assert again["output"]["error_type"] == "invalid_input"
         wait_until(lambda: len(WebhookReceiver.received) == 2)
         assert client.call("GET", "/health")["jobs"]["retried"] >= 1
     finally:
@@ -271,7 +284,8 @@ def test_a_local_run_saves_its_outputs_under_unique_names(comfyui, tmp_path):
     saved = sorted(tmp_path.iterdir())
     assert len(saved) == 2, "the second run did not overwrite the first"
     for path in saved:
-        assert path.name.startswith("local-") and "-9-" in path.name
+        assert path.name.startswith("local-")
+        assert "-9-" in path.name
         assert Image.open(path).size == (128, 128)
 
 
@@ -289,7 +303,9 @@ def test_22_a_local_run_says_in_one_line_what_is_wrong_with_its_job_file(comfyui
         (tmp_path / "bad.json", "is not JSON"),
     ):
         result = run_local(job)
-        assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert result.returncode == 2, result.stderr
+        assert said in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
     bare = run_local(tmp_path / "bare.json")  # a workflow without {"input": ...}, as comfy-client takes it
     assert bare.returncode == 0, bare.stderr[-2000:]
     [saved] = (tmp_path / "out").iterdir()
@@ -302,7 +318,9 @@ def test_22_a_local_run_says_in_one_line_what_is_wrong_with_its_job_file(comfyui
     wait_until(lambda: comfy_queue(comfyui)["queue_running"], 120)  # the job runs in ComfyUI
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130 and "stopped (Ctrl-C)" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    assert process.returncode == 130, stderr[-2000:]
+    assert "stopped (Ctrl-C)" in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
     wait_until(lambda: not comfy_queue(comfyui)["queue_running"], 60)  # and its prompt was stopped
 
 
@@ -333,7 +351,8 @@ def test_14c_the_endpoint_stops_a_worker_whose_child_holds_its_output_open(tmp_p
         _, stderr = process.communicate(timeout=120)  # a bound only a hang reaches
     finally:
         process.kill()
-    assert process.returncode == 0 and "stopped" in stderr.decode()
+    assert process.returncode == 0
+    assert "stopped" in stderr.decode()
     assert "output stayed open after it exited" in stderr.decode()
     wait_until(lambda: not sleeps(marker), 10)
 
@@ -365,7 +384,8 @@ def test_local_endpoint_sh_takes_ports_and_the_api_key(tmp_path):
         final = script_client.wait(script_client.run({"workflow": empty_image()}), poll_interval_s=0.1)
         assert final["status"] == "COMPLETED"
         log = log_file.read_text()
-        assert "ComfyUI starting (pid" in log and f"127.0.0.1:{comfy_port}" in log
+        assert "ComfyUI starting (pid" in log
+        assert f"127.0.0.1:{comfy_port}" in log
         # Issue 20, item 13: models fetched by URL stay with this checkout, not in a shared /tmp.
         assert f"Adding extra search path checkpoints {LOCAL_DIR}/model-cache/checkpoints" in log
     finally:

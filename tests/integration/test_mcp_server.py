@@ -72,10 +72,11 @@ async def test_a_call_returns_the_image_its_seeds_and_progress_on_the_way(endpoi
     assert result.structured_content["seeds"] == {"3.seed": 1234}
     assert any("KSampler: step" in (message or "") for _, _, message in updates), updates
     fractions = [progress for progress, _, _ in updates]
-    assert (
-        fractions == sorted(fractions) and all(0 <= f <= 1 for f in fractions) and {t for _, t, _ in updates} == {1.0}
-    )
-    assert not models.is_error and "checkpoints" in models.structured_content["models"]
+    assert fractions == sorted(fractions)
+    assert all(0 <= f <= 1 for f in fractions)
+    assert {t for _, t, _ in updates} == {1.0}
+    assert not models.is_error
+    assert "checkpoints" in models.structured_content["models"]
 
 
 def cancelled_jobs(base_url: str) -> int:
@@ -126,13 +127,19 @@ async def test_failures_come_back_as_tool_errors_that_say_what_is_wrong(endpoint
         unreachable = await client.call_tool("list_models", {})
 
     # Refused by the tool's schema before it is sent, naming the argument and the bound.
-    assert out_of_bounds.is_error and "txt2img.steps: 1000 is greater than the maximum of 100" in text_of(out_of_bounds)
-    assert missing_file.is_error and "no such file" in text_of(missing_file)
-    assert missing_model.is_error and "input.params.checkpoint: must be an installed file" in text_of(missing_model)
-    assert not raw.is_error and [part.type for part in raw.content][0] == "image"
-    assert wrong_key.is_error and "refused the API key (HTTP 401)" in text_of(wrong_key)
+    assert out_of_bounds.is_error
+    assert "txt2img.steps: 1000 is greater than the maximum of 100" in text_of(out_of_bounds)
+    assert missing_file.is_error
+    assert "no such file" in text_of(missing_file)
+    assert missing_model.is_error
+    assert "input.params.checkpoint: must be an installed file" in text_of(missing_model)
+    assert not raw.is_error
+    assert [part.type for part in raw.content][0] == "image"
+    assert wrong_key.is_error
+    assert "refused the API key (HTTP 401)" in text_of(wrong_key)
     assert "wrong-key" not in json.dumps(wrong_key.model_dump(mode="json"))
-    assert unreachable.is_error and "unreachable" in text_of(unreachable)
+    assert unreachable.is_error
+    assert "unreachable" in text_of(unreachable)
 
 
 async def test_the_same_tools_over_streamable_http(endpoint, tmp_path):
@@ -170,7 +177,9 @@ async def test_check_workflow_says_what_the_endpoint_lacks_running_nothing(endpo
         runnable = await client.call_tool("check_workflow", {"workflow": txt2img(steps=2, size=64)})
         missing = await client.call_tool("check_workflow", {"workflow": lacking})
 
-    assert not runnable.is_error and runnable.structured_content["valid"] is True, text_of(runnable)
-    assert missing.is_error and "input.workflow.4.inputs.ckpt_name" in text_of(missing)
+    assert not runnable.is_error, text_of(runnable)
+    assert runnable.structured_content["valid"] is True, text_of(runnable)
+    assert missing.is_error
+    assert "input.workflow.4.inputs.ckpt_name" in text_of(missing)
     assert f"closest: {TINY}" in text_of(missing)
     assert await comfy_queue(comfyui.host) == {"queue_running": [], "queue_pending": []}

@@ -109,7 +109,8 @@ async def test_list_nodes_names_every_node_type_custom_ones_included(run_job, co
     assert {"KSampler", "CheckpointLoaderSimple", "SaveImage", "WorkerSaveImage"} <= set(result["nodes"])
     assert result["nodes"] == sorted(result["nodes"])
     packs = result["node_packs"]
-    assert "KSampler" in packs["core"] and packs["worker_save_image"] == ["WorkerSaveImage"]
+    assert "KSampler" in packs["core"]
+    assert packs["worker_save_image"] == ["WorkerSaveImage"]
     assert sorted(name for names in packs.values() for name in names) == result["nodes"]
 
 
@@ -117,7 +118,8 @@ async def test_randomized_seeds_are_returned_and_reproduce_the_image(run_job, cl
     first = await run_job({"workflow": txt2img(seed=1), "randomize_seeds": True})
     second = await run_job({"workflow": txt2img(seed=1), "randomize_seeds": True})
     [seed] = first["seeds"].values()
-    assert first["seeds"] != second["seeds"] and seed != 1
+    assert first["seeds"] != second["seeds"]
+    assert seed != 1
 
     again = await run_job({"workflow": txt2img(seed=seed)})
     assert again["seeds"] == first["seeds"]
@@ -173,11 +175,10 @@ async def test_a_validate_only_job_checks_against_the_real_comfyui_and_runs_noth
 
     assert missing["error_type"] == "invalid_input", missing
     [problem] = missing["details"]["problems"]
-    assert (
-        problem["field"].endswith(".inputs.lora_name")
-        and "'tiny_lora.safetensors' is not installed" in problem["problem"]
-    )
+    assert problem["field"].endswith(".inputs.lora_name")
+    assert "'tiny_lora.safetensors' is not installed" in problem["problem"]
     assert f"closest: {LORA_NAME}" in problem["problem"]
     # The shipped txt2img names the image's checkpoint, which the tests' ComfyUI lacks.
     assert [problem["field"] for problem in named["details"]["problems"]] == ["input.workflow.4.inputs.ckpt_name"]
-    assert comfyui.job_files() == files_before and comfyui.queue() == queue_before
+    assert comfyui.job_files() == files_before
+    assert comfyui.queue() == queue_before

@@ -20,7 +20,8 @@ async def test_n5_a_prefix_near_the_name_limit_saves_as_saveimage_does(run_job, 
 
     assert "error" not in result, result
     [image] = result["images"]
-    assert image["filename"].startswith(LONG_PREFIX) and decode_image(image).getpixel((0, 0)) == (0x12, 0x34, 0x56)
+    assert image["filename"].startswith(LONG_PREFIX)
+    assert decode_image(image).getpixel((0, 0)) == (0x12, 0x34, 0x56)
 
 
 async def test_n5_an_input_name_near_the_limit_is_used_and_removed(run_job, clean_after):
@@ -37,7 +38,8 @@ async def test_n6_a_full_output_disk_is_named(run_job, comfyui, clean_after):
         left = sorted(path.name for path in folder.iterdir())
 
     assert result["error_type"] == "disk_full", result
-    assert "the worker's output disk is full" in result["error"] and result["details"]["node_id"] == "2"
+    assert "the worker's output disk is full" in result["error"]
+    assert result["details"]["node_id"] == "2"
     assert left == [".filler"], "the empty image and the failure note are removed"
     await assert_serves(run_job)
 
@@ -54,7 +56,8 @@ async def test_n8_a_full_input_disk_is_named_with_the_field(run_job, comfyui, cl
 
     assert result["error_type"] == "disk_full", result
     assert result["details"] == {"field": "input.images[0].image", "disk": "input"}
-    assert "the worker's input disk is full" in result["error"] and str(COMFYUI_DIR) not in result["error"]
+    assert "the worker's input disk is full" in result["error"]
+    assert str(COMFYUI_DIR) not in result["error"]
     assert left == [".filler"]
     await assert_serves(run_job)
 
@@ -67,7 +70,8 @@ async def test_n7_a_full_model_cache_is_named_with_the_field(run_job, comfyui, m
 
     assert result["error_type"] == "model_download_failed", result
     assert "the model cache's disk is full" in result["details"]["reason"]
-    assert result["details"]["node_id"] == "10" and result["details"]["input"] == "lora_name"
+    assert result["details"]["node_id"] == "10"
+    assert result["details"]["input"] == "lora_name"
     await assert_serves(run_job)
 
 

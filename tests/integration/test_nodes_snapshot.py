@@ -41,7 +41,8 @@ async def test_the_next_worker_runs_its_first_job_on_the_saved_node_list(comfyui
     finally:
         await first.close()
     saved = json.loads(snapshot.read_text())
-    assert saved["object_info"].keys() == listed.keys() and "WorkerSaveImage" in saved["object_info"]
+    assert saved["object_info"].keys() == listed.keys()
+    assert "WorkerSaveImage" in saved["object_info"]
 
     second = Worker(settings)
     second_calls = counting_object_info(second)

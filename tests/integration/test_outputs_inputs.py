@@ -95,7 +95,8 @@ async def test_animated_webp_comes_back_with_its_mime_type(run_job, clean_after)
     [entry] = result["images"]
     assert (entry["mime_type"], entry["media"], entry["animated"]) == ("image/webp", "image", True)
     image = decode_image(entry)
-    assert image.format == "WEBP" and image.n_frames == 2
+    assert image.format == "WEBP"
+    assert image.n_frames == 2
 
 
 async def test_webm_video_comes_back_as_a_video(run_job, clean_after):
@@ -111,7 +112,8 @@ async def test_webm_video_comes_back_as_a_video(run_job, clean_after):
 async def test_previews_only_on_request_and_text_outputs(run_job, clean_after):
     plain = await run_job({"workflow": preview_and_text_workflow()})
     assert [e["node_id"] for e in plain["images"]] == ["2"]
-    assert plain["text"][0]["node_id"] == "4" and plain["text"][0]["text"]
+    assert plain["text"][0]["node_id"] == "4"
+    assert plain["text"][0]["text"]
 
     with_previews = await run_job({"workflow": preview_and_text_workflow(), "output": {"include_previews": True}})
     assert sorted(e["node_id"] for e in with_previews["images"]) == ["2", "3"]
@@ -128,7 +130,8 @@ async def test_still_images_are_converted(run_job, clean_after, fmt, pil_format,
     result = await run_job({"workflow": empty_image(color=0xC08040, size=32), "output": {"format": fmt, "quality": 95}})
 
     [entry] = result["images"]
-    assert entry["filename"].endswith(suffix) and entry["mime_type"] == mime
+    assert entry["filename"].endswith(suffix)
+    assert entry["mime_type"] == mime
     image = decode_image(entry)
     assert image.format == pil_format
     assert all(abs(a - b) <= 4 for a, b in zip(image.convert("RGB").getpixel((5, 5)), (0xC0, 0x80, 0x40), strict=True))
@@ -151,7 +154,8 @@ async def test_outputs_go_to_the_bucket_and_the_url_serves_the_same_bytes(
     result = await run_job({"workflow": empty_image(color=0x445566)}, job_id="job-s3")
 
     [entry] = result["images"]
-    assert entry["type"] == "s3_url" and entry["mime_type"] == "image/png"
+    assert entry["type"] == "s3_url"
+    assert entry["mime_type"] == "image/png"
     served = await asyncio.to_thread(lambda: urllib.request.urlopen(entry["data"]).read())
     stored = boto3.client(
         "s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
@@ -193,8 +197,10 @@ async def test_result_over_the_limit_without_a_bucket_fails_with_the_ways_out(ru
     result = await run_job({"workflow": empty_image(size=512)})
 
     assert result["error_type"] == "output_too_large"
-    assert result["details"]["limit_bytes"] == 1000 and result["details"]["size_bytes"] > 1000
-    assert "MAX_RESPONSE_BYTES" in result["error"] and "BUCKET_ENDPOINT_URL" in result["error"]
+    assert result["details"]["limit_bytes"] == 1000
+    assert result["details"]["size_bytes"] > 1000
+    assert "MAX_RESPONSE_BYTES" in result["error"]
+    assert "BUCKET_ENDPOINT_URL" in result["error"]
     assert '"format": "webp"' in result["error"]
 
 
@@ -228,7 +234,8 @@ async def test_url_to_a_private_address_is_refused_by_default(run_job, served_pn
     assert result["error_type"] == "invalid_input"
     [problem] = result["details"]["problems"]
     assert problem["field"] == "input.images[0].image"
-    assert "refused" in problem["problem"] and "non-public address 127.0.0.1" in problem["problem"]
+    assert "refused" in problem["problem"]
+    assert "non-public address 127.0.0.1" in problem["problem"]
     assert "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS" in problem["problem"]
     assert "token=secret" not in result["error"]
 

@@ -77,7 +77,8 @@ def test_a_dropped_workflow_runs_the_bar_moves_and_the_image_shows(page):
     bar_values, texts, preview_shown = set(), set(), False
     deadline = time.monotonic() + 120
     while (now := state(page)) != "COMPLETED":
-        assert time.monotonic() < deadline and now in {"", "IN_QUEUE", "IN_PROGRESS"}, now
+        assert time.monotonic() < deadline, now
+        assert now in {"", "IN_QUEUE", "IN_PROGRESS"}, now
         bar_values.add(value := float(page.find_element(By.ID, "progress-bar").get_property("value")))
         if 0.63 < value < 0.7 and not (ARTIFACTS / "page-while-sampling.png").exists():
             page.save_screenshot(str(ARTIFACTS / "page-while-sampling.png"))
@@ -87,7 +88,8 @@ def test_a_dropped_workflow_runs_the_bar_moves_and_the_image_shows(page):
 
     assert len([v for v in bar_values if 0 < v < 1]) >= 2, f"the bar moved through the job: {sorted(bar_values)}"
     assert any("KSampler: step" in text and "s left" in text for text in texts), texts
-    assert preview_shown and not page.find_element(By.ID, "preview").is_displayed(), "a preview while sampling only"
+    assert preview_shown, "a preview while sampling only"
+    assert not page.find_element(By.ID, "preview").is_displayed(), "a preview while sampling only"
     image = page.find_element(By.CSS_SELECTOR, "#outputs img")
     WebDriverWait(page, 90).until(lambda p: p.execute_script("return arguments[0].naturalWidth", image) == 64)
     job_id = page.find_element(By.ID, "job-id").text
@@ -128,7 +130,9 @@ def test_a_failing_workflow_shows_its_error_with_the_node(page, tmp_path):
 
     WebDriverWait(page, 60).until(lambda p: state(p) == "FAILED")
     message = page.find_element(By.ID, "job-error-message").text
-    assert "FAILED" in message and "NoSuchNode" in message and "3" in message
+    assert "FAILED" in message
+    assert "NoSuchNode" in message
+    assert "3" in message
     page.find_element(By.CSS_SELECTOR, "#job-error summary").click()
     assert "invalid_input" in page.find_element(By.ID, "job-error-details").text
 
@@ -146,8 +150,10 @@ def test_an_input_over_runpods_limit_is_refused_without_a_bucket(page, tmp_path)
 
     WebDriverWait(page, 90).until(lambda p: p.find_element(By.ID, "submit-error").is_displayed())
     refusal = page.find_element(By.ID, "submit-error").text
-    assert "Not sent: the request is" in refusal and "over RunPod's limit of 10.0 MB for /run" in refusal
-    assert "BUCKET_ENDPOINT_URL" in refusal and not page.find_element(By.ID, "job-panel").is_displayed()
+    assert "Not sent: the request is" in refusal
+    assert "over RunPod's limit of 10.0 MB for /run" in refusal
+    assert "BUCKET_ENDPOINT_URL" in refusal
+    assert not page.find_element(By.ID, "job-panel").is_displayed()
 
 
 def test_an_input_over_runpods_limit_goes_through_the_bucket(bucket_page, tmp_path):
@@ -157,7 +163,9 @@ def test_an_input_over_runpods_limit_goes_through_the_bucket(bucket_page, tmp_pa
 
     WebDriverWait(bucket_page, 120).until(lambda p: state(p) == "COMPLETED")
     note = bucket_page.find_element(By.ID, "submit-note").text
-    assert "big.png (" in note and "went through bucket uploads" in note and "over RunPod's limit" in note
+    assert "big.png (" in note
+    assert "went through bucket uploads" in note
+    assert "over RunPod's limit" in note
     image = bucket_page.find_element(By.CSS_SELECTOR, "#outputs img")
     WebDriverWait(bucket_page, 90).until(lambda p: p.execute_script("return arguments[0].naturalWidth", image) == 24)
 
@@ -196,7 +204,8 @@ def test_a_named_workflows_form_has_every_parameter_with_its_bounds(page, endpoi
             assert options == spec["enum"], name
         elif "x-installed" in spec:
             options = [o.get_attribute("value") for o in field.find_elements(By.CSS_SELECTOR, "option")]
-            assert options[:-1] == spec["x-installed"] and CHECKPOINT_NAME in options, name
+            assert options[:-1] == spec["x-installed"], name
+            assert CHECKPOINT_NAME in options, name
         else:
             assert field.find_element(By.CSS_SELECTOR, "textarea"), name
     assert page.find_element(By.CSS_SELECTOR, "[data-param='seed'] input[type=checkbox]"), "a random seed box"
@@ -205,9 +214,8 @@ def test_a_named_workflows_form_has_every_parameter_with_its_bounds(page, endpoi
     set_value(page, "#param-steps", "1000")
     page.find_element(By.ID, "submit").click()
     refusal = page.find_element(By.ID, "submit-error").text
-    assert (
-        "Not sent: steps: must be at most 100" in refusal and not page.find_element(By.ID, "job-panel").is_displayed()
-    )
+    assert "Not sent: steps: must be at most 100" in refusal
+    assert not page.find_element(By.ID, "job-panel").is_displayed()
 
 
 def test_a_run_from_the_form_uses_its_values_and_the_form_remembers_them(page, endpoint):
@@ -265,7 +273,8 @@ def test_18_the_refusal_and_the_job_come_into_view_each_output_downloads_and_a_r
         job_id = page.find_element(By.ID, "job-id").text
         download = page.find_element(By.CSS_SELECTOR, "#outputs figcaption a.download")
         name = download.get_attribute("download")
-        assert name.endswith(".png") and download.get_attribute("href").startswith("data:image/png;base64,")
+        assert name.endswith(".png")
+        assert download.get_attribute("href").startswith("data:image/png;base64,")
 
         page.refresh()
         WebDriverWait(page, 90).until(lambda b: b.execute_script("return document.body.dataset.ready") == "true")
@@ -274,6 +283,7 @@ def test_18_the_refusal_and_the_job_come_into_view_each_output_downloads_and_a_r
         assert "COMPLETED" in kept.text, "the list survives the reload"
         kept.click()
         WebDriverWait(page, 90).until(lambda p: p.find_elements(By.CSS_SELECTOR, "#outputs img"))
-        assert state(page) == "COMPLETED" and API_KEY not in page.execute_script("return JSON.stringify(localStorage)")
+        assert state(page) == "COMPLETED"
+        assert API_KEY not in page.execute_script("return JSON.stringify(localStorage)")
     finally:
         page.set_window_size(1280, 1100)

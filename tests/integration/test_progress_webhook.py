@@ -42,14 +42,18 @@ async def test_progress_and_the_result_are_pushed_signed(run_job, signed, progre
     updates = [body["output"] for body in pushed if body["status"] == "IN_PROGRESS"]
     assert updates == [update for update in progress], "the same payloads, after the same throttle"
     steps = [update["step"] for update in updates if update.get("step")]
-    assert steps[0] == 1 and steps[-1] == 6
+    assert steps[0] == 1
+    assert steps[-1] == 6
     final = pushed[-1]
-    assert final["status"] == "COMPLETED" and decode_image(final["output"]["images"][0]).size == (64, 64)
+    assert final["status"] == "COMPLETED"
+    assert decode_image(final["output"]["images"][0]).size == (64, 64)
     # Counted up to the result: the last updates may still be on their way then.
     counts = result["progress_webhook"]
-    assert 0 < counts["posted"] <= len(updates) and counts["failed"] == counts["dropped"] == 0
+    assert 0 < counts["posted"] <= len(updates)
+    assert counts["failed"] == counts["dropped"] == 0
     assert final["output"]["progress_webhook"] == counts
-    assert SECRET not in caplog.text and SECRET not in json.dumps(result)
+    assert SECRET not in caplog.text
+    assert SECRET not in json.dumps(result)
 
 
 async def test_a_dead_receiver_costs_the_job_nothing_and_is_counted(run_job, signed, caplog, clean_after):
@@ -57,11 +61,14 @@ async def test_a_dead_receiver_costs_the_job_nothing_and_is_counted(run_job, sig
         result = await run_job({"workflow": txt2img(steps=3, seed=6102), "progress_webhook": receiver.url})
         await run_job.worker.settled()
 
-    assert "error" not in result and result["images"], result
+    assert "error" not in result, result
+    assert result["images"], result
     counts = result["progress_webhook"]
-    assert counts["posted"] == 0 and counts["failed"] >= 1
+    assert counts["posted"] == 0
+    assert counts["failed"] >= 1
     assert json.loads(receiver.posts[-1][1])["status"] == "COMPLETED", "the final state is still tried"
-    assert "progress webhook" in caplog.text and "HTTP 500" in caplog.text
+    assert "progress webhook" in caplog.text
+    assert "HTTP 500" in caplog.text
 
 
 async def test_a_webhook_is_refused_where_the_endpoint_has_no_secret(run_job, monkeypatch, clean_after):
@@ -71,7 +78,8 @@ async def test_a_webhook_is_refused_where_the_endpoint_has_no_secret(run_job, mo
 
     assert result["error_type"] == "invalid_input"
     assert result["details"]["problems"][0]["field"] == "input.progress_webhook"
-    assert "PROGRESS_WEBHOOK_SECRET" in result["error"] and receiver.posts == []
+    assert "PROGRESS_WEBHOOK_SECRET" in result["error"]
+    assert receiver.posts == []
 
 
 async def test_the_example_receiver_checks_and_prints_each_update(run_job, signed, tmp_path, clean_after):
@@ -101,7 +109,8 @@ async def test_the_example_receiver_checks_and_prints_each_update(run_job, signe
 
     assert refused.value.code == 401
     printed = log_path.read_text()
-    assert "example-receiver: KSampler: step 3/3" in printed and "example-receiver: COMPLETED" in printed
+    assert "example-receiver: KSampler: step 3/3" in printed
+    assert "example-receiver: COMPLETED" in printed
     assert "rejected a POST: the signature does not match" in printed
     assert result["progress_webhook"]["failed"] == 0
 

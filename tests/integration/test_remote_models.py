@@ -88,7 +88,8 @@ async def test_an_hf_reference_comes_from_the_hub(run_job, use_settings, fresh_c
 
     assert "error" not in result, result
     assert missing["error_type"] == "model_download_failed"
-    assert missing["details"]["node_id"] == "10" and missing["details"]["input"] == "lora_name"
+    assert missing["details"]["node_id"] == "10"
+    assert missing["details"]["input"] == "lora_name"
     assert (
         "node 10 'Style' input 'lora_name': could not fetch hf://someone/styles/loras/nope.safetensors"
         in missing["error"]
@@ -132,7 +133,8 @@ async def test_private_addresses_and_pickles_are_refused(run_job, monkeypatch, f
         private = await run_job({"workflow": with_lora(f"{server.url}/style.safetensors?token=secret")})
         pickle = await run_job({"workflow": with_lora(f"{server.url}/style.ckpt")})
 
-    assert "non-public address 127.0.0.1" in private["error"] and "token=secret" not in private["error"]
+    assert "non-public address 127.0.0.1" in private["error"]
+    assert "token=secret" not in private["error"]
     assert server.requests == []
     assert pickle["error_type"] == "invalid_input"
     assert "ALLOW_PICKLE_MODELS" in pickle["details"]["problems"][0]["problem"]
@@ -153,7 +155,8 @@ async def test_a_redirect_to_a_private_address_is_refused(run_job, monkeypatch, 
         port = server.url.rsplit(":", 1)[1]
         result = await run_job({"workflow": with_lora(f"http://localhost:{port}/to/127.0.0.1/style.safetensors")})
 
-    assert "refused" in result["error"] and "non-public address 127.0.0.1" in result["error"]
+    assert "refused" in result["error"]
+    assert "non-public address 127.0.0.1" in result["error"]
     assert [path for path, _ in server.requests] == ["/to/127.0.0.1/style.safetensors"]
 
 
@@ -191,7 +194,8 @@ async def test_eviction_under_a_tiny_cap_never_takes_a_file_in_use(
         result = await run_job({"workflow": both})
     # a came back (b, not yet in use, made room); then b came back and a, in use, stayed.
     assert "error" not in result, "both stay while the job uses them, over the cap"
-    assert server.count("/a.safetensors") == 2 and server.count("/b.safetensors") == 2
+    assert server.count("/a.safetensors") == 2
+    assert server.count("/b.safetensors") == 2
     names = {name.split("-", 1)[1] for name in cache_files(comfyui) if name.startswith("loras/")}
     assert names == {"a.safetensors", "b.safetensors"}
 
@@ -278,8 +282,10 @@ async def test_an_s3_reference_is_read_with_the_jobs_bucket(run_job, allow_priva
     assert "error" not in from_s3, from_s3
     assert decode_image(from_s3["images"][0]).tobytes() == decode_image(local["images"][0]).tobytes()
     assert missing["error_type"] == "model_download_failed", missing
-    assert "s3://models/loras/absent.safetensors" in missing["error"] and "HTTP 404" in missing["error"]
+    assert "s3://models/loras/absent.safetensors" in missing["error"]
+    assert "HTTP 404" in missing["error"]
     assert "X-Amz" not in json.dumps(missing), "the signed URL stays out of the result"
     assert without_bucket["error_type"] == "invalid_input"
     [problem] = without_bucket["details"]["problems"]
-    assert problem["field"] == "input.workflow.10.inputs.lora_name" and "no bucket" in problem["problem"]
+    assert problem["field"] == "input.workflow.10.inputs.lora_name"
+    assert "no bucket" in problem["problem"]

@@ -42,7 +42,8 @@ def test_the_python_sdk_runs_streams_cancels_and_reads_health(endpoint_sdk):
     job = endpoint_sdk.run({"input": {"workflow": txt2img(steps=20, seed=31)}})
     assert job.status() in {"IN_QUEUE", "IN_PROGRESS"}
     assert list(job.stream()) == []  # the handler does not yield: nothing streams, as on RunPod
-    assert job.status() == "COMPLETED" and job.output()["images"]
+    assert job.status() == "COMPLETED"
+    assert job.output()["images"]
 
     long_job = endpoint_sdk.run({"workflow": txt2img(steps=400, seed=32)})
     wait_for_step(long_job, endpoint_sdk)
@@ -50,7 +51,8 @@ def test_the_python_sdk_runs_streams_cancels_and_reads_health(endpoint_sdk):
     assert long_job.status() == "CANCELLED"
 
     health = endpoint_sdk.health()
-    assert health["jobs"]["completed"] >= 2 and health["workers"]["ready"] == 1
+    assert health["jobs"]["completed"] >= 2
+    assert health["workers"]["ready"] == 1
     assert endpoint_sdk.purge_queue() == {"removed": 0, "status": "completed"}
 
 
@@ -79,12 +81,17 @@ def test_the_npm_sdk_runs_polls_status_sync_streams_and_cancels(endpoint, tmp_pa
     results = json.loads(result.stdout.strip().splitlines()[-1])
 
     quick = results["runSyncQuick"]
-    assert quick["status"] == "COMPLETED" and quick["succeeded"] and quick["output"]["images"]
+    assert quick["status"] == "COMPLETED"
+    assert quick["succeeded"]
+    assert quick["output"]["images"]
     queued = results["runSyncQueued"]
-    assert queued["status"] == "COMPLETED" and queued["completed"] and queued["output"]["images"]
+    assert queued["status"] == "COMPLETED"
+    assert queued["completed"]
+    assert queued["output"]["images"]
     waited = queued["delayTime"] + queued["executionTime"]  # in RunPod's queue, or taken and in ComfyUI's
     assert waited > 5000, "it outlived /runsync's wait: runSync got it from /status-sync"
-    assert results["streamChunks"] == [] and results["statusAfterStream"]["status"] == "COMPLETED"
+    assert results["streamChunks"] == []
+    assert results["statusAfterStream"]["status"] == "COMPLETED"
     assert results["cancel"]["status"] == "CANCELLED"
     health = results["health"]
     assert {"inQueue", "inProgress", "completed", "failed", "retried"} <= health["jobs"].keys()

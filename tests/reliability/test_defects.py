@@ -50,7 +50,8 @@ async def test_2_input_names_are_kept_verbatim(run_job, then_healthy, name):
 async def test_3_a_name_too_long_is_an_input_error_not_a_dead_comfyui(run_job, then_healthy):
     name = "é" * 130 + ".png"
     result = await run_job({"workflow": load_image(name), "images": [{"name": name, "image": png_base64((1, 1, 1))}]})
-    assert result["error_type"] == "invalid_input" and "refresh_worker" not in result
+    assert result["error_type"] == "invalid_input"
+    assert "refresh_worker" not in result
     assert "at most 255 bytes" in result["error"]
 
 
@@ -93,7 +94,8 @@ async def test_5_and_9_broken_urls_are_input_errors_that_show_no_signature(
     assert result["error_type"] == "invalid_input", result
     assert result["details"]["problems"][0]["field"] == "input.images[0].image"
     assert expected in result["error"]
-    assert "SECRET-SIG" not in str(result) and "SECRET-SIG" not in caplog.text
+    assert "SECRET-SIG" not in str(result)
+    assert "SECRET-SIG" not in caplog.text
 
 
 @pytest.mark.case_class("URLs")
@@ -105,7 +107,8 @@ async def test_10_a_slow_drip_download_is_cut_at_its_deadline(run_job, use_setti
         result = await run_job(
             {"workflow": load_image("d.png"), "images": [{"name": "d.png", "image": f"{base}/drip"}]}
         )
-    assert result["error_type"] == "invalid_input" and "INPUT_URL_TIMEOUT_S" in result["error"]
+    assert result["error_type"] == "invalid_input"
+    assert "INPUT_URL_TIMEOUT_S" in result["error"]
     assert "took longer than 1 s" in result["error"]
 
 
@@ -130,7 +133,8 @@ async def test_7_a_node_that_ignores_the_interrupt_gets_comfyui_restarted(tmp_pa
         # The node sleeps 120 s: the job ends only through the timeout, the grace and the kill.
         result = await worker.handle({"id": "stuck", "input": {"workflow": workflow, "timeout_s": 1}})
 
-        assert result["error_type"] == "timeout" and "ComfyUI was restarted" in result["error"]
+        assert result["error_type"] == "timeout"
+        assert "ComfyUI was restarted" in result["error"]
         assert "was stopped" not in result["error"]
         assert stubborn.process.wait(5) == -9, "ComfyUI was killed, freeing the GPU at once"
 
@@ -165,7 +169,8 @@ async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog
     credentials = {"huggingface_token": "hf_SECRET_44", "headers": {"127.0.0.1": {"Authorization": "Bearer SECRET-45"}}}
     lora_by_url = add_lora(txt2img(), "http://127.0.0.1:9/x.safetensors")
     download = await run_job({"workflow": lora_by_url, "model_credentials": credentials})
-    assert failed["error_type"] == "storage_error" and rejected["error_type"] == "workflow_rejected"
+    assert failed["error_type"] == "storage_error"
+    assert rejected["error_type"] == "workflow_rejected"
     assert download["error_type"] == "model_download_failed"
     # A job's own bucket, which does not answer: its keys stay out of the error and the log.
     storage = {
@@ -181,11 +186,13 @@ async def test_secrets_never_reach_results_or_logs(run_job, use_settings, caplog
     monkeypatch.setattr(webhooks, "RETRY_AFTER_S", (0.0, 0.0))
     hooked = await run_job({"workflow": workflow, "progress_webhook": "http://127.0.0.1:9/hook?token=HOOK-TOKEN-49"})
     await run_job.worker.settled()
-    assert hooked["progress_webhook"]["failed"] >= 1 and "progress webhook http://127.0.0.1:9/hook" in caplog.text
+    assert hooked["progress_webhook"]["failed"] >= 1
+    assert "progress webhook http://127.0.0.1:9/hook" in caplog.text
     results = str(failed) + str(rejected) + str(download) + str(own_bucket) + str(hooked)
     secrets = ("BUCKET-SECRET-42", api_key, "hf_SECRET_44", "SECRET-45", "JOB-KEY-ID-46", "JOB-SECRET-47")
     for secret in (*secrets, "WEBHOOK-SECRET-48", "HOOK-TOKEN-49"):
-        assert secret not in results and secret not in caplog.text
+        assert secret not in results
+        assert secret not in caplog.text
 
 
 @pytest.mark.case_class("malformed input")
@@ -251,10 +258,12 @@ def test_issue20_1_a_hung_node_in_a_young_comfyui_is_restarted_and_the_next_job_
         second = final_status(client, after, timeout_s=120)
     log = log_file.read_text(errors="replace")
     assert first["status"] == "FAILED", first
-    assert first["output"]["error_type"] == "timeout" and "ComfyUI was restarted" in first["error"], first
+    assert first["output"]["error_type"] == "timeout", first
+    assert "ComfyUI was restarted" in first["error"], first
     assert second["status"] == "COMPLETED", f"{second}\n{log[-3000:]}"
     assert decode_image(second["output"]["images"][0]).getpixel((0, 0)) == (0x62, 0x62, 0x62)
-    assert "the worker ended ComfyUI" in log and "starting a new one" in log
+    assert "the worker ended ComfyUI" in log
+    assert "starting a new one" in log
     # Two jobs in flight (the default): the second waited in ComfyUI's queue behind the
     # stuck one, died with that ComfyUI, and was queued again on the new one.
     assert "queueing it again" in log, log[-3000:]
@@ -273,7 +282,8 @@ async def test_issue20_4_output_subfolders_the_job_made_are_removed_and_others_k
         assert "error" not in result, result
         assert len(result["images"]) == 4
         assert not any((output / name).exists() for name in ("sub", "a", "b")), sorted(output.rglob("*"))
-        assert kept.is_dir() and not any(kept.iterdir()), "a folder that was there stays, emptied of the job's files"
+        assert kept.is_dir(), "a folder that was there stays, emptied of the job's files"
+        assert not any(kept.iterdir()), "a folder that was there stays, emptied of the job's files"
     finally:
         kept.rmdir()
 
@@ -291,4 +301,5 @@ async def test_issue20_5_a_stalled_bucket_is_bounded_by_the_jobs_timeout(run_job
         result = await run_job({"workflow": empty_image(color=0x232323), "timeout_s": 2})
     # Without a bound, boto3 gives up after 2 x BUCKET_TIMEOUT_S (60 s) with a storage_error.
     assert result["error_type"] == "timeout", result
-    assert "delivering the outputs" in result["error"] and "timeout of 2 s" in result["error"]
+    assert "delivering the outputs" in result["error"]
+    assert "timeout of 2 s" in result["error"]

@@ -124,7 +124,8 @@ def run_jobs_in_flight(job_inputs: list) -> None:
         for result in asyncio.run(run()):
             assert isinstance(result, dict)
             if "error" in result:
-                assert isinstance(result["error"], str) and result["error_type"] in ERROR_TYPES, result
+                assert isinstance(result["error"], str), result
+                assert result["error_type"] in ERROR_TYPES, result
                 assert result["error_type"] != "internal_error", result
             else:
                 assert result["images"], result

@@ -34,7 +34,8 @@ def test_save_outputs_writes_base64_and_downloads_urls(tmp_path):
             again = client.save_outputs({"images": output["images"]}, tmp_path / "out", "job-2")
     assert [p.name for p in saved] == ["job-1-9-a.png", "job-1-12-clip.webm"]
     assert [p.read_bytes() for p in saved] == [b"png bytes", b"webm bytes"]
-    assert again[0].name == "job-2-9-a.png" and saved[0].exists(), "a second job does not overwrite the first"
+    assert again[0].name == "job-2-9-a.png", "a second job does not overwrite the first"
+    assert saved[0].exists(), "a second job does not overwrite the first"
 
 
 def test_file_names_from_the_worker_cannot_escape_the_folder(tmp_path):
@@ -46,7 +47,8 @@ def test_file_names_from_the_worker_cannot_escape_the_folder(tmp_path):
     }
     with EndpointClient("http://127.0.0.1:9") as client:
         [saved] = client.save_outputs({"images": [image]}, tmp_path / "out", "../../job")
-    assert saved.parent == tmp_path / "out" and saved.name == "b-escape.png"
+    assert saved.parent == tmp_path / "out"
+    assert saved.name == "b-escape.png"
 
 
 class Terminal(io.StringIO):
@@ -60,7 +62,8 @@ def test_progress_bar_follows_the_payload():
     bar.update(
         {"status": "IN_PROGRESS", "output": {"progress": 0.4267, "message": "KSampler: step 3/20", "eta_s": 4.2}}
     )
-    assert bar.bar.n == 42.7 and bar.bar.desc.startswith("KSampler: step 3/20")
+    assert bar.bar.n == 42.7
+    assert bar.bar.desc.startswith("KSampler: step 3/20")
     shown = bar.stream.getvalue().rsplit("\r", 1)[-1]
     assert shown.endswith("] about 4 s left"), shown
     assert ", about" not in shown, "no stray comma before the time left"
@@ -91,7 +94,8 @@ def test_issue20_15_a_missing_or_unreadable_job_file_is_one_line_and_exit_2(tmp_
     code = main(["run", str(path), "--base-url", "http://127.0.0.1:9/v2/local"])
     assert code == 2
     [record] = caplog.records
-    assert str(path) in record.getMessage() and record.exc_info is None
+    assert str(path) in record.getMessage()
+    assert record.exc_info is None
 
 
 def test_issue20_15_the_default_output_folder_is_git_ignored():
@@ -136,7 +140,8 @@ async def test_the_async_client_runs_follows_and_names_each_failure():
             seen.append(status["status"])
 
         final = await endpoint.wait("j1", on_status, poll_interval_s=0)
-        assert final["status"] == "COMPLETED" and seen == ["IN_QUEUE", "COMPLETED"]
+        assert final["status"] == "COMPLETED"
+        assert seen == ["IN_QUEUE", "COMPLETED"]
         assert fake.bodies == [
             {"path": "/v2/e/run", "input": {"workflow": {}}, "policy": {"executionTimeout": 5000}},
             {"path": "/v2/e/runsync?wait=1000", "input": {"list": "models"}},
@@ -149,7 +154,8 @@ async def test_the_async_client_runs_follows_and_names_each_failure():
         wrong_key = AsyncEndpoint(endpoint.base_url, "bad-key")
         with pytest.raises(EndpointAnswered) as refused:
             await wrong_key.run({"workflow": {}})
-        assert refused.value.key_refused and "bad-key" not in str(refused.value)
+        assert refused.value.key_refused
+        assert "bad-key" not in str(refused.value)
         await wrong_key.close()
 
         too_large = {"workflow": {}, "images": [{"name": "a.png", "image": "A" * 11_000_000}]}

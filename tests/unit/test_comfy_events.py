@@ -103,7 +103,8 @@ async def test_a_queued_prompt_is_told_how_many_are_ahead_and_when_it_should_sta
 
     comfy.feed.put_nowait(event("executing", "p2", node=None))
     position = await asyncio.wait_for(waiting.next(), 1)
-    assert position.type == "queue_position" and position.data["ahead"] == 0
+    assert position.type == "queue_position"
+    assert position.data["ahead"] == 0
     await router.close()
 
 

@@ -27,7 +27,8 @@ class SilentComfy:
 def test_process_states(tmp_path):
     pid_file = tmp_path / "comfy.pid"
     process = ComfyProcess(pid_file)
-    assert process.liveness() is Liveness.UNKNOWN and not process.is_dead()
+    assert process.liveness() is Liveness.UNKNOWN
+    assert not process.is_dead()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     pid_file.write_text(str(child.pid))
     assert process.liveness() is Liveness.ALIVE
@@ -35,7 +36,8 @@ def test_process_states(tmp_path):
     time.sleep(0.2)  # not reaped yet: a zombie counts as dead
     assert process.liveness() is Liveness.DEAD
     child.wait()
-    assert process.liveness() is Liveness.DEAD and process.is_dead()
+    assert process.liveness() is Liveness.DEAD
+    assert process.is_dead()
     pid_file.write_text("garbage")
     assert process.liveness() is Liveness.DEAD
 
@@ -53,7 +55,8 @@ def test_23_the_comfyui_that_answered_is_lost_once_it_dies_though_a_new_one_runs
         first.kill()
         first.wait()
         pid_file.write_text(str(second.pid))  # start.sh's new ComfyUI
-        assert not process.is_dead() and process.lost()
+        assert not process.is_dead()
+        assert process.lost()
         process.note_answered()  # the worker connects to the new one
         assert not process.lost()
     finally:

@@ -134,8 +134,10 @@ async def test_the_pinned_comfyuis_routes_are_used_where_there_is_no_jobs_api(se
     assert await client.prompt_state("p-done") == PromptState("finished", comfy.history["p-done"]["status"])
     assert await client.prompt_state("p-running") == PromptState("running")
     assert await client.prompt_state("p-gone") == PromptState("unknown")
-    assert await client.cancel("p-waiting") is True and comfy.pending == []
-    assert await client.cancel("p-running") is True and comfy.interrupted == ["p-running"]
+    assert await client.cancel("p-waiting") is True
+    assert comfy.pending == []
+    assert await client.cancel("p-running") is True
+    assert comfy.interrupted == ["p-running"]
     assert await client.cancel("p-done") is False
 
     asked = set(comfy.asked[probe:])
@@ -159,8 +161,10 @@ async def test_a_newer_comfyuis_jobs_api_and_atomic_cancel_replace_the_queue_and
     assert await client.prompt_state("p-failed") == PromptState("finished", comfy.history["p-failed"]["status"])
     assert await client.prompt_state("p-waiting") == PromptState("pending")
     assert await client.prompt_state("p-gone") == PromptState("unknown")
-    assert await client.cancel("p-waiting") is True and comfy.pending == []
-    assert await client.cancel("p-running") is True and comfy.interrupted == ["p-running"]
+    assert await client.cancel("p-waiting") is True
+    assert comfy.pending == []
+    assert await client.cancel("p-running") is True
+    assert comfy.interrupted == ["p-running"]
     assert await client.cancel("p-failed") is False
 
     assert comfy.asked[probe:] == [
@@ -178,8 +182,10 @@ async def test_a_jobs_api_without_the_atomic_cancel_reads_the_state_there_and_ca
     comfy, client = served
     comfy.running = "p-running"
 
-    assert await client.cancel("p-running") is True and comfy.interrupted == ["p-running"]
-    assert "GET /api/jobs/p-running" in comfy.asked and "POST /interrupt" in comfy.asked
+    assert await client.cancel("p-running") is True
+    assert comfy.interrupted == ["p-running"]
+    assert "GET /api/jobs/p-running" in comfy.asked
+    assert "POST /interrupt" in comfy.asked
     assert "GET /queue" not in comfy.asked
 
 

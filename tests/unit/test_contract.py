@@ -75,7 +75,8 @@ async def test_the_workers_results_errors_and_progress_are_of_the_contracts_shap
         await worker.close()
 
     valid("result", json.loads(json.dumps(done)))
-    assert done["images"] and done["images"][0]["media"] == "image"
+    assert done["images"]
+    assert done["images"][0]["media"] == "image"
     valid("error", json.loads(json.dumps(failed)))
     assert progress
     for payload in progress:

@@ -39,7 +39,8 @@ def test_too_large_without_bucket_names_size_limit_and_ways_out(file_of_3000_byt
     with pytest.raises(OutputTooLarge) as info:
         choose_storage(OutputOptions(), None, [file_of_3000_bytes], [], 1000)
     assert info.value.details == {"size_bytes": 4512, "limit_bytes": 1000}
-    assert "BUCKET_ENDPOINT_URL" in info.value.message and '"format": "webp"' in info.value.message
+    assert "BUCKET_ENDPOINT_URL" in info.value.message
+    assert '"format": "webp"' in info.value.message
 
 
 def test_s3_without_bucket_is_an_input_error(file_of_3000_bytes):
@@ -110,7 +111,9 @@ def test_issue20_6_no_files_out_comes_with_a_hint(tmp_path, file_of_3000_bytes):
     preview = OutputFile("7", "p.png", "", "temp", file_of_3000_bytes.path, "image/png")
     only_previews = deliver_outputs([preview], [], OutputOptions(), None, 10**6, "j", files)
     nothing = deliver_outputs([], [], OutputOptions(), None, 10**6, "j", files)
-    assert only_previews["images"] == [] and '"include_previews": true' in only_previews["hint"]
-    assert "saved no files" in nothing["hint"] and "SaveImage" in nothing["hint"]
+    assert only_previews["images"] == []
+    assert '"include_previews": true' in only_previews["hint"]
+    assert "saved no files" in nothing["hint"]
+    assert "SaveImage" in nothing["hint"]
     with_files = deliver_outputs([file_of_3000_bytes], [], OutputOptions(), None, 10**6, "j", files)
     assert "hint" not in with_files

@@ -18,7 +18,8 @@ def test_a_missing_sdk_name_is_named_with_the_version_to_install(monkeypatch):
     monkeypatch.setitem(runpod_sdk._NAMES, ("runpod.serverless.utils.rp_ssrf", "_gone_in_2_0"), "gone")
     with pytest.raises(runpod_sdk.SDKMismatch) as info:
         runpod_sdk.check()
-    assert "runpod.serverless.utils.rp_ssrf._gone_in_2_0" in str(info.value) and "runpod 1.12.0" in str(info.value)
+    assert "runpod.serverless.utils.rp_ssrf._gone_in_2_0" in str(info.value)
+    assert "runpod 1.12.0" in str(info.value)
 
 
 def test_refusals_are_told_apart_by_type_not_by_message(monkeypatch):

@@ -120,12 +120,15 @@ async def call(client, method, path, body=None):
 async def test_the_key_is_kept_on_the_server_and_never_sent_back(setup):
     client, _, base_url, tmp_path = setup
     status, answer = await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
-    assert status == 200 and answer == {"endpoint_id": "", "base_url": base_url, "has_key": True}
+    assert status == 200
+    assert answer == {"endpoint_id": "", "base_url": base_url, "has_key": True}
     assert KEY not in json.dumps(await call(client, "GET", "/runpod/settings"))
     stored = tmp_path / "user" / "runpod_run.json"
-    assert json.loads(stored.read_text())["keys"] == {base_url: KEY} and stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert json.loads(stored.read_text())["keys"] == {base_url: KEY}
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     status, answer = await call(client, "POST", "/runpod/settings", {"base_url": "ftp://x"})
-    assert status == 400 and "http:// or https://" in answer["error"]
+    assert status == 400
+    assert "http:// or https://" in answer["error"]
 
 
 class KeyCatcher:
@@ -155,7 +158,8 @@ async def test_a_change_of_endpoint_never_takes_the_key_along(setup):
         await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
         foreign = str(catcher_server.make_url("/v2/steal"))
         status, answer = await call(client, "POST", "/runpod/settings", {"base_url": foreign})
-        assert status == 200 and answer["has_key"] is False
+        assert status == 200
+        assert answer["has_key"] is False
         for method, path in (("POST", "/runpod/cancel/anything"), ("GET", "/runpod/status/anything")):
             await call(client, method, path)
         await call(client, "POST", "/runpod/settings", {"endpoint_id": "evil", "base_url": ""})
@@ -166,13 +170,16 @@ async def test_a_change_of_endpoint_never_takes_the_key_along(setup):
         status, answer = await call(client, "POST", "/runpod/settings", {"base_url": base_url})
         assert answer["has_key"] is True
         status, _ = await call(client, "POST", "/runpod/cancel/job-1")
-        assert status == 200 and endpoint.cancelled == ["job-1"]
+        assert status == 200
+        assert endpoint.cancelled == ["job-1"]
         status, answer = await call(
             client, "POST", "/runpod/settings", {"base_url": "", "endpoint_id": "", "api_key": "k"}
         )
-        assert status == 400 and "before its API key" in answer["error"]
+        assert status == 400
+        assert "before its API key" in answer["error"]
         status, answer = await call(client, "POST", "/runpod/settings", {"endpoint_id": "x/../../evil"})
-        assert status == 400 and "endpoint ID" in answer["error"]
+        assert status == 400
+        assert "endpoint ID" in answer["error"]
     finally:
         await catcher_server.close()
 
@@ -207,7 +214,9 @@ async def test_a_page_that_is_not_this_comfyuis_own_is_refused(setup, headers):
         response = await client.request(method, path, json=body, headers=headers)
         assert response.status == 403, (method, path)
         assert "this ComfyUI" in (await response.json())["error"]
-    assert endpoint.cancelled == [] and endpoint.submitted == [] and endpoint.polls == 0
+    assert endpoint.cancelled == []
+    assert endpoint.submitted == []
+    assert endpoint.polls == 0
     assert (await call(client, "GET", "/runpod/settings"))[1]["base_url"] == base_url
 
 
@@ -235,24 +244,30 @@ async def test_a_run_sends_the_local_input_files_and_saves_the_outputs_in_output
     _, done = await call(client, "GET", "/runpod/status/job-1")
     _, again = await call(client, "GET", "/runpod/status/job-1")
 
-    assert status == 200 and started == {"job_id": "job-1", "files": ["photo.png"], "uploaded": []}
+    assert status == 200
+    assert started == {"job_id": "job-1", "files": ["photo.png"], "uploaded": []}
     [sent] = endpoint.submitted
-    assert sent["input"]["workflow"] == prompt and sent["input"]["preview"] is True
+    assert sent["input"]["workflow"] == prompt
+    assert sent["input"]["preview"] is True
     assert sent["input"]["images"] == [
         {"name": "photo.png", "subfolder": "sub", "image": base64.b64encode(b"photo-bytes").decode()}
     ]
-    assert running["status"] == "IN_PROGRESS" and running["output"]["progress"] == 0.5
+    assert running["status"] == "IN_PROGRESS"
+    assert running["output"]["progress"] == 0.5
     assert done["saved"] == [
         {"filename": "ComfyUI_00001__runpod1.png", "subfolder": "", "type": "output", "node_id": "9"}
     ]
     assert (tmp_path / "output" / "ComfyUI_00001__runpod1.png").read_bytes() == base64.b64decode(PNG)
     assert (tmp_path / "output" / "ComfyUI_00001_.png").read_bytes() == b"an earlier run", "never overwritten"
-    assert "images" not in done["output"] and done["output"]["seeds"] == {"3.seed": 1}
-    assert again["saved"] == done["saved"] and len(list((tmp_path / "output").iterdir())) == 2, "saved once"
+    assert "images" not in done["output"]
+    assert done["output"]["seeds"] == {"3.seed": 1}
+    assert again["saved"] == done["saved"], "saved once"
+    assert len(list((tmp_path / "output").iterdir())) == 2, "saved once"
     assert sorted(p.name for p in tmp_path.rglob("*.png") if "output" not in p.parts and "input" not in p.parts) == []
 
     status, _ = await call(client, "POST", "/runpod/cancel/job-1")
-    assert status == 200 and endpoint.cancelled == ["job-1"]
+    assert status == 200
+    assert endpoint.cancelled == ["job-1"]
 
 
 class FakeHistory:
@@ -288,10 +303,12 @@ async def test_a_run_that_ends_is_added_to_comfyuis_queue_history_with_its_workf
     [(entry_id, entry)] = history.entries.items()
     number, prompt_id, sent_prompt, extra_data, outputs_to_execute = entry["prompt"]
     assert (entry_id, number, prompt_id, sent_prompt, outputs_to_execute) == ("job-1", 40, "job-1", prompt, ["9"])
-    assert extra_data["extra_pnginfo"] == {"workflow": workflow} and extra_data["runpod_job_id"] == "job-1"
+    assert extra_data["extra_pnginfo"] == {"workflow": workflow}
+    assert extra_data["runpod_job_id"] == "job-1"
     [saved] = done["saved"]
     assert entry["outputs"] == {"9": {"images": [{"filename": saved["filename"], "subfolder": "", "type": "output"}]}}
-    assert entry["status"]["status_str"] == "success" and entry["status"]["completed"] is True
+    assert entry["status"]["status_str"] == "success"
+    assert entry["status"]["completed"] is True
     assert [message[0] for message in entry["status"]["messages"]] == ["execution_start", "execution_success"]
 
 
@@ -308,9 +325,11 @@ async def test_a_failed_run_in_the_history_names_its_node(setup, new_bridge):
     await bridge.status("job-1")
 
     [entry] = history.entries.values()
-    assert entry["status"]["status_str"] == "error" and entry["outputs"] == {}
+    assert entry["status"]["status_str"] == "error"
+    assert entry["outputs"] == {}
     kind, error = entry["status"]["messages"][-1]
-    assert kind == "execution_error" and (error["node_id"], error["node_type"]) == ("4", "CheckpointLoaderSimple")
+    assert kind == "execution_error"
+    assert (error["node_id"], error["node_type"]) == ("4", "CheckpointLoaderSimple")
     assert error["exception_message"] == failure["error"]
 
 
@@ -321,7 +340,8 @@ async def test_a_history_that_cannot_be_written_changes_nothing_for_the_run(setu
     await bridge.run({"9": {"class_type": "SaveImage", "inputs": {}}})
     await bridge.status("job-1")
     done = await bridge.status("job-1")
-    assert done["status"] == "COMPLETED" and len(done["saved"]) == 1
+    assert done["status"] == "COMPLETED"
+    assert len(done["saved"]) == 1
 
 
 async def test_check_is_the_workers_answer_to_a_validate_only_job(setup):
@@ -333,7 +353,8 @@ async def test_check_is_the_workers_answer_to_a_validate_only_job(setup):
     }
     workflow = {"nodes": [{"id": 5, "type": "FancyUpscaler", "properties": {"cnr_id": "fancy-upscalers"}}]}
     status, answer = await call(client, "POST", "/runpod/check", {"prompt": prompt, "workflow": workflow})
-    assert status == 200 and answer == {"valid": True, "problems": []}
+    assert status == 200
+    assert answer == {"valid": True, "problems": []}
     assert endpoint.checked == [{"workflow": prompt, "validate_only": True, "extra_pnginfo": {"workflow": workflow}}]
 
     problems = [
@@ -346,36 +367,46 @@ async def test_check_is_the_workers_answer_to_a_validate_only_job(setup):
         "output": {"error": "invalid job input: ...", "error_type": "invalid_input", "details": {"problems": problems}},
     }
     status, answer = await call(client, "POST", "/runpod/check", {"prompt": prompt})
-    assert status == 200 and answer["valid"] is False and answer["more_problems"] == 0
+    assert status == 200
+    assert answer["valid"] is False
+    assert answer["more_problems"] == 0
     assert answer["problems"] == [{"node_id": "5", **problems[0]}, {"node_id": None, **problems[1]}]
 
     endpoint.check_answer = {"id": "check-3", "status": "FAILED", "output": {"error": "boom", "error_type": "x"}}
     status, answer = await call(client, "POST", "/runpod/check", {"prompt": prompt})
-    assert status == 502 and answer["error"] == "the endpoint could not check the workflow: boom"
+    assert status == 502
+    assert answer["error"] == "the endpoint could not check the workflow: boom"
 
 
 async def test_every_failure_says_what_to_do(setup):
     client, _, base_url, tmp_path = setup
     prompt = {"1": {"class_type": "KSampler", "inputs": {}}}
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": prompt})
-    assert status == 400 and "no endpoint set" in answer["error"] and "Settings > RunPod" in answer["error"]
+    assert status == 400
+    assert "no endpoint set" in answer["error"]
+    assert "Settings > RunPod" in answer["error"]
 
     await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": "wrong"})
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": prompt})
-    assert status == 401 and "refused the API key" in answer["error"] and "wrong" not in answer["error"]
+    assert status == 401
+    assert "refused the API key" in answer["error"]
+    assert "wrong" not in answer["error"]
 
     await call(client, "POST", "/runpod/settings", {"base_url": "http://127.0.0.1:9/v2/x", "api_key": KEY})
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": prompt})
-    assert status == 502 and "unreachable" in answer["error"]
+    assert status == 502
+    assert "unreachable" in answer["error"]
 
     await call(client, "POST", "/runpod/settings", {"base_url": base_url})
     (tmp_path / "input" / "huge.png").write_bytes(b"x" * 8_000_000)
     big = {"1": {"class_type": "LoadImage", "inputs": {"image": "huge.png"}}}
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": big})
-    assert status == 400 and "over RunPod's limit of 10.0 MB for /run" in answer["error"]
+    assert status == 400
+    assert "over RunPod's limit of 10.0 MB for /run" in answer["error"]
     assert "start ComfyUI with BUCKET_ENDPOINT_URL" in answer["error"]
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": "not a graph"})
-    assert status == 400 and "API format" in answer["error"]
+    assert status == 400
+    assert "API format" in answer["error"]
 
 
 async def test_a_graph_the_endpoint_cannot_be_given_is_refused_naming_its_nodes(setup):
@@ -385,10 +416,14 @@ async def test_a_graph_the_endpoint_cannot_be_given_is_refused_naming_its_nodes(
     formless = {"3": {"class_type": "KSampler", "inputs": {}}, "77": {"inputs": {}, "_meta": {}}}
     for route in ("/runpod/run", "/runpod/check"):
         status, answer = await call(client, "POST", route, {"prompt": formless})
-        assert status == 400 and answer["node_ids"] == ["77"], answer
-        assert answer["error"].startswith("node 77 has no API form") and "Install its node pack" in answer["error"]
+        assert status == 400, answer
+        assert answer["node_ids"] == ["77"], answer
+        assert answer["error"].startswith("node 77 has no API form")
+        assert "Install its node pack" in answer["error"]
     status, answer = await call(client, "POST", "/runpod/run", {"prompt": {}})
-    assert status == 400 and "nothing to run" in answer["error"] and "Save Image" in answer["error"]
+    assert status == 400
+    assert "nothing to run" in answer["error"]
+    assert "Save Image" in answer["error"]
     assert endpoint.submitted == []
 
 
@@ -398,10 +433,12 @@ async def test_the_execution_timeout_is_sent_as_runpods_policy(setup):
     prompt = {"3": {"class_type": "KSampler", "inputs": {}}}
     for timeout_s, policy in ((0, None), (90, {"executionTimeout": 90_000}), (0.2, {"executionTimeout": 1000})):
         status, _ = await call(client, "POST", "/runpod/run", {"prompt": prompt, "execution_timeout_s": timeout_s})
-        assert status == 200 and endpoint.submitted[-1].get("policy") == policy
+        assert status == 200
+        assert endpoint.submitted[-1].get("policy") == policy
     for wrong in ("90", -1, True, 8 * 24 * 3600):
         status, answer = await call(client, "POST", "/runpod/run", {"prompt": prompt, "execution_timeout_s": wrong})
-        assert status == 400 and "execution timeout" in answer["error"], wrong
+        assert status == 400, wrong
+        assert "execution timeout" in answer["error"], wrong
     assert len(endpoint.submitted) == 3
 
 
@@ -423,7 +460,8 @@ async def test_a_run_that_ends_without_outputs_comes_with_what_to_do(setup, fina
     await call(client, "POST", "/runpod/settings", {"base_url": base_url, "api_key": KEY})
     endpoint.polls, endpoint.final = 1, {"id": "job-1", **final}
     status, answer = await call(client, "GET", "/runpod/status/job-1")
-    assert status == 200 and answer["status"] == final["status"]
+    assert status == 200
+    assert answer["status"] == final["status"]
     assert (advice in answer["advice"]) if advice else "advice" not in answer
     assert not (tmp_path / "output").exists(), "nothing saved"
 
@@ -458,7 +496,8 @@ async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path, new_bri
 
         [sent] = endpoint.submitted
         by_name = {image["name"]: image["image"] for image in sent["input"]["images"]}
-        assert started["uploaded"] == ["big.png"] and by_name["small.png"] == base64.b64encode(small).decode()
+        assert started["uploaded"] == ["big.png"]
+        assert by_name["small.png"] == base64.b64encode(small).decode()
         assert by_name["big.png"].startswith(f"{s3_url}/editor/uploads/")
         stored = await asyncio.to_thread(requests.get, by_name["big.png"], timeout=30)
         assert stored.content == big
@@ -468,7 +507,9 @@ async def test_inputs_over_runpods_limit_go_through_the_bucket(tmp_path, new_bri
 def test_only_the_latest_runs_are_remembered():
     runs = {f"job-{n}": n for n in range(REMEMBERED_RUNS + 5)}
     forget_oldest(runs)
-    assert len(runs) == REMEMBERED_RUNS and "job-4" not in runs and f"job-{REMEMBERED_RUNS + 4}" in runs
+    assert len(runs) == REMEMBERED_RUNS
+    assert "job-4" not in runs
+    assert f"job-{REMEMBERED_RUNS + 4}" in runs
 
 
 async def test_n11_overlapping_status_polls_save_the_outputs_once(setup):

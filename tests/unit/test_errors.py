@@ -47,7 +47,8 @@ def test_n3_an_input_with_thousands_of_problems_lists_the_first_and_counts_the_r
 
 def test_n3_an_error_result_stays_small_whatever_it_quotes():
     result = error_result(ComfyError("x" * 1_000_000, {"traceback": ["line"] * 1_000_000}))
-    assert len(result["error"]) < ERROR_MESSAGE_MAX_CHARS + 100 and result["error"].endswith("more characters)")
+    assert len(result["error"]) < ERROR_MESSAGE_MAX_CHARS + 100
+    assert result["error"].endswith("more characters)")
     assert result["details"] == {
         "omitted": f"the details were {len(json.dumps(['line'] * 1_000_000)) + 15} bytes of JSON"
     }

@@ -29,7 +29,8 @@ def test_lists_every_file_of_every_output_key_without_touching_disk(folders):
         ("11", "output", folders.output / "vid" / "v.mp4", True),
         ("12", "input", folders.input / "in.png", False),
     ]
-    assert found[2].mime_type == "video/mp4" and found[2].media == "video"
+    assert found[2].mime_type == "video/mp4"
+    assert found[2].media == "video"
 
 
 def test_a_path_outside_the_folders_is_refused(folders):

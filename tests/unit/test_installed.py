@@ -58,7 +58,8 @@ def test_a_refused_checkpoint_is_explained_and_comfyuis_error_kept():
         "searched /comfyui/models/checkpoints, /runpod-volume/models/checkpoints"
     )
     [error] = explained.node_errors
-    assert error["details"] == comfy_error["details"] and error["missing"]["folder"] == "checkpoints"
+    assert error["details"] == comfy_error["details"]
+    assert error["missing"]["folder"] == "checkpoints"
 
 
 def test_values_not_installed_skips_uploads_and_parameters():

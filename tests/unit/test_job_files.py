@@ -22,7 +22,8 @@ def test_paths_outside_a_folder_are_refused(folders, subfolder, filename):
 
 def test_resolve_keeps_subfolders(folders):
     assert folders.resolve(folders.input, "clips/a", "x.mp4") == folders.input / "clips" / "a" / "x.mp4"
-    assert folders.folder("temp") == folders.temp and folders.folder("elsewhere") is None
+    assert folders.folder("temp") == folders.temp
+    assert folders.folder("elsewhere") is None
 
 
 def test_add_refuses_foreign_paths(folders):
@@ -47,8 +48,10 @@ def test_remove_all_removes_the_files_and_only_the_folders_the_job_made(folders)
     files.remove_all()
 
     assert not any(path.exists() for path in made)
-    assert kept.exists() and existing.is_dir()
-    assert not (folders.input / "job").exists() and folders.input.exists()
+    assert kept.exists()
+    assert existing.is_dir()
+    assert not (folders.input / "job").exists()
+    assert folders.input.exists()
 
 
 def test_make_folders_refuses_foreign_places(folders):
@@ -79,7 +82,8 @@ async def test_a_file_still_being_written_is_waited_for_then_removed(folders):
     await job.remove_all_async()
     await finishing
 
-    assert not path.exists() and not writing(path).exists()
+    assert not path.exists()
+    assert not writing(path).exists()
 
 
 async def test_waiting_for_a_writer_that_never_finishes_is_bounded(folders, caplog):
@@ -103,7 +107,8 @@ def test_removal_leaves_a_name_the_next_prompt_is_writing(folders):
 
     job.remove_all()
 
-    assert not path.exists() and writing(path).exists()
+    assert not path.exists()
+    assert writing(path).exists()
 
 
 def test_a_file_registered_twice_is_removed_once(folders, monkeypatch):

@@ -257,8 +257,10 @@ def test_a_jobs_own_storage_is_strict_and_keeps_its_secrets():
         "url_expiry_s": 600,
     }
     job = parse_job_input({"workflow": WORKFLOW, "storage": storage, "output": {"storage": "s3"}}, has_bucket=False)
-    assert job.storage is not None and job.storage.secret_access_key.get_secret_value() == "very-secret-key"
-    assert "very-secret-key" not in repr(job) and "AKIA-VERY-SECRET" not in repr(job)
+    assert job.storage is not None
+    assert job.storage.secret_access_key.get_secret_value() == "very-secret-key"
+    assert "very-secret-key" not in repr(job)
+    assert "AKIA-VERY-SECRET" not in repr(job)
 
     cases = {
         "input.storage.endpoint_url": {**storage, "endpoint_url": "ftp://s3.example.com"},

@@ -59,12 +59,14 @@ async def test_a_freed_slot_wakes_the_take_at_once(monkeypatch):
 
     loop = asyncio.create_task(scaler.get_jobs(None))
     await asyncio.sleep(0.05)
-    assert scaler.asked == [] and not loop.done(), "a full worker asks for nothing"
+    assert scaler.asked == [], "a full worker asks for nothing"
+    assert not loop.done(), "a full worker asks for nothing"
     await scaler.handle_job(None, {"id": "first"})  # the job ends: its slot frees
     async with asyncio.timeout(HANG_S):
         await loop
     assert scaler.asked == [1], "asked for one job, through the SDK's own fetcher"
-    assert scaler.job_progress == [{"id": "next"}] and scaler.jobs_queue.get_nowait() == {"id": "next"}
+    assert scaler.job_progress == [{"id": "next"}]
+    assert scaler.jobs_queue.get_nowait() == {"id": "next"}
 
 
 async def test_a_too_many_requests_answer_backs_off_as_the_sdk_does(monkeypatch):
@@ -98,7 +100,8 @@ def test_an_sdk_whose_job_loop_changed_fails_start_up_naming_it(monkeypatch):
     monkeypatch.setattr(rp_scale, "JobScaler", ChangedScaler)
     with pytest.raises(runpod_sdk.SDKMismatch) as info:
         runpod_sdk.check()
-    assert "JobScaler.handle_job(session, job)" in str(info.value) and "runpod 1.12.0" in str(info.value)
+    assert "JobScaler.handle_job(session, job)" in str(info.value)
+    assert "runpod 1.12.0" in str(info.value)
 
 
 def test_the_installed_sdk_has_the_loop_job_take_was_written_against():

@@ -43,15 +43,20 @@ async def test_job_lifecycle_with_progress_and_result(api):
     assert submitted["status"] == "IN_QUEUE"
 
     status, taken = await call(client, "GET", "/worker/job-take/w1?gpu=local&job_in_progress=0")
-    assert status == 200 and taken == {"id": job_id, "input": {"x": 1}}
+    assert status == 200
+    assert taken == {"id": job_id, "input": {"x": 1}}
     progress = json.dumps({"status": "IN_PROGRESS", "output": {"progress": 0.5}})
     await client.post(f"/worker/job-done/w1/{job_id}?isStream=false", data=progress)
     _, running = await call(client, "GET", f"/v2/local/status/{job_id}")
-    assert running["status"] == "IN_PROGRESS" and running["output"] == {"progress": 0.5} and running["workerId"] == "w1"
+    assert running["status"] == "IN_PROGRESS"
+    assert running["output"] == {"progress": 0.5}
+    assert running["workerId"] == "w1"
 
     await client.post(f"/worker/job-done/w1/{job_id}?isStream=false", data=json.dumps({"output": {"images": []}}))
     _, done = await call(client, "GET", f"/v2/local/status/{job_id}")
-    assert done["status"] == "COMPLETED" and done["output"] == {"images": []} and done["executionTime"] >= 0
+    assert done["status"] == "COMPLETED"
+    assert done["output"] == {"images": []}
+    assert done["executionTime"] >= 0
 
 
 async def test_error_result_fails_the_job_and_stop_pod_is_counted(api):
@@ -61,7 +66,8 @@ async def test_error_result_fails_the_job_and_stop_pod_is_counted(api):
     result = {"error": "node 3 failed", "output": {"error_type": "execution_failed"}, "stopPod": True}
     await client.post(f"/worker/job-done/w1/{submitted['id']}", data=json.dumps(result))
     _, failed = await call(client, "GET", f"/v2/local/status/{submitted['id']}")
-    assert failed["status"] == "FAILED" and failed["error"] == "node 3 failed"
+    assert failed["status"] == "FAILED"
+    assert failed["error"] == "node 3 failed"
     assert endpoint.board.refresh_requests == 1
 
 
@@ -72,7 +78,8 @@ async def test_cancel_of_a_running_job_is_sent_to_the_worker(api):
     _, cancelled = await call(client, "POST", f"/v2/local/cancel/{submitted['id']}")
     assert cancelled["status"] == "CANCELLED"
     status, stop = await call(client, "GET", "/worker/job-stop/w1")
-    assert status == 200 and stop == {"jobsToStop": [submitted["id"]]}
+    assert status == 200
+    assert stop == {"jobsToStop": [submitted["id"]]}
     late = json.dumps({"output": {"images": []}})
     await client.post(f"/worker/job-done/w1/{submitted['id']}", data=late)
     assert (await call(client, "GET", f"/v2/local/status/{submitted['id']}"))[1]["status"] == "CANCELLED"
@@ -94,22 +101,26 @@ async def test_queue_purge_runsync_and_errors(api):
     assert (await call(client, "POST", "/v2/local/purge-queue"))[1] == {"removed": 2, "status": "completed"}
     assert (await call(client, "GET", "/worker/job-take/w1"))[0] == 204  # nothing left, after the long poll
     status, body = await call(client, "POST", "/v2/local/runsync?wait=50", json={"input": {}})
-    assert status == 200 and body["status"] == "IN_QUEUE"
+    assert status == 200
+    assert body["status"] == "IN_QUEUE"
     assert (await call(client, "POST", "/v2/local/run", json={"nope": 1}))[0] == 400
     assert (await call(client, "GET", "/v2/local/status/unknown"))[0] == 404
     assert (
         await client.post("/v2/local/run", json={"input": {}}, headers={"Authorization": "Bearer bad"})
     ).status == 401
     _, health = await call(client, "GET", "/v2/local/health")
-    assert health["jobs"]["inQueue"] == 1 and health["jobs"]["cancelled"] == 2
+    assert health["jobs"]["inQueue"] == 1
+    assert health["jobs"]["cancelled"] == 2
 
 
 def test_worker_environment_matches_what_the_sdk_derives():
     env = worker_environment("http://127.0.0.1:9", "worker-key")
     take = env["RUNPOD_WEBHOOK_GET_JOB"]
-    assert "/job-take/" in take and "?" in take  # the SDK appends &job_in_progress=...
+    assert "/job-take/" in take
+    assert "?" in take
     assert take.replace("/job-take/", "/job-stop/").startswith("http://127.0.0.1:9/worker/job-stop/")
-    assert "$ID" in env["RUNPOD_WEBHOOK_POST_OUTPUT"] and env["RUNPOD_POD_ID"]
+    assert "$ID" in env["RUNPOD_WEBHOOK_POST_OUTPUT"]
+    assert env["RUNPOD_POD_ID"]
 
 
 async def test_the_worker_api_needs_the_worker_key():
@@ -158,14 +169,17 @@ async def test_status_sync_waits_for_the_end_or_for_wait(api):
     job_id = submitted["id"]
     started = asyncio.get_running_loop().time()
     _, still_queued = await call(client, "GET", f"/v2/local/status-sync/{job_id}?wait=10")  # clamped to 1 s
-    assert still_queued["status"] == "IN_QUEUE" and asyncio.get_running_loop().time() - started >= 0.9
+    assert still_queued["status"] == "IN_QUEUE"
+    assert asyncio.get_running_loop().time() - started >= 0.9
 
     waiting = asyncio.ensure_future(call(client, "GET", f"/v2/local/status-sync/{job_id}?wait=5000"))
     await asyncio.sleep(0.1)
     assert not waiting.done()
     await finish(client, job_id)
     status, body = await asyncio.wait_for(waiting, 2)
-    assert status == 200 and body["status"] == "COMPLETED" and body["output"] == {"images": []}
+    assert status == 200
+    assert body["status"] == "COMPLETED"
+    assert body["output"] == {"images": []}
 
 
 async def test_retry_requeues_a_failed_job_without_its_old_output(api):
@@ -180,7 +194,8 @@ async def test_retry_requeues_a_failed_job_without_its_old_output(api):
     assert requeued == {"id": job_id, "status": "IN_QUEUE"}
     assert (await call(client, "GET", "/worker/job-take/w1"))[1] == {"id": job_id, "input": {"n": 1}}
     _, health = await call(client, "GET", "/v2/local/health")
-    assert health["jobs"]["retried"] == 1 and health["jobs"]["inProgress"] == 1
+    assert health["jobs"]["retried"] == 1
+    assert health["jobs"]["inProgress"] == 1
 
 
 async def test_a_job_past_its_ttl_is_dropped_and_a_running_one_stopped(api):
@@ -244,12 +259,15 @@ async def test_the_webhook_gets_the_final_status_retried_until_it_answers_200():
 async def test_browsers_may_call_it_and_the_page_is_served(api):
     _, client = api
     preflight = await client.options("/v2/local/run", headers={"Authorization": ""})
-    assert preflight.status == 204 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
     unauthorized = await client.get("/v2/local/health", headers={"Authorization": "wrong"})
-    assert unauthorized.status == 401 and unauthorized.headers["Access-Control-Allow-Origin"] == "*"
+    assert unauthorized.status == 401
+    assert unauthorized.headers["Access-Control-Allow-Origin"] == "*"
     page = await client.get("/", headers={"Authorization": ""})
-    assert page.status == 200 and "<html" in await page.text()
+    assert page.status == 200
+    assert "<html" in await page.text()
     script = await client.get("/page/app.js", headers={"Authorization": ""})
     assert script.status == 200
     assert await (await client.get("/page-config.json")).json() == {
@@ -277,7 +295,8 @@ async def test_a_crashing_worker_is_restarted_with_its_reason_and_a_growing_dela
             await running
     exits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("worker exited")]
     assert len(exits) >= 2
-    assert "(status 3)" in exits[0] and "cannot import torch" in exits[0]
+    assert "(status 3)" in exits[0]
+    assert "cannot import torch" in exits[0]
     delays = [float(message.split("starting a new one in ")[1].split(" s")[0]) for message in exits]
     assert delays[:2] == [0.05, 0.1], "the wait doubles after each quick crash"
 
@@ -308,20 +327,24 @@ async def test_issue20_10_a_worker_that_keeps_exiting_is_reported_by_health_with
         with contextlib.suppress(asyncio.CancelledError):
             await running
     _, health = await call(client, "GET", "/v2/local/health")
-    assert health["workers"]["unhealthy"] == 1 and health["workers"]["ready"] == 0
+    assert health["workers"]["unhealthy"] == 1
+    assert health["workers"]["ready"] == 0
     assert health["lastWorkerExit"].startswith("status 1 after ")
     assert health["lastWorkerExit"].endswith(": Network connectivity failed")
     await call(client, "GET", "/worker/ping/w1")
     _, health = await call(client, "GET", "/v2/local/health")
-    assert health["workers"]["unhealthy"] == 0 and "lastWorkerExit" not in health
+    assert health["workers"]["unhealthy"] == 0
+    assert "lastWorkerExit" not in health
 
 
 async def test_issue20_12_a_wrong_endpoint_id_gets_a_json_404(api):
     _, client = api
     status, body = await call(client, "POST", "/v2/other/run", json={"input": {}})
-    assert status == 404 and body == {"error": "endpoint 'other' does not exist here (this one is 'local')"}
+    assert status == 404
+    assert body == {"error": "endpoint 'other' does not exist here (this one is 'local')"}
     status, body = await call(client, "GET", "/v2/local/nothing-here")
-    assert status == 404 and body["error"].startswith("no such operation")
+    assert status == 404
+    assert body["error"].startswith("no such operation")
 
 
 def test_issue20_11_each_endpoint_gives_its_worker_a_pid_file_of_its_own(tmp_path):
@@ -344,8 +367,10 @@ def test_issue20_11_each_endpoint_gives_its_worker_a_pid_file_of_its_own(tmp_pat
         for endpoint in endpoints:
             endpoint.send_signal(signal.SIGTERM)
             endpoint.wait(30)
-    assert pid_files[0] != pid_files[1] and pid_files[0].parent != pid_files[1].parent
-    assert not pid_files[0].parent.exists() and not pid_files[1].parent.exists(), "each endpoint removes its folder"
+    assert pid_files[0] != pid_files[1]
+    assert pid_files[0].parent != pid_files[1].parent
+    assert not pid_files[0].parent.exists(), "each endpoint removes its folder"
+    assert not pid_files[1].parent.exists(), "each endpoint removes its folder"
 
 
 async def test_issue20_12_stopping_answers_the_workers_pending_long_polls_at_once():
@@ -355,7 +380,8 @@ async def test_issue20_12_stopping_answers_the_workers_pending_long_polls_at_onc
         await asyncio.sleep(0.1)
         await endpoint.close_long_polls()
         done, _ = await asyncio.wait(polls, timeout=10)  # a hang guard; the answers come at once
-        assert len(done) == 2 and [poll.result().status for poll in polls] == [204, 204]
+        assert len(done) == 2
+        assert [poll.result().status for poll in polls] == [204, 204]
         await client.post("/v2/local/run", json={"input": {}})
         assert (await client.get("/worker/job-take/w1")).status == 204, "no job is handed out while stopping"
 
@@ -364,18 +390,21 @@ async def test_the_endpoint_refuses_requests_over_runpods_limits(api):
     _, client = api
     over_run = {"input": {"list": "models", "padding": "x" * 10_000_000}}
     status, answer = await call(client, "POST", "/v2/local/run", json=over_run)
-    assert status == 413 and "over RunPod's limit of 10.0 MB for /run" in answer["error"]
+    assert status == 413
+    assert "over RunPod's limit of 10.0 MB for /run" in answer["error"]
     status, answer = await call(client, "POST", "/v2/local/runsync?wait=1000", json=over_run)
     assert status == 200, "the /runsync limit is 20 MB"
     over_runsync = {"input": {"list": "models", "padding": "x" * 20_000_000}}
     status, answer = await call(client, "POST", "/v2/local/runsync", json=over_runsync)
-    assert status == 413 and "over RunPod's limit of 20.0 MB for /runsync" in answer["error"]
+    assert status == 413
+    assert "over RunPod's limit of 20.0 MB for /runsync" in answer["error"]
 
 
 async def test_the_page_uploads_large_inputs_through_the_endpoints_bucket(api):
     _, plain = api
     status, answer = await call(plain, "POST", "/page-upload?name=a.png", data=b"png")
-    assert status == 400 and "no bucket for uploads" in answer["error"]
+    assert status == 400
+    assert "no bucket for uploads" in answer["error"]
 
     bucket = FakeStore()
     endpoint = LocalEndpoint(api_key="k", upload_bucket=bucket)
@@ -388,7 +417,8 @@ async def test_the_page_uploads_large_inputs_through_the_endpoints_bucket(api):
             client, "POST", "/page-upload?name=../../etc/a.png", data=b"png", headers={"Authorization": "Bearer k"}
         )
     [(key, (content, content_type))] = bucket.objects.items()
-    assert status == 200 and answer == {"url": f"https://store.invalid/{key}"}
+    assert status == 200
+    assert answer == {"url": f"https://store.invalid/{key}"}
     assert re.fullmatch(r"uploads/[0-9a-f]{32}/a\.png", key), "a plain file name, under a key of its own"
     assert (content, content_type) == (b"png", "image/png")
 
@@ -397,4 +427,5 @@ async def test_the_page_uploads_large_inputs_through_the_endpoints_bucket(api):
         status, answer = await call(
             client, "POST", "/page-upload?name=a.png", data=b"png", headers={"Authorization": "Bearer k"}
         )
-    assert status == 502 and answer["error"].startswith("upload of "), "the bucket's refusal, for the page to show"
+    assert status == 502, "the bucket's refusal, for the page to show"
+    assert answer["error"].startswith("upload of "), "the bucket's refusal, for the page to show"

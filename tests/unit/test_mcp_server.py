@@ -70,7 +70,9 @@ def test_outputs_become_image_content_links_or_embedded_resources():
     audio = output_content(
         {"filename": "s.flac", "type": "base64", "data": "AAAA", "media": "audio", "mime_type": "audio/flac"}
     )
-    assert audio.type == "resource" and audio.resource.blob == "AAAA" and audio.resource.mime_type == "audio/flac"
+    assert audio.type == "resource"
+    assert audio.resource.blob == "AAAA"
+    assert audio.resource.mime_type == "audio/flac"
 
 
 def test_failures_say_what_to_do():
@@ -133,7 +135,8 @@ async def test_arguments_the_tools_schema_does_not_allow_are_refused_by_name(too
     tools = EndpointTools(client, timeout_s=60)  # type: ignore[arg-type]
     tools._workflows = [{**WORKFLOW, "parameters": {**WORKFLOW["parameters"], "additionalProperties": False}}]
     result = await tools.call(tool, arguments, no_progress)
-    assert result.is_error and named in result.content[0].text, result.content[0].text
+    assert result.is_error, result.content[0].text
+    assert named in result.content[0].text, result.content[0].text
     assert client.submitted == []
 
 

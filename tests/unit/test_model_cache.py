@@ -84,7 +84,8 @@ def test_partials_left_by_a_dead_worker_are_removed_but_not_fresh_ones(tmp_path)
     fresh.write_bytes(b"x")
     os.utime(old, (1, 1))
     cache.remove_partials(older_than_s=3600)
-    assert not old.exists() and fresh.exists()
+    assert not old.exists()
+    assert fresh.exists()
 
 
 def test_n9_a_file_evicted_before_the_hold_is_not_held(tmp_path):
@@ -106,5 +107,6 @@ def test_n9_a_model_evicted_between_its_fetch_and_its_hold_is_fetched_again(tmp_
 
     cached, hold = fetcher._fetch(parse_source("https://h/a.safetensors", False), "loras", Credentials(), None, None)
 
-    assert cached == good and next(fetched, None) is None
+    assert cached == good
+    assert next(fetched, None) is None
     hold.release()

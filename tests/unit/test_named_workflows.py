@@ -59,9 +59,11 @@ def test_params_set_their_inputs_and_media_become_files(tmp_path):
 def test_defaults_are_the_workflows_own_values(tmp_path):
     named = library(tmp_path).get("blend")
     workflow, files = named.apply({})
-    assert workflow == named.workflow and files == []
+    assert workflow == named.workflow
+    assert files == []
     schema = named.describe()["parameters"]["properties"]
-    assert schema["size"]["default"] == 64 and schema["mode"]["enum"] == ["normal", "multiply"]
+    assert schema["size"]["default"] == 64
+    assert schema["mode"]["enum"] == ["normal", "multiply"]
     assert schema["picture"]["contentMediaType"] == "image/*"
 
 

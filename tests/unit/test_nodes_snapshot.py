@@ -87,12 +87,14 @@ async def test_with_a_snapshot_the_first_job_runs_without_asking_comfyui_for_its
     comfy = FakeComfy(comfyui_path)
     async with running_worker(comfyui_path, tmp_path, comfy) as worker:
         result = await worker.handle({"id": "j1", "input": {"workflow": WORKFLOW}})
-        assert "error" not in result and result["images"], result
+        assert "error" not in result, result
+        assert result["images"], result
         assert "object_info" not in comfy.calls
 
         # Listing models asks ComfyUI itself: files on a volume come and go.
         listed = await worker.handle({"id": "j2", "input": {"list": "models"}})
-        assert listed["models"]["checkpoints"] == ["sd15.safetensors"] and "object_info" in comfy.calls
+        assert listed["models"]["checkpoints"] == ["sd15.safetensors"]
+        assert "object_info" in comfy.calls
         comfy.model_files_data["checkpoints"].append("added-later.safetensors")
         listed_again = await worker.handle({"id": "j3", "input": {"list": "models"}})
         assert listed_again["models"]["checkpoints"] == ["sd15.safetensors", "added-later.safetensors"]
@@ -104,7 +106,8 @@ async def test_a_node_missing_from_the_snapshot_is_checked_against_comfyui_befor
     comfy = FakeComfy(comfyui_path)
     async with running_worker(comfyui_path, tmp_path, comfy) as worker:
         result = await worker.handle({"id": "j1", "input": {"workflow": WORKFLOW}})
-        assert "error" not in result and result["images"], result
+        assert "error" not in result, result
+        assert result["images"], result
         assert comfy.calls.count("object_info") == 1
         # ComfyUI's answer replaced the stale snapshot, on disk too.
         saved = json.loads((comfyui_path / "worker-object-info.json").read_text())
@@ -112,7 +115,8 @@ async def test_a_node_missing_from_the_snapshot_is_checked_against_comfyui_befor
 
         unknown = {**WORKFLOW, "3": {"class_type": "NoSuchNode", "inputs": {}}}
         refused = await worker.handle({"id": "j2", "input": {"workflow": unknown}})
-        assert refused["error_type"] == "invalid_input" and "NoSuchNode" in refused["error"]
+        assert refused["error_type"] == "invalid_input"
+        assert "NoSuchNode" in refused["error"]
         assert comfy.calls.count("object_info") == 1
 
 
@@ -125,7 +129,8 @@ async def test_a_refusal_after_the_connection_was_closed_still_asks_comfyui(comf
         await worker.close()
         unknown = {**WORKFLOW, "3": {"class_type": "NoSuchNode", "inputs": {}}}
         refused = await worker.handle({"id": "j1", "input": {"workflow": unknown}})
-        assert refused["error_type"] == "invalid_input" and "NoSuchNode" in refused["error"], refused
+        assert refused["error_type"] == "invalid_input", refused
+        assert "NoSuchNode" in refused["error"], refused
         assert comfy.calls.count("object_info") == 1
 
 
@@ -149,6 +154,7 @@ async def test_an_unknown_node_in_a_job_with_a_comfy_org_key_names_the_api_nodes
         settings = {"comfy_api_nodes": api_nodes, "nodes_snapshot": "off"}
         async with running_worker(comfyui_path, tmp_path, comfy, **settings) as worker:
             result = await worker.handle({"id": "j", "input": {"workflow": api_node, "comfy_org_api_key": "sk-x"}})
-            assert result["error_type"] == "invalid_input" and "OpenAIDalle3" in result["error"]
+            assert result["error_type"] == "invalid_input"
+            assert "OpenAIDalle3" in result["error"]
             assert ("COMFY_API_NODES=true" in result["error"]) is hinted
             assert "sk-x" not in json.dumps(result)

@@ -18,4 +18,5 @@ def test_the_hooks_are_valid_and_cover_cis_lints():
     ci = (REPO_ROOT / "scripts" / "ci" / "test.sh").read_text()
     lints = ("ruff check", "ruff format", "mypy", "flavours.py check", "comfy_worker.core.contract check", "hadolint")
     for tool in (*lints, "shellcheck"):
-        assert tool in ci and tool in entries, tool
+        assert tool in ci, tool
+        assert tool in entries, tool

@@ -62,11 +62,14 @@ def test_prefetch_reads_what_is_not_cached_within_the_memory_budget(tmp_path):
 
     report = prefetch.prefetch([first, second], ["gone.safetensors"], memory_budget=4 * 1024 * 1024)
 
-    assert report.read == [first] and report.no_room == [second], "the second would pass the budget"
+    assert report.read == [first], "the second would pass the budget"
+    assert report.no_room == [second], "the second would pass the budget"
     assert cached_fraction(first) > 0.95
-    assert report.read_bytes == first.stat().st_size and report.missing == ["gone.safetensors"]
+    assert report.read_bytes == first.stat().st_size
+    assert report.missing == ["gone.safetensors"]
     again = prefetch.prefetch([first], [], memory_budget=1 << 40)
-    assert again.cached == [first] and again.read == [], "a cached file is not read again"
+    assert again.cached == [first], "a cached file is not read again"
+    assert again.read == [], "a cached file is not read again"
 
 
 def test_prefetch_off_reads_nothing(tmp_path, capfd):

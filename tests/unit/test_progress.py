@@ -115,7 +115,8 @@ async def test_relay_survives_a_failing_sender(caplog):
     relay.offer({"n": 1}, change=Change.MILESTONE)  # fails: logged, not raised
     relay.offer({"n": 2}, change=Change.MILESTONE)
     assert sent == [{"n": 2}], "the relay goes on after a failed send"
-    assert "progress update failed" in caplog.text and "network down" in caplog.text
+    assert "progress update failed" in caplog.text
+    assert "network down" in caplog.text
 
 
 class FakeClock:
@@ -208,7 +209,8 @@ def test_a_queued_prompt_says_how_many_jobs_are_ahead_and_counts_their_time():
     clock.now = 1.5
     payload = t.payload()
 
-    assert payload["status"] == "queued" and payload["jobs_ahead"] == 2
+    assert payload["status"] == "queued"
+    assert payload["jobs_ahead"] == 2
     assert payload["message"] == "waiting in ComfyUI's queue: 2 jobs ahead"
     assert payload["eta_s"] == 6.5, "3.5 s until it starts, then a typical 3 s run"
     assert payload["progress"] == 0.0, "waiting is not progress"

@@ -28,14 +28,17 @@ def test_execution_error_names_node_and_exception():
 async def test_stopping_a_finished_prompt_does_nothing(tmp_path):
     comfy = FakeComfy(tmp_path)
     stop = await stop_prompt(comfy, PromptEvents(EventRouter(comfy), "prompt-already-done"), grace_s=1)
-    assert comfy.calls == ["cancel"] and comfy.cancelled == [] and stop.stopped
+    assert comfy.calls == ["cancel"]
+    assert comfy.cancelled == []
+    assert stop.stopped
 
 
 async def test_stopping_a_queued_prompt_removes_it_from_the_queue(tmp_path):
     comfy = FakeComfy(tmp_path)
     comfy.pending.append("prompt-waiting")
     await stop_prompt(comfy, PromptEvents(EventRouter(comfy), "prompt-waiting"), grace_s=1)
-    assert comfy.pending == [] and comfy.cancelled == [("prompt-waiting", "pending")]
+    assert comfy.pending == []
+    assert comfy.cancelled == [("prompt-waiting", "pending")]
 
 
 async def test_issue20_8_a_cancel_as_the_prompt_fails_leaves_no_unretrieved_task_exception(caplog, tmp_path):

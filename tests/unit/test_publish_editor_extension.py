@@ -45,7 +45,8 @@ def test_the_branch_holds_the_folder_at_its_root_and_moves_only_when_the_folder_
     first = git(tmp_path, "rev-parse", "editor-extension")
 
     commit(tmp_path, {"rp_handler.py": "worker only"})
-    assert "up to date" in publish(tmp_path) and git(tmp_path, "rev-parse", "editor-extension") == first
+    assert "up to date" in publish(tmp_path)
+    assert git(tmp_path, "rev-parse", "editor-extension") == first
 
     commit(tmp_path, {"editor_extension/__init__.py": "two"})
     publish(tmp_path)
@@ -76,7 +77,8 @@ def test_the_documented_install_by_copy_installs_the_extension_from_the_reposito
     subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, capture_output=True)
 
     installed = comfyui / "custom_nodes" / "runpod-run"
-    assert (installed / "__init__.py").is_file() and (installed / "bridge.py").is_file()
+    assert (installed / "__init__.py").is_file()
+    assert (installed / "bridge.py").is_file()
     assert (installed / "comfy_worker_client" / "endpoint.py").is_file()
     assert (installed / "web" / "runpod_run.js").is_file()
     assert not (tmp_path / "comfyui-worker").exists(), "the clone is removed"

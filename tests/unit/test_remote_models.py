@@ -78,4 +78,5 @@ def test_credentials_go_to_their_host_only_and_do_not_print():
     credentials = Credentials("hf_x", {"models.example.com": {"Authorization": "Bearer t"}})
     assert credentials.headers_for("https://MODELS.example.com/a") == {"Authorization": "Bearer t"}
     assert credentials.headers_for("https://cdn.example.net/a") == {}
-    assert "hf_x" not in repr(credentials) and "Bearer" not in repr(credentials)
+    assert "hf_x" not in repr(credentials)
+    assert "Bearer" not in repr(credentials)

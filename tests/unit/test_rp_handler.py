@@ -26,7 +26,8 @@ async def test_waits_until_comfyui_answers_then_closes_for_the_sdks_loop(tmp_pat
 
     await rp_handler.wait_for_comfyui(worker)
 
-    assert comfy.polls == 4 and comfy.calls == ["offers", "object_info", "close"]
+    assert comfy.polls == 4
+    assert comfy.calls == ["offers", "object_info", "close"]
 
 
 async def test_a_comfyui_dead_at_start_fails_each_job_with_the_cause(tmp_path):
@@ -39,8 +40,10 @@ async def test_a_comfyui_dead_at_start_fails_each_job_with_the_cause(tmp_path):
     await rp_handler.wait_for_comfyui(worker)  # logs, does not raise
     result = await worker.handle({"id": "j", "input": {"workflow": {"1": {"class_type": "EmptyImage", "inputs": {}}}}})
 
-    assert result["error_type"] == "comfyui_unavailable" and result["refresh_worker"] is True
-    assert "has exited" in result["error"] and "queue_prompt" not in comfy.calls
+    assert result["error_type"] == "comfyui_unavailable"
+    assert result["refresh_worker"] is True
+    assert "has exited" in result["error"]
+    assert "queue_prompt" not in comfy.calls
 
 
 async def test_the_warm_up_job_runs_once_comfyui_answers_before_any_job(tmp_path):

@@ -20,7 +20,8 @@ def test_updates_arrive_in_order_and_the_newest_wins():
             time.sleep(0.002)
 
     assert progress.wait_until_idle(5)
-    assert received == sorted(received) and len(set(received)) == len(received), "never an older after a newer"
+    assert received == sorted(received), "never an older after a newer"
+    assert len(set(received)) == len(received), "never an older after a newer"
     assert received[-1] == 200, "the last update made is the last one sent"
     assert len(received) < 200, "a slow network skips intermediate updates instead of queueing them"
 

@@ -57,7 +57,8 @@ def test_bucket_settings_and_secret_not_in_repr():
             "BUCKET_SECRET_ACCESS_KEY": "very-secret",
         }
     )
-    assert settings.bucket_configured and settings.bucket_name == "my-bucket"
+    assert settings.bucket_configured
+    assert settings.bucket_name == "my-bucket"
     assert "very-secret" not in repr(settings)
     assert not Settings.from_env({}).bucket_configured
 
@@ -120,4 +121,5 @@ def test_start_sh_settings_in_readme_are_read_by_start_sh():
     steps += (REPO_ROOT / "scripts" / "image" / "link_cached_models.py").read_text()
     table = readme_table("### start.sh settings")
     unread = [name for name in table if f"${{{name}" not in start_sh and f'"{name}"' not in steps]
-    assert table and not unread, unread
+    assert table, unread
+    assert not unread, unread

@@ -65,7 +65,8 @@ def test_an_api_workflow_names_the_packages_its_ui_graph_records():
     }
     packages = packages_by_node(graph)
     assert packages == {"4": "comfyui-impact-pack", "7": "someone/my-nodes"}
-    assert packages_by_node(None) == {} and packages_by_node({"nodes": "x"}) == {}
+    assert packages_by_node(None) == {}
+    assert packages_by_node({"nodes": "x"}) == {}
     api = Workflow.from_api(
         {
             "3": {"class_type": "KSampler", "inputs": {}},

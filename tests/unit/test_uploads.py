@@ -42,7 +42,8 @@ def test_the_largest_inputs_move_first_until_the_request_fits():
     assert bucket.uploaded[0][1] == b"\x89" * 6_000_000
     assert sent["input"]["images"][1]["image"].startswith("https://s3.example.com/uploads/large.png")
     assert sent["input"]["images"][0]["image"] == body["input"]["images"][0]["image"]
-    assert len(json.dumps(sent)) <= RUNPOD_REQUEST_LIMITS["/run"] and json.dumps(body) == original
+    assert len(json.dumps(sent)) <= RUNPOD_REQUEST_LIMITS["/run"]
+    assert json.dumps(body) == original
     [moved] = notices
     assert (moved.name, moved.size) == ("large.png", 6_000_000)
     assert moved.notice.startswith("large.png (6.0 MB) uploaded to bucket uploads: the request is 12.0 MB")
@@ -60,7 +61,8 @@ def test_a_named_workflows_media_parameters_move_too_and_prompts_stay():
 
     assert [name for name, _ in bucket.uploaded] == ["image.png"]
     assert sent["input"]["params"]["prompt"] == long_prompt
-    assert decode_inline(long_prompt) is None and decode_inline("s3://bucket/" + "k" * 2000) is None
+    assert decode_inline(long_prompt) is None
+    assert decode_inline("s3://bucket/" + "k" * 2000) is None
 
 
 def test_without_a_bucket_or_room_the_request_is_refused_before_sending():
@@ -81,7 +83,9 @@ def test_the_bucket_is_read_from_the_workers_variables():
         "BUCKET_SECRET_ACCESS_KEY": "S3CR3T-KEY",
     }
     bucket = UploadBucket.from_env(env)
-    assert bucket is not None and bucket.bucket == "my-bucket" and bucket.prefix == ""
+    assert bucket is not None
+    assert bucket.bucket == "my-bucket"
+    assert bucket.prefix == ""
     assert "S3CR3T-KEY" not in repr(bucket)
     assert UploadBucket.from_env({**env, "BUCKET_NAME": "named", "BUCKET_PREFIX": "team/"}).bucket == "named"
     with pytest.raises(ValueError, match="BUCKET_SECRET_ACCESS_KEY is not"):

@@ -55,7 +55,8 @@ def test_a_dynamic_combos_options_and_their_inputs_are_the_nodes_inputs():
     assert combo_choices(specs["resize_type"]) == ["scale dimensions", "scale by multiplier"]
     assert combo_choices(specs["resize_type.crop"]) == ["disabled", "center"]
     assert specs["resize_type.width"] == ["INT", {"default": 512}]
-    assert "resize_type.multiplier" in specs and "unique_id" not in specs, "hidden inputs are ComfyUI's"
+    assert "resize_type.multiplier" in specs, "hidden inputs are ComfyUI's"
+    assert "unique_id" not in specs, "hidden inputs are ComfyUI's"
 
 
 def test_a_file_chosen_inside_a_dynamic_combo_is_checked_like_any_file_input():

@@ -54,7 +54,8 @@ async def test_a_webhook_without_the_endpoints_secret_is_refused():
     with pytest.raises(InvalidJobInput) as refused:
         await ProgressWebhook.open("https://example.com/hook", Settings.from_env({}), "j1")
     [problem] = refused.value.details["problems"]
-    assert problem["field"] == "input.progress_webhook" and "PROGRESS_WEBHOOK_SECRET" in problem["problem"]
+    assert problem["field"] == "input.progress_webhook"
+    assert "PROGRESS_WEBHOOK_SECRET" in problem["problem"]
 
 
 async def test_a_private_receiver_is_refused_before_the_job_runs(monkeypatch):
@@ -63,7 +64,8 @@ async def test_a_private_receiver_is_refused_before_the_job_runs(monkeypatch):
         with pytest.raises(InvalidJobInput) as refused:
             await ProgressWebhook.open(url, settings(), "j1")
         [problem] = refused.value.details["problems"]
-        assert problem["field"] == "input.progress_webhook" and "non-public address" in problem["problem"], url
+        assert problem["field"] == "input.progress_webhook", url
+        assert "non-public address" in problem["problem"], url
 
 
 async def test_updates_then_the_final_state_arrive_in_order_signed(loopback_allowed):
@@ -77,7 +79,8 @@ async def test_updates_then_the_final_state_arrive_in_order_signed(loopback_allo
     assert [body["status"] for body in bodies(receiver)] == ["IN_PROGRESS"] * 3 + ["COMPLETED"]
     assert [body["output"]["step"] for body in bodies(receiver)[:3]] == [1, 2, 3]
     final = bodies(receiver)[-1]
-    assert final["id"] == "job-7" and final["output"]["images"] == [{"filename": "a.png"}]
+    assert final["id"] == "job-7"
+    assert final["output"]["images"] == [{"filename": "a.png"}]
     assert result["progress_webhook"] == final["output"]["progress_webhook"]
     assert webhook.counts() == {"posted": 4, "failed": 0, "dropped": 0}
 
@@ -91,7 +94,8 @@ async def test_an_error_result_is_posted_as_failed_and_a_cancel_as_cancelled(loo
         await asyncio.gather(failed.sent(), cancelled.sent())
 
     by_job = {body["id"]: body for body in bodies(receiver)}
-    assert by_job["job-f"]["status"] == "FAILED" and by_job["job-f"]["output"]["error_type"] == "missing_model"
+    assert by_job["job-f"]["status"] == "FAILED"
+    assert by_job["job-f"]["output"]["error_type"] == "missing_model"
     assert by_job["job-c"] == {"id": "job-c", "status": "CANCELLED"}
 
 
@@ -108,7 +112,8 @@ async def test_a_slow_receiver_never_blocks_the_sender_and_drops_are_counted(loo
 
     assert result["progress_webhook"]["dropped"] == 40 - webhooks.QUEUE_LENGTH
     steps = [body["output"]["step"] for body in bodies(receiver) if body["status"] == "IN_PROGRESS"]
-    assert steps == sorted(steps) and steps[-1] == 39, "the newest updates are kept, in order"
+    assert steps == sorted(steps), "the newest updates are kept, in order"
+    assert steps[-1] == 39, "the newest updates are kept, in order"
     assert bodies(receiver)[-1]["status"] == "COMPLETED"
 
 
@@ -125,7 +130,8 @@ async def test_a_receiver_slower_than_the_timeout_misses_updates_and_the_final_s
     statuses = [json.loads(body)["status"] for _, body in receiver.posts]
     assert statuses == ["IN_PROGRESS"] + ["COMPLETED"] * webhooks.FINAL_TRIES
     assert webhook.counts() == {"posted": 0, "failed": 2, "dropped": 0}
-    assert "HTTP 503" in caplog.text and "s3cr3t" not in caplog.text
+    assert "HTTP 503" in caplog.text
+    assert "s3cr3t" not in caplog.text
 
     with webhook_receiver(delay_s=2.0) as receiver:
         slow = await ProgressWebhook.open(receiver.url, settings(PROGRESS_WEBHOOK_TIMEOUT_S="0.2"), "job-late")
@@ -147,4 +153,5 @@ async def test_a_host_that_turns_private_after_the_check_gets_nothing(loopback_a
         await webhook.sent()
 
     assert receiver.posts == []
-    assert webhook.counts()["failed"] == 2 and "non-public address" in caplog.text
+    assert webhook.counts()["failed"] == 2
+    assert "non-public address" in caplog.text

@@ -79,10 +79,13 @@ async def test_a_job_runs_and_leaves_nothing_behind(make_worker, comfy, comfyui_
 
     assert "error" not in result, result
     [entry] = result["images"]
-    assert base64.b64decode(entry["data"]) == png_bytes() and entry["node_id"] == "2"
+    assert base64.b64decode(entry["data"]) == png_bytes()
+    assert entry["node_id"] == "2"
     [prompt] = comfy.prompts.values()
-    assert prompt["2"]["inputs"][JOB_TAG_INPUT].startswith("job-1/") and JOB_TAG_INPUT not in prompt["1"]["inputs"]
-    assert progress[0]["status"] == "queued" and progress[-1]["progress"] == 1.0
+    assert prompt["2"]["inputs"][JOB_TAG_INPUT].startswith("job-1/")
+    assert JOB_TAG_INPUT not in prompt["1"]["inputs"]
+    assert progress[0]["status"] == "queued"
+    assert progress[-1]["progress"] == 1.0
     assert any(update["message"] == "Blank" for update in progress), "titles come from the workflow"
     assert job_files(comfyui_path) == set()
     assert list(comfy.histories) == [prompt_id for prompt_id in comfy.prompts], "forgotten after the result"
@@ -99,7 +102,8 @@ async def test_a_dropped_event_stream_is_survived_from_the_history(make_worker, 
 
     assert "error" not in result, result
     assert comfy.calls.count("reconnect_events") == 1
-    assert len(result["images"]) == 1 and job_files(comfyui_path) == set()
+    assert len(result["images"]) == 1
+    assert job_files(comfyui_path) == set()
 
 
 async def test_a_failure_missed_while_disconnected_is_read_from_the_history(make_worker, comfy):
@@ -109,7 +113,8 @@ async def test_a_failure_missed_while_disconnected_is_read_from_the_history(make
     result = await worker.handle({"id": "drop-fail", "input": {"workflow": WORKFLOW}})
 
     assert result["error_type"] == "execution_failed"
-    assert result["details"]["node_id"] == "2" and "disk full" in result["error"]
+    assert result["details"]["node_id"] == "2"
+    assert "disk full" in result["error"]
 
 
 async def test_a_drop_with_comfyui_dead_fails_at_once_and_asks_for_a_new_worker(make_worker, comfy, tmp_path):
@@ -122,7 +127,8 @@ async def test_a_drop_with_comfyui_dead_fails_at_once_and_asks_for_a_new_worker(
     second = await worker.handle({"id": "next", "input": {"workflow": WORKFLOW}})
 
     assert first["error_type"] == second["error_type"] == "comfyui_unavailable"
-    assert first["refresh_worker"] is True and "close" in comfy.calls
+    assert first["refresh_worker"] is True
+    assert "close" in comfy.calls
     assert "reconnect_events" not in comfy.calls, "no reconnect to a dead ComfyUI"
     assert comfy.calls.count("queue_prompt") == 1, "no job is submitted to a dead ComfyUI"
 
@@ -133,8 +139,10 @@ async def test_timeout_interrupts_the_prompt_and_cleans_up(make_worker, comfy, c
 
     result = await worker.handle({"id": "slow", "input": {"workflow": WORKFLOW, "timeout_s": 0.05}})
 
-    assert result["error_type"] == "timeout" and result["details"] == {"timeout_s": 0.05}
-    assert [place for _, place in comfy.cancelled] == ["running"] and "forget_history" in comfy.calls
+    assert result["error_type"] == "timeout"
+    assert result["details"] == {"timeout_s": 0.05}
+    assert [place for _, place in comfy.cancelled] == ["running"]
+    assert "forget_history" in comfy.calls
     assert job_files(comfyui_path) == set()
 
 
@@ -148,7 +156,8 @@ async def test_cancel_interrupts_the_prompt_and_reaches_the_sdk(make_worker, com
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
-    assert [place for _, place in comfy.cancelled] == ["running"] and comfy.histories == {}
+    assert [place for _, place in comfy.cancelled] == ["running"]
+    assert comfy.histories == {}
 
 
 async def test_n2_a_shutdown_fails_the_jobs_still_in_flight_naming_it_and_stops_their_prompts(make_worker, comfy):
@@ -163,9 +172,12 @@ async def test_n2_a_shutdown_fails_the_jobs_still_in_flight_naming_it_and_stops_
     worker.abandon_jobs()  # as from the signal handler: handed to the jobs' loop
     result = await job
 
-    assert result["error_type"] == "worker_shut_down" and result["refresh_worker"] is True
-    assert "SHUTDOWN_GRACE_S" in result["error"] and "send the job again" in result["error"]
-    assert [place for _, place in comfy.cancelled] == ["running"] and comfy.histories == {}
+    assert result["error_type"] == "worker_shut_down"
+    assert result["refresh_worker"] is True
+    assert "SHUTDOWN_GRACE_S" in result["error"]
+    assert "send the job again" in result["error"]
+    assert [place for _, place in comfy.cancelled] == ["running"]
+    assert comfy.histories == {}
 
 
 async def test_a_failing_cleanup_step_neither_skips_the_others_nor_replaces_the_result(
@@ -178,7 +190,8 @@ async def test_a_failing_cleanup_step_neither_skips_the_others_nor_replaces_the_
         result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
         await worker.settled()  # the history is forgotten after the result
 
-    assert "error" not in result and len(result["images"]) == 1
+    assert "error" not in result
+    assert len(result["images"]) == 1
     assert job_files(comfyui_path) == set(), "the files were removed although an earlier step failed"
     assert "history endpoint broke" in caplog.text
 
@@ -194,7 +207,8 @@ async def test_an_unsafe_path_in_a_failed_prompts_history_keeps_the_jobs_error(m
         {"id": "j", "input": {"workflow": workflow, "images": [{"name": "in.png", "image": image}]}}
     )
 
-    assert result["error_type"] == "execution_failed" and "boom" in result["error"]
+    assert result["error_type"] == "execution_failed"
+    assert "boom" in result["error"]
     assert job_files(comfyui_path) == set(), "the uploaded input was still removed"
     assert comfy.histories == {}, "the history was still forgotten"
 
@@ -218,7 +232,8 @@ async def test_an_unexpected_exception_is_an_internal_error_logged_once(make_wor
     with caplog.at_level(logging.ERROR):
         result = await worker.handle({"id": "bug", "input": {"workflow": WORKFLOW}})
 
-    assert result["error_type"] == "internal_error" and "KeyError" in result["error"]
+    assert result["error_type"] == "internal_error"
+    assert "KeyError" in result["error"]
     assert [r.exc_info is not None for r in caplog.records if r.levelno >= logging.ERROR] == [True]
     comfy.fail_on.clear()
     assert "error" not in await worker.handle({"id": "after", "input": {"workflow": WORKFLOW}})
@@ -233,7 +248,8 @@ async def test_outputs_go_to_the_store_under_job_subfolder_and_name(make_worker,
 
     [entry] = result["images"]
     [name] = store.objects
-    assert name.startswith("job-7/portraits/fake_2_") and entry["type"] == "s3_url"
+    assert name.startswith("job-7/portraits/fake_2_")
+    assert entry["type"] == "s3_url"
     assert entry["data"] == f"https://store.invalid/{name}"
     assert store.objects[name] == (png_bytes(), "image/png")
 
@@ -262,7 +278,8 @@ async def test_two_jobs_in_flight_each_get_their_own_outputs_and_progress(make_w
         worker.handle({"id": "b", "input": {"workflow": WORKFLOW}}),
     )
 
-    assert "error" not in first and "error" not in second, (first, second)
+    assert "error" not in first, (first, second)
+    assert "error" not in second, (first, second)
     assert [image["subfolder"] for image in first["images"] + second["images"]] == ["", "b"]
     assert comfy.calls.count("queue_prompt") == 2
     waiting = [update for update in updates["b"] if update["status"] == "queued"]
@@ -300,12 +317,14 @@ async def test_a_cancelled_queued_job_leaves_the_running_one_alone(make_worker, 
     with pytest.raises(asyncio.CancelledError):
         await queued
     assert [place for _, place in comfy.cancelled] == ["pending"], "the running prompt is untouched"
-    assert comfy.running is not None and not running.done()
+    assert comfy.running is not None
+    assert not running.done()
 
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert ("running" in [place for _, place in comfy.cancelled]) and comfy.running is None
+    assert "running" in [place for _, place in comfy.cancelled]
+    assert comfy.running is None
 
 
 class RestartingProcess(ComfyProcess):
@@ -336,10 +355,13 @@ async def test_a_job_queued_behind_a_hung_prompt_is_queued_again_on_the_restarte
         worker.handle({"id": "b", "input": {"workflow": WORKFLOW}}),
     )
 
-    assert hung["error_type"] == "timeout" and "ComfyUI was restarted" in hung["error"]
+    assert hung["error_type"] == "timeout"
+    assert "ComfyUI was restarted" in hung["error"]
     assert "error" not in behind, behind
-    assert process.kills == 1 and comfy.calls.count("queue_prompt") == 3, "b was queued once more"
-    assert len(behind["images"]) == 1 and job_files(comfyui_path) == set()
+    assert process.kills == 1, "b was queued once more"
+    assert comfy.calls.count("queue_prompt") == 3, "b was queued once more"
+    assert len(behind["images"]) == 1
+    assert job_files(comfyui_path) == set()
 
 
 async def test_comfyui_dying_fails_every_job_in_flight_and_asks_for_a_new_worker(make_worker, comfy, tmp_path):
@@ -372,10 +394,12 @@ async def test_a_taken_input_name_is_neither_replaced_nor_removed(make_worker, c
     assert "error" not in result, result
     [prompt] = comfy.prompts.values()
     placed = prompt["3"]["inputs"]["image"]
-    assert placed.startswith("_job-") and placed.endswith("/in.png"), "the job's file went to a folder of its own"
+    assert placed.startswith("_job-"), "the job's file went to a folder of its own"
+    assert placed.endswith("/in.png"), "the job's file went to a folder of its own"
     assert baked.read_bytes() == b"baked into the image"
     assert (comfyui_path / "input" / "empty-but-mine").is_dir()
-    assert job_files(comfyui_path) == {baked} and sorted(p.name for p in (comfyui_path / "input").iterdir()) == [
+    assert job_files(comfyui_path) == {baked}
+    assert sorted(p.name for p in (comfyui_path / "input").iterdir()) == [
         "empty-but-mine",
         "in.png",
     ]
@@ -400,7 +424,8 @@ async def test_a_cancel_while_the_prompt_is_being_queued_still_stops_it(make_wor
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
-    assert ("running" in [place for _, place in comfy.cancelled]) and comfy.running is None
+    assert "running" in [place for _, place in comfy.cancelled]
+    assert comfy.running is None
     assert comfy.histories == {}, "the prompt was released, not orphaned"
 
 
@@ -420,8 +445,10 @@ async def test_a_prompt_that_ignores_the_interrupt_gets_comfyui_restarted(make_w
 
     result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW, "timeout_s": 0.05}})
 
-    assert result["error_type"] == "timeout" and "ComfyUI was restarted" in result["error"]
-    assert "was stopped" not in result["error"] and "refresh_worker" not in result
+    assert result["error_type"] == "timeout"
+    assert "ComfyUI was restarted" in result["error"]
+    assert "was stopped" not in result["error"]
+    assert "refresh_worker" not in result
     assert await asyncio.wait_for(sleeper.wait(), 5) == -9, "ComfyUI was killed"
     assert not worker.comfyui.process.is_dead(), "a restart is awaited, not a death reported"
 
@@ -460,7 +487,8 @@ async def test_issue20_7_a_history_entry_that_could_not_be_deleted_is_deleted_at
     comfy.fail_on["forget_history"] = ComfyError("HTTP 503 on POST /history")
     first = await worker.handle({"id": "first", "input": {"workflow": WORKFLOW}})
     await worker.settled()
-    assert "error" not in first and list(comfy.histories) == ["prompt-1"], "the delete failed"
+    assert "error" not in first, "the delete failed"
+    assert list(comfy.histories) == ["prompt-1"], "the delete failed"
 
     del comfy.fail_on["forget_history"]
     second = await worker.handle({"id": "second", "input": {"workflow": WORKFLOW}})
@@ -515,7 +543,8 @@ async def test_issue20_8_a_failed_stop_after_a_cancel_during_submit_is_logged(ma
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
-    assert "may not have been stopped" in caplog.text and "HTTP 500" in caplog.text
+    assert "may not have been stopped" in caplog.text
+    assert "HTTP 500" in caplog.text
 
 
 async def test_saveimage_runs_as_the_background_saver_where_comfyui_has_it(make_worker, comfy):
@@ -526,7 +555,8 @@ async def test_saveimage_runs_as_the_background_saver_where_comfyui_has_it(make_
 
     assert "error" not in result, result
     [prompt] = comfy.prompts.values()
-    assert prompt["2"]["class_type"] == "WorkerSaveImage" and prompt["1"]["class_type"] == "EmptyImage"
+    assert prompt["2"]["class_type"] == "WorkerSaveImage"
+    assert prompt["1"]["class_type"] == "EmptyImage"
 
 
 async def test_outputs_come_from_the_prompts_events_without_reading_the_history(make_worker, comfy):
@@ -536,7 +566,8 @@ async def test_outputs_come_from_the_prompts_events_without_reading_the_history(
     result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
 
     assert "error" not in result, result
-    assert len(result["images"]) == 1 and "history" not in comfy.calls
+    assert len(result["images"]) == 1
+    assert "history" not in comfy.calls
 
 
 async def test_outputs_are_read_from_the_history_when_events_were_lost(make_worker, comfy):
@@ -546,4 +577,5 @@ async def test_outputs_are_read_from_the_history_when_events_were_lost(make_work
     result = await worker.handle({"id": "j", "input": {"workflow": WORKFLOW}})
 
     assert "error" not in result, result
-    assert len(result["images"]) == 1 and "history" in comfy.calls
+    assert len(result["images"]) == 1
+    assert "history" in comfy.calls

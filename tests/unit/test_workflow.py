@@ -27,15 +27,19 @@ def test_only_output_nodes_are_tagged_and_the_original_is_unchanged():
     assert prompt["1"] == NODES["1"]
     assert prompt["2"]["inputs"] == {"images": ["1", 0], JOB_TAG_INPUT: "job-1"}
     assert JOB_TAG_INPUT not in workflow.to_prompt()["2"]["inputs"]
-    assert tagged != workflow and tagged.output_nodes(frozenset({"SaveImage"})) == ["2"]
+    assert tagged != workflow
+    assert tagged.output_nodes(frozenset({"SaveImage"})) == ["2"]
 
 
 def test_names_and_classes_of_nodes():
     workflow = Workflow(NODES)
     assert (workflow.title("1"), workflow.class_type("1")) == ("Model", "CheckpointLoaderSimple")
     assert (workflow.title("2"), workflow.display_name("2")) == (None, "SaveImage")
-    assert workflow.class_type(None) is None and workflow.display_name("9") == "node 9"
-    assert list(workflow) == ["1", "2"] and len(workflow) == 2 and "2" in workflow
+    assert workflow.class_type(None) is None
+    assert workflow.display_name("9") == "node 9"
+    assert list(workflow) == ["1", "2"]
+    assert len(workflow) == 2
+    assert "2" in workflow
 
 
 def test_the_parsed_workflow_is_the_sent_json():
@@ -53,8 +57,11 @@ def test_file_name_inputs_come_from_combos_and_uploads():
         "Odd": {"input": {"required": {"x": "INT"}}},
     }
     found = file_name_inputs(info)
-    assert found["LoadImage"] == {"image"} and found["CheckpointLoaderSimple"] == {"ckpt_name"}
-    assert found["LoadVideo"] == {"file"} and found["KSampler"] == {"sampler_name"} and "Odd" not in found
+    assert found["LoadImage"] == {"image"}
+    assert found["CheckpointLoaderSimple"] == {"ckpt_name"}
+    assert found["LoadVideo"] == {"file"}
+    assert found["KSampler"] == {"sampler_name"}
+    assert "Odd" not in found
 
 
 @pytest.mark.parametrize(
@@ -119,5 +126,7 @@ def test_n3_close_matches_are_searched_for_the_first_few_unknown_types_only(monk
     nodes = {str(n): {"class_type": f"Mystery{n}", "inputs": {}} for n in range(20_000)}
     nodes["0"] = {"class_type": "SaveImag", "inputs": {}}
     problems = Workflow.from_api(nodes).unknown_node_types({"SaveImage", "LoadImage"})
-    assert len(problems) == 20_000 and len(searched) == SUGGESTED_TYPES
-    assert "did you mean 'SaveImage'?" in problems[0][1] and problems[-1][0] == "input.workflow.19999.class_type"
+    assert len(problems) == 20_000
+    assert len(searched) == SUGGESTED_TYPES
+    assert "did you mean 'SaveImage'?" in problems[0][1]
+    assert problems[-1][0] == "input.workflow.19999.class_type"
