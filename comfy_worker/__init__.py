@@ -13,7 +13,8 @@ core/: what every room stands on
 
 request/: what the job asks for
     job_input        parse and validate the job's input (pure)
-    workflow         the workflow as a value (nodes, titles, seeds, tags) and ComfyUI's node catalog
+    workflow         the workflow as a value (nodes, titles, seeds, tags)
+    node_catalog     ComfyUI's installed nodes: the one reader of GET /object_info
     ui_format        convert the editor's UI format (comfy-cli's converter)
     named_workflows  workflows shipped with the worker, with typed parameters
 

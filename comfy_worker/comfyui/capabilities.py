@@ -37,7 +37,8 @@ from ..core.settings import Settings
 from ..request import ui_format
 from ..request.job_input import InputFile, JobInput
 from ..request.named_workflows import WorkflowLibrary, WorkflowLibraryError
-from ..request.workflow import NodeCatalog, Workflow, combo_choices, input_specs, node_pack
+from ..request.node_catalog import NodeCatalog
+from ..request.workflow import Workflow
 from . import nodes_snapshot
 from .comfy_api import ComfyAPI
 from .installed import InstalledModels, closest_names, explain_missing_models, loader_inputs, not_offered
@@ -94,7 +95,7 @@ class ComfyCapabilities:
     def built(cls, comfy: ComfyAPI, settings: Settings, object_info: dict[str, Any]) -> ComfyCapabilities:
         nodes = NodeCatalog.from_object_info(object_info)
         try:
-            library = WorkflowLibrary.load(settings.workflows_dir, object_info)
+            library = WorkflowLibrary.load(settings.workflows_dir, nodes)
             log.info("named workflows: %s", ", ".join(library.workflows) or "none")
             return cls(comfy, nodes, library, api_nodes=settings.comfy_api_nodes)
         except WorkflowLibraryError as error:
@@ -123,7 +124,7 @@ class ComfyCapabilities:
             about: dict[str, Any] = {"workflow_name": named.name}
         elif request.ui_workflow is not None:
             # In a thread: a big graph takes the converter milliseconds.
-            api = await asyncio.to_thread(ui_format.to_api_format, request.ui_workflow, self.nodes.object_info)
+            api = await asyncio.to_thread(ui_format.to_api_format, request.ui_workflow, self.nodes)
             workflow = Workflow.from_api(api)
             problems = workflow.link_problems()
             if problems:
@@ -151,11 +152,11 @@ class ComfyCapabilities:
         value is offered by ComfyUI now (its own node list, so models on the network volume
         count); else `InvalidJobInput` naming each value that is not (a model not
         installed, most often) with the closest installed names."""
-        object_info = (await self.learned()).nodes.object_info
+        catalog = (await self.learned()).nodes
         workflow = to_run.workflow
         problems = []
-        for node_id, name, value in not_offered(workflow, object_info, set()):
-            choices = combo_choices(input_specs(object_info, workflow.class_type(node_id) or "")[name]) or []
+        for node_id, name, value in not_offered(workflow, catalog, set()):
+            choices = catalog.choices(workflow.class_type(node_id) or "", name) or []
             closest = closest_names(value, [str(choice) for choice in choices])
             hint = f" (closest: {', '.join(closest)})" if closest else ""
             where = f"node {node_id} '{workflow.display_name(node_id)}' ({workflow.class_type(node_id)})"
@@ -167,7 +168,7 @@ class ComfyCapabilities:
 
     def _problems(self, workflow: Workflow, packages: dict[str, str], request: JobInput) -> list[tuple[str, str]]:
         """Unknown node types (with what to add), else file inputs that leave ComfyUI's folders."""
-        unknown = workflow.unknown_node_types(self.nodes.object_info, packages)
+        unknown = workflow.unknown_node_types(self.nodes, packages)
         if unknown and request.comfy_org_api_key is not None and not self.api_nodes:
             hint = "; Comfy.org API nodes are not loaded on this endpoint: set COMFY_API_NODES=true to use them"
             unknown = [(path, text + hint) for path, text in unknown]
@@ -184,14 +185,14 @@ class ComfyCapabilities:
             return {"workflows": self._library("input.list").describe()}
         if what == "nodes":
             packs: dict[str, list[str]] = {}
-            for name, info in sorted(self.nodes.object_info.items()):
-                packs.setdefault(node_pack(info), []).append(name)
-            return {"nodes": sorted(self.nodes.object_info), "node_packs": packs}
+            for name in sorted(self.nodes):
+                packs.setdefault(self.nodes.pack(name), []).append(name)
+            return {"nodes": sorted(self.nodes), "node_packs": packs}
         installed = await InstalledModels.read(self.comfy)
         return {
             "models": dict(installed.files),
             "folders": dict(installed.folders),
-            "loader_inputs": loader_inputs(await self.comfy.object_info(), installed),
+            "loader_inputs": loader_inputs(NodeCatalog.from_object_info(await self.comfy.object_info()), installed),
         }
 
     async def explain(self, rejected: WorkflowRejected, workflow: Workflow) -> WorkflowRejected:
@@ -201,14 +202,14 @@ class ComfyCapabilities:
         if self.learn_now is not None:
             return await (await self.learned()).explain(rejected, workflow)
         installed = await InstalledModels.read(self.comfy)
-        return explain_missing_models(rejected, workflow, self.nodes.object_info, installed)
+        return explain_missing_models(rejected, workflow, self.nodes, installed)
 
     async def model_inputs(self) -> dict[str, str]:
         """`<class>.<input>` -> model folder, for every input that picks a model file."""
         if self.learn_now is not None:
             return await (await self.learned()).model_inputs()
         if self._model_folders is None:
-            inputs = loader_inputs(self.nodes.object_info, await InstalledModels.read(self.comfy))
+            inputs = loader_inputs(self.nodes, await InstalledModels.read(self.comfy))
             self._model_folders = {key: entry["folder"] for key, entry in inputs.items()}
         return self._model_folders
 

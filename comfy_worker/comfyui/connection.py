@@ -72,7 +72,7 @@ class ComfyConnection:
                 remembered = await remembering
                 if remembered is not None:
                     log.info("the node list from the snapshot %s (%d node types)", self.settings.nodes_snapshot_path,
-                             len(remembered.nodes.object_info))  # fmt: skip
+                             len(remembered.nodes))  # fmt: skip
                 self._capabilities = remembered or await ComfyCapabilities.learn(self.api, self.settings)
             return self._capabilities
 

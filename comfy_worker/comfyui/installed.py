@@ -2,7 +2,7 @@
 
 Contract: `InstalledModels.read(comfy)` asks the running ComfyUI (GET
 /internal/folder_paths and /models/<folder>), so files on the network volume count
-as they appear. `loader_inputs(object_info, installed)` maps every list input that
+as they appear. `loader_inputs(catalog, installed)` maps every list input that
 chooses a model file (any node, custom loaders included) to its folder and choices,
 for `{"list": "models"}`. `explain_missing_models(rejected, workflow, installed)`
 rewrites a refusal whose value is not in its list into one that names the node, the
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import WorkflowRejected
-from ..request.workflow import Workflow, combo_choices, input_specs, is_remote_model, is_upload
+from ..request.node_catalog import NodeCatalog, combo_choices, is_upload
+from ..request.workflow import Workflow, is_remote_model
 from .comfy_api import ComfyAPI
 
 # Input names of the core loaders -> folder type, for inputs whose folder is empty.
@@ -71,11 +72,11 @@ class InstalledModels:
         return named if named in self.folders else None
 
 
-def loader_inputs(object_info: Mapping[str, Any], installed: InstalledModels) -> dict[str, dict[str, Any]]:
+def loader_inputs(catalog: NodeCatalog, installed: InstalledModels) -> dict[str, dict[str, Any]]:
     """{"<class>.<input>": {"folder", "choices"}} for every list input that picks a model file."""
     found = {}
-    for class_type in sorted(object_info):
-        for name, spec in input_specs(object_info, class_type).items():
+    for class_type in sorted(catalog):
+        for name, spec in catalog.inputs(class_type).items():
             choices = combo_choices(spec)
             if choices is None or any(not isinstance(choice, str) for choice in choices):
                 continue
@@ -86,7 +87,7 @@ def loader_inputs(object_info: Mapping[str, Any], installed: InstalledModels) ->
 
 
 def explain_missing_models(
-    rejected: WorkflowRejected, workflow: Workflow, object_info: Mapping[str, Any], installed: InstalledModels
+    rejected: WorkflowRejected, workflow: Workflow, catalog: NodeCatalog, installed: InstalledModels
 ) -> WorkflowRejected:
     """The same refusal, each node named by its title too, and each value that is not in
     its list explained: what is installed that comes close, and where ComfyUI looked."""
@@ -95,8 +96,8 @@ def explain_missing_models(
         error = {**error, "title": workflow.title(error.get("node_id"))}
         value = error.get("received_value")
         if error.get("type") == "value_not_in_list" and isinstance(value, str) and error.get("input"):
-            spec = input_specs(object_info, error.get("class_type") or "").get(error["input"])
-            listed = [choice for choice in combo_choices(spec) or [] if isinstance(choice, str)]
+            offered = catalog.choices(error.get("class_type") or "", error["input"])
+            listed = [choice for choice in offered or [] if isinstance(choice, str)]
             folder = installed.folder_of(error["input"], listed)
             choices = installed.files.get(folder, []) if folder else listed
             error["missing"] = {
@@ -122,26 +123,24 @@ def closest_names(value: str, choices: list[str]) -> list[str]:
     return [keyed[k] for k in difflib.get_close_matches(key(value), list(keyed), n=CLOSEST, cutoff=0.4)]
 
 
-def values_not_installed(workflow: Workflow, object_info: Mapping[str, Any], skip: set[tuple[str, str]]) -> list[str]:
+def values_not_installed(workflow: Workflow, catalog: NodeCatalog, skip: set[tuple[str, str]]) -> list[str]:
     """Each list input whose value ComfyUI does not offer (a model file that is not
     installed, most often), as "node <id> '<title>' (<class>) input '<name>': '<value>'".
     Upload inputs (LoadImage's file), models named by URL or hf:// (fetched for the job)
     and the (node, input) pairs in `skip` (a job's parameters fill them) are left out."""
     return [
         f"node {node_id} '{workflow.display_name(node_id)}' ({workflow.class_type(node_id)}) input '{name}': '{value}'"
-        for node_id, name, value in not_offered(workflow, object_info, skip)
+        for node_id, name, value in not_offered(workflow, catalog, skip)
     ]
 
 
-def not_offered(
-    workflow: Workflow, object_info: Mapping[str, Any], skip: set[tuple[str, str]]
-) -> list[tuple[str, str, str]]:
+def not_offered(workflow: Workflow, catalog: NodeCatalog, skip: set[tuple[str, str]]) -> list[tuple[str, str, str]]:
     """(node id, input, value) of each list input whose value ComfyUI does not offer (see
     `values_not_installed`)."""
     found = []
     for node_id in workflow:
         class_type = workflow.class_type(node_id) or ""
-        for name, spec in input_specs(object_info, class_type).items():
+        for name, spec in catalog.inputs(class_type).items():
             value = workflow.input_value(node_id, name)
             choices = combo_choices(spec)
             if choices is None or not isinstance(value, str) or (node_id, name) in skip or value in choices:

@@ -25,7 +25,7 @@ input holds no value in the workflow and has no default must be given.
 image/video/audio parameters take what `images` takes (base64, a data URI, an http(s)
 URL or an s3:// reference): the file is placed in ComfyUI's input folder and the input names it.
 
-Contract: `WorkflowLibrary.load(folder, object_info)` reads every workflow once (at
+Contract: `WorkflowLibrary.load(folder, catalog)` reads every workflow once (at
 start-up), converts UI-format ones, checks every parameter against its workflow and
 ComfyUI's nodes, and raises `WorkflowLibraryError` naming the file and each problem.
 `library.get(name)` returns the `NamedWorkflow` or `InvalidJobInput` listing the
@@ -63,8 +63,9 @@ from pydantic.json_schema import JsonDict
 
 from ..core.errors import InvalidJobInput
 from .job_input import InputFile, field_path, file_content, problem_text
+from .node_catalog import NodeCatalog
 from .ui_format import is_ui_format, to_api_format
-from .workflow import Workflow, combo_choices, input_specs, is_link, is_remote_model
+from .workflow import Workflow, is_link, is_remote_model
 
 MEDIA_TYPES = {"image": ".png", "video": ".mp4", "audio": ".wav"}  # type -> extension when none can be told
 _SIGNATURES = [
@@ -174,13 +175,13 @@ class WorkflowLibrary:
         self.workflows = dict(workflows)
 
     @classmethod
-    def load(cls, folder: Path, object_info: Mapping[str, Any]) -> WorkflowLibrary:
+    def load(cls, folder: Path, catalog: NodeCatalog) -> WorkflowLibrary:
         """Every `<name>.json` in the folder with its `<name>.toml`; a missing folder is an empty library."""
         workflows = {}
         errors = []
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:
-                workflows[path.stem] = load_named_workflow(path, object_info)
+                workflows[path.stem] = load_named_workflow(path, catalog)
             except WorkflowLibraryError as error:
                 errors.append(str(error))
         orphans = [p.name for p in sorted(folder.glob("*.toml")) if not p.with_suffix(".json").exists()]
@@ -201,7 +202,7 @@ class WorkflowLibrary:
         return [workflow.describe() for _, workflow in sorted(self.workflows.items())]
 
 
-def load_named_workflow(path: Path, object_info: Mapping[str, Any]) -> NamedWorkflow:
+def load_named_workflow(path: Path, catalog: NodeCatalog) -> NamedWorkflow:
     name = path.stem
     try:
         raw = json.loads(path.read_text())
@@ -211,25 +212,23 @@ def load_named_workflow(path: Path, object_info: Mapping[str, Any]) -> NamedWork
         raw = raw["workflow"]  # a job file's input, or a {"workflow": ...} wrapper
     fmt: Literal["api", "ui"] = "ui" if is_ui_format(raw) else "api"
     try:
-        api = to_api_format(raw, object_info) if fmt == "ui" else raw
+        api = to_api_format(raw, catalog) if fmt == "ui" else raw
         workflow = Workflow.from_api(api)
     except InvalidJobInput as error:
         raise WorkflowLibraryError(f"{path}: {error.message.removeprefix('invalid job input: ')}") from None
     except ValueError as exc:
         raise WorkflowLibraryError(f"{path}: not an API-format or UI-format workflow ({exc})") from None
-    unknown = [node_id for node_id in workflow if workflow.class_type(node_id) not in object_info]
+    unknown = [node_id for node_id in workflow if workflow.class_type(node_id) not in catalog]
     if unknown:
         names = ", ".join(f"node {node_id} ({workflow.class_type(node_id)})" for node_id in unknown)
         raise WorkflowLibraryError(f"{path}: node types this ComfyUI does not have: {names}")
     params = _read_param_map(path.with_suffix(".toml"))
     problems = [
-        problem
-        for param, spec in params.params.items()
-        for problem in _target_problems(param, spec, workflow, object_info)
+        problem for param, spec in params.params.items() for problem in _target_problems(param, spec, workflow, catalog)
     ]
     if problems:
         raise WorkflowLibraryError(f"{path.with_suffix('.toml')}: " + "; ".join(problems))
-    fields = {param: _field(spec, workflow, object_info) for param, spec in params.params.items()}
+    fields = {param: _field(spec, workflow, catalog) for param, spec in params.params.items()}
     model = create_model(f"{name}_params", __config__=ConfigDict(extra="forbid", title=f"{name} parameters"), **fields)  # type: ignore[call-overload]
     return NamedWorkflow(name, params.description, fmt, workflow, params.params, model)
 
@@ -246,7 +245,7 @@ def _read_param_map(path: Path) -> ParamMap:
         raise WorkflowLibraryError(f"{path}: {problems}") from None
 
 
-def _target_problems(param: str, spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) -> list[str]:
+def _target_problems(param: str, spec: ParamSpec, workflow: Workflow, catalog: NodeCatalog) -> list[str]:
     problems = []
     for node_id in spec.nodes:
         class_type = workflow.class_type(node_id)
@@ -256,21 +255,21 @@ def _target_problems(param: str, spec: ParamSpec, workflow: Workflow, object_inf
         value = workflow.input_value(node_id, spec.input)
         if is_link(value):
             problems.append(f"params.{param}: input '{spec.input}' of node {node_id} is wired to another node")
-        elif value is None and spec.input not in input_specs(object_info, class_type):
+        elif value is None and spec.input not in catalog.inputs(class_type):
             problems.append(f"params.{param}: node {node_id} ({class_type}) has no input '{spec.input}'")
-    if spec.type == "model" and _combo_options(spec, workflow, object_info) is None:
+    if spec.type == "model" and _combo_options(spec, workflow, catalog) is None:
         problems.append(f"params.{param}: a model parameter needs an input that lists model files")
-    if spec.type == "choice" and not spec.choices and not _combo_options(spec, workflow, object_info):
+    if spec.type == "choice" and not spec.choices and not _combo_options(spec, workflow, catalog):
         problems.append(f"params.{param}: a choice needs `choices`, or an input that ComfyUI offers choices for")
     return problems
 
 
-def _combo_options(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) -> list[Any] | None:
+def _combo_options(spec: ParamSpec, workflow: Workflow, catalog: NodeCatalog) -> list[Any] | None:
     """The values ComfyUI offers for the parameter's (first) input; None if it is not a list input."""
-    return combo_choices(input_specs(object_info, workflow.class_type(spec.nodes[0]) or "").get(spec.input))
+    return catalog.choices(workflow.class_type(spec.nodes[0]) or "", spec.input)
 
 
-def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) -> tuple[Any, Any]:
+def _field(spec: ParamSpec, workflow: Workflow, catalog: NodeCatalog) -> tuple[Any, Any]:
     """(annotation, pydantic Field) for one parameter."""
     current = workflow.input_value(spec.nodes[0], spec.input)
     extra: JsonDict = {"x-comfy-inputs": [f"{node}.{spec.input}" for node in spec.nodes]}
@@ -291,12 +290,12 @@ def _field(spec: ParamSpec, workflow: Workflow, object_info: Mapping[str, Any]) 
         return media, Field(default=None, description=spec.description, json_schema_extra=extra)
     annotation: Any = {"string": StrictStr, "int": StrictInt, "float": float, "bool": StrictBool}.get(spec.type)
     if spec.type == "choice":
-        choices = spec.choices or _combo_options(spec, workflow, object_info) or []
+        choices = spec.choices or _combo_options(spec, workflow, catalog) or []
         annotation = Literal[tuple(choices)]
         extra["enum"] = list[JsonValue](choices)  # pydantic writes a lone choice as "const"; forms want "enum"
     if spec.type == "model":
         # An installed file (possibly none yet), or a model fetched on demand (remote_models.py).
-        installed = [choice for choice in _combo_options(spec, workflow, object_info) or [] if isinstance(choice, str)]
+        installed = [choice for choice in _combo_options(spec, workflow, catalog) or [] if isinstance(choice, str)]
         annotation = Annotated[StrictStr, AfterValidator(functools.partial(_installed_or_remote, installed))]
         extra["x-installed"] = list[JsonValue](installed)
     default = spec.default if "default" in spec.model_fields_set else current

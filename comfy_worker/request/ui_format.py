@@ -1,7 +1,7 @@
 """Workflows saved in ComfyUI's UI format, converted to the API format the server runs.
 
 Contract: `is_ui_format(raw)` tells the editor's save format (`nodes` + `links`) from
-the API format. `to_api_format(raw, object_info)` converts it with comfy-cli's
+the API format. `to_api_format(raw, catalog)` converts it with comfy-cli's
 converter (`comfy_cli.workflow_to_api`, which handles subgraphs, muted and bypassed
 nodes, reroutes, primitive nodes and Get/Set nodes) against the running ComfyUI's
 GET /object_info, and returns the API-format dict, or raises `InvalidJobInput`
@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..core.errors import InvalidJobInput
+from .node_catalog import NodeCatalog
 from .workflow import package_hint
 
 log = logging.getLogger(__name__)
@@ -52,20 +53,20 @@ def preload() -> None:
     _converter()
 
 
-def to_api_format(raw: Mapping[str, Any], object_info: Mapping[str, Any]) -> dict[str, Any]:
+def to_api_format(raw: Mapping[str, Any], catalog: NodeCatalog) -> dict[str, Any]:
     """The API-format graph of a UI-format workflow, or `InvalidJobInput` naming each problem node."""
-    unknown = unknown_node_types(raw, object_info)
+    unknown = unknown_node_types(raw, catalog)
     if unknown:
         raise InvalidJobInput(unknown)
     convert, conversion_error = _converter()
     try:
-        api = convert(dict(raw), dict(object_info))
+        api = convert(dict(raw), dict(catalog.raw))
     except conversion_error as exc:
         raise InvalidJobInput([("input.workflow", f"could not be converted from the UI format: {exc}")]) from None
     problems = _dropped_nodes(raw, api) + [
         (f"input.workflow.{node_id}", f"has node type '{node.get('class_type')}', which this ComfyUI does not have")
         for node_id, node in api.items()
-        if node.get("class_type") not in object_info
+        if node.get("class_type") not in catalog
     ]
     if problems:
         raise InvalidJobInput(problems)
@@ -74,13 +75,13 @@ def to_api_format(raw: Mapping[str, Any], object_info: Mapping[str, Any]) -> dic
     return api
 
 
-def unknown_node_types(raw: Mapping[str, Any], object_info: Mapping[str, Any]) -> list[tuple[str, str]]:
+def unknown_node_types(raw: Mapping[str, Any], catalog: NodeCatalog) -> list[tuple[str, str]]:
     """(field path, problem) for each node, top level or inside a subgraph, whose type
     ComfyUI lacks. Muted and bypassed nodes do not run, so they do not count."""
     return [
         (f"input.workflow.nodes[id={node.get('id')}]", _unknown_message(scope, node, node_type))
         for scope, node, node_type in _nodes_that_run(raw)
-        if node_type not in object_info
+        if node_type not in catalog
     ]
 
 

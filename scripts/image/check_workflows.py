@@ -17,19 +17,21 @@ from typing import Any
 
 from comfy_worker.comfyui.installed import values_not_installed
 from comfy_worker.request.named_workflows import WorkflowLibrary, WorkflowLibraryError
+from comfy_worker.request.node_catalog import NodeCatalog
 
 log = logging.getLogger("check_comfyui")
 
 
 def problems(workflows: Path, object_info: dict[str, Any]) -> list[str]:
     """One line per problem, each naming the workflow's file and what is wrong."""
+    catalog = NodeCatalog.from_object_info(object_info)
     try:
-        library = WorkflowLibrary.load(workflows, object_info)
+        library = WorkflowLibrary.load(workflows, catalog)
     except WorkflowLibraryError as error:
         return str(error).splitlines()
     found = []
     for name, workflow in sorted(library.workflows.items()):
-        for missing in values_not_installed(workflow.workflow, object_info, workflow.file_inputs()):
+        for missing in values_not_installed(workflow.workflow, catalog, workflow.file_inputs()):
             found.append(f"{workflows / name}.json: {missing} is not installed or not offered")
     log.info("checked %d named workflows: %s", len(library.workflows), ", ".join(library.workflows) or "none")
     return found

@@ -179,10 +179,10 @@ async def _check(
     await _bounded("the worker's start (GET /object_info)", worker.start(), JOB_TIMEOUT_S)
     capabilities = await worker.comfyui.ready()
     for node_type in ("CheckpointLoaderSimple", "KSampler", "SaveImage"):
-        if node_type not in capabilities.nodes.object_info:
+        if node_type not in capabilities.nodes:
             raise ContractBroken(f"GET /object_info lists no {node_type} node")
     remembered = await asyncio.to_thread(nodes_snapshot.load, snapshot, settings.comfyui_path)
-    if remembered != capabilities.nodes.object_info:
+    if remembered != capabilities.nodes.raw:
         raise ContractBroken("the node snapshot does not give back the node list of GET /object_info")
 
     # A job: progress, outputs from the `executed` events, its history entry deleted.
@@ -229,7 +229,7 @@ async def _check(
     left = sorted(str(path) for path in _files(settings.comfyui_path) - files_before)
     if left:
         raise ContractBroken(f"jobs left files behind: {left[:5]}")
-    node_types = len(capabilities.nodes.object_info)
+    node_types = len(capabilities.nodes)
     return (
         f"{(await api.offers()).describe()}: nodes learned ({node_types} types, snapshot kept), "
         f"a job ran with progress and outputs from `executed`, a cancel left ComfyUI idle, "

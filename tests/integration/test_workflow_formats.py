@@ -81,11 +81,11 @@ async def test_bypassed_and_muted_nodes_do_not_run(run_job, clean_after):
 async def test_subgraphed_templates_convert_to_known_nodes(session_worker, name):
     from comfy_worker.request.ui_format import to_api_format
 
-    object_info = (await session_worker.comfyui.ready()).nodes.object_info
-    api = to_api_format(template(name), object_info)
+    catalog = (await session_worker.comfyui.ready()).nodes
+    api = to_api_format(template(name), catalog)
 
     assert api
-    assert all(node["class_type"] in object_info for node in api.values())
+    assert all(node["class_type"] in catalog for node in api.values())
     # Nodes inside a subgraph come out with ids of the form "<instance>:<inner id>".
     assert any(":" in node_id for node_id in api)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_worker.comfyui.installed import InstalledModels, closest_names, explain_missing_models, values_not_installed
 from comfy_worker.core.errors import WorkflowRejected
+from comfy_worker.request.node_catalog import NodeCatalog
 from comfy_worker.request.workflow import Workflow
 
 INSTALLED = InstalledModels(
@@ -50,7 +51,7 @@ def test_a_refused_checkpoint_is_explained_and_comfyuis_error_kept():
     }  # fmt: skip
     rejected = WorkflowRejected.from_comfy({"type": "prompt_outputs_failed_validation"}, [comfy_error])
 
-    explained = explain_missing_models(rejected, workflow, object_info, INSTALLED)
+    explained = explain_missing_models(rejected, workflow, NodeCatalog.from_object_info(object_info), INSTALLED)
 
     assert explained.message == (
         "workflow rejected by ComfyUI: node 4 'Base' (CheckpointLoaderSimple) input 'ckpt_name': "
@@ -76,7 +77,7 @@ def test_values_not_installed_skips_uploads_and_parameters():
         },
         "LoadImage": {"input": {"required": {"image": [["example.png"], {"image_upload": True}]}}},
     }
-    assert values_not_installed(workflow, object_info, {("1", "vae_name")}) == [
+    assert values_not_installed(workflow, NodeCatalog.from_object_info(object_info), {("1", "vae_name")}) == [
         "node 1 'Loader' (Loader) input 'ckpt_name': 'gone.safetensors'"
     ]
 
@@ -92,7 +93,7 @@ def test_issue20_6_with_nothing_close_the_few_installed_files_are_listed():
     }  # fmt: skip
     rejected = WorkflowRejected.from_comfy({"type": "prompt_outputs_failed_validation"}, [comfy_error])
 
-    explained = explain_missing_models(rejected, workflow, object_info, INSTALLED)
+    explained = explain_missing_models(rejected, workflow, NodeCatalog.from_object_info(object_info), INSTALLED)
 
     listed = ", ".join(repr(name) for name in INSTALLED.files["checkpoints"])
     assert f"'flux1-dev.safetensors' is not installed; none is close; installed: {listed}" in explained.message

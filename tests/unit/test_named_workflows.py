@@ -8,6 +8,7 @@ import pytest
 
 from comfy_worker.core.errors import InvalidJobInput
 from comfy_worker.request.named_workflows import WorkflowLibrary, WorkflowLibraryError
+from comfy_worker.request.node_catalog import NodeCatalog
 
 OBJECT_INFO = {
     "EmptyImage": {"input": {"required": {"width": ["INT", {}], "height": ["INT", {}], "color": ["INT", {}]}}},
@@ -43,7 +44,7 @@ type = "image"
 def library(tmp_path, graph=GRAPH, param_map=MAP) -> WorkflowLibrary:
     (tmp_path / "blend.json").write_text(json.dumps(graph))
     (tmp_path / "blend.toml").write_text(param_map)
-    return WorkflowLibrary.load(tmp_path, OBJECT_INFO)
+    return WorkflowLibrary.load(tmp_path, NodeCatalog.from_object_info(OBJECT_INFO))
 
 
 def test_params_set_their_inputs_and_media_become_files(tmp_path):
@@ -114,7 +115,7 @@ def test_unknown_workflow_lists_the_ones_there_are(tmp_path):
 
 
 def test_a_missing_folder_is_an_empty_library(tmp_path):
-    assert WorkflowLibrary.load(tmp_path / "none", OBJECT_INFO).describe() == []
+    assert WorkflowLibrary.load(tmp_path / "none", NodeCatalog.from_object_info(OBJECT_INFO)).describe() == []
 
 
 def test_a_model_parameter_takes_an_installed_file_or_a_remote_reference(tmp_path):
@@ -122,7 +123,7 @@ def test_a_model_parameter_takes_an_installed_file_or_a_remote_reference(tmp_pat
     graph = {**GRAPH, "5": {"class_type": "LoraLoader", "inputs": {"lora_name": "a.safetensors"}}}
     (tmp_path / "l.json").write_text(json.dumps(graph))
     (tmp_path / "l.toml").write_text('[params.lora]\nnode = "5"\ninput = "lora_name"\ntype = "model"\n')
-    named = WorkflowLibrary.load(tmp_path, object_info).get("l")
+    named = WorkflowLibrary.load(tmp_path, NodeCatalog.from_object_info(object_info)).get("l")
 
     assert named.apply({"lora": "hf://o/r/b.safetensors"})[0].input_value("5", "lora_name") == "hf://o/r/b.safetensors"
     assert named.apply({"lora": "a.safetensors"})[0].input_value("5", "lora_name") == "a.safetensors"

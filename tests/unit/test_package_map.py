@@ -91,3 +91,11 @@ def test_worker_py_leans_on_at_most_ten_siblings():
     known = modules()
     siblings = {target.split(".")[0] for target in imports("worker", known["worker"], set(known))}
     assert len(siblings) <= 10, sorted(siblings)
+
+
+def test_only_the_node_catalog_reads_the_shape_of_object_info():
+    """/object_info's shape (a type's `input.required` / `optional`, `output_node`,
+    `python_module`) is read in one module; the others ask its NodeCatalog."""
+    shape = re.compile(r'"(required|optional|output_node|python_module)"')
+    readers = sorted(name for name, path in modules().items() if shape.search(path.read_text()))
+    assert readers == ["request.node_catalog"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from comfy_worker.request.node_catalog import NodeCatalog
 from comfy_worker.request.ui_format import is_ui_format, packages_by_node, unknown_node_types
 from comfy_worker.request.workflow import Workflow
 
@@ -31,7 +32,7 @@ def test_unknown_types_are_named_with_title_and_package_and_notes_do_not_count()
         ],
         "links": [],
     }
-    problems = dict(unknown_node_types(workflow, OBJECT_INFO))
+    problems = dict(unknown_node_types(workflow, NodeCatalog.from_object_info(OBJECT_INFO)))
     assert set(problems) == {"input.workflow.nodes[id=4]", "input.workflow.nodes[id=6]", "input.workflow.nodes[id=7]"}
     assert problems["input.workflow.nodes[id=4]"] == (
         "node 4 'Fix faces' has type 'FaceDetailer', which this ComfyUI does not have "
@@ -50,7 +51,7 @@ def test_nodes_inside_subgraphs_are_checked_and_subgraph_instances_are_not_unkno
             "subgraphs": [{"id": subgraph_id, "name": "Sampler", "nodes": [node(10, "KSampler"), node(11, "Sharpen2")]}]
         },
     }
-    [(field, problem)] = unknown_node_types(workflow, OBJECT_INFO)
+    [(field, problem)] = unknown_node_types(workflow, NodeCatalog.from_object_info(OBJECT_INFO))
     assert field == "input.workflow.nodes[id=11]"
     assert problem.startswith("subgraph 'Sampler' node 11 has type 'Sharpen2'")
 

@@ -3,7 +3,8 @@ the worker reads them: dynamic combos' nested inputs, hidden inputs, node packs.
 
 from __future__ import annotations
 
-from comfy_worker.request.workflow import Workflow, combo_choices, file_name_inputs, input_specs, node_pack
+from comfy_worker.request.node_catalog import combo_choices, file_name_inputs, input_specs, node_pack
+from comfy_worker.request.workflow import Workflow
 
 # ResizeImageMaskNode and a model loader as ComfyUI v0.33.0 lists them (trimmed).
 OBJECT_INFO = {

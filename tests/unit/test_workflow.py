@@ -1,13 +1,8 @@
 import pytest
 
 from comfy_worker.request.job_input import parse_job_input
-from comfy_worker.request.workflow import (
-    JOB_TAG_INPUT,
-    SUGGESTED_TYPES,
-    Workflow,
-    file_name_inputs,
-    output_node_classes,
-)
+from comfy_worker.request.node_catalog import file_name_inputs, output_node_classes
+from comfy_worker.request.workflow import JOB_TAG_INPUT, SUGGESTED_TYPES, Workflow
 
 NODES = {
     "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m"}, "_meta": {"title": "Model"}},
