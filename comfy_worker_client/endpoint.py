@@ -31,6 +31,7 @@ log = logging.getLogger("comfy_worker_client")
 
 RUNPOD_API = "https://api.runpod.ai/v2"
 RUNSYNC_WAIT_MS = 90_000  # RunPod holds /runsync at most this long before answering IN_PROGRESS
+POLL_FAILURES_TOLERATED = 5  # consecutive failed polls (no answer, HTTP 5xx or 429) before `wait` gives up
 
 Status = dict[str, Any]
 """An endpoint's /status body: `id`, `status` (a `JobState`), `output` or `error`."""
@@ -157,9 +158,22 @@ class AsyncEndpoint:
     ) -> Status:
         """Polls /status until the job ends; each status goes to `on_status` (a function or a
         coroutine function). The final status if COMPLETED, else `JobFailed` (or, with
-        `raise_failed=False`, the final status whatever it is)."""
+        `raise_failed=False`, the final status whatever it is). A poll that fails for a
+        passing reason (no answer, HTTP 5xx or 429) is tried again, backing off, up to
+        POLL_FAILURES_TOLERATED times in a row: the job runs on whether or not it is watched."""
+        failures = 0
         while True:
-            status = await self.status(job_id)
+            try:
+                status = await self.status(job_id)
+            except EndpointError as exc:
+                passing = not isinstance(exc, EndpointAnswered) or exc.status >= 500 or exc.status == 429
+                failures += 1
+                if not passing or failures > POLL_FAILURES_TOLERATED:
+                    raise
+                log.warning("status of job %s not read (%s); trying again", job_id, exc)
+                await asyncio.sleep(poll_interval_s * 2**failures)
+                continue
+            failures = 0
             shown = on_status(status)
             if shown is not None:
                 await shown

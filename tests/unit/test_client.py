@@ -170,3 +170,35 @@ async def test_the_async_client_runs_follows_and_names_each_failure():
     with pytest.raises(EndpointUnreachable, match=r"the endpoint at http://127.0.0.1:9/v2/e is unreachable \("):
         await nowhere.status("j1")
     await nowhere.close()
+
+
+async def test_wait_rides_out_passing_failures_of_the_status_poll_and_not_others():
+    """A blip between the client and the endpoint does not lose the job: the poll is tried again."""
+    answers: list = []
+
+    async def status(request: web.Request) -> web.Response:
+        answer = answers.pop(0)
+        if isinstance(answer, int):
+            return web.json_response({"error": "busy"}, status=answer)
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.add_routes([web.get("/v2/e/status/j1", status)])
+    server = TestServer(app)
+    await server.start_server()
+    endpoint = AsyncEndpoint(str(server.make_url("/v2/e")), "key")
+    try:
+        answers[:] = [502, 429, {"id": "j1", "status": "IN_PROGRESS"}, 503, {"id": "j1", "status": "COMPLETED"}]
+        assert (await endpoint.wait("j1", poll_interval_s=0))["status"] == "COMPLETED"
+        assert answers == [], "every answer was read"
+
+        answers[:] = [404]
+        with pytest.raises(EndpointAnswered, match="HTTP 404"):
+            await endpoint.wait("j1", poll_interval_s=0)
+        answers[:] = [500] * 6
+        with pytest.raises(EndpointAnswered, match="HTTP 500"):
+            await endpoint.wait("j1", poll_interval_s=0)
+        assert answers == [], "tried POLL_FAILURES_TOLERATED + 1 times, then gave up"
+    finally:
+        await endpoint.close()
+        await server.close()
