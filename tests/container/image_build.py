@@ -202,7 +202,7 @@ def flavours_to_build() -> list[Flavour]:
 def docker_build(build_args: dict[str, str], flavour: Flavour = DEFAULT) -> float:
     tag = image_tag(flavour)
     args = ["docker", "build", "--network", "host", "-f", str(REPO_ROOT / flavour.dockerfile), "-t", tag]
-    args += ["--label", RUN_LABEL]
+    args += ["--label", RUN_LABEL, "--force-rm"]  # a failed step leaves no container holding its layers
     for name, value in build_args.items():
         args += ["--build-arg", f"{name}={value}"]
     started = time.monotonic()
@@ -257,6 +257,17 @@ def main() -> int:
         # This run's images go (their layers stay in the build cache, so the next run is quick).
         for flavour in FLAVOURS:
             run("docker", "image", "rm", "-f", image_tag(flavour), stdout=subprocess.DEVNULL, check=False)
+        # Stopped containers of this run's images (a build step that failed) hold their layers.
+        run(
+            "docker",
+            "container",
+            "prune",
+            "-f",
+            "--filter",
+            f"label={RUN_LABEL}",
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
         run("docker", "image", "prune", "-f", "--filter", f"label={RUN_LABEL}", stdout=subprocess.DEVNULL, check=False)
 
 

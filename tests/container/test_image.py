@@ -119,7 +119,11 @@ def test_a_comfyui_upgrade_the_worker_cannot_drive_fails_the_build_naming_what_b
         """RUN sed -i 's/send_sync("executed",/send_sync("executed_renamed",/' /comfyui/execution.py\n"""
         f"{dockerfile_step('check_comfyui.py')}\n"
     )
-    build = docker("build", "--network", "host", "--no-cache", "-t", f"{IMAGE}-broken", str(tmp_path), check=False)
+    # --force-rm: the failing step's container goes too, so its layer is not held and the
+    # run's prune (by the label this image inherits) removes it: ~8 GB a run otherwise.
+    build = docker(
+        "build", "--network", "host", "--no-cache", "--force-rm", "-t", f"{IMAGE}-broken", str(tmp_path), check=False
+    )
     output = build.stdout + build.stderr
     docker("image", "rm", "-f", f"{IMAGE}-broken", check=False)
     assert build.returncode != 0, output[-3000:]
