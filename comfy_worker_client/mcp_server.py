@@ -86,6 +86,10 @@ class ToolFailed(Exception):
     """What went wrong, in words for the agent (the tool error's text)."""
 
 
+class OutOfTime(Exception):
+    """The job outlasted the server's timeout (raised while following it)."""
+
+
 class EndpointTools:
     """The tools of one endpoint."""
 
@@ -206,31 +210,37 @@ class EndpointTools:
 
     async def run_job(self, job_input: dict[str, Any], progress: Progress) -> dict[str, Any]:
         """The job's output once COMPLETED; progress on the way; the job cancelled if the
-        call is. `ToolFailed` for every way it can fail."""
+        call is, or when it outlasts the server's timeout. `ToolFailed` for every way it can
+        fail. Followed by the client's `wait`, which rides out a passing failure of a poll."""
         job_id = await self._endpoint(self.client.run, job_input)
         deadline = self.clock() + self.timeout_s
         notified = -1.0  # MCP: each notification's progress must be greater than the last
+
+        async def on_status(status: dict[str, Any]) -> None:
+            nonlocal notified
+            state, output = status.get("status"), status.get("output")
+            output = output if isinstance(output, dict) else {}
+            fraction = output.get("progress")
+            if state == JobState.IN_PROGRESS and isinstance(fraction, int | float) and fraction > notified:
+                notified = float(fraction)
+                await progress(notified, str(output.get("message") or "running"))
+            if state not in FINAL_STATES and self.clock() > deadline:
+                raise OutOfTime
+
         try:
-            while True:
-                status = await self._endpoint(self.client.status, job_id)
-                state, output = status.get("status"), status.get("output")
-                fraction = output.get("progress") if isinstance(output, dict) else None
-                if state == JobState.IN_PROGRESS and isinstance(fraction, int | float) and fraction > notified:
-                    notified = float(fraction)
-                    await progress(notified, str(output.get("message") or "running"))
-                if state in FINAL_STATES:
-                    if state != JobState.COMPLETED:
-                        raise ToolFailed(str(JobFailed(status)))
-                    return dict(output or {})
-                if self.clock() > deadline:
-                    await self._endpoint(self.client.cancel, job_id)
-                    raise ToolFailed(f"job {job_id} timed out after {self.timeout_s:g} s and was cancelled")
-                await anyio.sleep(POLL_S)
+            try:
+                status = await self._endpoint(self.client.wait, job_id, on_status, POLL_S, False)
+            except OutOfTime:
+                await self._endpoint(self.client.cancel, job_id)
+                raise ToolFailed(f"job {job_id} timed out after {self.timeout_s:g} s and was cancelled") from None
         except BaseException as stopped:
             if isinstance(stopped, anyio.get_cancelled_exc_class()):
                 with anyio.CancelScope(shield=True):  # the call was cancelled: so is the job
                     await self._cancel_quietly(job_id)
             raise
+        if status["status"] != JobState.COMPLETED:
+            raise ToolFailed(str(JobFailed(status)))
+        return dict(status.get("output") or {})
 
     async def _cancel_quietly(self, job_id: str) -> None:
         try:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 
 import pytest
 from starlette.testclient import TestClient
 
-from comfy_worker_client import EndpointAnswered, JobFailed
+from comfy_worker_client import AsyncEndpoint, EndpointAnswered, EndpointUnreachable, JobFailed
 from comfy_worker_client.mcp_server import (
     EndpointTools,
     ToolFailed,
@@ -84,23 +85,27 @@ def test_failures_say_what_to_do():
     assert "refused the API key (HTTP 401): check RUNPOD_API_KEY" in http_failure(refused, "https://api.runpod.ai/v2/x")
 
 
-class ScriptedClient:
+class ScriptedClient(AsyncEndpoint):
     """An AsyncEndpoint whose /status answers come from a script, one per poll."""
 
-    base_url = "http://endpoint.invalid/v2/x"
-
     def __init__(self, statuses: list[dict]):
+        super().__init__("http://endpoint.invalid/v2/x")
         self.statuses = statuses
         self.submitted: list[dict] = []
+        self.cancelled: list[str] = []
 
-    async def run(self, job_input: dict) -> str:
+    async def run(self, job_input: dict, execution_timeout_ms: int | None = None) -> str:
         self.submitted.append(job_input)
         return "job-1"
 
     async def status(self, job_id: str) -> dict:
-        return self.statuses.pop(0)
+        answer = self.statuses.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     async def cancel(self, job_id: str) -> dict:
+        self.cancelled.append(job_id)
         return {"status": "CANCELLED"}
 
 
@@ -115,8 +120,23 @@ async def test_progress_is_notified_only_when_it_rises(monkeypatch):
     async def progress(fraction: float, message: str) -> None:
         notified.append(fraction)
 
-    await EndpointTools(client, timeout_s=60).run_job({"workflow": {}}, progress)  # type: ignore[arg-type]
+    await EndpointTools(client, timeout_s=60).run_job({"workflow": {}}, progress)
     assert notified == [0.1, 0.5]
+
+
+async def test_a_failed_poll_is_tried_again_and_a_job_past_the_timeout_is_cancelled(monkeypatch):
+    monkeypatch.setattr("comfy_worker_client.mcp_server.POLL_S", 0)
+    blip = EndpointUnreachable("the endpoint at http://endpoint.invalid/v2/x is unreachable (ClientOSError)")
+    done = {"status": "COMPLETED", "output": {"images": []}}
+    client = ScriptedClient([{"status": "IN_QUEUE"}, blip, done])
+    assert await EndpointTools(client, timeout_s=60).run_job({"workflow": {}}, no_progress) == {"images": []}
+
+    readings = itertools.chain([0.0], itertools.repeat(31.0))  # submitted at 0; every poll after 30 s
+    slow = ScriptedClient([{"status": "IN_QUEUE"}, {"status": "IN_PROGRESS"}])
+    tools = EndpointTools(slow, timeout_s=30, clock=lambda: next(readings))
+    with pytest.raises(ToolFailed, match="timed out after 30 s and was cancelled"):
+        await tools.run_job({"workflow": {}}, no_progress)
+    assert slow.cancelled == ["job-1"]
 
 
 @pytest.mark.parametrize(
