@@ -6,6 +6,9 @@ story's modules stand above them all.
 
 core/: what every room stands on
     contract         the job's states, output lists, RunPod's limits, result shapes: one place for every consumer
+    job              what each stage of a job is given (JobContext) and the interface of a bucket
+    job_files        ComfyUI's job folders; remove every file the job created
+    timings          per-stage wall times for the result
     errors           error hierarchy, the job's error result, guarded clean-up steps
     settings         environment settings, read once
     runpod_sdk       every SDK name used beyond start() and progress_update, checked at start-up
@@ -28,7 +31,6 @@ comfyui/: the ComfyUI edge
     comfy_events     the one event stream, routed to each prompt in flight; queue positions
     comfy_process    ComfyUI's process: alive or dead; wait while it starts; end it
     prompt           follow a prompt's events to the end; stop it
-    job_files        ComfyUI's job folders; remove every file the job created
     history          find the prompt's output files and texts in its history (pure)
 
 transfer/: bytes in and out
@@ -50,7 +52,6 @@ models/: models a job names by URL or hf://
 The story, at the root
     worker           the Worker: lifecycle, the job's story, the error boundary, clean-up
     prompt_run       one prompt's life for one job: submit, follow, stop, release, resubmit
-    timings          per-stage wall times for the result
     warmup           run one job before taking jobs
 
 rp_handler.py at the repository root does the process's lifecycle around a Worker.

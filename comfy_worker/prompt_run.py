@@ -1,17 +1,18 @@
 """A prompt's life on ComfyUI, for one job: submit, follow, stop, release.
 
-Contract: `PromptRun` belongs to one job (its files, its progress sink) and one
-prompt; other jobs' prompts may wait in ComfyUI's queue beside it.
-- `submit(workflow, extra_data, explain, cleanup)` queues the workflow (through the
+Contract: `PromptRun` belongs to one job (its `JobContext`: files, progress sink,
+clean-up stack, timeout) and one prompt; other jobs' prompts may wait in ComfyUI's
+queue beside it.
+- `submit(workflow, extra_data, explain)` queues the workflow (through the
   connection's `EventRouter`, which routes its events to it) and puts the prompt's
   release on the job's clean-up stack. A refusal is explained (`explain`: what is
   installed); a cancel that arrives while POST /prompt is on its way still learns
   the prompt id, so the prompt is stopped and released, not orphaned.
-- `follow(workflow, preview, started_at, send, timeout_s)` relays the prompt's
+- `follow(workflow, preview)` relays the prompt's
   progress (`ProgressTracker`, throttled; latent previews if asked; its place in the
   queue while it waits) until it ends, registering the files nodes report as they
-  finish (removed even if the history cannot be read later). `timeout_s` counts from
-  the prompt's start (`deadline` is then known); on timeout it stops the prompt and
+  finish (removed even if the history cannot be read later). The job's timeout counts
+  from the prompt's start (the job's `deadline` is then set); on timeout it stops the prompt and
   raises `JobTimedOut` saying how the stop went; on cancel it stops it and re-raises.
   A prompt that was still queued when the worker restarted ComfyUI (to stop another
   job's hung prompt) is queued once more on the new ComfyUI.
@@ -31,7 +32,6 @@ delete failed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -41,9 +41,10 @@ from .comfyui.comfy_api import ComfyAPI, ComfyEvent
 from .comfyui.comfy_events import EventRouter, PromptEvents
 from .comfyui.comfy_process import ComfyProcess
 from .comfyui.history import files_in_history
-from .comfyui.job_files import JobFiles, JobFolders
 from .comfyui.prompt import stop_prompt, wait_for_prompt
 from .core.errors import ComfyError, ComfyUnavailable, JobTimedOut, WorkerError, WorkflowRejected, guarded
+from .core.job import JobContext
+from .core.job_files import JobFolders
 from .core.settings import Settings
 from .progress.progress import Change, ProgressRelay, ProgressTracker
 from .request.workflow import Workflow
@@ -61,7 +62,6 @@ COMFY_CLOCK = {  # events whose ComfyUI timestamp marks the run's start or end
 }
 
 Explain = Callable[[WorkflowRejected, Workflow], Awaitable[WorkflowRejected]]
-Send = Callable[[dict[str, Any]], None]
 
 
 class Histories:
@@ -108,18 +108,18 @@ class ComfyUI(Protocol):
 
 
 class PromptRun:
-    def __init__(self, comfyui: ComfyUI, settings: Settings, job_files: JobFiles, histories: Histories):
+    def __init__(self, comfyui: ComfyUI, settings: Settings, histories: Histories, job: JobContext):
         self.comfyui = comfyui
         self.comfy = comfyui.api
         self.settings = settings
-        self.folders: JobFolders = job_files.folders
-        self.job_files = job_files
+        self.job = job
+        self.folders: JobFolders = job.files.folders
+        self.job_files = job.files
         self.histories = histories
         self.prompt_id = ""
         self.events: PromptEvents | None = None
         self.started_at: float | None = None  # loop time ComfyUI began running it
         self._queued: tuple[dict[str, Any], dict[str, Any]] | None = None  # (prompt, extra_data), to resubmit
-        self._timeout_s = 0.0
         self._submitted_at = 0.0
         self._comfy_clock: dict[str, float] = {}  # ComfyUI's own timestamps of the run (Unix seconds)
         self._outputs: dict[str, Any] = {}  # node id -> its output, from `executed` events
@@ -128,12 +128,7 @@ class PromptRun:
         self._resubmitted = False
 
     async def submit(
-        self,
-        workflow: Workflow,
-        extra_data: dict[str, Any],
-        explain: Explain,
-        cleanup: contextlib.AsyncExitStack,
-        swaps: dict[str, str] | None = None,
+        self, workflow: Workflow, extra_data: dict[str, Any], explain: Explain, swaps: dict[str, str] | None = None
     ) -> str:
         """`swaps`: node classes to run in place of the workflow's (`NodeCatalog.background_savers`)."""
         self.job_files.expect_folders(self.folders.output / folder for folder in workflow.output_subfolders())
@@ -143,7 +138,7 @@ class PromptRun:
             await self._queue()
         except WorkflowRejected as rejected:
             raise await explain(rejected, workflow) from None
-        cleanup.push_async_callback(guarded, f"release prompt {self.prompt_id}", self.release)
+        self.job.cleanup.push_async_callback(guarded, f"release prompt {self.prompt_id}", self.release)
         return self.prompt_id
 
     async def _queue(self) -> None:
@@ -165,10 +160,6 @@ class PromptRun:
             raise
         self.prompt_id = self.events.prompt_id
 
-    @property
-    def deadline(self) -> float | None:
-        return None if self.started_at is None else self.started_at + self._timeout_s
-
     async def outputs(self) -> dict[str, Any]:
         """The prompt's outputs as its history lists them (`{"outputs": {node id: output}}`):
         from its `executed` events when its end event arrived (every `executed` did too);
@@ -186,12 +177,12 @@ class PromptRun:
             times["queued_s"] = round(self.started_at - self._submitted_at, 3)
         return times
 
-    async def follow(self, workflow: Workflow, preview: bool, started_at: float, send: Send, timeout_s: float) -> None:
-        """Relay the prompt's progress until it ends. `timeout_s` counts from the moment
+    async def follow(self, workflow: Workflow, preview: bool) -> None:
+        """Relay the prompt's progress until it ends. The job's timeout counts from the moment
         ComfyUI starts the prompt, not while it waits behind other jobs."""
-        self._timeout_s = timeout_s
+        timeout_s, started_at = self.job.timeout_s, self.job.timings.started_at
         tracker = ProgressTracker(workflow, preview, self.settings.progress_preview_max_bytes, started_at)
-        relay = ProgressRelay(send, self.settings.progress_updates_per_s)
+        relay = ProgressRelay(self.job.send, self.settings.progress_updates_per_s)
         loop = asyncio.get_running_loop()
 
         limit = asyncio.timeout(None)  # armed when the prompt starts
@@ -201,7 +192,8 @@ class PromptRun:
                 if self.started_at is not None:
                     return  # seen again in the queue after lost events: the first start counts
                 self.started_at = loop.time()
-                limit.reschedule(self.started_at + timeout_s)
+                self.job.deadline = self.started_at + timeout_s  # the delivery shares it
+                limit.reschedule(self.job.deadline)
             if event.type == "executed":
                 self._note_written_files(event)
                 if isinstance(event.data.get("output"), dict):

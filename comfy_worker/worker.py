@@ -46,24 +46,21 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from .comfyui.connection import ComfyConnection
 from .core.errors import InternalError, WorkerError, WorkerShutDown, error_result, guarded
+from .core.job import JobContext, Send
 from .core.settings import Settings
 from .models.remote_models import ModelFetcher
 from .progress.progress import ProgressSink, log_progress
 from .progress.webhooks import ProgressWebhook
 from .prompt_run import Histories, PromptRun
 from .request.job_input import JobInput, parse_job_input
-from .timings import StageTimings
 from .transfer.delivery import Delivery
 from .transfer.input_files import place_inputs
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[dict[str, Any]], None]
 
 
 def also_to(first: Send, then: Send) -> Send:
@@ -182,38 +179,32 @@ class Worker:
         self, job_id: str, request: JobInput, send: Send, cleanup: contextlib.AsyncExitStack
     ) -> dict[str, Any]:
         """The job's story, stage by stage."""
-        timings = StageTimings()
-        job_files = self.comfyui.job_files()
-        cleanup.push_async_callback(guarded, "remove the job's files", job_files.remove_all_async)
-        with timings.stage("wait_for_comfyui_s"):
+        job = JobContext(
+            job_id, send, cleanup, self.comfyui.job_files(), request.timeout_s or self.settings.job_timeout_s
+        )
+        cleanup.push_async_callback(guarded, "remove the job's files", job.files.remove_all_async)
+        with job.timings.stage("wait_for_comfyui_s"):
             comfy = await self.comfyui.ready()
         if request.list_what is not None:
             return await comfy.answer_list(request.list_what)
         to_run = await comfy.workflow_to_run(request)
         if request.validate_only:
             return await comfy.check(to_run)
-        bucket = await self.delivery.store_for(request.storage)  # the job's own, else the worker's
-        with timings.stage("fetch_models_s"):
-            credentials, fetch = request.model_credentials, self.fetcher.fetch_all
-            workflow = await fetch(to_run.workflow, comfy.model_inputs, credentials, send, cleanup, bucket)
-        with timings.stage("upload_inputs_s"):
-            renames = await place_inputs([*request.images, *to_run.files], self.settings, job_files, bucket)
+        job.bucket = await self.delivery.store_for(request.storage)  # the job's own, else the worker's
+        with job.timings.stage("fetch_models_s"):
+            workflow = await self.fetcher.fetch_all(to_run.workflow, comfy.model_inputs, request.model_credentials, job)
+        with job.timings.stage("upload_inputs_s"):
+            renames = await place_inputs([*request.images, *to_run.files], self.settings, job)
         about = {**to_run.about, "seeds": workflow.seeds()}
         # A tag of its own per run: a repeated job id must not be served from ComfyUI's cache.
         run_tag = f"{job_id}/{uuid.uuid4().hex[:8]}"
         workflow = workflow.with_files_renamed(renames).tagged(run_tag, comfy.nodes.output_classes)
-        timeout_s = request.timeout_s or self.settings.job_timeout_s
-        prompt = PromptRun(self.comfyui, self.settings, job_files, self.histories)
-        with timings.stage("execute_s"):
-            await prompt.submit(workflow, request.extra_data(), comfy.explain, cleanup, comfy.nodes.background_savers)
-            await prompt.follow(workflow, request.preview, timings.started_at, send, timeout_s)
-        # The run and the delivery share the timeout, counted from the prompt's start.
-        deadline = prompt.deadline or asyncio.get_running_loop().time() + timeout_s
-        with timings.stage("collect_outputs_s"):
-            history = await prompt.outputs()
-            outputs = await self.delivery.collect(
-                history, job_files, request.output, job_id, deadline, timeout_s, bucket
-            )
-        stage_times = {**timings.as_dict(), **prompt.timings()}
+        prompt = PromptRun(self.comfyui, self.settings, self.histories, job)
+        with job.timings.stage("execute_s"):
+            await prompt.submit(workflow, request.extra_data(), comfy.explain, comfy.nodes.background_savers)
+            await prompt.follow(workflow, request.preview)
+        with job.timings.stage("collect_outputs_s"):
+            outputs = await self.delivery.collect(await prompt.outputs(), request.output, job)
+        stage_times = {**job.timings.as_dict(), **prompt.timings()}
         log.info("job %s done, timings %s", job_id, json.dumps(stage_times))
         return {**outputs, **about, "timings": stage_times}

@@ -66,7 +66,7 @@ from comfy_worker.core.errors import StorageError
 from .jobs import WEBHOOK_RETRY_DELAY_S, Job, JobBoard
 
 if TYPE_CHECKING:  # the storage module loads boto3 and the RunPod SDK: only the worker's process needs them
-    from comfy_worker.transfer.storage import OutputStore
+    from comfy_worker.core.job import OutputStore
 
 log = logging.getLogger("local_endpoint")
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..core.job_files import JobFiles, JobFolders
 from ..core.settings import Settings
 from ..request import ui_format
 from .capabilities import ComfyCapabilities
@@ -34,7 +35,6 @@ from .comfy_api import ComfyAPI
 from .comfy_client import ComfyClient
 from .comfy_events import EventRouter
 from .comfy_process import ComfyProcess, wait_until_ready
-from .job_files import JobFiles, JobFolders
 
 log = logging.getLogger(__name__)
 

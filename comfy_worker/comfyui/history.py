@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.contract import Media
-from .job_files import JobFolders
+from ..core.job_files import JobFolders
 
 # Types that some systems' mime.types lack; looked up here before `mimetypes`.
 EXTRA_MIME_TYPES = {".webp": "image/webp", ".webm": "video/webm", ".flac": "audio/flac"}

@@ -33,7 +33,6 @@ another host go without it). They are secrets: never logged, never returned.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import re
@@ -49,13 +48,13 @@ from urllib.parse import unquote, urlparse
 import requests
 
 from ..core.errors import InvalidJobInput, ModelDownloadFailed, is_disk_full
+from ..core.job import JobContext
 from ..core.runpod_sdk import SSRFError
 from ..core.settings import Settings
 from ..progress.progress import Change, ProgressRelay
 from ..request.job_input import ModelCredentials, check_s3_reference
 from ..request.workflow import Workflow, is_remote_model
 from ..transfer.downloads import Download, TooLarge, describe, redact, refusal
-from ..transfer.storage import OutputStore
 from .model_cache import CachedModel, CorruptModel, Hold, ModelCache, check_model_file, hash_file
 
 NO_BUCKET_FOR_S3_MODEL = (
@@ -203,15 +202,14 @@ class ModelFetcher:
         workflow: Workflow,
         model_inputs: Callable[[], Awaitable[Mapping[str, str]]],
         given: ModelCredentials,
-        send: Callable[[dict[str, Any]], None],
-        cleanup: contextlib.AsyncExitStack,
-        bucket: OutputStore | None = None,
+        job: JobContext,
     ) -> Workflow:
         """The workflow with every model it names by URL, hf:// or s3:// fetched (from the
-        cache, or downloaded into it) and its input pointed at the cached file. `bucket`
-        signs s3:// references (the job's own, else the worker's). Progress goes to
-        `send` ("downloading <name>: 40%", throttled); each file stays held until the
-        job's clean-up, so eviction cannot take it meanwhile."""
+        cache, or downloaded into it) and its input pointed at the cached file. The job's
+        bucket signs s3:// references. Progress goes to the job's `send` ("downloading
+        <name>: 40%", throttled); each file stays held until the job's clean-up, so
+        eviction cannot take it meanwhile."""
+        send, cleanup, bucket = job.send, job.cleanup, job.bucket
         if not any(is_remote_model(value) for node_id in workflow for value in workflow.inputs(node_id).values()):
             return workflow
         models = find_remote_models(workflow, await model_inputs(), self.settings.allow_pickle_models)

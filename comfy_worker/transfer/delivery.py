@@ -40,12 +40,13 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from ..comfyui.history import OutputFile, files_in_history, texts_in_history
-from ..comfyui.job_files import JobFiles, write_failure
 from ..core.contract import output_list
 from ..core.errors import DiskFull, InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable, is_disk_full
+from ..core.job import JobContext, OutputStore
+from ..core.job_files import JobFiles, write_failure
 from ..core.settings import Settings
 from ..request.job_input import NO_BUCKET_FOR_S3, JobStorage, OutputOptions
-from .storage import OutputStore, S3Storage, output_store
+from .storage import S3Storage, output_store
 
 ENTRY_OVERHEAD_BYTES = 512  # field names, file name, mime type... per entry, generously
 FORMATS = {"webp": ("WEBP", ".webp", "image/webp"), "jpeg": ("JPEG", ".jpg", "image/jpeg")}
@@ -94,23 +95,15 @@ class Delivery:
             raise InvalidJobInput([("input.storage", "this worker cannot use a job's own bucket")])
         return await asyncio.to_thread(self.job_store, storage)
 
-    async def collect(
-        self,
-        history: dict[str, Any],
-        job_files: JobFiles,
-        options: OutputOptions,
-        job_id: str,
-        deadline: float,
-        timeout_s: float,
-        store: OutputStore | None = None,
-    ) -> dict[str, Any]:
+    async def collect(self, history: dict[str, Any], options: OutputOptions, job: JobContext) -> dict[str, Any]:
         """The outputs `history` lists (`PromptRun.outputs`), registered for clean-up and
         delivered within the job's deadline (event-loop time): in the event loop when
         `is_quick`, else in a thread, so that a stalled bucket cannot hold the job past its
         timeout (`JobTimedOut`, `details.stage: "delivery"`). A thread still uploading then
-        ends at its next file, which the job's clean-up has removed. `store`: the job's own
-        bucket (`store_for`), in place of the worker's."""
-        store = store or self.store
+        ends at its next file, which the job's clean-up has removed. The job's bucket
+        (`store_for`: its own, else the worker's) takes the files that go by URL."""
+        store, job_files, job_id, timeout_s = job.bucket or self.store, job.files, job.job_id, job.timeout_s
+        deadline = job.deadline if job.deadline is not None else asyncio.get_running_loop().time() + timeout_s
         files = files_in_history(history, job_files.folders)
         job_files.add_outputs(file.path for file in files if file.created_by_job)
         args = (files, texts_in_history(history), options, store, self.max_response_bytes, job_id, job_files)

@@ -27,13 +27,13 @@ import uuid
 
 import requests
 
-from ..comfyui.job_files import JobFiles
 from ..core.errors import DiskFull, InvalidJobInput, is_disk_full
+from ..core.job import JobContext
+from ..core.job_files import JobFiles
 from ..core.runpod_sdk import SSRFError
 from ..core.settings import Settings
 from ..request.job_input import InputFile
 from .downloads import Download, TooLarge, describe, redact, refusal
-from .storage import OutputStore
 
 NO_BUCKET_FOR_S3_INPUT = (
     "is an s3:// reference, but the job has no 'storage' and this endpoint no bucket (BUCKET_ENDPOINT_URL) "
@@ -41,11 +41,10 @@ NO_BUCKET_FOR_S3_INPUT = (
 )
 
 
-async def place_inputs(
-    files: list[InputFile], settings: Settings, job_files: JobFiles, bucket: OutputStore | None = None
-) -> dict[str, str]:
+async def place_inputs(files: list[InputFile], settings: Settings, job: JobContext) -> dict[str, str]:
     """Write the job's input files; returns {reference: new reference} for names that were taken.
     `bucket` signs the job's s3:// references (the job's own bucket, else the worker's)."""
+    job_files, bucket = job.files, job.bucket
     renames: dict[str, str] = {}
     own_folder = f"_job-{uuid.uuid4().hex[:12]}"
     for index, file in enumerate(files):

@@ -1,6 +1,6 @@
-"""Where outputs go when they do not come back inline: the `OutputStore` interface, and S3.
+"""Where outputs go when they do not come back inline: S3-compatible buckets.
 
-Contract: `OutputStore.put(path, name, content_type)` stores one file under `name`
+Contract: `OutputStore.put(path, name, content_type)` (the interface, in `core/job.py`) stores one file under `name`
 (`<job id>/<subfolder>/<file name>`) and returns a URL the client can GET. It is
 blocking: `delivery` runs in a worker thread. Failures raise `StorageError`.
 `S3Storage` is the implementation for S3-compatible buckets (boto3): it streams
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlparse
 
 import boto3
@@ -60,22 +60,6 @@ log = logging.getLogger(__name__)
 for _name in ("botocore", "boto3", "s3transfer", "urllib3.connectionpool"):
     if logging.getLogger(_name).level < logging.INFO:  # NOTSET (inherit) or DEBUG
         logging.getLogger(_name).setLevel(logging.INFO)
-
-
-class OutputStore(Protocol):
-    bucket: str
-    """The bucket's name, for messages."""
-    private_origin: str | None
-    """scheme://host:port of an endpoint the operator configured, whose URLs may resolve to a
-    private address; None for a job's own bucket (checked like every URL a job names)."""
-
-    def put(self, path: Path, name: str, content_type: str) -> str:
-        """Store the file at path as `name`; returns a URL to GET it."""
-        ...
-
-    def presigned_get(self, reference: str) -> str:
-        """A short-lived GET URL for an `s3://bucket/key` input, with this store's credentials."""
-        ...
 
 
 def output_store(settings: Settings) -> S3Storage | None:

@@ -27,10 +27,10 @@ from PIL import Image
 from comfy_worker.comfyui.comfy_api import ComfyAPI, ComfyEvent, ComfyOffers, EventStreamClosed, PromptState
 from comfy_worker.comfyui.comfy_process import ComfyProcess
 from comfy_worker.comfyui.connection import ComfyConnection
+from comfy_worker.core.job import OutputStore
 from comfy_worker.core.settings import Settings
 from comfy_worker.progress.progress import ProgressSink
 from comfy_worker.transfer.delivery import Delivery
-from comfy_worker.transfer.storage import OutputStore
 from comfy_worker.worker import Worker
 
 OBJECT_INFO = {

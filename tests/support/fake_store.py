@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from comfy_worker.core.errors import StorageError
-from comfy_worker.transfer.storage import OutputStore
+from comfy_worker.core.job import OutputStore
 from comfy_worker_client.uploads import UploadBucket
 
 

@@ -1,8 +1,8 @@
 import pytest
 
 from comfy_worker.comfyui.history import OutputFile
-from comfy_worker.comfyui.job_files import JobFiles, JobFolders
 from comfy_worker.core.errors import InvalidJobInput, OutputTooLarge, OutputUnreadable
+from comfy_worker.core.job_files import JobFiles, JobFolders
 from comfy_worker.request.job_input import OutputOptions
 from comfy_worker.transfer.delivery import QUICK_DELIVERY_BYTES, choose_storage, deliver_outputs, inline_size, is_quick
 from tests.support.fake_store import FakeStore

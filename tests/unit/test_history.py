@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from comfy_worker.comfyui.history import OutputFile, files_in_history, mime_type_of, texts_in_history
-from comfy_worker.comfyui.job_files import JobFolders
 from comfy_worker.core.errors import UnsafePath
+from comfy_worker.core.job_files import JobFolders
 
 
 @pytest.fixture

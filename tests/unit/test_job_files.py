@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from comfy_worker.comfyui.job_files import JobFiles, JobFolders, writing
 from comfy_worker.core.errors import UnsafePath
+from comfy_worker.core.job_files import JobFiles, JobFolders, writing
 
 
 @pytest.fixture
