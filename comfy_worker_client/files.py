@@ -41,30 +41,30 @@ async def save_outputs(
     output: dict[str, Any], path_for: Callable[[dict[str, Any]], Path]
 ) -> list[tuple[dict[str, Any], Path]]:
     """Writes every output file of a result (base64 decoded, a URL streamed) at the path
-    `path_for(entry)` gives, off the event loop; (entry, path) of each. A file that fails
-    is not left half-written."""
+    `path_for(entry)` gives (it may make the file, to hold the name), off the event loop;
+    (entry, path) of each. A file that fails to be written is not left there, whole or in part."""
     saved = []
     for list_name in OUTPUT_LISTS.values():
         for entry in output.get(list_name) or []:
             path = path_for(entry)
-            if entry.get("type") == "base64":
-                await asyncio.to_thread(path.write_bytes, base64.b64decode(entry["data"]))
-            else:
-                await download(entry["data"], path)
+            try:
+                if entry.get("type") == "base64":
+                    await asyncio.to_thread(path.write_bytes, base64.b64decode(entry["data"]))
+                else:
+                    await download(entry["data"], path)
+            except BaseException:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+                raise
             saved.append((entry, path))
     return saved
 
 
 async def download(url: str, path: Path) -> None:
-    """The URL's body streamed into `path` (never whole in memory); nothing left there if it fails.
-    A presigned URL carries its own credentials: the endpoint's key is not sent with it."""
+    """The URL's body streamed into `path` (never whole in memory). A presigned URL carries
+    its own credentials: the endpoint's key is not sent with it."""
     timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S, connect=10)
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
-            response.raise_for_status()
-            with path.open("wb") as file:
-                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
-                    await asyncio.to_thread(file.write, chunk)
-    except BaseException:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
-        raise
+    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+        response.raise_for_status()
+        with path.open("wb") as file:
+            async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                await asyncio.to_thread(file.write, chunk)

@@ -1,5 +1,6 @@
 import base64
 import io
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -12,6 +13,7 @@ from comfy_worker_client import (
     EndpointUnreachable,
     JobFailed,
     RequestTooLarge,
+    save_outputs,
 )
 from comfy_worker_client.cli import ProgressBar, build_parser, main
 from tests.support.servers import http_file_server
@@ -202,3 +204,19 @@ async def test_wait_rides_out_passing_failures_of_the_status_poll_and_not_others
     finally:
         await endpoint.close()
         await server.close()
+
+
+async def test_an_output_that_cannot_be_written_leaves_no_file(tmp_path):
+    """The editor's bridge makes each file first to hold its name: a failed write removes it."""
+    broken = {"images": [{"filename": "a.png", "type": "base64", "data": "not base64!", "node_id": "9"}]}
+    missing = {"videos": [{"filename": "v.mp4", "type": "s3_url", "data": "http://127.0.0.1:9/v.mp4", "node_id": "3"}]}
+
+    def held(entry: dict) -> Path:
+        path = tmp_path / entry["filename"]
+        path.touch()
+        return path
+
+    for output in (broken, missing):
+        with pytest.raises(Exception):  # noqa: B017 - the decoder's or the connection's own error
+            await save_outputs(output, held)
+    assert list(tmp_path.iterdir()) == []
