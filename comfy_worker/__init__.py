@@ -6,6 +6,7 @@ story's modules stand above them all.
 
 core/: what every room stands on
     contract         the job's states, output lists, RunPod's limits, result shapes: one place for every consumer
+    sources          what a job brings in (inline, http(s), s3://, hf://), parsed once
     job              what each stage of a job is given (JobContext) and the interface of a bucket
     job_files        ComfyUI's job folders; remove every file the job created
     timings          per-stage wall times for the result
@@ -34,7 +35,7 @@ comfyui/: the ComfyUI edge
     history          find the prompt's output files and texts in its history (pure)
 
 transfer/: bytes in and out
-    downloads        fetch a URL safely (SSRF rules, per-host headers, size cap, typed refusals)
+    downloads        fetch a source safely (the address check, per-host headers, size cap, typed refusals)
     storage          the OutputStore interface, and S3-compatible buckets
     input_files      place the job's input files in ComfyUI's input folder (URLs fetched safely)
     delivery         still-image format, base64 or store URLs, the size guard, the deadline

@@ -33,6 +33,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from comfy_worker.core.settings import Settings
+from comfy_worker.transfer.storage import output_store
+
 from .server import LocalEndpoint, worker_environment
 
 log = logging.getLogger("local_endpoint")
@@ -157,11 +160,6 @@ def describe_exit(returncode: int | None) -> str:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    # Imported here, after logging is set up: the RunPod SDK's upload module, which the storage
-    # imports, sets its own log format on import when none is set yet.
-    from comfy_worker.core.settings import Settings
-    from comfy_worker.transfer.storage import output_store
-
     try:
         # The worker's own bucket, as it reads it: the page's inputs too large for a request go there.
         upload_bucket = output_store(Settings.from_env())

@@ -55,18 +55,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from comfy_worker.core.contract import RETRYABLE_STATES, RUNPOD_REQUEST_LIMITS, JobState
 from comfy_worker.core.errors import StorageError
+from comfy_worker.core.job import OutputStore
 
 from .jobs import WEBHOOK_RETRY_DELAY_S, Job, JobBoard
-
-if TYPE_CHECKING:  # the storage module loads boto3 and the RunPod SDK: only the worker's process needs them
-    from comfy_worker.core.job import OutputStore
 
 log = logging.getLogger("local_endpoint")
 

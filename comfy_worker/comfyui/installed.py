@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import WorkflowRejected
+from ..core.sources import is_reference
 from ..request.node_catalog import NodeCatalog, combo_choices, is_upload
-from ..request.workflow import Workflow, is_remote_model
+from ..request.workflow import Workflow
 from .comfy_api import ComfyAPI
 
 # Input names of the core loaders -> folder type, for inputs whose folder is empty.
@@ -145,7 +146,7 @@ def not_offered(workflow: Workflow, catalog: NodeCatalog, skip: set[tuple[str, s
             choices = combo_choices(spec)
             if choices is None or not isinstance(value, str) or (node_id, name) in skip or value in choices:
                 continue
-            if is_upload(spec) or is_remote_model(value):
+            if is_upload(spec) or is_reference(value):
                 continue
             found.append((node_id, name, value))
     return found

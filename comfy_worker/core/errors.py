@@ -18,7 +18,7 @@
     └── InternalError           anything else: a bug; the traceback is logged once
 
 Each external edge translates its own library's exceptions where it calls it:
-`comfy_client` (aiohttp), `input_files` (requests and the SDK's SSRF guard),
+`comfy_client` (aiohttp), `downloads` (requests, its own address refusals),
 `storage` (boto3). `Worker.run_job` is the last resort: a `WorkerError` becomes
 its result through `error_result`, and any other exception becomes an
 `InternalError` there; `guarded` runs a clean-up step so that its failure is logged,

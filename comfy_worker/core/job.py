@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .job_files import JobFiles
+from .sources import BucketObject
 from .timings import StageTimings
 
 Send = Callable[[dict[str, Any]], None]
@@ -36,8 +37,8 @@ class OutputStore(Protocol):
         """Store the file at path as `name`; returns a URL to GET it."""
         ...
 
-    def presigned_get(self, reference: str) -> str:
-        """A short-lived GET URL for an `s3://bucket/key` input, with this store's credentials."""
+    def presigned_get(self, source: BucketObject) -> str:
+        """A short-lived GET URL for an `s3://bucket/key` source, with this store's credentials."""
         ...
 
 

@@ -6,14 +6,16 @@ directly. `runpod==1.12.0` is pinned (requirements.txt); the private names below
 internals of that version, and runpod 2.0 moves the worker code to a package of its
 own. `check()` runs at start-up (rp_handler.py) and raises `SDKMismatch` naming each
 name that is missing and the version it was written for, so an upgrade fails at once
-and clearly instead of in the middle of a job. Importing this module never fails on a
-missing name: `check()` is where that is reported.
+and clearly instead of in the middle of a job. Importing this module imports nothing of
+the SDK (each name is loaded when first used) and never fails on a missing name: `check()`
+is where that is reported.
 
 What each is for:
-- SSRF-safe downloads (`downloads.py`): `SSRFError`, `is_safe_address`, and the
-  building blocks of the SDK's `safe_get` (proxy refusal, connecting to a pinned
-  address, redirect statuses, session hand-over), which `downloads` drives hop by
-  hop so that each host gets only its own headers.
+- Pinned connections (`downloads.py`): the building blocks of the SDK's `safe_get` that
+  connect to an address already checked (the first reachable of them), the redirect
+  statuses and the session hand-over, which `downloads` drives hop by hop so that each
+  host gets only its own headers. Which addresses may be reached, and the refusals, are
+  the worker's own (`downloads.is_public_address`, `DownloadRefused`).
 - Ordered progress (`runpod_progress.py`): `send_result` and `AsyncClientSession`,
   the request `progress_update` makes, over one kept-open session.
 - Logging (rp_handler.py): `RunPodLogger`, whose default level logs every job's input.
@@ -31,9 +33,6 @@ WRITTEN_FOR = "runpod 1.12.0"
 
 # (module, name) -> what this package calls it
 _NAMES = {
-    ("runpod.serverless.utils.rp_ssrf", "SSRFError"): "SSRFError",
-    ("runpod.serverless.utils.rp_ssrf", "is_safe_address"): "is_safe_address",
-    ("runpod.serverless.utils.rp_ssrf", "_refuse_if_proxied"): "refuse_if_proxied",
     ("runpod.serverless.utils.rp_ssrf", "_get_via_first_reachable_ip"): "get_via_first_reachable_ip",
     ("runpod.serverless.utils.rp_ssrf", "_REDIRECT_STATUS"): "REDIRECT_STATUS",
     ("runpod.serverless.utils.rp_ssrf", "_close_session_quietly"): "close_session_quietly",
@@ -85,25 +84,14 @@ def check() -> None:
         )
 
 
-_loaded = {alias: _load(module, name) for (module, name), alias in _NAMES.items()}
+_ALIASES = {alias: where for where, alias in _NAMES.items()}
 
 
-try:
-    from runpod.serverless.utils.rp_ssrf import SSRFError
-except ImportError:  # check() reports it; the package still imports
-
-    class SSRFError(ValueError):  # type: ignore[no-redef]
-        """Stands in for the SDK's SSRFError."""
-
-
-is_safe_address = _loaded["is_safe_address"]
-refuse_if_proxied = _loaded["refuse_if_proxied"]
-get_via_first_reachable_ip = _loaded["get_via_first_reachable_ip"]
-REDIRECT_STATUS = _loaded["REDIRECT_STATUS"]
-close_session_quietly = _loaded["close_session_quietly"]
-bind_session_to_response = _loaded["bind_session_to_response"]
-send_result = _loaded["send_result"]
-AsyncClientSession = _loaded["AsyncClientSession"]
-RunPodLogger = _loaded["RunPodLogger"]
-JobScaler = _loaded["JobScaler"]
-TooManyRequests = _loaded["TooManyRequests"]
+def __getattr__(alias: str) -> Any:
+    """Each name is imported from the SDK when first used, so importing this module (and the
+    rooms that use it) imports no SDK code: the SDK's modules set a log format when imported."""
+    if alias not in _ALIASES:
+        raise AttributeError(f"module {__name__!r} has no attribute {alias!r}")
+    value = _load(*_ALIASES[alias])
+    globals()[alias] = value
+    return value

@@ -13,12 +13,13 @@ optionally ending in `#sha256=<64 hex digits>` (the file's hash, checked after t
 download; it also lets a signed URL, whose query changes, find its cached file).
 
 Contract: `find_remote_models(workflow, model_inputs, allow_pickle)` returns each
-such input (or `InvalidJobInput` naming node, input and what is wrong: a malformed
-reference, an extension that is not allowed). A URL in an input that does not pick
+such input with its reference parsed once (`parse_reference`: a `core/sources.py`
+source and the hash), or `InvalidJobInput` naming node, input and what is wrong (a
+malformed reference, an extension that is not allowed). A URL in an input that does not pick
 a model file (a prompt, a URL-loading custom node's input) is left alone. `ModelFetcher.fetch`
 returns the cached file for a source, downloading it (in a thread, under the
 cache's per-source lock, within MODEL_DOWNLOAD_MAX_GB and MODEL_DOWNLOAD_TIMEOUT_S)
-when no worker has yet: URLs through the SDK's SSRF guard (public addresses only,
+when no worker has yet: URLs SSRF-safe (`downloads.open_source`: public addresses only,
 redirects re-checked), Hugging Face through huggingface_hub (HF_ENDPOINT, HF_TOKEN
 or the job's token), S3 through a short-lived presigned URL, as a URL. A failure is
 a `ModelDownloadFailed` naming node, input, source (redacted) and reason. Only
@@ -43,18 +44,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import requests
 
 from ..core.errors import InvalidJobInput, ModelDownloadFailed, is_disk_full
-from ..core.job import JobContext
-from ..core.runpod_sdk import SSRFError
+from ..core.job import JobContext, OutputStore
 from ..core.settings import Settings
+from ..core.sources import BucketObject, HubFile, ModelSource, WebFile, is_reference, model_source
 from ..progress.progress import Change, ProgressRelay
-from ..request.job_input import ModelCredentials, check_s3_reference
-from ..request.workflow import Workflow, is_remote_model
-from ..transfer.downloads import Download, TooLarge, describe, redact, refusal
+from ..request.job_input import ModelCredentials
+from ..request.workflow import Workflow
+from ..transfer.downloads import DownloadRefused, NoBucket, TooLarge, describe, open_source, refusal
 from .model_cache import CachedModel, CorruptModel, Hold, ModelCache, check_model_file, hash_file
 
 NO_BUCKET_FOR_S3_MODEL = (
@@ -74,70 +75,46 @@ Progress = Callable[[str, float | None], None]
 
 
 @dataclass(frozen=True)
-class ModelSource:
-    url: str  # as written, without the #sha256 part
-    sha256: str | None
-    repo_id: str = ""  # hf:// only
-    filename: str = ""
-    revision: str = "main"
+class ModelReference:
+    """A model a job names: where it is (`core/sources.py`) and, if given, its sha256."""
 
-    @property
-    def is_hub(self) -> bool:
-        return self.url.startswith("hf://")
-
-    @property
-    def is_s3(self) -> bool:
-        return self.url.startswith("s3://")
+    source: ModelSource
+    sha256: str | None = None
 
     @property
     def name(self) -> str:
-        """A safe file name for the cache, from the URL's or the repository's path."""
-        raw = PurePosixPath(self.filename if self.is_hub else unquote(urlparse(self.url).path)).name
-        return _NAME.sub("_", raw)[-120:] or "model"
+        """A safe file name for the cache, from the URL's, the key's or the repository's path."""
+        return _NAME.sub("_", PurePosixPath(self.source.path).name)[-120:] or "model"
 
     @property
     def key(self) -> str:
-        """Names the source in the cache (the URL with its query: two queries may be two files)."""
-        text = f"hf://{self.repo_id}/{self.filename}@{self.revision}" if self.is_hub else self.url
+        """Names the source in the cache (a URL with its query: two queries may be two files)."""
+        text = self.source.url if isinstance(self.source, WebFile) else self.source.shown
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @property
     def shown(self) -> str:
         """For messages and logs: no query string, no credentials."""
-        return self.url if self.is_hub else redact(self.url)
+        return self.source.shown
 
 
-def parse_source(value: str, allow_pickle: bool) -> ModelSource:
-    """A reference as a `ModelSource`, or ValueError saying what is wrong with it."""
-    url, _, digest = value.partition("#sha256=")
-    if "#" in url:
+def parse_reference(value: str, allow_pickle: bool) -> ModelReference:
+    """A model reference, or ValueError saying what is wrong with it."""
+    where, _, digest = value.partition("#sha256=")
+    if "#" in where:
         raise ValueError("has a '#' part that is not '#sha256=<64 hex digits>'")
     if digest and not _SHA256.match(digest.lower()):
         raise ValueError("has a '#sha256=' that is not 64 hex digits")
-    sha256 = digest.lower() or None
-    if url.startswith("hf://"):
-        path, _, revision = url.removeprefix("hf://").partition("@")
-        parts = path.split("/")
-        if len(parts) < 3 or not all(parts) or ".." in parts:
-            raise ValueError("is not hf://<owner>/<repo>/<file path>[@revision]")
-        source = ModelSource(url, sha256, "/".join(parts[:2]), "/".join(parts[2:]), revision or "main")
-    elif url.startswith("s3://"):
-        check_s3_reference(url)
-        source = ModelSource(url, sha256)
-    else:
-        parsed = urlparse(url)
-        if not parsed.hostname or " " in url:
-            raise ValueError("is not a valid http(s) URL")
-        source = ModelSource(url, sha256)
-    suffix = PurePosixPath(source.name).suffix.lower()
+    reference = ModelReference(model_source(where), digest.lower() or None)
+    suffix = PurePosixPath(reference.name).suffix.lower()
     if suffix in PICKLE_EXTENSIONS and not allow_pickle:
         raise ValueError(
             f"names a {suffix} file: pickled model formats can run code when loaded and are refused "
             "(use .safetensors, or set ALLOW_PICKLE_MODELS=true)"
         )
     if suffix not in SAFE_EXTENSIONS + PICKLE_EXTENSIONS:
-        raise ValueError(f"does not name a model file (.safetensors, .sft or .gguf), but '{source.name}'")
-    return source
+        raise ValueError(f"does not name a model file (.safetensors, .sft or .gguf), but '{reference.name}'")
+    return reference
 
 
 @dataclass(frozen=True)
@@ -145,7 +122,7 @@ class RemoteModel:
     node_id: str
     input: str
     folder: str
-    source: ModelSource
+    reference: ModelReference
 
     def where(self, workflow: Workflow) -> str:
         return f"node {self.node_id} '{workflow.display_name(self.node_id)}' input '{self.input}'"
@@ -158,14 +135,14 @@ def find_remote_models(workflow: Workflow, model_inputs: Mapping[str, str], allo
     for node_id in workflow:
         class_type = workflow.class_type(node_id)
         for name, value in workflow.inputs(node_id).items():
-            if not is_remote_model(value):
+            if not is_reference(value):
                 continue
             field = f"input.workflow.{node_id}.inputs.{name}"
             folder = model_inputs.get(f"{class_type}.{name}")
             if folder is None:
                 continue  # not a model input: a prompt or a URL-loading node's own input, left as it is
             try:
-                found.append(RemoteModel(node_id, name, folder, parse_source(value, allow_pickle)))
+                found.append(RemoteModel(node_id, name, folder, parse_reference(value, allow_pickle)))
             except ValueError as exc:
                 problems.append((field, f"({workflow.display_name(node_id)}) {exc}"))
     if problems:
@@ -188,7 +165,7 @@ class ModelFetcher:
         limit = self.settings.model_download_timeout_s
         try:
             async with asyncio.timeout(limit):
-                return await asyncio.to_thread(self._fetch, model.source, model.folder, credentials, abort, progress)
+                return await asyncio.to_thread(self._fetch, model.reference, model.folder, credentials, abort, progress)
         except TimeoutError:
             reason = f"took longer than {limit:g} s (MODEL_DOWNLOAD_TIMEOUT_S)"
             raise self._failed(model, workflow, reason) from None
@@ -210,17 +187,15 @@ class ModelFetcher:
         <name>: 40%", throttled); each file stays held until the job's clean-up, so
         eviction cannot take it meanwhile."""
         send, cleanup, bucket = job.send, job.cleanup, job.bucket
-        if not any(is_remote_model(value) for node_id in workflow for value in workflow.inputs(node_id).values()):
+        if not any(is_reference(value) for node_id in workflow for value in workflow.inputs(node_id).values()):
             return workflow
         models = find_remote_models(workflow, await model_inputs(), self.settings.allow_pickle_models)
-        unsigned = [model for model in models if model.source.is_s3 and bucket is None]
+        unsigned = [model for model in models if isinstance(model.reference.source, BucketObject) and bucket is None]
         if unsigned:
             raise InvalidJobInput(
                 [(f"input.workflow.{model.node_id}.inputs.{model.input}", NO_BUCKET_FOR_S3_MODEL) for model in unsigned]
             )
-        credentials = Credentials.from_job(
-            given, bucket.presigned_get if bucket is not None else None, bucket.private_origin if bucket else None
-        )
+        credentials = Credentials.from_job(given, bucket)
         loop = asyncio.get_running_loop()
         relay = ProgressRelay(send, self.settings.progress_updates_per_s)
         changes = {}
@@ -250,69 +225,84 @@ class ModelFetcher:
     @staticmethod
     def _failed(model: RemoteModel, workflow: Workflow, reason: str) -> ModelDownloadFailed:
         return ModelDownloadFailed(
-            f"{model.where(workflow)}: could not fetch {model.source.shown}: {reason}",
-            {"node_id": model.node_id, "input": model.input, "source": model.source.shown, "reason": reason},
+            f"{model.where(workflow)}: could not fetch {model.reference.shown}: {reason}",
+            {"node_id": model.node_id, "input": model.input, "source": model.reference.shown, "reason": reason},
         )
 
     # -- in a thread ----------------------------------------------------------------
 
     def _fetch(
-        self, source: ModelSource, folder: str, credentials: Credentials, abort: threading.Event, progress: Progress
+        self,
+        reference: ModelReference,
+        folder: str,
+        credentials: Credentials,
+        abort: threading.Event,
+        progress: Progress,
     ) -> tuple[CachedModel, Hold]:
         """The file, held before this job's own eviction runs; fetched again if another job's
         eviction took it between its lookup (or download) and the hold."""
         for _ in range(HOLD_ATTEMPTS):
-            cached = self._fetch_once(source, folder, credentials, abort, progress)
+            cached = self._fetch_once(reference, folder, credentials, abort, progress)
             hold = self.cache.hold(cached)
             if hold is not None:
                 self.cache.evict(self.settings.model_cache_max_bytes, keep=cached.path)
                 return cached, hold
-            log.info("model %s was evicted by another job before this one held it; fetching it again", source.name)
+            log.info("model %s was evicted by another job before this one held it; fetching it again", reference.name)
         raise _FetchError(
             f"evicted by other jobs' downloads {HOLD_ATTEMPTS} times before it could be used: "
             "MODEL_CACHE_MAX_GB is too small for the models jobs use at once"
         )
 
     def _fetch_once(
-        self, source: ModelSource, folder: str, credentials: Credentials, abort: threading.Event, progress: Progress
+        self,
+        reference: ModelReference,
+        folder: str,
+        credentials: Credentials,
+        abort: threading.Event,
+        progress: Progress,
     ) -> CachedModel:
         def waiting() -> None:
-            progress(f"waiting for another worker's download of {source.name}", None)
+            progress(f"waiting for another worker's download of {reference.name}", None)
 
-        with self.cache.download_lock(source.key, abort.is_set, waiting):
-            cached = self.cache.lookup(source.key, source.sha256)
+        with self.cache.download_lock(reference.key, abort.is_set, waiting):
+            cached = self.cache.lookup(reference.key, reference.sha256)
             if cached is not None:
                 return cached
-            partial = self.cache.partial_path(source.name)
+            partial = self.cache.partial_path(reference.name)
             try:
-                if source.is_hub:
-                    self._from_hub(source, partial, credentials, abort, progress)
+                source = reference.source
+                if isinstance(source, HubFile):
+                    self._from_hub(source, reference.name, partial, credentials, abort, progress)
                     sha256 = hash_file(partial)
                 else:
-                    sha256 = self._from_url(source, partial, credentials, abort, progress)  # s3:// signed
-                if source.sha256 and sha256 != source.sha256:
-                    raise _FetchError(f"hash mismatch: expected sha256 {source.sha256}, got {sha256}")
+                    sha256 = self._from_url(source, reference.name, partial, credentials, abort, progress)
+                if reference.sha256 and sha256 != reference.sha256:
+                    raise _FetchError(f"hash mismatch: expected sha256 {reference.sha256}, got {sha256}")
                 try:
                     check_model_file(partial)
                 except CorruptModel as exc:
                     raise _FetchError(str(exc)) from None
-                cached = self.cache.commit(partial, source.key, folder, source.name, sha256)
+                cached = self.cache.commit(partial, reference.key, folder, reference.name, sha256)
             finally:
                 partial.unlink(missing_ok=True)
         return cached
 
     def _from_url(
-        self, source: ModelSource, partial: Path, credentials: Credentials, abort: threading.Event, progress: Progress
+        self,
+        source: WebFile | BucketObject,
+        name: str,
+        partial: Path,
+        credentials: Credentials,
+        abort: threading.Event,
+        progress: Progress,
     ) -> str:
-        """Download into `partial`; the sha256, computed on the way (no second read)."""
-        url = credentials.signed(source.url) if source.is_s3 else source.url
-        download = Download(
-            url,
-            self.settings.model_download_max_bytes,
-            credentials.headers_for,
-            MODEL_CHUNK_BYTES,
-            credentials.private_origin if source.is_s3 else None,
-        )
+        """Download into `partial` (an s3:// object through its signed URL); the sha256,
+        computed on the way (no second read)."""
+        limit = self.settings.model_download_max_bytes
+        try:
+            download = open_source(source, limit, credentials.bucket, credentials.headers_for, MODEL_CHUNK_BYTES)
+        except NoBucket:  # fetch_all refuses s3:// references without a bucket first
+            raise _FetchError("no bucket to read an s3:// reference with") from None
 
         def abort_when_told() -> None:
             abort.wait()
@@ -335,11 +325,11 @@ class ModelFetcher:
                     if now - reported_at >= REPORT_EVERY_S:  # the relay sends less often still
                         reported_at = now
                         total = download.total_bytes
-                        progress(_downloading(source.name, written, total), written / total if total else None)
+                        progress(_downloading(name, written, total), written / total if total else None)
 
                 download.stream(write)
             return digest.hexdigest()
-        except SSRFError as exc:
+        except DownloadRefused as exc:
             if isinstance(exc, TooLarge):
                 raise _FetchError(_too_large_url(self.settings.model_download_max_bytes)) from None
             raise _FetchError(refusal(exc)) from None
@@ -353,7 +343,13 @@ class ModelFetcher:
             abort.set()
 
     def _from_hub(
-        self, source: ModelSource, partial: Path, credentials: Credentials, abort: threading.Event, progress: Progress
+        self,
+        source: HubFile,
+        name: str,
+        partial: Path,
+        credentials: Credentials,
+        abort: threading.Event,
+        progress: Progress,
     ) -> None:
         from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
         from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
@@ -370,7 +366,7 @@ class ModelFetcher:
                     raise TimeoutError("aborted")
                 shown = super().update(n)
                 total = self.total or 0
-                progress(_downloading(source.name, int(self.n), int(total)), self.n / total if total else None)
+                progress(_downloading(name, int(self.n), int(total)), self.n / total if total else None)
                 return shown
 
         try:
@@ -401,21 +397,13 @@ class Credentials:
 
     hub_token: str | None = None
     headers: Mapping[str, Mapping[str, str]] | None = None  # host -> headers
-    sign_s3: Callable[[str], str] | None = None  # s3://bucket/key -> a presigned GET URL
-    private_origin: str | None = None  # the signing bucket's endpoint, when the operator configured it
+    bucket: OutputStore | None = None  # signs s3:// references (the job's own bucket, else the worker's)
 
     @classmethod
-    def from_job(
-        cls, given: ModelCredentials, sign_s3: Callable[[str], str] | None = None, private_origin: str | None = None
-    ) -> Credentials:
+    def from_job(cls, given: ModelCredentials, bucket: OutputStore | None = None) -> Credentials:
         token = given.huggingface_token.get_secret_value() if given.huggingface_token else None
         headers = {host: {k: v.get_secret_value() for k, v in values.items()} for host, values in given.headers.items()}
-        return cls(token, headers, sign_s3, private_origin)
-
-    def signed(self, reference: str) -> str:
-        if self.sign_s3 is None:  # fetch_all refuses s3:// references without a bucket first
-            raise _FetchError("no bucket to read an s3:// reference with")
-        return self.sign_s3(reference)
+        return cls(token, headers, bucket)
 
     def __repr__(self) -> str:
         return "Credentials(...)"

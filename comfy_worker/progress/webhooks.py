@@ -46,9 +46,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ..core.contract import JobState
 from ..core.errors import InvalidJobInput
-from ..core.runpod_sdk import SSRFError
 from ..core.settings import Settings
-from ..transfer.downloads import redact, refusal, resolve, scrub_urls
+from ..core.sources import redact, scrub_urls
+from ..transfer.downloads import DownloadRefused, refusal, resolve
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class PublicOnlyResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         try:
             addresses = await asyncio.to_thread(resolve, host, port)
-        except SSRFError as exc:
+        except DownloadRefused as exc:
             raise OSError(errno.EACCES, refusal(exc)) from None  # aiohttp shows its strerror
         return [
             ResolveResult(
@@ -123,7 +123,7 @@ class ProgressWebhook:
             await asyncio.to_thread(
                 resolve, parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
             )
-        except SSRFError as exc:
+        except DownloadRefused as exc:
             raise InvalidJobInput([(FIELD, refusal(exc))]) from None
         return cls(url, settings.progress_webhook_secret, job_id, settings.progress_webhook_timeout_s)
 

@@ -39,31 +39,29 @@ Face token and per-host headers for private ones.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
-from typing import Any, Literal
-from urllib.parse import urlparse
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     SecretStr,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
 
 from ..core.errors import InvalidJobInput
+from ..core.sources import FileSource, check_url, file_source
 from .ui_format import is_ui_format
 from .workflow import Workflow
 
-_DATA_URI = re.compile(r"^data:[^,]*;base64,", re.IGNORECASE)  # media type and parameters, e.g. ;charset=utf-8
-_WHITESPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_BYTES = 255  # the longest file name Linux file systems store
 # Deeper than any real workflow (an API graph is ~6 levels, a UI graph ~10), and far
@@ -82,64 +80,14 @@ def check_name_part(part: str, what: str) -> None:
         raise ValueError(f"{what} is {len(part.encode())} bytes long; at most {MAX_NAME_BYTES} bytes (UTF-8) fit")
 
 
-def check_url(url: str) -> str:
-    parsed = urlparse(url)
-    if not parsed.hostname:
-        raise ValueError("is a URL without a host")
-    try:
-        parsed.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
-    except ValueError:
-        raise ValueError("is a URL with an invalid port") from None
-    if _CONTROL.search(url) or " " in url:
-        raise ValueError("is a URL with spaces or control characters")
-    return url
-
-
-def check_s3_reference(reference: str) -> str:
-    bucket, _, key = reference.removeprefix("s3://").partition("/")
-    if not bucket or not key or _CONTROL.search(reference):
-        raise ValueError("is an s3:// reference without a bucket and a key (s3://bucket/path/to/file.png)")
-    # An HTTP client removes dot segments from the signed URL's path, so s3://a/../b/x would be
-    # signed for bucket a and read from bucket b.
-    if any(segment in ("", ".", "..") for segment in key.split("/")):
-        raise ValueError(
-            "is an s3:// reference whose key has an empty, '.' or '..' segment (s3://bucket/path/to/file.png)"
-        )
-    return reference
-
-
-def s3_parts(reference: str) -> tuple[str, str]:
-    """(bucket, key) of a checked s3:// reference."""
-    bucket, _, key = reference.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def decode_base64(value: str) -> bytes:
-    """Standard or URL-safe base64, wrapped or not, padded or not, with or without a data URI."""
-    payload = _WHITESPACE.sub("", _DATA_URI.sub("", value, count=1))
-    payload = payload.replace("-", "+").replace("_", "/")
-    payload += "=" * (-len(payload) % 4)
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("is not valid base64, a base64 data URI or an http(s) URL") from None
-
-
-def file_content(value: Any) -> bytes | str:
-    """A file given in a job: decoded base64 (plain or data URI), or a checked http(s) URL.
-    Bytes (a file already decoded, such as a named workflow's parameter) pass as they are."""
-    if isinstance(value, bytes) and value:
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a base64 string, a data URI, an http(s) URL or an s3://bucket/key reference")
-    if value.startswith(("http://", "https://")):
-        return check_url(value)
-    if value.startswith("s3://"):
-        return check_s3_reference(value)
-    data = decode_base64(value)
-    if not data:
-        raise ValueError("is empty")
-    return data
+FileField = Annotated[
+    FileSource,
+    PlainValidator(file_source),
+    WithJsonSchema(
+        {"type": "string", "description": "base64, a data URI, an http(s) URL or an s3://bucket/key reference"}
+    ),
+]
+"""A file-valued field of a job: parsed into its source once, where the job is parsed."""
 
 
 class InputFile(BaseModel):
@@ -148,9 +96,7 @@ class InputFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    image: bytes | str = Field(
-        description="decoded bytes (from base64 or a data URI), an http(s) URL or s3:// reference"
-    )
+    image: FileField
     subfolder: str = ""
 
     @field_validator("name")
@@ -170,11 +116,6 @@ class InputFile(BaseModel):
         for part in parts:
             check_name_part(part, f"the folder name '{part[:40]}'")
         return subfolder.strip("/")
-
-    @field_validator("image", mode="before")
-    @classmethod
-    def _decode_base64_or_check_url(cls, value: Any) -> bytes | str:
-        return file_content(value)
 
     def field(self, index: int) -> str:
         """Where the job gave this file, for error messages."""

@@ -42,16 +42,16 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
+    PlainValidator,
     StrictBool,
     StrictInt,
     StrictStr,
@@ -62,10 +62,11 @@ from pydantic import (
 from pydantic.json_schema import JsonDict
 
 from ..core.errors import InvalidJobInput
-from .job_input import InputFile, field_path, file_content, problem_text
+from ..core.sources import FileSource, Inline, file_source, is_reference
+from .job_input import InputFile, field_path, problem_text
 from .node_catalog import NodeCatalog
 from .ui_format import is_ui_format, to_api_format
-from .workflow import Workflow, is_link, is_remote_model
+from .workflow import Workflow, is_link
 
 MEDIA_TYPES = {"image": ".png", "video": ".mp4", "audio": ".wav"}  # type -> extension when none can be told
 _SIGNATURES = [
@@ -275,8 +276,8 @@ def _field(spec: ParamSpec, workflow: Workflow, catalog: NodeCatalog) -> tuple[A
     extra: JsonDict = {"x-comfy-inputs": [f"{node}.{spec.input}" for node in spec.nodes]}
     if spec.type in MEDIA_TYPES:
         media = Annotated[
-            bytes | str | None,
-            BeforeValidator(file_content),
+            FileSource | None,
+            PlainValidator(file_source),
             WithJsonSchema(
                 {
                     "type": "string",
@@ -311,23 +312,24 @@ def _field(spec: ParamSpec, workflow: Workflow, catalog: NodeCatalog) -> tuple[A
 
 
 def _installed_or_remote(installed: list[str], value: str) -> str:
-    if value in installed or is_remote_model(value):
+    if value in installed or is_reference(value):
         return value
     shown = ", ".join(installed[:20]) + (", ..." if len(installed) > 20 else "") if installed else "none"
     raise ValueError(f"must be an installed file (installed: {shown}), or an https://, hf:// or s3:// reference")
 
 
-def _extension(value: bytes | str, media_type: str) -> str:
+def _extension(value: FileSource, media_type: str) -> str:
     """The file's extension, from a URL's path or the data's first bytes; loaders (video
     ones especially) pick their decoder by it."""
-    if isinstance(value, str):
-        suffix = Path(value.split("?", 1)[0].split("#", 1)[0]).suffix.lower()
+    if not isinstance(value, Inline):
+        suffix = PurePosixPath(value.path).suffix.lower()
         return suffix if 1 < len(suffix) <= 6 else MEDIA_TYPES[media_type]
+    data = value.data
     for signature, extension in _SIGNATURES:
-        if value.startswith(signature):
+        if data.startswith(signature):
             if extension is None:
-                return {b"WEBP": ".webp", b"WAVE": ".wav"}.get(value[8:12], MEDIA_TYPES[media_type])
+                return {b"WEBP": ".webp", b"WAVE": ".wav"}.get(data[8:12], MEDIA_TYPES[media_type])
             return extension
-    if value[4:8] == b"ftyp":
+    if data[4:8] == b"ftyp":
         return ".mp4"
     return MEDIA_TYPES[media_type]

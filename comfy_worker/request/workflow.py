@@ -54,15 +54,6 @@ def is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
-REMOTE_MODEL_PREFIXES = ("https://", "http://", "hf://", "s3://")
-
-
-def is_remote_model(value: Any) -> bool:
-    """An input value that names a model by URL, hf:// or s3:// reference (remote_models fetches it
-    for the job) rather than by a file ComfyUI has installed."""
-    return isinstance(value, str) and value.startswith(REMOTE_MODEL_PREFIXES)
-
-
 class Workflow:
     """An API-format graph: node id -> {"class_type", "inputs", "_meta"?, ...}. Read-only."""
 

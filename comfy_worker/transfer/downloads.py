@@ -1,44 +1,49 @@
 """Downloading a URL for a job, safely: the one owner of fetching from the network.
 
-Contract: `Download(url, max_bytes, headers_for)` fetches in a thread (`run` for the
-body, `stream(write)` chunk by chunk); `abort()` from another thread ends a blocked
-read at once (after a deadline or a cancel). It follows redirects itself, hop by hop
-(at most MAX_REDIRECTS): each hop is checked as the RunPod SDK's `safe_get` checks it
-(http(s) only, no proxy, the host's addresses resolved and all public unless
-RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS is set, the connection pinned to a checked address
-against DNS rebinding), and each gets only its own headers (`headers_for(url)`), so a
-credential meant for one host is never sent to the host it redirects to. The body is
-capped at `max_bytes`, by Content-Length first and while reading.
+Contract: `open_source(source, max_bytes, bucket)` is how a job's http(s) or s3:// source
+(`core/sources.py`) is fetched: a `Download` of its URL, or of the URL the job's bucket
+signs for an s3:// object (`NoBucket` when there is none). `Download(url, max_bytes,
+headers_for)` fetches in a thread (`run` for the body, `stream(write)` chunk by chunk);
+`abort()` from another thread ends a blocked read at once (after a deadline or a cancel).
+It follows redirects itself, hop by hop (at most MAX_REDIRECTS), and checks each hop:
+http(s) only, no proxy, the host's addresses resolved and all public (`is_public_address`)
+unless RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS is set, the connection pinned to a checked
+address against DNS rebinding (the RunPod SDK's pinned session does the connecting); each
+hop gets only its own headers (`headers_for(url)`), so a credential meant for one host is
+never sent to the host it redirects to. The body is capped at `max_bytes`, by
+Content-Length first and while reading.
 
-Refusals are typed, so callers tell them apart without reading messages: a
-`DownloadRefused` (a `SSRFError`, as the SDK's own) is `PrivateAddress` or `TooLarge`,
-or plain for a bad scheme, host or redirect. `redact` and `scrub_urls` take query
-strings and credentials (often a signature) out of URLs for messages; `refusal` and
-`describe` turn an error into words for the job's result.
+Refusals are this package's own and typed, so callers tell them apart without reading
+messages: a `DownloadRefused` is `PrivateAddress` or `TooLarge`, or plain for a bad scheme,
+host, proxy or redirect. `refusal` and `describe` turn an error into words for the job's
+result, without the URL's secrets (`core.sources.scrub_urls`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
-import re
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
 import requests
+from requests.utils import get_environ_proxies, select_proxy
 
 from ..core import runpod_sdk
-from ..core.runpod_sdk import SSRFError
+from ..core.job import OutputStore
+from ..core.sources import BucketObject, WebFile, scrub_urls
 
 CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
 CONNECT_READ_TIMEOUT_S = 30
 ALLOW_PRIVATE_ENV = "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS"  # the SDK's own switch, with its meaning
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+# Not global, though Python's ipaddress calls it neither private nor reserved: carrier-grade NAT.
+_SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
 
 
-class DownloadRefused(SSRFError):
+class DownloadRefused(Exception):
     """The URL, a redirect or the body was refused before or while downloading."""
 
 
@@ -50,6 +55,10 @@ class TooLarge(DownloadRefused):
     """The body is larger than the download's cap."""
 
 
+class NoBucket(Exception):
+    """An s3:// source, and no bucket to sign it with."""
+
+
 def private_addresses_allowed() -> bool:
     return os.environ.get(ALLOW_PRIVATE_ENV, "").strip().lower() in ("1", "true", "yes")
 
@@ -59,6 +68,34 @@ def origin(url: str) -> str:
     parsed = urlparse(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     return f"{parsed.scheme}://{(parsed.hostname or '').lower()}:{port}"
+
+
+def is_public_address(address: str) -> bool:
+    """A globally routable unicast address: not loopback, link-local (the cloud metadata
+    service's 169.254.169.254 included), private, shared (CGNAT), reserved, multicast or
+    unspecified, nor an IPv4-mapped IPv6 form of one. Anything unparseable is not public."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    if isinstance(parsed, ipaddress.IPv4Address) and parsed in _SHARED_ADDRESS_SPACE:
+        return False
+    flags = (parsed.is_private, parsed.is_loopback, parsed.is_link_local, parsed.is_reserved, parsed.is_multicast)
+    return parsed.is_global and not any(flags) and not parsed.is_unspecified
+
+
+def refuse_if_proxied(url: str) -> None:
+    """A proxy would resolve the host itself, so the checked address would not be the one
+    connected to: refused, unless private addresses are allowed anyway (NO_PROXY honoured)."""
+    if private_addresses_allowed():
+        return
+    if select_proxy(url, get_environ_proxies(url)):
+        raise DownloadRefused(
+            f"refusing to fetch {url} through a proxy: the address it connects to cannot be checked "
+            f"(exclude the host with NO_PROXY, or set {ALLOW_PRIVATE_ENV}=true)"
+        )
 
 
 def resolve(host: str, port: int, allow_private: bool = False) -> list[str]:
@@ -74,9 +111,27 @@ def resolve(host: str, port: int, allow_private: bool = False) -> list[str]:
         raise DownloadRefused(f"no addresses resolved for host {host!r}")
     if not (allow_private or private_addresses_allowed()):
         for address in addresses:
-            if not runpod_sdk.is_safe_address(address):
+            if not is_public_address(address):
                 raise PrivateAddress(f"host {host!r} resolves to non-public address {address}")
     return addresses
+
+
+def open_source(
+    source: WebFile | BucketObject,
+    max_bytes: int,
+    bucket: OutputStore | None,
+    headers_for: Callable[[str], dict[str, str]] | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Download:
+    """The download of a job's http(s) or s3:// source; an s3:// object is read through a
+    short-lived URL its bucket signs (the job's own bucket, else the worker's: `NoBucket`
+    when neither), which may be on the private network the operator configured."""
+    if isinstance(source, WebFile):
+        return Download(source.url, max_bytes, headers_for, chunk_bytes)
+    if bucket is None:
+        raise NoBucket(source.shown)
+    signed = bucket.presigned_get(source)
+    return Download(signed, max_bytes, headers_for, chunk_bytes, bucket.private_origin)
 
 
 class Download:
@@ -149,7 +204,7 @@ class Download:
             parsed = urlparse(current)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise DownloadRefused(f"blocked URL: {current}")
-            runpod_sdk.refuse_if_proxied(current)
+            refuse_if_proxied(current)
             port = parsed.port or (443 if parsed.scheme == "https" else 80)
             trusted = self.private_origin is not None and origin(current) == self.private_origin
             addresses = resolve(parsed.hostname, port, allow_private=trusted)
@@ -168,17 +223,7 @@ class Download:
         raise DownloadRefused(f"exceeded maximum redirects ({MAX_REDIRECTS}): {self.url}")
 
 
-def redact(url: str) -> str:
-    parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path}"
-
-
-def scrub_urls(text: str) -> str:
-    """The text with every URL in it redacted (refusals quote whole URLs)."""
-    return _URL.sub(lambda match: redact(match.group(0)), text)
-
-
-def refusal(exc: SSRFError) -> str:
+def refusal(exc: DownloadRefused) -> str:
     """Why a URL was refused, without the URL's secrets, with the way out."""
     hint = f" (set {ALLOW_PRIVATE_ENV}=true to allow private addresses)" if isinstance(exc, PrivateAddress) else ""
     return f"refused: {scrub_urls(str(exc))}{hint}"

@@ -10,9 +10,10 @@ its own, `input/_job-<id>/...`, and the returned renames tell the worker which
 workflow references to point there. Every file and folder the job creates is
 registered with its `JobFiles` as it goes, so a failure half-way leaves nothing.
 
+Each file's source was parsed with the job (`core/sources.py`); `read_source` reads it.
 An `s3://bucket/key` file is read through a short-lived presigned URL, signed with the
 job's own bucket credentials (`storage`) or else the worker's, and then fetched as any
-URL is. URLs are fetched with `downloads.Download` (SSRF-safe: public addresses only unless
+URL is (`downloads.open_source`). URLs are fetched SSRF-safe (public addresses only unless
 RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS is set, redirects re-checked) with a size cap
 (INPUT_MAX_BYTES) and a hard deadline (INPUT_URL_TIMEOUT_S): on the deadline or a
 cancel the socket is shut down, so a slow drip cannot hold the job. A failed fetch
@@ -28,12 +29,12 @@ import uuid
 import requests
 
 from ..core.errors import DiskFull, InvalidJobInput, is_disk_full
-from ..core.job import JobContext
+from ..core.job import JobContext, OutputStore
 from ..core.job_files import JobFiles
-from ..core.runpod_sdk import SSRFError
 from ..core.settings import Settings
+from ..core.sources import FileSource, Inline
 from ..request.job_input import InputFile
-from .downloads import Download, TooLarge, describe, redact, refusal
+from .downloads import DownloadRefused, NoBucket, TooLarge, describe, open_source, refusal
 
 NO_BUCKET_FOR_S3_INPUT = (
     "is an s3:// reference, but the job has no 'storage' and this endpoint no bucket (BUCKET_ENDPOINT_URL) "
@@ -43,23 +44,14 @@ NO_BUCKET_FOR_S3_INPUT = (
 
 async def place_inputs(files: list[InputFile], settings: Settings, job: JobContext) -> dict[str, str]:
     """Write the job's input files; returns {reference: new reference} for names that were taken.
-    `bucket` signs the job's s3:// references (the job's own bucket, else the worker's)."""
-    job_files, bucket = job.files, job.bucket
+    The job's bucket signs its s3:// sources (the job's own bucket, else the worker's)."""
     renames: dict[str, str] = {}
     own_folder = f"_job-{uuid.uuid4().hex[:12]}"
     for index, file in enumerate(files):
-        if isinstance(file.image, bytes):
-            data = file.image
-        elif file.image.startswith("s3://"):
-            if bucket is None:
-                raise InvalidJobInput([(file.field(index), NO_BUCKET_FOR_S3_INPUT)])
-            signed = bucket.presigned_get(file.image)
-            data = await fetch_input(signed, file.field(index), settings, file.image, bucket.private_origin)
-        else:
-            data = await fetch_input(file.image, file.field(index), settings)
+        data = await read_source(file.image, file.field(index), settings, job.bucket)
         reference = "/".join(part for part in (file.subfolder, file.name) if part)
         try:
-            placed = await asyncio.to_thread(write_input, job_files, reference, data, own_folder)
+            placed = await asyncio.to_thread(write_input, job.files, reference, data, own_folder)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
@@ -89,26 +81,28 @@ def write_input(job_files: JobFiles, reference: str, data: bytes, own_folder: st
     raise InvalidJobInput([("input.images", f"{reference} exists twice in the job's own folder")])
 
 
-async def fetch_input(
-    url: str, field: str, settings: Settings, shown_as: str | None = None, private_origin: str | None = None
-) -> bytes:
-    """`shown_as`: how messages name the file (an s3:// reference rather than its signed URL);
-    `private_origin`: the worker's own bucket's endpoint, which may be private."""
-    download = Download(url, settings.input_max_bytes, private_origin=private_origin)
-    if shown_as is not None:
-        url = shown_as
+async def read_source(source: FileSource, field: str, settings: Settings, bucket: OutputStore | None) -> bytes:
+    """The file's bytes: given inline, or downloaded within INPUT_MAX_BYTES and
+    INPUT_URL_TIMEOUT_S; a failure is an `InvalidJobInput` on `field` naming the source
+    without its secrets."""
+    if isinstance(source, Inline):
+        return source.data
+    try:
+        download = open_source(source, settings.input_max_bytes, bucket)
+    except NoBucket:
+        raise InvalidJobInput([(field, NO_BUCKET_FOR_S3_INPUT)]) from None
     try:
         async with asyncio.timeout(settings.input_url_timeout_s):
             return await asyncio.to_thread(download.run)
     except TimeoutError:
         limit = f"{settings.input_url_timeout_s:g} s (INPUT_URL_TIMEOUT_S)"
-        raise InvalidJobInput([(field, f"download of {redact(url)} took longer than {limit}")]) from None
+        raise InvalidJobInput([(field, f"download of {source.shown} took longer than {limit}")]) from None
     except TooLarge:
         limit = f"{settings.input_max_bytes} bytes (INPUT_MAX_BYTES)"
-        raise InvalidJobInput([(field, f"download of {redact(url)} is larger than {limit}")]) from None
-    except SSRFError as exc:
-        raise InvalidJobInput([(field, f"download of {redact(url)} {refusal(exc)}")]) from None
+        raise InvalidJobInput([(field, f"download of {source.shown} is larger than {limit}")]) from None
+    except DownloadRefused as exc:
+        raise InvalidJobInput([(field, f"download of {source.shown} {refusal(exc)}")]) from None
     except (requests.RequestException, ValueError, OSError) as exc:
-        raise InvalidJobInput([(field, f"download of {redact(url)} failed: {describe(exc)}")]) from None
+        raise InvalidJobInput([(field, f"download of {source.shown} failed: {describe(exc)}")]) from None
     finally:
         download.abort()  # after a deadline or a cancel: end the thread's blocked read now

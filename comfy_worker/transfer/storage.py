@@ -18,7 +18,7 @@ worker's private network through it), checked again at every connection and the
 connection made to the checked address (`_pin_to_checked_addresses`), so a name that
 rebinds after the check reaches nothing else. Its errors say what the user can act on
 (the kind of failure and the HTTP status), never the remote service's own text.
-`presigned_get(reference)` turns an `s3://bucket/key` input into a short-lived GET URL,
+`presigned_get(source)` turns an `s3://bucket/key` source into a short-lived GET URL,
 fetched like any input URL; the worker's own bucket, configured by the operator, may be
 on a private address (`private_origin`: its endpoint, which the download then allows).
 """
@@ -49,10 +49,10 @@ from botocore.exceptions import (
 from urllib3.exceptions import NewConnectionError
 
 from ..core.errors import InvalidJobInput, StorageError
-from ..core.runpod_sdk import SSRFError
 from ..core.settings import Settings
-from ..request.job_input import JobStorage, s3_parts
-from .downloads import origin, refusal, resolve
+from ..core.sources import BucketObject
+from ..request.job_input import JobStorage
+from .downloads import DownloadRefused, origin, refusal, resolve
 
 log = logging.getLogger(__name__)
 # botocore's DEBUG log prints each request's signed headers (access key ids) and presigned
@@ -124,7 +124,7 @@ class S3Storage:
         parsed = urlparse(storage.endpoint_url)
         try:
             resolve(parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80))
-        except SSRFError as exc:
+        except DownloadRefused as exc:
             raise InvalidJobInput([("input.storage.endpoint_url", refusal(exc))]) from None
         store = cls(
             endpoint_url=storage.endpoint_url,
@@ -139,12 +139,11 @@ class S3Storage:
         _pin_to_checked_addresses(store._client)
         return store
 
-    def presigned_get(self, reference: str) -> str:
-        """A GET URL for an `s3://bucket/key` input, signed with this store's credentials
+    def presigned_get(self, source: BucketObject) -> str:
+        """A GET URL for an `s3://bucket/key` source, signed with this store's credentials
         (no request is made: a missing object or a wrong key shows when it is fetched)."""
-        bucket, key = s3_parts(reference)
         url: str = self._client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=INPUT_URL_EXPIRY_S
+            "get_object", Params={"Bucket": source.bucket, "Key": source.key}, ExpiresIn=INPUT_URL_EXPIRY_S
         )
         return url
 
@@ -185,7 +184,7 @@ def bucket_failure(exc: BaseException) -> str:
         code = str(cause.response.get("Error", {}).get("Code", ""))
         status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return _BUCKET_REFUSALS.get(code) or f"the bucket's service refused it (HTTP {status or 'error'})"
-    if isinstance(cause, SSRFError) or isinstance(getattr(cause, "kwargs", {}).get("error"), SSRFError):
+    if isinstance(cause, DownloadRefused) or isinstance(getattr(cause, "kwargs", {}).get("error"), DownloadRefused):
         return "the bucket's endpoint resolves to a non-public address"
     if isinstance(cause, EndpointConnectionError | ConnectTimeoutError):
         return "could not connect to the bucket's endpoint"

@@ -215,12 +215,12 @@ FETCH_IN_ANOTHER_PROCESS = """
 import asyncio, json, sys
 from pathlib import Path
 from comfy_worker.models.model_cache import ModelCache
-from comfy_worker.models.remote_models import Credentials, ModelFetcher, RemoteModel, parse_source
+from comfy_worker.models.remote_models import Credentials, ModelFetcher, RemoteModel, parse_reference
 from comfy_worker.core.settings import Settings
 from comfy_worker.request.workflow import Workflow
 
 settings = Settings.from_env({"MODEL_CACHE_DIR": sys.argv[1], "RUNPOD_ALLOW_PRIVATE_DOWNLOAD_URLS": "true"})
-model = RemoteModel("10", "lora_name", "loras", parse_source(sys.argv[2], False))
+model = RemoteModel("10", "lora_name", "loras", parse_reference(sys.argv[2], False))
 messages = []
 fetcher = ModelFetcher(settings, ModelCache(settings.model_cache_dir))
 workflow = Workflow({"10": {"class_type": "LoraLoader", "inputs": {}}})

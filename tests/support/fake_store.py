@@ -7,6 +7,7 @@ from pathlib import Path
 
 from comfy_worker.core.errors import StorageError
 from comfy_worker.core.job import OutputStore
+from comfy_worker.core.sources import BucketObject
 from comfy_worker_client.uploads import UploadBucket
 
 
@@ -24,8 +25,8 @@ class FakeStore:
         self.objects[name] = (path.read_bytes(), content_type)
         return f"https://store.invalid/{name}"
 
-    def presigned_get(self, reference: str) -> str:
-        return f"https://store.invalid/get/{reference.removeprefix('s3://')}"
+    def presigned_get(self, source: BucketObject) -> str:
+        return f"https://store.invalid/get/{source.bucket}/{source.key}"
 
 
 def _matches_the_protocol(fake: FakeStore) -> OutputStore:

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from comfy_worker.core.errors import InvalidJobInput
+from comfy_worker.core.sources import BucketObject, Inline, WebFile
 from comfy_worker.request.job_input import parse_job_input
 
 WORKFLOW = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
@@ -27,7 +28,7 @@ def test_parses_workflow_and_decodes_images():
         }
     )
     assert job.workflow.to_prompt() == {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
-    assert [i.image for i in job.images] == [b"\x89PNG...", b"\x89PNG..."]
+    assert [i.image for i in job.images] == [Inline(b"\x89PNG..."), Inline(b"\x89PNG...")]
 
 
 def test_input_may_be_a_json_string():
@@ -144,7 +145,7 @@ def test_url_and_subfolder_inputs():
         }
     )
     [file] = job.images
-    assert (file.image, file.subfolder) == ("https://cdn.example.com/a.mp4", "clips/day1")
+    assert (file.image, file.subfolder) == (WebFile("https://cdn.example.com/a.mp4"), "clips/day1")
 
 
 @pytest.mark.parametrize("subfolder", ["../x", "/abs", "a/../../b", "a\\b", "./a"])
@@ -187,7 +188,7 @@ RAW = bytes(range(256)) * 3
 )
 def test_common_base64_forms_are_accepted(encoded):
     job = parse_job_input({"workflow": WORKFLOW, "images": [{"name": "a.png", "image": encoded}]})
-    assert job.images[0].image == RAW
+    assert job.images[0].image == Inline(RAW)
 
 
 @pytest.mark.parametrize(
@@ -277,7 +278,7 @@ def test_a_jobs_own_storage_is_strict_and_keeps_its_secrets():
 
 def test_s3_references_need_a_bucket_and_a_key():
     job = parse_job_input({"workflow": WORKFLOW, "images": [{"name": "a.png", "image": "s3://b/in/a.png"}]})
-    assert job.images[0].image == "s3://b/in/a.png"
+    assert job.images[0].image == BucketObject("b", "in/a.png")
     for reference in ("s3://", "s3://bucket", "s3://bucket/"):
         with pytest.raises(InvalidJobInput) as info:
             parse_job_input({"workflow": WORKFLOW, "images": [{"name": "a.png", "image": reference}]})

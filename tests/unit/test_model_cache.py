@@ -10,7 +10,7 @@ import pytest
 
 from comfy_worker.core.settings import Settings
 from comfy_worker.models.model_cache import CachedModel, CorruptModel, ModelCache, check_model_file, hash_file
-from comfy_worker.models.remote_models import Credentials, ModelFetcher, parse_source
+from comfy_worker.models.remote_models import Credentials, ModelFetcher, parse_reference
 
 
 def safetensors(payload: bytes = b"\0" * 8) -> bytes:
@@ -105,7 +105,7 @@ def test_n9_a_model_evicted_between_its_fetch_and_its_hold_is_fetched_again(tmp_
     fetched = iter([gone, good])
     monkeypatch.setattr(fetcher, "_fetch_once", lambda *args: next(fetched))
 
-    cached, hold = fetcher._fetch(parse_source("https://h/a.safetensors", False), "loras", Credentials(), None, None)
+    cached, hold = fetcher._fetch(parse_reference("https://h/a.safetensors", False), "loras", Credentials(), None, None)
 
     assert cached == good
     assert next(fetched, None) is None

@@ -5,33 +5,28 @@ from __future__ import annotations
 import pytest
 
 from comfy_worker.core.errors import InvalidJobInput
-from comfy_worker.models.remote_models import Credentials, find_remote_models, parse_source
+from comfy_worker.core.sources import BucketObject, HubFile, WebFile
+from comfy_worker.models.remote_models import Credentials, find_remote_models, parse_reference
 from comfy_worker.request.workflow import Workflow
 
 SHA = "ab" * 32
 
 
 def test_url_and_hub_forms():
-    url = parse_source(f"https://cdn.example.com/a/My%20Style.safetensors?sig=x#sha256={SHA.upper()}", False)
-    assert (url.url, url.sha256, url.name, url.is_hub) == (
-        "https://cdn.example.com/a/My%20Style.safetensors?sig=x", SHA, "My_Style.safetensors", False,
+    url = parse_reference(f"https://cdn.example.com/a/My%20Style.safetensors?sig=x#sha256={SHA.upper()}", False)
+    assert (url.source, url.sha256, url.name) == (
+        WebFile("https://cdn.example.com/a/My%20Style.safetensors?sig=x"), SHA, "My_Style.safetensors",
     )  # fmt: skip
     assert url.shown == "https://cdn.example.com/a/My%20Style.safetensors"  # no query: it may be a signature
 
-    hub = parse_source("hf://owner/repo/loras/sub/style.safetensors@v1.0", False)
-    assert (hub.repo_id, hub.filename, hub.revision, hub.name) == (
-        "owner/repo",
-        "loras/sub/style.safetensors",
-        "v1.0",
-        "style.safetensors",
-    )
-    assert parse_source("hf://owner/repo/x.safetensors", False).revision == "main"
-    assert hub.key != parse_source("hf://owner/repo/loras/sub/style.safetensors@v2.0", False).key
+    hub = parse_reference("hf://owner/repo/loras/sub/style.safetensors@v1.0", False)
+    assert (hub.source, hub.name) == (HubFile("owner/repo", "loras/sub/style.safetensors", "v1.0"), "style.safetensors")
+    assert parse_reference("hf://owner/repo/x.safetensors", False).source == HubFile("owner/repo", "x.safetensors")
+    assert hub.key != parse_reference("hf://owner/repo/loras/sub/style.safetensors@v2.0", False).key
 
-    s3 = parse_source(f"s3://models/loras/style.safetensors#sha256={SHA}", False)
-    assert (s3.url, s3.sha256, s3.name, s3.is_s3, s3.is_hub) == (
-        "s3://models/loras/style.safetensors", SHA, "style.safetensors", True, False,
-    )  # fmt: skip
+    s3 = parse_reference(f"s3://models/loras/style.safetensors#sha256={SHA}", False)
+    assert (s3.source, s3.sha256) == (BucketObject("models", "loras/style.safetensors"), SHA)
+    assert s3.name == "style.safetensors"
     assert s3.shown == "s3://models/loras/style.safetensors"
 
 
@@ -43,19 +38,19 @@ def test_url_and_hub_forms():
         ("https://h/x.safetensors#frag", "has a '#' part"),
         ("https://h/model.ckpt", "ALLOW_PICKLE_MODELS"),
         ("https://h/page.html", "does not name a model file"),
-        ("https:///x.safetensors", "is not a valid http(s) URL"),
+        ("https:///x.safetensors", "is a URL without a host"),
         ("s3://models", "is an s3:// reference without a bucket and a key"),
         ("s3://models/loras/style.pt", "ALLOW_PICKLE_MODELS"),
     ],
 )
 def test_malformed_or_unsafe_references_say_why(value, expected):
     with pytest.raises(ValueError, match=None) as info:
-        parse_source(value, False)
+        parse_reference(value, False)
     assert expected in str(info.value)
 
 
 def test_pickles_when_allowed():
-    assert parse_source("https://h/model.ckpt", True).name == "model.ckpt"
+    assert parse_reference("https://h/model.ckpt", True).name == "model.ckpt"
 
 
 def test_only_model_inputs_are_fetched_and_problems_name_the_field():
