@@ -19,8 +19,9 @@ What each is for:
 - Ordered progress (`runpod_progress.py`): `send_result` and `AsyncClientSession`,
   the request `progress_update` makes, over one kept-open session.
 - Logging (rp_handler.py): `RunPodLogger`, whose default level logs every job's input.
-- When to take jobs (`job_take.py`): `JobScaler`, whose `get_jobs` is replaced and whose
-  `handle_job` is wrapped (each checked by name and parameters), and `TooManyRequests`.
+- When to take and start jobs (`job_take.py`): `JobScaler`, whose `get_jobs` and `run_jobs`
+  are replaced and whose `handle_job` is wrapped (each checked by name and parameters), and
+  `TooManyRequests`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ _NAMES = {
 # JobScaler's methods that job_take.py calls, replaces or wraps, with their parameters.
 _JOB_SCALER_METHODS = {
     "get_jobs": ["self", "session"],
+    "run_jobs": ["self", "session"],
     "handle_job": ["self", "session", "job"],
     "set_scale": ["self"],
     "current_occupancy": ["self"],

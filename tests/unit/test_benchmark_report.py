@@ -98,3 +98,33 @@ def test_the_boot_phases_come_from_comfyuis_log_lines_and_judge_the_boot_target(
     assert "## 9. ComfyUI's boot" in met
     missed = render(Report({"date": "d"}, boot=results(10.0, 8.0)))
     assert "8.00 s against 10.00 s: 20% sooner | **missed**" in missed
+
+
+def test_a_containers_start_is_judged_by_its_two_ratios_over_a_plain_boot():
+    start_sh_lines = [
+        (0.3, "[start.sh] preloading /usr/lib/libtcmalloc.so.4 into ComfyUI"),
+        (0.5, "[start.sh] ComfyUI starting (pid 12) on 127.0.0.1:8188"),
+        (2.5, "Checkpoint files will always be loaded safely."),
+        (2.6, "Device: cpu"),
+        (6.0, "Python version: 3.12.3"),
+        (6.1, "[Prompt Server] web root: /static"),
+        (6.5, "Import times for custom nodes:"),
+        (6.9, "Starting server"),
+    ]
+    phases = boot.phases_of(start_sh_lines, 7.0, [boot.START_SH_PHASE, *boot.PHASES])
+    assert phases["start.sh, before ComfyUI starts"] == pytest.approx(0.5)
+    assert phases["interpreter and torch import"] == pytest.approx(2.0)
+    plain = boot.phases_of(start_sh_lines[2:], 10.0, [boot.START_SH_PHASE, *boot.PHASES])
+    assert plain["start.sh, before ComfyUI starts"] == 0.0, "a plain boot has no start.sh"
+
+    results = BootResults(
+        "image",
+        {
+            ("warm", boot.IMAGE_PLAIN.name): [BootRun(10.0, plain), BootRun(11.0, plain), BootRun(9.0, plain)],
+            ("warm", boot.IMAGE_START_SH.name): [BootRun(7.0, phases, 8.0), BootRun(6.0, phases, 7.5)],
+        },
+    )
+    assert boot.image_ratios(results, "warm") == pytest.approx((0.65, 0.775))
+    section = boot.image_section(results)
+    assert "warm cache: ComfyUI answers in 0.65x, the first result comes in 0.78x" in section
+    assert "| **first job's result** | - | **7.75** |" in section

@@ -1,7 +1,8 @@
 """comfy_worker/core/job_take.py: the SDK's job loop asks for the next job the moment a slot
-frees (it slept a whole second), keeps the SDK's take, and start-up refuses an SDK whose loop
-changed. No timed assertion: the SDK's one-second pause is made an hour, so only the "a job
-finished" signal can wake the loop, and a wait bound only a hang reaches."""
+frees (it slept a whole second) and starts a taken job at once (it looked every 0.1 s), keeps
+the SDK's take, and start-up refuses an SDK whose loops changed. No timed assertion: the SDK's
+pauses are made an hour, so only the events can wake the loops, and a wait is bound only by
+what a hang reaches."""
 
 from __future__ import annotations
 
@@ -88,6 +89,82 @@ async def test_a_too_many_requests_answer_backs_off_as_the_sdk_does(monkeypatch)
     async with asyncio.timeout(HANG_S):
         await job_take.get_jobs(scaler, None)
     assert job_take.TOO_MANY_REQUESTS_BACKOFF_S in slept
+
+
+class RunningScaler:
+    """The SDK's JobScaler as run_jobs uses it: two slots, a queue of taken jobs, and a
+    `handle_job` that runs until the test lets each job end."""
+
+    def __init__(self) -> None:
+        self.current_concurrency = 2
+        self.jobs_queue: asyncio.Queue[dict] = asyncio.Queue()
+        self.jobs_tasks: dict[str, asyncio.Task] = {}
+        self.started: list[str] = []
+        self.finish: dict[str, asyncio.Event] = {}
+        self.moved = asyncio.Event()  # a job started
+        self.alive = True
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    async def handle_job(self, session: object, job: dict) -> None:
+        self.started.append(job["id"])
+        self.finish[job["id"]] = asyncio.Event()
+        self.moved.set()
+        try:
+            await self.finish[job["id"]].wait()
+        finally:
+            self.jobs_queue.task_done()
+            self.jobs_tasks.pop(job["id"], None)
+
+
+async def wait_for(scaler: RunningScaler, started: list[str]) -> None:
+    """Until the jobs started are `started`, within a bound only a hang reaches."""
+    async with asyncio.timeout(HANG_S):
+        while scaler.started != started:
+            scaler.moved.clear()
+            await scaler.moved.wait()
+
+
+async def test_a_taken_job_starts_at_once_while_another_runs_not_at_the_next_poll(monkeypatch):
+    monkeypatch.setattr(job_take, "ALIVE_CHECK_S", 3600)  # the SDK's 0.1 s poll made an hour: only events wake it
+    scaler = RunningScaler()
+    loop = asyncio.create_task(job_take.run_jobs(scaler, None))
+    await scaler.jobs_queue.put({"id": "a"})
+    await wait_for(scaler, ["a"])  # the first job starts when it arrives
+
+    await scaler.jobs_queue.put({"id": "b"})  # arrives while "a" runs
+    await wait_for(scaler, ["a", "b"])  # the second starts at once beside it
+    assert set(scaler.jobs_tasks) == {"a", "b"}, "the SDK can cancel each through jobs_tasks"
+
+    await scaler.jobs_queue.put({"id": "c"})  # both slots taken: it waits for one to end
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert scaler.started == ["a", "b"], "no third job while two are in flight"
+    scaler.finish["a"].set()
+    await wait_for(scaler, ["a", "b", "c"])  # the job waiting starts as a slot frees
+
+    scaler.alive = False  # the worker stops: the running jobs finish, then the loop ends
+    scaler.finish["b"].set()
+    scaler.finish["c"].set()
+    async with asyncio.timeout(HANG_S):
+        await loop
+    assert scaler.jobs_queue.empty()
+    assert scaler.jobs_tasks == {}
+
+
+async def test_a_stopping_worker_ends_the_loop_and_takes_nothing_more(monkeypatch):
+    monkeypatch.setattr(job_take, "ALIVE_CHECK_S", 0)
+    scaler = RunningScaler()
+    loop = asyncio.create_task(job_take.run_jobs(scaler, None))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    scaler.alive = False
+    async with asyncio.timeout(HANG_S):
+        await loop
+    await scaler.jobs_queue.put({"id": "late"})
+    assert scaler.started == []
+    assert scaler.jobs_queue.get_nowait() == {"id": "late"}, "the cancelled wait took nothing from the queue"
 
 
 def test_an_sdk_whose_job_loop_changed_fails_start_up_naming_it(monkeypatch):
