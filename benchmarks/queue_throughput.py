@@ -4,7 +4,8 @@
 SDK's own loop) serves them against a real ComfyUI. For each setting and workflow:
 jobs per second (first submit to last COMPLETED), each job's latency (the endpoint's
 delayTime + executionTime), and ComfyUI's idle time between consecutive prompts, from
-ComfyUI's own clock (each result's `comfyui_started_at` / `comfyui_ended_at`). Then an
+ComfyUI's own clock (each result's `comfyui_started_at` / `comfyui_ended_at`), and the
+share of the queue's span ComfyUI spent running prompts (busy). Then an
 isolated job (nothing else queued) with N = 2 beside N = 1: its latency, median.
 """
 
@@ -36,6 +37,7 @@ class QueueRun:
     wall_s: float
     latency_ms: list[float]
     idle_ms: list[float]  # ComfyUI idle between consecutive prompts
+    busy: float = 1.0  # the share of the queue's span (first prompt's start to last one's end) ComfyUI ran prompts
 
     @property
     def jobs_per_s(self) -> float:
@@ -83,7 +85,9 @@ def run_queue(session: requests.Session, base_url: str, workflow: str, jobs: int
         max(0.0, (start - previous_end) * 1000)
         for (_, previous_end), (start, _) in zip(windows, windows[1:], strict=False)
     ]
-    return QueueRun(workflow, 0, jobs, wall_s, latency, idle)
+    span = max(end for _, end in windows) - windows[0][0]
+    busy = sum(end - start for start, end in windows) / span if span > 0 else 1.0
+    return QueueRun(workflow, 0, jobs, wall_s, latency, idle, min(1.0, busy))
 
 
 def isolated(session: requests.Session, base_url: str, runs: int) -> list[float]:
@@ -119,6 +123,10 @@ def summary(results: Throughput) -> dict[str, float]:
     one, two = results.queue("tiny txt2img", 1), results.queue("tiny txt2img", 2)
     best = max((q for q in results.queues if q.workflow == "tiny txt2img"), key=lambda q: q.jobs_per_s)
     return {
+        "idle_mean_2": statistics.mean(two.idle_ms),
+        "idle_p90_2": percentile(two.idle_ms, 0.9),
+        "busy_1": one.busy,
+        "busy_2": two.busy,
         "speedup_2": two.jobs_per_s / one.jobs_per_s,
         "best_n": best.jobs_in_flight,
         "best_speedup": best.jobs_per_s / one.jobs_per_s,

@@ -23,8 +23,9 @@ FIRST_RESULT_WORKER_TARGET_S = 0.03
 BOOT_CUT_TARGET = 0.30
 P90_TARGET = 2.0
 RSS_NOISE_MB = 20.0
-IDLE_TARGET_MS = 20.0
-SPEEDUP_TARGET = 1.8
+IDLE_TARGET_MS = 20.0  # mean
+IDLE_P90_TARGET_MS = 50.0
+SPEEDUP_TARGET = 1.9
 ISOLATED_TARGET_MS = 2.0
 
 
@@ -152,17 +153,23 @@ def throughput_targets(results: Throughput) -> list[list[str]]:
     best = int(numbers["best_n"])
     return [
         [
-            f"ComfyUI idle between consecutive prompts of a queue: median <= {IDLE_TARGET_MS:.0f} ms",
-            f"{numbers['idle_median_2']:.1f} ms with JOBS_IN_FLIGHT=2, {numbers['idle_median_best']:.1f} ms with "
-            f"{best} (tiny txt2img)",
-            verdict(numbers["idle_median_2"] <= IDLE_TARGET_MS),
-            "section 7: the gap left is taking the next job, asked for when a slot frees (core/job_take.py)",
+            f"ComfyUI idle between consecutive prompts of a queue at the default JOBS_IN_FLIGHT=2: mean <= "
+            f"{IDLE_TARGET_MS:.0f} ms, p90 <= {IDLE_P90_TARGET_MS:.0f} ms",
+            f"mean {numbers['idle_mean_2']:.1f} ms, p90 {numbers['idle_p90_2']:.1f} ms (tiny txt2img); ComfyUI busy "
+            f"{numbers['busy_2']:.0%} of the queue",
+            verdict(numbers["idle_mean_2"] <= IDLE_TARGET_MS and numbers["idle_p90_2"] <= IDLE_P90_TARGET_MS),
+            "section 7: the next job is taken when a slot frees and started when it arrives (core/job_take.py)",
         ],
         [
             f"queue of tiny txt2img jobs: >= {SPEEDUP_TARGET}x the jobs per second of JOBS_IN_FLIGHT=1",
             f"{numbers['speedup_2']:.2f}x with 2, {numbers['best_speedup']:.2f}x with {best}",
             verdict(numbers["speedup_2"] >= SPEEDUP_TARGET),
-            "section 7",
+            (
+                ""
+                if numbers["speedup_2"] >= SPEEDUP_TARGET
+                else f"section 7: with one job in flight ComfyUI is already busy {numbers['busy_1']:.0%} of the "
+                f"queue, so no JOBS_IN_FLIGHT can do better than {1 / numbers['busy_1']:.2f}x"
+            ),
         ],
         [
             f"an isolated job with JOBS_IN_FLIGHT=2 within {ISOLATED_TARGET_MS:.0f} ms of 1 (median latency)",
@@ -183,8 +190,10 @@ def throughput_section(results: Throughput) -> str:
                 f"{run.jobs_per_s:.2f}",
                 f"{statistics.median(run.latency_ms):.0f}",
                 f"{percentile(run.latency_ms, 0.9):.0f}",
+                f"{statistics.mean(run.idle_ms):.1f}",
                 f"{statistics.median(run.idle_ms):.1f}",
                 f"{percentile(run.idle_ms, 0.9):.1f}",
+                f"{run.busy:.0%}",
             ]
         )
     isolated = ", ".join(
@@ -195,9 +204,20 @@ def throughput_section(results: Throughput) -> str:
         "## 7. A queue of jobs: JOBS_IN_FLIGHT\n\n"
         f"{jobs} jobs POSTed to /run at once; `rp_handler.py` in production mode (the SDK's loop) behind the "
         "local endpoint. Latency is the endpoint's delayTime + executionTime; ComfyUI's idle time is between "
-        "one prompt's end and the next one's start, by ComfyUI's own clock.\n\n"
+        "one prompt's end and the next one's start, by ComfyUI's own clock; busy is the share of the queue's span "
+        "ComfyUI spent running prompts.\n\n"
         + table(
-            ["workflow", "jobs in flight", "jobs/s", "latency median ms", "p90", "ComfyUI idle median ms", "p90"],
+            [
+                "workflow",
+                "jobs in flight",
+                "jobs/s",
+                "latency median ms",
+                "p90",
+                "ComfyUI idle mean ms",
+                "median",
+                "p90",
+                "ComfyUI busy",
+            ],
             rows,
         )
         + f"\n\nAn isolated tiny txt2img job (nothing else queued), median latency: {isolated}."

@@ -39,7 +39,7 @@ def test_targets_are_met_or_missed_by_the_measured_numbers():
 
 def test_queue_targets_are_judged_from_the_queue_runs():
     def queue(workflow: str, n: int, wall_s: float, idle_ms: float) -> QueueRun:
-        return QueueRun(workflow, n, 50, wall_s, [1000.0] * 50, [idle_ms] * 49)
+        return QueueRun(workflow, n, 50, wall_s, [1000.0] * 50, [idle_ms] * 48 + [idle_ms * 3], 0.3 * n)
 
     throughput = Throughput(
         queues=[
@@ -53,10 +53,11 @@ def test_queue_targets_are_judged_from_the_queue_runs():
     )
     text = render(Report({"date": "2026-12-03"}, throughput=throughput))
 
-    assert "| 25.0 ms with JOBS_IN_FLIGHT=2, 3.0 ms with 3 (tiny txt2img) | **missed** |" in text
-    assert "| 1.67x with 2, 2.50x with 3 | **missed** |" in text
+    assert "| mean 26.0 ms, p90 25.0 ms (tiny txt2img); ComfyUI busy 60% of the queue | **missed** |" in text
+    assert "| 1.67x with 2, 2.50x with 3 | **missed** | section 7: with one job in flight ComfyUI" in text
+    assert "is already busy 30% of the queue, so no JOBS_IN_FLIGHT can do better than 3.33x" in text
     assert "| +1.0 ms | met |" in text
-    assert "| tiny txt2img | 3 | 2.50 | 1000 | 1000 | 3.0 | 3.0 |" in text
+    assert "| tiny txt2img | 3 | 2.50 | 1000 | 1000 | 3.1 | 3.0 | 3.0 | 90% |" in text
 
 
 def test_the_boot_phases_come_from_comfyuis_log_lines_and_judge_the_boot_target():
