@@ -99,5 +99,11 @@ RUN python /worker/scripts/image/check_comfyui.py --comfyui /comfyui \
 #    container compiles nothing at start (pip compiled site-packages when it installed them).
 RUN python -m compileall -q -j 0 /comfyui /worker || echo "some files did not compile (above); Python compiles them if they are ever imported"
 
+# 8. The files ComfyUI's boot opens, in order, which start.sh reads ahead so a cold host's
+#    first boot finds them in memory (comfy_worker/models/boot_readahead.py): one boot with
+#    the worker's launch flags, on the CPU, ended before it listens.
+RUN PYTHONPATH=/worker python -m comfy_worker.models.boot_readahead record --comfyui /comfyui \
+      --out /comfyui/boot-files.txt --launch-args /worker/ComfyUI/launch.args -- --cpu --disable-api-nodes
+
 WORKDIR /worker
 CMD ["/worker/start.sh"]

@@ -14,6 +14,7 @@
 # COMFY_API_NODES (true: load Comfy.org's API nodes; off by default), PYTHON, WARMUP_JOB (a job JSON file rp_handler.py runs once before taking
 # jobs; the prefetch reads its models),
 # PREFETCH (auto|off), PREFETCH_MODELS, PREFETCH_MEMORY_RESERVE_GB (comfy_worker/models/prefetch.py),
+# BOOT_READAHEAD (auto|off), BOOT_READAHEAD_MAX_FILE_MB (comfy_worker/models/boot_readahead.py),
 # RUNPOD_HF_CACHE (RunPod's cached models, /runpod-volume/huggingface-cache/hub),
 # MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
 # MODEL_CACHE_DIR (models fetched by jobs; default /runpod-volume/model-cache with a volume,
@@ -88,6 +89,12 @@ fi
 answered_file=$COMFY_PID_FILE.answered
 ended_file=$COMFY_PID_FILE.ended
 rm -f "$answered_file" "$ended_file"
+
+# Read ahead the files ComfyUI's boot opens (listed at build: comfy_worker/models/boot_readahead.py),
+# so a cold host's first boot finds them in memory; where they are cached already it stops at once.
+if [ "${BOOT_READAHEAD:-auto}" != off ] && [ -f "$COMFYUI_PATH/boot-files.txt" ]; then
+  (cd "$worker_dir" && exec "$python_bin" -m comfy_worker.models.boot_readahead replay "$COMFYUI_PATH/boot-files.txt") &
+fi
 
 start_comfyui() {
   (

@@ -54,7 +54,7 @@ PHASES: list[tuple[str, str]] = [
     ("database and routes", r"^Starting server"),
 ]
 START_SH_PHASE = ("start.sh, before ComfyUI starts", r"\[start\.sh\] ComfyUI starting")
-FIRST_RESULT = r"Job \S+ completed successfully"  # the SDK's line for a --test_input job's result
+FIRST_RESULT = r"job \S+ done, timings"  # the worker's line as a job's result is in hand
 CUSTOM_NODE_TIME = re.compile(r"^\s*([0-9.]+) seconds(?: \(IMPORT FAILED\))?: ")
 
 

@@ -171,3 +171,11 @@ def test_inside_the_image(running_worker):
     assert "node list from the snapshot" in running_worker.logs(), "the worker was ready without GET /object_info"
     no_git = running_worker.exec("sh", "-c", "ls -a /comfyui/custom_nodes/image_test_node")
     assert ".git" not in no_git.stdout.split()
+    # The build listed the files ComfyUI's boot opens (its libraries, then its modules), and
+    # start.sh read them ahead or found them cached.
+    listing = "/comfyui/boot-files.txt"
+    listed = running_worker.exec("sh", "-c", f"grep -c . {listing}; grep -m1 '/comfy/__pycache__/sd[.]' {listing}")
+    count, sd_module = listed.stdout.split()
+    assert int(count) > 1000, listed.stdout
+    assert sd_module.startswith("/comfyui/comfy/__pycache__/sd."), "compiled before it was recorded: " + listed.stdout
+    assert "[boot_readahead]" in running_worker.logs(), "start.sh ran the read-ahead"

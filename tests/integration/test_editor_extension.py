@@ -15,6 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 from PIL import Image
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -140,6 +141,15 @@ def runs(browser: WebDriver) -> list[dict]:
     )
 
 
+def from_the_menu(editor: WebDriver, command: str) -> None:
+    """As a person does it: ComfyUI's menu (its logo), the RunPod entry, then the command."""
+    editor.find_element(By.CSS_SELECTOR, ".comfy-menu-button-wrapper").click()
+    entry = "//*[contains(@class, 'comfy-command-menu')]//*[normalize-space(text()) = '{}']"
+    runpod = WebDriverWait(editor, 30).until(lambda b: b.find_element(By.XPATH, entry.format("RunPod")))
+    ActionChains(editor).move_to_element(runpod).click().perform()
+    WebDriverWait(editor, 30).until(lambda b: b.find_element(By.XPATH, entry.format(command))).click()
+
+
 def run_and_wait(editor: WebDriver, final: str, timeout_s: float = 90) -> dict:
     """Runs the open workflow on RunPod; its entry in the panel once it is `final`."""
     editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Run')")
@@ -253,7 +263,7 @@ def test_an_unreachable_endpoint_says_so_before_anything_runs(editor, designer):
 
 def test_check_marks_what_the_endpoint_lacks_before_anything_runs(editor):
     load(editor, txt2img(seed=710, checkpoint="absent-model.safetensors"))
-    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Check')")
+    from_the_menu(editor, "Check against the RunPod endpoint")
 
     WebDriverWait(editor, 60).until(lambda b: "cannot run this workflow" in b.find_element(By.TAG_NAME, "body").text)
     assert "'absent-model.safetensors' is not installed" in editor.find_element(By.TAG_NAME, "body").text
