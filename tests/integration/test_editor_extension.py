@@ -142,11 +142,13 @@ def runs(browser: WebDriver) -> list[dict]:
 
 
 def from_the_menu(editor: WebDriver, command: str) -> None:
-    """As a person does it: ComfyUI's menu (its logo), the RunPod entry, then the command."""
+    """As a person does it: ComfyUI's menu (a click on its logo), the pointer on the RunPod
+    entry, the arrow key that opens it (a click on an entry of this headless menu opens and
+    closes it at once), then a click on the command."""
     editor.find_element(By.CSS_SELECTOR, ".comfy-menu-button-wrapper").click()
     entry = "//*[contains(@class, 'comfy-command-menu')]//*[normalize-space(text()) = '{}']"
     runpod = WebDriverWait(editor, 30).until(lambda b: b.find_element(By.XPATH, entry.format("RunPod")))
-    ActionChains(editor).move_to_element(runpod).click().perform()
+    ActionChains(editor).move_to_element(runpod).pause(0.3).send_keys(Keys.ARROW_RIGHT).perform()
     WebDriverWait(editor, 30).until(lambda b: b.find_element(By.XPATH, entry.format(command))).click()
 
 
@@ -237,7 +239,7 @@ def test_a_node_type_the_endpoint_lacks_is_named_with_its_package(editor):
     # The package, as a workflow saved by an editor with the pack installed records it.
     editor.execute_script("window.app.graph.getNodeById(20).properties.cnr_id = 'designer-only-nodes'")
 
-    editor.execute_script("return window.app.extensionManager.command.execute('RunPod.Check')")
+    from_the_menu(editor, "Check against the RunPod endpoint")
     # The worker's own words, from the validate-only job: the node, its type, the package to add.
     expected = "node 20 has type 'DesignerOnlyInvert', which this ComfyUI does not have"
     WebDriverWait(editor, 60).until(lambda b: expected in b.find_element(By.TAG_NAME, "body").text)

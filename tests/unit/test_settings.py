@@ -115,9 +115,10 @@ def test_start_sh_defaults_are_the_workers():
 
 
 def test_start_sh_settings_in_readme_are_read_by_start_sh():
-    """By start.sh itself, or by the start-up steps it runs (the prefetch, the model-cache links)."""
+    """By start.sh itself, or by the start-up steps it runs (the read-ahead, the prefetch, the model-cache links)."""
     start_sh = (REPO_ROOT / "start.sh").read_text()
     steps = (REPO_ROOT / "comfy_worker" / "models" / "prefetch.py").read_text()
+    steps += (REPO_ROOT / "comfy_worker" / "models" / "boot_readahead.py").read_text()
     steps += (REPO_ROOT / "scripts" / "image" / "link_cached_models.py").read_text()
     table = readme_table("### start.sh settings")
     unread = [name for name in table if f"${{{name}" not in start_sh and f'"{name}"' not in steps]
