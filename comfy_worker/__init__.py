@@ -21,6 +21,7 @@ request/: what the job asks for
     node_catalog     ComfyUI's installed nodes: the one reader of GET /object_info
     ui_format        convert the editor's UI format (comfy-cli's converter)
     named_workflows  workflows shipped with the worker, with typed parameters
+    openapi          the endpoint's API as an OpenAPI 3.1 document (the job input, the contract)
 
 comfyui/: the ComfyUI edge
     connection       this ComfyUI: its API, process, folders, and what it offers

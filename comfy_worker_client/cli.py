@@ -3,6 +3,7 @@
     comfy-client run workflow.json --image photo.png --endpoint-id abc123   # RunPod (RUNPOD_API_KEY)
     comfy-client run workflow.json --base-url http://127.0.0.1:8000/v2/local
     comfy-client mcp --endpoint-id abc123      # an MCP server for agents (mcp_server.py)
+    comfy-client openapi --endpoint-id abc123 > openapi.json   # the endpoint's OpenAPI document
 
 Shows node, step and overall percent while the job runs, cancels the job on
 Ctrl-C, saves the outputs into --out as <job id>-<node id>-<file name>, and exits
@@ -15,6 +16,7 @@ through the bucket that BUCKET_ENDPOINT_URL and its keys name, as presigned URLs
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -105,6 +107,19 @@ def mcp(args: argparse.Namespace) -> int:
     return 2 if endpoint is None else serve(args, AsyncEndpoint(**endpoint))
 
 
+def openapi(args: argparse.Namespace) -> int:
+    """Writes the endpoint's OpenAPI document (its worker's answer to `{"list": "openapi"}`)."""
+    endpoint = endpoint_arguments(args)
+    if endpoint is None:
+        return 2
+    with EndpointClient(**endpoint) as client:
+        job_id = client.run({"list": "openapi"})
+        document = dict(client.wait(job_id).get("output") or {})
+    document["servers"] = [{"url": endpoint["base_url"]}]  # this endpoint's, for generated clients
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     endpoint = endpoint_arguments(args)
     if endpoint is None:
@@ -161,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--timeout-s", type=float, help="the worker's timeout for this job")
     run_parser.add_argument("--execution-timeout-ms", type=int, help="RunPod's policy.executionTimeout")
     run_parser.add_argument("--poll-interval-s", type=float, default=0.5)
+    openapi_parser = commands.add_parser("openapi", help="print the endpoint's OpenAPI document")
+    add_endpoint_arguments(openapi_parser)
     mcp_parser = commands.add_parser("mcp", help="serve the endpoint's workflows as MCP tools, for agents")
     add_endpoint_arguments(mcp_parser)
     mcp_parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default: stdio")
@@ -184,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return mcp(args) if args.command == "mcp" else run(args)
+        return {"mcp": mcp, "openapi": openapi}.get(args.command, run)(args)
     except EndpointError as exc:
         log.error("%s", exc)
         return 1

@@ -117,6 +117,7 @@ class LocalEndpoint:
                 web.post(f"{client}/cancel/{{job_id}}", self.cancel),
                 web.post(f"{client}/retry/{{job_id}}", self.retry),
                 web.get(f"{client}/health", self.health),
+                web.get(f"{client}/openapi.json", self.openapi),
                 web.post(f"{client}/purge-queue", self.purge_queue),
                 web.get("/worker/job-take/{worker_id}", self.job_take),
                 web.get("/worker/job-take-batch/{worker_id}", self.job_take_batch),
@@ -223,6 +224,21 @@ class LocalEndpoint:
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self._job(request).view())
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The endpoint's OpenAPI document, as its worker answers `{"list": "openapi"}`, for this
+        endpoint's base URL (a job like any other: it waits for a worker)."""
+        job = await self.board.submit(
+            {"list": "openapi"}, DEFAULT_EXECUTION_TIMEOUT_MS, DEFAULT_TTL_MS, "openapi.json", None
+        )
+        await self.board.wait_until_done(job, SYNC_WAIT_MS[2] / 1000)
+        if job.status != JobState.COMPLETED or not isinstance(job.output, dict) or "openapi" not in job.output:
+            answer = job.view()
+            return web.json_response({"error": "the worker gave no OpenAPI document", "job": answer}, status=502)
+        document = job.output
+        base = f"{request.scheme}://{request.host}/v2/{self.endpoint_id}"
+        document["servers"] = [{"url": base, "description": "this local endpoint"}]
+        return web.json_response(document)
 
     async def status_sync(self, request: web.Request) -> web.Response:
         job = self._job(request)

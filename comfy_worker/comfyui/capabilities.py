@@ -16,7 +16,7 @@ learns it anew once ComfyUI has been restarted. Built from it, without any job s
   the UI format, or a named workflow with its parameters; seeds randomized if asked),
   checked against the nodes (unknown node types, loaders reading outside ComfyUI's
   folders), with the files its parameters bring and what the result says of its origin;
-- `answer_list(what)`: `{"list": "workflows"}` and `{"list": "models"}`;
+- `answer_list(what)`: `{"list": "workflows"}`, `"models"`, `"nodes"` and `"openapi"`;
 - `explain(rejected, workflow)`: a refused value that is not installed, explained;
 - `model_inputs()`: which loader input picks from which model folder (asked once).
 
@@ -38,6 +38,7 @@ from ..request import ui_format
 from ..request.job_input import InputFile, JobInput
 from ..request.named_workflows import WorkflowLibrary, WorkflowLibraryError
 from ..request.node_catalog import NodeCatalog
+from ..request.openapi import openapi_document
 from ..request.workflow import Workflow
 from . import nodes_snapshot
 from .comfy_api import ComfyAPI
@@ -175,7 +176,8 @@ class ComfyCapabilities:
         return unknown or workflow.unsafe_file_inputs(self.nodes.file_inputs)
 
     async def answer_list(self, what: str) -> dict[str, Any]:
-        """`workflows`: the named workflows with their parameters' JSON Schemas. `nodes`:
+        """`workflows`: the named workflows with their parameters' JSON Schemas. `openapi`: the
+        endpoint's OpenAPI document, with those workflows as job inputs. `nodes`:
         the node types ComfyUI has, and which node pack brings each (`node_packs`).
         `models`: each model folder's files and paths, and which loader inputs choose from
         them (asked now: files on the network volume come and go)."""
@@ -183,6 +185,8 @@ class ComfyCapabilities:
             return await (await self.learned()).answer_list(what)
         if what == "workflows":
             return {"workflows": self._library("input.list").describe()}
+        if what == "openapi":
+            return openapi_document(self._library("input.list").describe())
         if what == "nodes":
             packs: dict[str, list[str]] = {}
             for name in sorted(self.nodes):

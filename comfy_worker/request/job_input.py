@@ -24,7 +24,7 @@ Instead of a graph in `workflow`, a job may name a workflow shipped with the wor
 (`named_workflows.py`) or ask what the worker offers:
 
     {"workflow_name": "txt2img", "params": {"prompt": "...", "seed": 7}, ...}
-    {"list": "workflows"} | {"list": "models"} | {"list": "nodes"}
+    {"list": "workflows"} | {"list": "models"} | {"list": "nodes"} | {"list": "openapi"}
 
 and with any workflow, `"randomize_seeds": true` gives every seed input a new random
 value (the result reports the seeds used), and `"validate_only": true` checks the job
@@ -196,7 +196,7 @@ class JobInput(BaseModel):
     workflow_name: str | None = Field(default=None, min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     randomize_seeds: bool = Field(default=False, strict=True)
-    list_what: Literal["workflows", "models", "nodes"] | None = Field(default=None, alias="list")
+    list_what: Literal["workflows", "models", "nodes", "openapi"] | None = Field(default=None, alias="list")
     validate_only: bool = Field(default=False, strict=True)
     images: list[InputFile] = Field(default_factory=list)
     model_credentials: ModelCredentials = Field(default_factory=ModelCredentials)

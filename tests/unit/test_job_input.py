@@ -106,10 +106,11 @@ def test_one_request_per_job(raw, expected):
     assert expected in problems(raw)["input"]
 
 
-def test_list_takes_workflows_models_or_nodes():
+def test_list_takes_workflows_models_nodes_or_openapi():
     assert parse_job_input({"list": "models"}).list_what == "models"
     assert parse_job_input({"list": "nodes"}).list_what == "nodes"
-    assert problems({"list": "loras"}) == {"input.list": "input should be 'workflows', 'models' or 'nodes'"}
+    assert parse_job_input({"list": "openapi"}).list_what == "openapi"
+    assert problems({"list": "loras"}) == {"input.list": "input should be 'workflows', 'models', 'nodes' or 'openapi'"}
 
 
 def test_ui_workflow_is_not_a_field_users_send():

@@ -95,7 +95,9 @@ def test_worker_py_leans_on_at_most_ten_siblings():
 
 def test_only_the_node_catalog_reads_the_shape_of_object_info():
     """/object_info's shape (a type's `input.required` / `optional`, `output_node`,
-    `python_module`) is read in one module; the others ask its NodeCatalog."""
-    shape = re.compile(r'"(required|optional|output_node|python_module)"')
+    `python_module`) is read in one module; the others ask its NodeCatalog. Reading means
+    looking a key up (`.get("required")`, `["optional"]`); writing a JSON Schema's own
+    `"required": [...]` is not reading ComfyUI."""
+    shape = re.compile(r'(\.get\(|\[)\s*"(required|optional|output_node|python_module)"')
     readers = sorted(name for name, path in modules().items() if shape.search(path.read_text()))
     assert readers == ["request.node_catalog"]
