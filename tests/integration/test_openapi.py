@@ -1,13 +1,16 @@
 """The endpoint's OpenAPI document, from the real worker: it validates as OpenAPI 3.1, its job
 input takes a named workflow's parameters and refuses what they do not allow, and the local
-endpoint serves it with its own base URL, from which a job runs as a generated client sends it."""
+endpoint serves it with its own base URL; a client generated from it by a maintained generator
+(openapi-python-client, run by uv in an environment of its own) runs a named workflow."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 from jsonschema.exceptions import ValidationError
@@ -15,8 +18,11 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME
+from tests.support.comfyui_server import LOCAL_DIR
 from tests.support.local_endpoint import API_KEY
 from tests.support.workflows import REPO_ROOT, txt2img
+
+GENERATOR = "openapi-python-client==0.29.1"  # run by uv (pinned in pyproject's dev extra) in its own environment
 
 
 def job_input_validator(document: dict) -> OAS31Validator:
@@ -49,7 +55,24 @@ async def test_the_document_validates_and_types_each_named_workflows_parameters(
             job_input.validate(wrong)
 
 
-def test_the_local_endpoint_serves_it_and_a_job_runs_from_it(endpoint):
+def generated_client(document: dict, folder: Path):
+    """The Python package the generator makes of the document, imported."""
+    (folder / "openapi.json").write_text(json.dumps(document))
+    generated = subprocess.run(
+        [str(LOCAL_DIR / "venv" / "bin" / "uv"), "tool", "run", "--from", GENERATOR, "openapi-python-client",
+         "generate", "--path", str(folder / "openapi.json"), "--output-path", str(folder / "endpoint_api"),
+         "--meta", "none"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert generated.returncode == 0, generated.stdout[-2000:] + generated.stderr[-2000:]
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module("endpoint_api")
+    finally:
+        sys.path.remove(str(folder))
+
+
+def test_the_local_endpoint_serves_it_and_a_generated_client_runs_a_named_workflow(endpoint, tmp_path):
     base_url = endpoint[0]
     request = urllib.request.Request(f"{base_url}/openapi.json", headers={"Authorization": f"Bearer {API_KEY}"})
     with urllib.request.urlopen(request, timeout=120) as response:
@@ -58,19 +81,19 @@ def test_the_local_endpoint_serves_it_and_a_job_runs_from_it(endpoint):
     [server] = document["servers"]
     assert server["url"] == base_url
 
-    # What a generated client does: the server, the operation's path, a body of the schema.
-    body = {"input": {"workflow_name": "txt2img", "params": {"checkpoint": CHECKPOINT_NAME, "steps": 2,
-                                                              "width": 64, "height": 64, "seed": 5}}}  # fmt: skip
-    job_input_validator(document).validate(body["input"])
-    run = urllib.request.Request(
-        server["url"] + "/runsync?wait=120000",
-        json.dumps(body).encode(),
-        {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(run, timeout=150) as response:
-        status = json.load(response)
-    assert status["status"] == "COMPLETED", status
-    assert status["output"]["images"][0]["data"], status
+    params = {"checkpoint": CHECKPOINT_NAME, "steps": 2, "width": 64, "height": 64, "seed": 5}
+    job_input_validator(document).validate({"workflow_name": "txt2img", "params": params})
+    api = generated_client(document, tmp_path)
+    runsync = importlib.import_module("endpoint_api.api.default.runsync")
+    models = importlib.import_module("endpoint_api.models")
+    client = api.AuthenticatedClient(base_url=server["url"], token=API_KEY, timeout=150.0)
+    body = models.JobRequest.from_dict({"input": {"workflow_name": "txt2img", "params": params}})
+    assert type(body.input_).__name__ == "WorkflowTxt2Img", "the generator made the named workflow's own type"
+    with client:
+        status = runsync.sync(client=client, body=body)
+    answer = status.to_dict()
+    assert answer["status"] == "COMPLETED", answer
+    assert answer["output"]["images"][0]["data"], answer
 
     printed = subprocess.run(
         [sys.executable, "-m", "comfy_worker_client", "openapi", "--base-url", base_url, "--api-key", API_KEY],
