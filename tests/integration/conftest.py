@@ -4,6 +4,7 @@ outside (one plain, one with a bucket), and a headless Chromium for the page tes
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -26,8 +27,9 @@ def endpoint(comfyui, tmp_path_factory):
 
 
 @pytest.fixture
-def client(endpoint) -> EndpointClient:
-    return EndpointClient(endpoint[0], API_KEY)
+def client(endpoint) -> Iterator[EndpointClient]:
+    with EndpointClient(endpoint[0], API_KEY) as client:
+        yield client
 
 
 UPLOAD_BUCKET = "uploads"
