@@ -87,7 +87,13 @@ async def run_jobs(scaler: Any, session: Any) -> None:
             if arrival is None and len(running) < scaler.current_concurrency:
                 arrival = asyncio.create_task(scaler.jobs_queue.get())
             waiting = running | ({arrival} if arrival is not None else set())
+            if not waiting:  # no slot at all (a concurrency of 0): nothing to wait on but time
+                await asyncio.sleep(ALIVE_CHECK_S)
+                continue
             done, _ = await asyncio.wait(waiting, timeout=ALIVE_CHECK_S, return_when=asyncio.FIRST_COMPLETED)
+            for ended in done & running:
+                if not ended.cancelled():
+                    ended.exception()  # the SDK's handle_job logged it; retrieved, so asyncio does not again
             running -= done
             if arrival is not None and not arrival.done() and not scaler.is_alive():
                 arrival.cancel()  # a queue's get cancelled before it returns takes nothing from it

@@ -183,3 +183,20 @@ def test_an_sdk_whose_job_loop_changed_fails_start_up_naming_it(monkeypatch):
 
 def test_the_installed_sdk_has_the_loop_job_take_was_written_against():
     assert runpod_sdk._changed_methods(runpod_sdk.JobScaler) == []
+
+
+async def test_with_no_slot_a_taken_job_waits_and_the_loop_still_stops(monkeypatch):
+    monkeypatch.setattr(job_take, "ALIVE_CHECK_S", 0)
+    scaler = RunningScaler()
+    scaler.current_concurrency = 0  # the SDK's concurrency_modifier may answer 0
+    await scaler.jobs_queue.put({"id": "held"})
+    loop = asyncio.create_task(job_take.run_jobs(scaler, None))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert scaler.started == [], "no slot: nothing starts"
+    scaler.current_concurrency = 1
+    await wait_for(scaler, ["held"])
+    scaler.alive = False
+    scaler.finish["held"].set()
+    async with asyncio.timeout(HANG_S):
+        await loop
