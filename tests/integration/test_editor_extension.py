@@ -142,14 +142,29 @@ def runs(browser: WebDriver) -> list[dict]:
 
 
 def from_the_menu(editor: WebDriver, command: str) -> None:
-    """As a person does it: ComfyUI's menu (a click on its logo), the pointer on the RunPod
-    entry, the arrow key that opens it (a click on an entry of this headless menu opens and
-    closes it at once), then a click on the command."""
+    """As a person does it: a click on ComfyUI's menu (its logo), the arrow keys down to the
+    RunPod entry and into it (a click on an entry of this headless menu opens and closes it
+    at once, and the pointer's path opens whatever it crosses), then a click on the command."""
     editor.find_element(By.CSS_SELECTOR, ".comfy-menu-button-wrapper").click()
-    entry = "//*[contains(@class, 'comfy-command-menu')]//*[normalize-space(text()) = '{}']"
-    runpod = WebDriverWait(editor, 30).until(lambda b: b.find_element(By.XPATH, entry.format("RunPod")))
-    ActionChains(editor).move_to_element(runpod).pause(0.3).send_keys(Keys.ARROW_RIGHT).perform()
-    WebDriverWait(editor, 30).until(lambda b: b.find_element(By.XPATH, entry.format(command))).click()
+    # The menu takes the keyboard once it has opened (after its animation, later on a busy machine).
+    has_keyboard = "return document.activeElement?.matches('.comfy-command-menu .p-tieredmenu-root-list')"
+    WebDriverWait(editor, 30).until(lambda b: b.execute_script(has_keyboard))
+    item = ".comfy-command-menu li[aria-label='RunPod']"
+    root = ".comfy-command-menu .p-tieredmenu-root-list"
+    for _ in range(20):  # the entries above RunPod, with room to spare
+        if editor.find_element(By.CSS_SELECTOR, item).get_attribute("data-p-focused") == "true":
+            break
+        focused = editor.find_element(By.CSS_SELECTOR, root).get_attribute("aria-activedescendant")
+        ActionChains(editor).send_keys(Keys.ARROW_DOWN).perform()
+        WebDriverWait(editor, 30).until(
+            lambda b, before=focused: (
+                b.find_element(By.CSS_SELECTOR, root).get_attribute("aria-activedescendant") != before
+            )
+        )
+    assert editor.find_element(By.CSS_SELECTOR, item).get_attribute("data-p-focused") == "true", "RunPod reached"
+    ActionChains(editor).send_keys(Keys.ARROW_RIGHT).perform()
+    entry = f"//*[contains(@class, 'comfy-command-menu')]//*[normalize-space(text()) = '{command}']"
+    WebDriverWait(editor, 30).until(lambda b: b.find_element(By.XPATH, entry)).click()
 
 
 def run_and_wait(editor: WebDriver, final: str, timeout_s: float = 90) -> dict:
