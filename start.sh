@@ -18,7 +18,8 @@
 # RUNPOD_HF_CACHE (RunPod's cached models, /runpod-volume/huggingface-cache/hub),
 # MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
 # MODEL_CACHE_DIR (models fetched by jobs; default /runpod-volume/model-cache with a volume,
-# else /tmp/comfy-model-cache),
+# else /tmp/comfy-model-cache), SUBMIT_RECORDS_DIR (default /runpod-volume/comfy-worker/submits
+# with a volume),
 # SERVE_API_LOCALLY (true: the SDK's local HTTP API on port 8000 for development),
 # SHUTDOWN_GRACE_S (25: how long a SIGTERM lets the jobs in flight run on; see shut_down).
 # Arguments are passed to rp_handler.py (e.g. --test_input '{...}').
@@ -65,6 +66,12 @@ if [ -z "${MODEL_CACHE_DIR:-}" ]; then
 fi
 export MODEL_CACHE_DIR
 mkdir -p "$MODEL_CACHE_DIR"
+# Submit records (jobs' idempotency keys) on the volume when there is no bucket: shared by
+# every worker, so a submit sent twice runs once (comfy_worker/transfer/submits.py).
+if [ -z "${SUBMIT_RECORDS_DIR:-}" ] && [ -d "$(dirname "$volume_models")" ]; then
+  SUBMIT_RECORDS_DIR=$(dirname "$volume_models")/comfy-worker/submits
+  export SUBMIT_RECORDS_DIR
+fi
 cache_paths=$(mktemp "${TMPDIR:-/tmp}/model-cache-paths.XXXXXX")
 sed -e 's#^runpod_volume:#model_cache:#' -e "s#base_path: .*#base_path: $MODEL_CACHE_DIR/#" \
   "$worker_dir/ComfyUI/extra_model_paths.yaml" >"$cache_paths"

@@ -37,9 +37,10 @@ comfyui/: the ComfyUI edge
 
 transfer/: bytes in and out
     downloads        fetch a source safely (the address check, per-host headers, size cap, typed refusals)
-    storage          the OutputStore interface, and S3-compatible buckets
+    storage          S3-compatible buckets (outputs, s3:// inputs, submit records)
     input_files      place the job's input files in ComfyUI's input folder (URLs fetched safely)
     delivery         still-image format, base64 or store URLs, the size guard, the deadline
+    submits          submit once: the record an idempotency key leaves, and the repeat it serves
 
 progress/: what the job's caller sees while it runs
     progress         fold events into the progress payload; throttle the relay

@@ -10,15 +10,17 @@ reopens in whatever event loop runs it.
 `run_job` parses the input and binds the job's progress sink (RunPod's, plus the job's
 `progress_webhook` if it gives one: `webhooks.py`). `_run_stages` reads as the job's
 story: wait for ComfyUI, resolve the graph to run (`ComfyCapabilities.workflow_to_run`),
-pick the bucket (the job's own `storage`, else the worker's), fetch the models it
-names by URL, place the input files, tag the workflow, submit and follow the prompt
-(`PromptRun`: progress, timeout, cancel), read its outputs and deliver them by the
-job's deadline. A `list` job answers from the capabilities instead. `run_job` around
-it is the one error boundary: a `WorkerError` becomes the documented error result;
-anything else an `internal_error` with its traceback logged once. Clean-up steps sit
-on an `AsyncExitStack`, each `guarded`, so every one runs even when another fails and
-none replaces the job's result: release the prompt, remove the job's files, drop the
-connection if ComfyUI died.
+pick the bucket (the job's own `storage`, else the worker's), claim the job's
+idempotency key (`SubmitRecords`: a submit sent again returns the first one's result),
+fetch the models it names by URL, place the input files, tag the workflow, submit and
+follow the prompt (`PromptRun`: progress, timeout, cancel), read its outputs, deliver
+them by the job's deadline and record the result under the key. A `list` job answers
+from the capabilities instead, a `result_of` job from its key's record. `run_job`
+around it is the one error boundary: a `WorkerError` becomes the documented error
+result; anything else an `internal_error` with its traceback logged once. Clean-up
+steps sit on an `AsyncExitStack`, each `guarded`, so every one runs even when another
+fails and none replaces the job's result: release the prompt, remove the job's files,
+release an unkept key, drop the connection if ComfyUI died.
 
 When the worker is stopped (start.sh forwards RunPod's SIGTERM; the SDK then takes no new
 jobs and lets the ones in flight finish), `abandon_jobs` ends the jobs still running when
@@ -59,6 +61,7 @@ from .prompt_run import Histories, PromptRun
 from .request.job_input import JobInput, parse_job_input
 from .transfer.delivery import Delivery
 from .transfer.input_files import place_inputs
+from .transfer.submits import SubmitRecords
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,7 @@ class Worker:
         self.delivery = delivery if delivery is not None else Delivery.from_settings(settings)
         self.fetcher = ModelFetcher(settings)
         self.histories = Histories(self.comfyui.api)
+        self.submits = SubmitRecords(settings.submit_records_dir)
         self._progress = progress
         self._webhooks: set[ProgressWebhook] = set()  # whose last POSTs settled() waits for
         self._in_flight: set[asyncio.Task[Any]] = set()  # the jobs' tasks, for abandon_jobs
@@ -187,10 +191,15 @@ class Worker:
             comfy = await self.comfyui.ready()
         if request.list_what is not None:
             return await comfy.answer_list(request.list_what)
+        if request.result_of is not None:
+            return await self.submits.look_up(request.result_of, await self.delivery.store_for(request.storage))
         to_run = await comfy.workflow_to_run(request)
         if request.validate_only:
             return await comfy.check(to_run)
         job.bucket = await self.delivery.store_for(request.storage)  # the job's own, else the worker's
+        submit = await self.submits.claim(request, job)  # a submit sent again runs once
+        if submit.earlier_result is not None:
+            return submit.earlier_result
         with job.timings.stage("fetch_models_s"):
             workflow = await self.fetcher.fetch_all(to_run.workflow, comfy.model_inputs, request.model_credentials, job)
         with job.timings.stage("upload_inputs_s"):
@@ -207,4 +216,6 @@ class Worker:
             outputs = await self.delivery.collect(await prompt.outputs(), request.output, job)
         stage_times = {**job.timings.as_dict(), **prompt.timings()}
         log.info("job %s done, timings %s", job_id, json.dumps(stage_times))
-        return {**outputs, **about, "timings": stage_times}
+        result = {**outputs, **about, "timings": stage_times}
+        await submit.keep(result)
+        return result

@@ -4,8 +4,11 @@
     comfy-client run workflow.json --base-url http://127.0.0.1:8000/v2/local
     comfy-client mcp --endpoint-id abc123      # an MCP server for agents (mcp_server.py)
     comfy-client openapi --endpoint-id abc123 > openapi.json   # the endpoint's OpenAPI document
+    comfy-client result <idempotency key> --endpoint-id abc123 # a submit's result, past RunPod's 30 minutes
 
-Shows node, step and overall percent while the job runs, cancels the job on
+Each run is sent with an idempotency key (--idempotency-key, else a new one, logged) and
+sent again if its answer is lost: the worker runs it once. Shows node, step and overall
+percent while the job runs, cancels the job on
 Ctrl-C, saves the outputs into --out as <job id>-<node id>-<file name>, and exits
 non-zero with the job's error if it fails (1 failed, 2 usage, an unreadable file or a
 request too large to send, 130 cancelled). Outside a terminal the progress is written
@@ -27,7 +30,7 @@ from tqdm import tqdm
 
 from .blocking import EndpointClient
 from .contract import JobState
-from .endpoint import RUNPOD_API, AsyncEndpoint, EndpointError, JobFailed
+from .endpoint import RUNPOD_API, AsyncEndpoint, EndpointError, JobFailed, new_idempotency_key
 from .files import job_input_from_files
 from .uploads import RequestTooLarge, UploadBucket
 
@@ -138,12 +141,31 @@ def run_job(args: argparse.Namespace, client: EndpointClient) -> int:
     except ValueError as exc:  # json.JSONDecodeError included
         log.error("%s is not a workflow or job file: %s", args.workflow, exc)
         return 2
+    key = args.idempotency_key or job_input.get("idempotency_key") or new_idempotency_key()
+    job_input["idempotency_key"] = key
     try:
         job_id = client.run(job_input, execution_timeout_ms=args.execution_timeout_ms)
     except RequestTooLarge as exc:
         log.error("not sent: %s", exc)
         return 2
-    log.info("job %s submitted", job_id)
+    log.info(
+        "job %s submitted (idempotency key %s: `comfy-client result %s` fetches its result later)", job_id, key, key
+    )
+    return follow_and_save(args, client, job_id)
+
+
+def result(args: argparse.Namespace) -> int:
+    """Fetches the result a submit left under its idempotency key, past RunPod's 30 minutes."""
+    endpoint = endpoint_arguments(args)
+    if endpoint is None:
+        return 2
+    with EndpointClient(**endpoint) as client:
+        job_id = client.run({"result_of": args.key})
+        return follow_and_save(args, client, job_id)
+
+
+def follow_and_save(args: argparse.Namespace, client: EndpointClient, job_id: str) -> int:
+    """Shows the job's progress until it ends, then saves its outputs into --out."""
     bar = ProgressBar()
     try:
         final = client.wait(job_id, bar.update, poll_interval_s=args.poll_interval_s)
@@ -176,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument("--timeout-s", type=float, help="the worker's timeout for this job")
     run_parser.add_argument("--execution-timeout-ms", type=int, help="RunPod's policy.executionTimeout")
     run_parser.add_argument("--poll-interval-s", type=float, default=0.5)
+    run_parser.add_argument(
+        "--idempotency-key", help="the submit's key (default: a new one); the same key again returns its result"
+    )
+    result_parser = commands.add_parser("result", help="fetch the result a submit left under its idempotency key")
+    result_parser.add_argument("key", help="the idempotency key the submit was sent with")
+    add_endpoint_arguments(result_parser)
+    result_parser.add_argument("--out", type=Path, default=Path("outputs"), help="folder for the outputs")
+    result_parser.add_argument("--poll-interval-s", type=float, default=0.5)
     openapi_parser = commands.add_parser("openapi", help="print the endpoint's OpenAPI document")
     add_endpoint_arguments(openapi_parser)
     mcp_parser = commands.add_parser("mcp", help="serve the endpoint's workflows as MCP tools, for agents")
@@ -201,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return {"mcp": mcp, "openapi": openapi}.get(args.command, run)(args)
+        return {"mcp": mcp, "openapi": openapi, "result": result}.get(args.command, run)(args)
     except EndpointError as exc:
         log.error("%s", exc)
         return 1

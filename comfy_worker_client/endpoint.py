@@ -9,7 +9,9 @@ A request that would pass RunPod's size limit has its inline inputs uploaded to 
 client's `bucket` and sent as URLs (`uploads.fit_request`); without one, `run` raises
 `RequestTooLarge` before sending. Every failure to reach or be answered by the endpoint
 is an `EndpointError`: `EndpointUnreachable` (no answer; never the key), or
-`EndpointAnswered` with the HTTP status (`key_refused` for 401/403). A job that ends
+`EndpointAnswered` with the HTTP status (`key_refused` for 401/403). Every submit carries
+an `idempotency_key` (the caller's, else a new one) and is sent again when its answer is
+lost, so a job runs once where the endpoint keeps keys. A job that ends
 in a state other than COMPLETED raises `JobFailed` from `wait`. Its outputs are saved
 by `files.save_outputs`.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +35,7 @@ log = logging.getLogger("comfy_worker_client")
 RUNPOD_API = "https://api.runpod.ai/v2"
 RUNSYNC_WAIT_MS = 90_000  # RunPod holds /runsync at most this long before answering IN_PROGRESS
 POLL_FAILURES_TOLERATED = 5  # consecutive failed polls (no answer, HTTP 5xx or 429) before `wait` gives up
+SUBMIT_ATTEMPTS = 4  # a submit not answered is sent again, with the same idempotency key
 
 Status = dict[str, Any]
 """An endpoint's /status body: `id`, `status` (a `JobState`), `output` or `error`."""
@@ -71,8 +75,29 @@ class JobFailed(Exception):
         super().__init__(f"job {status.get('id')} {status['status']}: {error}")
 
 
+def is_passing(exc: EndpointError) -> bool:
+    """A failure worth trying again: no answer, HTTP 5xx or 429."""
+    return not isinstance(exc, EndpointAnswered) or exc.status >= 500 or exc.status == 429
+
+
+def new_idempotency_key() -> str:
+    return uuid.uuid4().hex
+
+
+def with_idempotency_key(job_input: dict[str, Any]) -> dict[str, Any]:
+    """A job input that runs a workflow, with an `idempotency_key`: its own, else a new one, made
+    once per logical submit so that every attempt of it sends the same. A question (`list`,
+    `result_of`, `validate_only`) runs nothing and needs none."""
+    runs = ("workflow" in job_input or "workflow_name" in job_input) and not job_input.get("validate_only")
+    if not runs or "idempotency_key" in job_input:
+        return job_input
+    return {**job_input, "idempotency_key": new_idempotency_key()}
+
+
 class AsyncEndpoint:
     """One endpoint, over one aiohttp session (made on first use, in the running loop)."""
+
+    submit_retry_s = 1.0  # the pause before a submit's second attempt, doubling after
 
     def __init__(
         self,
@@ -105,7 +130,8 @@ class AsyncEndpoint:
 
     async def call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None) -> dict[str, Any]:
         """One request; its JSON answer, or an `EndpointError` naming the endpoint and what happened."""
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+        # (aiohttp reads timeout=None as "no limit at all", not as the session's.)
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._timeout
         try:
             async with self.session().request(method, f"{self.base_url}{path}", json=body, timeout=timeout) as response:
                 text = await response.text()
@@ -127,7 +153,7 @@ class AsyncEndpoint:
         return answer
 
     async def run(self, job_input: dict[str, Any], execution_timeout_ms: int | None = None) -> str:
-        """Submits the job (POST /run); its id."""
+        """Submits the job (POST /run) once, even if its answer is lost (`submit`); its id."""
         job_id, _ = await self.run_fitted(job_input, execution_timeout_ms)
         return job_id
 
@@ -135,13 +161,27 @@ class AsyncEndpoint:
         self, job_input: dict[str, Any], execution_timeout_ms: int | None = None
     ) -> tuple[str, list[Moved]]:
         """As `run`, and which inline inputs went through the bucket to fit RunPod's limit."""
-        body, moved = await self._fitted(job_input, "/run", execution_timeout_ms)
-        return str((await self.call("POST", "/run", body))["id"]), moved
+        body, moved = await self._fitted(with_idempotency_key(job_input), "/run", execution_timeout_ms)
+        return str((await self.submit("/run", body))["id"]), moved
 
     async def runsync(self, job_input: dict[str, Any], wait_ms: int = RUNSYNC_WAIT_MS) -> Status:
         """Runs the job and waits for it (POST /runsync); its status, IN_PROGRESS if it outlasts `wait_ms`."""
-        body, _ = await self._fitted(job_input, "/runsync", None)
-        return await self.call("POST", f"/runsync?wait={wait_ms}", body, timeout_s=wait_ms / 1000 + 30)
+        body, _ = await self._fitted(with_idempotency_key(job_input), "/runsync", None)
+        return await self.submit(f"/runsync?wait={wait_ms}", body, timeout_s=wait_ms / 1000 + 30)
+
+    async def submit(self, path: str, body: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+        """POSTs a job, sending it again when no answer came (or a passing error, `is_passing`),
+        up to SUBMIT_ATTEMPTS times: its `idempotency_key` makes the worker run it once (where the
+        endpoint keeps keys: a bucket or a network volume; docs/job-api.md, Submit once)."""
+        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+            try:
+                return await self.call("POST", path, body, timeout_s)
+            except EndpointError as exc:
+                if not is_passing(exc) or attempt == SUBMIT_ATTEMPTS:
+                    raise
+                log.warning("the submit was not answered (%s); sending it again with its idempotency key", exc)
+                await asyncio.sleep(self.submit_retry_s * 2 ** (attempt - 1))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def status(self, job_id: str) -> Status:
         return await self.call("GET", f"/status/{job_id}")
@@ -166,9 +206,8 @@ class AsyncEndpoint:
             try:
                 status = await self.status(job_id)
             except EndpointError as exc:
-                passing = not isinstance(exc, EndpointAnswered) or exc.status >= 500 or exc.status == 429
                 failures += 1
-                if not passing or failures > POLL_FAILURES_TOLERATED:
+                if not is_passing(exc) or failures > POLL_FAILURES_TOLERATED:
                     raise
                 log.warning("status of job %s not read (%s); trying again", job_id, exc)
                 await asyncio.sleep(poll_interval_s * 2**failures)

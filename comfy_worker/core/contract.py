@@ -100,6 +100,7 @@ class JobResult(TypedDict):
     seeds: NotRequired[dict[str, int]]
     timings: NotRequired[dict[str, float]]
     progress_webhook: NotRequired[dict[str, int]]  # with a progress webhook: POSTs made, failed, dropped
+    repeat_of: NotRequired[str]  # a repeated submit (its idempotency_key done before): the job that ran it
     valid: NotRequired[bool]  # a validate-only job's answer (nothing ran)
     nodes: NotRequired[int]  # ...and the size of the graph it checked
 

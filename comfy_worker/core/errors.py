@@ -15,6 +15,8 @@
     ├── StorageError            uploading an output to the bucket failed
     ├── DiskFull                a disk of the worker's is full (the job's input or output files)
     ├── WorkerShutDown          the worker was stopped (RunPod scaling down) before the job ended
+    ├── SubmitPending           the first job of this idempotency key still runs (or a lookup found it running)
+    ├── UnknownSubmit           no record of a submit with this idempotency key
     └── InternalError           anything else: a bug; the traceback is logged once
 
 Each external edge translates its own library's exceptions where it calls it:
@@ -226,6 +228,20 @@ class WorkerShutDown(WorkerError):
 
     error_type = "worker_shut_down"
     refresh_worker = True
+
+
+class SubmitPending(WorkerError):
+    """A job's `idempotency_key` belongs to an earlier job that is still running: this job
+    waited for it until its own timeout (or, for a `result_of` lookup, did not wait).
+    `details` has the earlier `job_id`, whose /status has the result."""
+
+    error_type = "submit_pending"
+
+
+class UnknownSubmit(WorkerError):
+    """A `result_of` lookup found no record of that idempotency key."""
+
+    error_type = "unknown_submit"
 
 
 class InternalError(WorkerError):

@@ -37,9 +37,18 @@ class OutputStore(Protocol):
         """Store the file at path as `name`; returns a URL to GET it."""
         ...
 
+    def url_for(self, name: str) -> str:
+        """A fresh URL to GET what `put` stored as `name` (a repeated submit's outputs)."""
+        ...
+
     def presigned_get(self, source: BucketObject) -> str:
         """A short-lived GET URL for an `s3://bucket/key` source, with this store's credentials."""
         ...
+
+
+def stored_name(job_id: str, subfolder: str, filename: str) -> str:
+    """The name an output is stored under in the bucket (the store adds its prefix)."""
+    return "/".join(part for part in (job_id, subfolder, filename) if part)
 
 
 @dataclass

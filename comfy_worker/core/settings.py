@@ -98,6 +98,8 @@ class Settings:
     hf_token: str | None = setting("HF_TOKEN", str, None, secret=True)
     """Hugging Face token for hf:// models (a job's own token takes precedence)."""
     comfy_pid_file: Path = setting("COMFY_PID_FILE", Path, Path("/tmp/comfyui.pid"))
+    """ComfyUI's PID, written by start.sh: the worker waits for ComfyUI while this process lives and
+    fails at once when it has exited. Without the file it waits up to the timeout."""
     nodes_snapshot: str = setting("NODES_SNAPSHOT", str, "")
     """ComfyUI's node list as last read (GET /object_info), kept so the worker is ready the moment ComfyUI
     answers; empty: `<COMFYUI_PATH>/worker-object-info.json`, which the image build writes. `off`: always
@@ -105,8 +107,6 @@ class Settings:
     comfy_api_nodes: bool = setting("COMFY_API_NODES", _boolean, False)
     """Load ComfyUI's Comfy.org API nodes (they call Comfy.org's paid services with a job's
     `comfy_org_api_key`). Off, ComfyUI starts sooner; start.sh reads it."""
-    """ComfyUI's PID, written by start.sh: the worker waits for ComfyUI while this process lives and
-    fails at once when it has exited. Without the file it waits up to the timeout."""
     warmup_job: Path | None = setting("WARMUP_JOB", Path, None)
     """A job file (`{"input": ...}`, e.g. /worker/test_input.json) the worker runs once ComfyUI answers
     and before it takes jobs, so the first job finds its models loaded."""
@@ -163,6 +163,10 @@ class Settings:
     bucket_timeout_s: float = setting("BUCKET_TIMEOUT_S", _positive_float, 30.0)
     """Connect and read timeout of each bucket request (two attempts): a stalled store fails the
     job with `storage_error` instead of holding it for minutes."""
+    submit_records_dir: Path | None = setting("SUBMIT_RECORDS_DIR", Path, None)
+    """Where the records of jobs with an `idempotency_key` are kept when the job has no bucket (its own
+    or the worker's, which come first). start.sh sets /runpod-volume/comfy-worker/submits when a network
+    volume is mounted. With neither, a key is not kept and a retried submit may run twice."""
 
     @property
     def model_cache_max_bytes(self) -> int:

@@ -25,10 +25,13 @@ Instead of a graph in `workflow`, a job may name a workflow shipped with the wor
 
     {"workflow_name": "txt2img", "params": {"prompt": "...", "seed": 7}, ...}
     {"list": "workflows"} | {"list": "models"} | {"list": "nodes"} | {"list": "openapi"}
+    {"result_of": "<an idempotency key>"}   # the result its job left (transfer/submits.py)
 
 and with any workflow, `"randomize_seeds": true` gives every seed input a new random
 value (the result reports the seeds used), and `"validate_only": true` checks the job
-against the worker's ComfyUI without running it (`ComfyCapabilities.check`). A model loader's input may name a model by
+against the worker's ComfyUI without running it (`ComfyCapabilities.check`);
+`"idempotency_key": "<one per logical submit>"` makes a submit sent twice run once
+(`transfer/submits.py`: the input's `fingerprint()` must match). A model loader's input may name a model by
 URL or `hf://` reference (`remote_models.py`); `model_credentials` carries a Hugging
 Face token and per-host headers for private ones.
 
@@ -39,6 +42,7 @@ Face token and per-host headers for private ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -48,6 +52,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -67,6 +72,7 @@ MAX_NAME_BYTES = 255  # the longest file name Linux file systems store
 # Deeper than any real workflow (an API graph is ~6 levels, a UI graph ~10), and far
 # below Python's recursion limit, which the validators and ComfyUI itself recurse into.
 MAX_NESTING = 64
+MAX_KEY_CHARS = 255  # an idempotency key: a UUID or a caller's own id fits many times over
 NO_BUCKET_FOR_S3 = (
     "is 's3' but this endpoint has no bucket (set BUCKET_ENDPOINT_URL and keys, or give the job its own 'storage')"
 )
@@ -197,6 +203,15 @@ class JobInput(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     randomize_seeds: bool = Field(default=False, strict=True)
     list_what: Literal["workflows", "models", "nodes", "openapi"] | None = Field(default=None, alias="list")
+    result_of: str | None = Field(
+        default=None, min_length=1, max_length=MAX_KEY_CHARS, description="an idempotency_key: its job's result"
+    )
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_KEY_CHARS,
+        description="one per logical submit: a job sent again with it returns the first job's result",
+    )
     validate_only: bool = Field(default=False, strict=True)
     images: list[InputFile] = Field(default_factory=list)
     model_credentials: ModelCredentials = Field(default_factory=ModelCredentials)
@@ -207,6 +222,21 @@ class JobInput(BaseModel):
     storage: JobStorage | None = None
     progress_webhook: str | None = Field(default=None, max_length=2048)
     extra_pnginfo: dict[str, Any] | None = None
+
+    _raw: dict[str, Any] | None = PrivateAttr(default=None)  # as sent, kept by parse_job_input for `fingerprint`
+
+    def fingerprint(self) -> str:
+        """The SHA-256 of the input as sent, less its `idempotency_key` (canonical JSON), which a
+        second submit with the key must match. Blocking: ~3 ms a MB, so call it off the event loop."""
+        assert self._raw is not None, "made by parse_job_input"
+        return input_fingerprint(self._raw)
+
+    @field_validator("result_of", "idempotency_key")
+    @classmethod
+    def _printable_key(cls, key: str | None) -> str | None:
+        if key is not None and _CONTROL.search(key):
+            raise ValueError("must not hold control characters (such as a line break)")
+        return key
 
     @field_validator("progress_webhook")
     @classmethod
@@ -221,11 +251,12 @@ class JobInput(BaseModel):
             "workflow": self.workflow or self.ui_workflow,
             "workflow_name": self.workflow_name,
             "list": self.list_what,
+            "result_of": self.result_of,
         }
         given = [name for name, value in requests.items() if value is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of 'workflow' (a graph), 'workflow_name' (with 'params') or 'list'"
+                "give exactly one of 'workflow' (a graph), 'workflow_name' (with 'params'), 'list' or 'result_of'"
                 + (f"; got {' and '.join(given)}" if given else "")
             )
         if self.params and self.workflow_name is None:
@@ -285,10 +316,11 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None, has_bucket: bo
         )
     if not isinstance(raw, dict):
         raise InvalidJobInput([("input", f"must be an object, got {type(raw).__name__}")])
-    if not any(key in raw for key in ("workflow", "workflow_name", "list")):
+    if not any(key in raw for key in ("workflow", "workflow_name", "list", "result_of")):
         raise InvalidJobInput(
             [("input.workflow", "is required (or name a shipped workflow with 'workflow_name', or ask 'list')")]
         )
+    sent = raw
     if "ui_workflow" in raw:
         raise InvalidJobInput([("input.ui_workflow", "is not a known field (send a UI-format graph as 'workflow')")])
     if is_ui_format(raw.get("workflow")):
@@ -304,7 +336,16 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None, has_bucket: bo
         problems.append(("input.output.storage", NO_BUCKET_FOR_S3))
     if problems:
         raise InvalidJobInput(problems)
+    job_input._raw = sent
     return job_input
+
+
+def input_fingerprint(raw: dict[str, Any]) -> str:
+    """SHA-256 of the input without its idempotency key, as canonical JSON: the same submit
+    sent again has the same fingerprint, whatever order its keys came in."""
+    rest = {key: value for key, value in raw.items() if key != "idempotency_key"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def first_too_deep(value: Any, limit: int) -> tuple[int | str, ...] | None:

@@ -112,7 +112,7 @@ def _input_variants(named_workflows: Sequence[Mapping[str, Any]], schemas: dict[
     """The job input's forms, each closed (no other keys): the graph, each named workflow,
     and a `list` question; the options any job takes (output, timeout_s, ...) in the first two."""
     properties = _hoist(JobInput.model_json_schema(by_alias=True), schemas)["properties"]
-    own = {"workflow", "ui_workflow", "workflow_name", "params", "list"}
+    own = {"workflow", "ui_workflow", "workflow_name", "params", "list", "result_of"}
     options = {key: value for key, value in properties.items() if key not in own}
     workflow = {
         "description": "The graph: ComfyUI's API format (node id -> node), or its UI format (nodes and links)",
@@ -128,6 +128,10 @@ def _input_variants(named_workflows: Sequence[Mapping[str, Any]], schemas: dict[
     question = {"list": properties["list"]["anyOf"][0]}
     variants["ListJobInput"] = _closed(
         question, ["list"], "What the worker offers (workflows, models, nodes, this document)"
+    )
+    lookup = {"result_of": properties["result_of"]["anyOf"][0]}
+    variants["ResultOfJobInput"] = _closed(
+        lookup, ["result_of"], "The result a submit with this idempotency_key left (nothing runs)"
     )
     return variants
 

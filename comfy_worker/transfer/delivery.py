@@ -42,7 +42,7 @@ from PIL import Image, UnidentifiedImageError
 from ..comfyui.history import OutputFile, files_in_history, texts_in_history
 from ..core.contract import output_list
 from ..core.errors import DiskFull, InvalidJobInput, JobTimedOut, OutputTooLarge, OutputUnreadable, is_disk_full
-from ..core.job import JobContext, OutputStore
+from ..core.job import JobContext, OutputStore, stored_name
 from ..core.job_files import JobFiles, write_failure
 from ..core.settings import Settings
 from ..request.job_input import NO_BUCKET_FOR_S3, JobStorage, OutputOptions
@@ -267,8 +267,9 @@ def inline_entry(file: OutputFile) -> dict[str, Any]:
 
 
 def uploaded_entry(file: OutputFile, store: OutputStore, job_id: str) -> dict[str, Any]:
-    name = "/".join(part for part in (job_id, file.subfolder, file.filename) if part)
-    return file_entry(file, "s3_url", store.put(file.path, name, file.mime_type))
+    return file_entry(
+        file, "s3_url", store.put(file.path, stored_name(job_id, file.subfolder, file.filename), file.mime_type)
+    )
 
 
 def file_entry(file: OutputFile, kind: str, data: str) -> dict[str, Any]:

@@ -151,15 +151,65 @@ class S3Storage:
         key = f"{self.prefix}{name}"
         try:
             self._client.upload_file(str(path), self.bucket, key, ExtraArgs={"ContentType": content_type})
-            url: str = self._client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_expiry_s
-            )
+            return self.url_for(name)
         except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
             raise StorageError(
                 f"upload of {name} to bucket '{self.bucket}' failed: {bucket_failure(exc)}",
                 {"bucket": self.bucket, "key": key},
             ) from None
+
+    def url_for(self, name: str) -> str:
+        """A GET URL, valid for `url_expiry_s`, of what is stored as `name` (no request is made)."""
+        url: str = self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": f"{self.prefix}{name}"}, ExpiresIn=self.url_expiry_s
+        )
         return url
+
+    # Small objects by name (`submits.Shelf`): the records that make a submit happen once.
+
+    @property
+    def where(self) -> str:
+        return f"bucket '{self.bucket}'"
+
+    def create_object(self, name: str, body: bytes) -> bool:
+        """Stores `body` as `name` unless something is stored there already (If-None-Match,
+        which AWS S3, R2, MinIO and most S3-compatible services honour); False if it was."""
+        try:
+            self._object_request("put_object", name, Body=body, IfNoneMatch="*", ContentType="application/json")
+        except _Conflict:
+            return False
+        return True
+
+    def read_object(self, name: str) -> bytes | None:
+        answer = self._object_request("get_object", name)
+        return None if answer is None else bytes(answer["Body"].read())
+
+    def write_object(self, name: str, body: bytes) -> None:
+        self._object_request("put_object", name, Body=body, ContentType="application/json")
+
+    def delete_object(self, name: str) -> None:
+        self._object_request("delete_object", name)
+
+    def _object_request(self, operation: str, name: str, **params: Any) -> Any:
+        """One request on `<prefix><name>`: its answer, None for a missing object, `_Conflict`
+        for a failed condition; any other failure a `StorageError` naming the object."""
+        key = f"{self.prefix}{name}"
+        try:
+            return getattr(self._client, operation)(Bucket=self.bucket, Key=key, **params)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404"):
+                return None
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise _Conflict from None
+            failure = bucket_failure(exc)
+        except BotoCoreError as exc:
+            failure = bucket_failure(exc)
+        raise StorageError(f"{name} in bucket '{self.bucket}': {failure}", {"bucket": self.bucket, "key": key})
+
+
+class _Conflict(Exception):
+    """A conditional request found the object there (or being written)."""
 
 
 # What the user can do about a refusal, by S3's error code; any other code is named by its
@@ -172,6 +222,7 @@ _BUCKET_REFUSALS = {
     "AuthorizationHeaderMalformed": "the region does not match the bucket's",
     "PermanentRedirect": "the bucket is in another region or at another endpoint",
     "EntityTooLarge": "the file is larger than the bucket accepts",
+    "NotImplemented": "the bucket's service does not support this request (submit-once needs If-None-Match writes)",
 }
 
 

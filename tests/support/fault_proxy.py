@@ -6,6 +6,7 @@
     proxy.frozen_websockets = True    # the same, for the websocket only
     proxy.delay_s = 0.05              # delay every chunk, both ways
     proxy.inject("POST", "/prompt", 500, b"boom", times=1)   # answer instead of ComfyUI
+    proxy.answers_to_hold = 1         # the next connection's answer is read, kept in `held`, never sent
 
 It works on raw bytes, so the websocket and HTTP keep-alive pass through untouched.
 An injected answer is recognised by the request line at the start of a chunk from
@@ -39,6 +40,8 @@ class FaultProxy:
         self.delay_s = 0.0
         self.injections: list[Injection] = []
         self.injected = 0
+        self.answers_to_hold = 0
+        self.held: list[bytes] = []
         self._server: asyncio.Server | None = None
         self._connections: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter, bool]] = []
         self.host = ""
@@ -78,6 +81,8 @@ class FaultProxy:
             return
         first = await client_reader.read(65536)
         is_websocket = first.startswith(b"GET /ws")
+        hold = self.answers_to_hold > 0
+        self.answers_to_hold -= hold
         entry = (client_writer, upstream_writer, is_websocket)
         self._connections.append(entry)
         try:
@@ -85,7 +90,7 @@ class FaultProxy:
                 upstream_writer.write(first)
                 await asyncio.gather(
                     self._pump(client_reader, upstream_writer, client_writer, is_websocket),
-                    self._pump(upstream_reader, client_writer, None, is_websocket),
+                    self._pump(upstream_reader, client_writer, None, is_websocket, hold),
                 )
         finally:
             self._connections.remove(entry)
@@ -117,12 +122,16 @@ class FaultProxy:
         writer: asyncio.StreamWriter,
         answer_to: asyncio.StreamWriter | None,
         is_websocket: bool,
+        hold: bool = False,
     ) -> None:
         try:
             while True:
                 chunk = await reader.read(65536)
                 if not chunk:
                     break
+                if hold:
+                    self.held.append(chunk)
+                    continue
                 while self.frozen or (is_websocket and self.frozen_websockets):  # noqa: ASYNC110 (polled flags)
                     await asyncio.sleep(0.05)
                 if self.delay_s:

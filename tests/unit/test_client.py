@@ -1,5 +1,7 @@
+import asyncio
 import base64
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -144,10 +146,15 @@ async def test_the_async_client_runs_follows_and_names_each_failure():
         final = await endpoint.wait("j1", on_status, poll_interval_s=0)
         assert final["status"] == "COMPLETED"
         assert seen == ["IN_QUEUE", "COMPLETED"]
+        key = fake.bodies[0]["input"].pop("idempotency_key")
         assert fake.bodies == [
             {"path": "/v2/e/run", "input": {"workflow": {}}, "policy": {"executionTimeout": 5000}},
-            {"path": "/v2/e/runsync?wait=1000", "input": {"list": "models"}},
+            {"path": "/v2/e/runsync?wait=1000", "input": {"list": "models"}},  # a question: no key
         ]
+        assert re.fullmatch(r"[0-9a-f]{32}", key)
+        await endpoint.run({"workflow": {}})
+        assert fake.bodies[-1]["input"]["idempotency_key"] not in (key, None), "a key per submit"
+        fake.statuses = [{"id": "j1", "status": "COMPLETED", "output": {}}]
 
         fake.statuses = [{"id": "j1", "status": "FAILED", "output": {"error": "node 3: bad", "error_type": "x"}}]
         with pytest.raises(JobFailed, match="job j1 FAILED: x: node 3: bad"):
@@ -163,7 +170,7 @@ async def test_the_async_client_runs_follows_and_names_each_failure():
         too_large = {"workflow": {}, "images": [{"name": "a.png", "image": "A" * 11_000_000}]}
         with pytest.raises(RequestTooLarge, match="over RunPod's limit of 10.0 MB for /run: set a bucket"):
             await endpoint.run(too_large)
-        assert len(fake.bodies) == 2, "nothing was sent"
+        assert len(fake.bodies) == 3, "nothing was sent"
     finally:
         await endpoint.close()
         await server.close()
@@ -220,3 +227,48 @@ async def test_an_output_that_cannot_be_written_leaves_no_file(tmp_path):
         with pytest.raises(Exception):  # noqa: B017 - the decoder's or the connection's own error
             await save_outputs(output, held)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_submit_whose_answer_is_lost_is_sent_again_with_the_same_key():
+    """No answer (a timeout), then a 503: the submit goes a third time, the same body each time;
+    a refusal (4xx) is not sent again. The worker then runs the job once (tests/integration)."""
+    received: list[dict] = []
+    answers: list = []
+    released = asyncio.Event()
+
+    async def run(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        answer = answers.pop(0)
+        if answer == "hang":
+            await released.wait()  # past the client's request timeout: answers only at the end
+        if isinstance(answer, int):
+            return web.json_response({"error": "busy"}, status=answer)
+        return web.json_response({"id": answer, "status": "IN_QUEUE"})
+
+    app = web.Application()
+    app.add_routes([web.post("/v2/e/run", run)])
+    server = TestServer(app)
+    await server.start_server()
+    endpoint = AsyncEndpoint(str(server.make_url("/v2/e")), "key", request_timeout_s=0.5)
+    endpoint.submit_retry_s = 0.01
+    try:
+        answers[:] = ["hang", 503, "j3"]
+        assert await endpoint.run({"workflow": {}, "idempotency_key": "mine"}) == "j3"
+        assert [body["input"] for body in received] == [{"workflow": {}, "idempotency_key": "mine"}] * 3
+
+        received.clear()
+        answers[:] = [400]
+        with pytest.raises(EndpointAnswered, match="HTTP 400"):
+            await endpoint.run({"workflow": {}})
+        assert len(received) == 1
+
+        received.clear()
+        answers[:] = [502] * 4
+        with pytest.raises(EndpointAnswered, match="HTTP 502"):
+            await endpoint.run({"workflow": {}})
+        assert len(received) == 4, "SUBMIT_ATTEMPTS, then the failure"
+        assert len({body["input"]["idempotency_key"] for body in received}) == 1
+    finally:
+        released.set()
+        await endpoint.close()
+        await server.close()

@@ -28,7 +28,7 @@ def test_a_named_workflows_own_definitions_become_components_and_its_required_pa
     assert schemas["Size"] == {"enum": [512, 768]}
     assert "$defs" not in json.dumps(document)
     assert [ref["$ref"].rsplit("/", 1)[1] for ref in schemas["JobInput"]["oneOf"]] == [
-        "GraphJobInput", "Workflow_my_flow", "ListJobInput",
+        "GraphJobInput", "Workflow_my_flow", "ListJobInput", "ResultOfJobInput",
     ]  # fmt: skip
     assert "timeout_s" in variant["properties"], "a named workflow's job takes the options every job takes"
     assert variant["additionalProperties"] is False
@@ -37,5 +37,5 @@ def test_a_named_workflows_own_definitions_become_components_and_its_required_pa
 def test_without_named_workflows_the_graph_and_the_questions_remain():
     document = openapi_document([])
     validate(document)
-    assert len(document["components"]["schemas"]["JobInput"]["oneOf"]) == 2
+    assert len(document["components"]["schemas"]["JobInput"]["oneOf"]) == 3  # the graph, list, result_of
     assert document["paths"]["/status/{job_id}"]["get"]["parameters"][0]["name"] == "job_id"

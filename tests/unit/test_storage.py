@@ -171,3 +171,34 @@ def test_n15_only_the_operators_bucket_may_be_on_a_private_address():
                                                      "BUCKET_NAME": "b"}))  # fmt: skip
     assert own.private_origin == "http://minio.internal:9000"
     assert unchecked_bucket("https://s3.example.com").private_origin is None
+
+
+def test_submit_records_are_created_once_read_replaced_and_removed():
+    """The bucket as a `submits.Shelf`, against an S3-compatible store (moto)."""
+    with moto_s3() as url:
+        client = boto3.client(
+            "s3", endpoint_url=url, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+        )
+        client.create_bucket(Bucket="job-bucket")
+        store = unchecked_bucket(url)
+        store.prefix = "outputs/"
+
+        assert store.read_object("submits/a.json") is None
+        assert store.create_object("submits/a.json", b'{"n": 1}') is True
+        assert store.create_object("submits/a.json", b'{"n": 2}') is False  # If-None-Match: the first stays
+        assert store.read_object("submits/a.json") == b'{"n": 1}'
+        store.write_object("submits/a.json", b'{"n": 3}')
+        assert client.get_object(Bucket="job-bucket", Key="outputs/submits/a.json")["Body"].read() == b'{"n": 3}'
+        store.delete_object("submits/a.json")
+        assert store.read_object("submits/a.json") is None
+        assert store.url_for("job/a.png").startswith(f"{url}/job-bucket/outputs/job/a.png?")
+
+
+def test_a_record_in_a_missing_bucket_is_a_storage_error_naming_it():
+    with moto_s3() as url:
+        store = unchecked_bucket(url)
+
+        with pytest.raises(StorageError) as raised:
+            store.create_object("submits/a.json", b"{}")
+
+    assert raised.value.message == "submits/a.json in bucket 'job-bucket': no such bucket at this endpoint"
