@@ -47,11 +47,12 @@ progress/: what the job's caller sees while it runs
     runpod_progress  send progress to RunPod in order (one sender, newest wins)
     webhooks         push progress and the final state to the job's own URL, signed
 
-models/: models a job names by URL or hf://, and the page cache before the first job
+models/: models a job names by URL or hf://, the page cache before the first job, what made a result
     remote_models    models named by URL or hf://, fetched for a job
     model_cache      the shared, content-named cache those go to
     prefetch         read the first job's model files while ComfyUI boots
     boot_readahead   read ahead the files ComfyUI's boot opens (listed at build) on a cold host
+    provenance       what made a result (ComfyUI, node packs, model hashes, the graph); a replay's check
 
 The story, at the root
     worker           the Worker: lifecycle, the job's story, the error boundary, clean-up

@@ -12,7 +12,8 @@ reopens in whatever event loop runs it.
 story: wait for ComfyUI, resolve the graph to run (`ComfyCapabilities.workflow_to_run`),
 pick the bucket (the job's own `storage`, else the worker's), claim the job's
 idempotency key (`SubmitRecords`: a submit sent again returns the first one's result),
-fetch the models it names by URL, place the input files, tag the workflow, submit and
+fetch the models it names by URL, place the input files, record its provenance (a
+`replay` runs only where it matches), tag the workflow, submit and
 follow the prompt (`PromptRun`: progress, timeout, cancel), read its outputs, deliver
 them by the job's deadline and record the result under the key. A `list` job answers
 from the capabilities instead, a `result_of` job from its key's record. `run_job`
@@ -54,6 +55,7 @@ from .comfyui.connection import ComfyConnection
 from .core.errors import InternalError, WorkerError, WorkerShutDown, error_result, guarded
 from .core.job import JobContext, Send
 from .core.settings import Settings
+from .models.provenance import ProvenanceKeeper, check_replay
 from .models.remote_models import ModelFetcher
 from .progress.progress import ProgressSink, log_progress
 from .progress.webhooks import ProgressWebhook
@@ -93,6 +95,7 @@ class Worker:
         self.fetcher = ModelFetcher(settings)
         self.histories = Histories(self.comfyui.api)
         self.submits = SubmitRecords(settings.submit_records_dir)
+        self.provenance = ProvenanceKeeper(settings)
         self._progress = progress
         self._webhooks: set[ProgressWebhook] = set()  # whose last POSTs settled() waits for
         self._in_flight: set[asyncio.Task[Any]] = set()  # the jobs' tasks, for abandon_jobs
@@ -204,6 +207,12 @@ class Worker:
             workflow = await self.fetcher.fetch_all(to_run.workflow, comfy.model_inputs, request.model_credentials, job)
         with job.timings.stage("upload_inputs_s"):
             renames = await place_inputs([*request.images, *to_run.files], self.settings, job)
+        # Hashing a model file new to this worker takes seconds a GB: beside the run, not before it.
+        provenance = asyncio.ensure_future(self.provenance.of(to_run.workflow, workflow, comfy))
+        provenance.add_done_callback(lambda task: task.cancelled() or task.exception())  # read, if left
+        cleanup.callback(provenance.cancel)
+        if request.replay is not None:
+            check_replay(request.replay, await provenance)  # runs only where it would run the same
         about = {**to_run.about, "seeds": workflow.seeds()}
         # A tag of its own per run: a repeated job id must not be served from ComfyUI's cache.
         run_tag = f"{job_id}/{uuid.uuid4().hex[:8]}"
@@ -216,6 +225,6 @@ class Worker:
             outputs = await self.delivery.collect(await prompt.outputs(), request.output, job)
         stage_times = {**job.timings.as_dict(), **prompt.timings()}
         log.info("job %s done, timings %s", job_id, json.dumps(stage_times))
-        result = {**outputs, **about, "timings": stage_times}
+        result = {**outputs, **about, "provenance": await provenance, "timings": stage_times}
         await submit.keep(result)
         return result

@@ -63,10 +63,11 @@ class WorkerSupervisor:
         self.last_lines: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES_KEPT)
         self.quick_exits = 0  # exits in a row, each soon after its start
         self.on_exit: Callable[[str], None] = lambda reason: None  # told why the worker exited
+        self.stopping = False  # set when the endpoint stops: no worker is started after it
 
     async def run(self) -> None:
         delay = FIRST_RESTART_DELAY_S
-        while True:
+        while not self.stopping:
             started = time.monotonic()
             self.process = await asyncio.create_subprocess_exec(
                 *shlex.split(self.command),
@@ -107,6 +108,7 @@ class WorkerSupervisor:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RESTART_DELAY_S)
+        log.info("the worker is not restarted: the endpoint is stopping")
 
     async def _relay_output(self, process: asyncio.subprocess.Process) -> None:
         """Copy the worker's output to ours, keeping the last lines to explain an exit."""
@@ -121,7 +123,11 @@ class WorkerSupervisor:
         """Wait for the worker's output to close, within bounds: a process it left behind (the
         SDK's heartbeat, say) may hold the pipe open forever; that group is killed."""
         try:
-            await asyncio.wait_for(asyncio.shield(relay), OUTPUT_CLOSE_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
+            # arrives as the output closes, and the supervisor then starts a worker while the
+            # endpoint stops.
+            async with asyncio.timeout(OUTPUT_CLOSE_TIMEOUT_S):
+                await asyncio.shield(relay)
         except TimeoutError:
             log.warning("the worker's output stayed open after it exited; ending what it left running")
             self._kill_group()
@@ -204,6 +210,7 @@ async def serve(args: argparse.Namespace) -> int:
     log.info("stopping")
     await endpoint.close_long_polls()
     if supervisor is not None:
+        supervisor.stopping = True
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker

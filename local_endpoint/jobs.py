@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -29,7 +29,9 @@ from comfy_worker.core.contract import JobState
 
 log = logging.getLogger("local_endpoint")
 
-RESULT_RETENTION_S = {"run": 30 * 60.0, "runsync": 60.0}
+Route = Literal["run", "runsync"]
+"""How a job was submitted, which sets how long its result is kept."""
+RESULT_RETENTION_S: dict[Route, float] = {"run": 30 * 60.0, "runsync": 60.0}
 WEBHOOK_ATTEMPTS = 3
 WEBHOOK_RETRY_DELAY_S = 10.0
 WEBHOOK_TIMEOUT_S = 10.0
@@ -41,7 +43,7 @@ class Job:
     input: Any
     execution_timeout_ms: int
     ttl_ms: int
-    submitted_by: str  # "run" or "runsync": how long the result is kept
+    submitted_by: Route
     webhook: str | None = None
     status: str = JobState.IN_QUEUE
     created_at: float = field(default_factory=time.monotonic)
@@ -82,7 +84,7 @@ class JobBoard:
     def __init__(
         self,
         webhook_retry_delay_s: float = WEBHOOK_RETRY_DELAY_S,
-        result_retention_s: dict[str, float] | None = None,
+        result_retention_s: dict[Route, float] | None = None,
     ):
         self.webhook_retry_delay_s = webhook_retry_delay_s
         self.result_retention_s = result_retention_s or RESULT_RETENTION_S
@@ -100,7 +102,7 @@ class JobBoard:
     # -- client side --------------------------------------------------------------
 
     async def submit(
-        self, job_input: Any, execution_timeout_ms: int, ttl_ms: int, submitted_by: str, webhook: str | None
+        self, job_input: Any, execution_timeout_ms: int, ttl_ms: int, submitted_by: Route, webhook: str | None
     ) -> Job:
         job = Job(
             id=f"local-{uuid.uuid4()}",

@@ -40,12 +40,16 @@ webhooks) is `jobs.JobBoard`; this module parses requests, authenticates, and sh
 the answers. The page (`page/`, served at `/`) needs no key to load: it holds none. It asks
 the endpoint, or a RunPod endpoint, with the key typed into it; its inputs too large
 for a request go to this endpoint's bucket, when it has one, through `POST /page-upload`.
+The API page (`/api`, `page/api.html`) shows the endpoint's OpenAPI document
+(`GET /v2/{endpoint_id}/openapi.json`) with Swagger UI (its static build, served at
+/swagger-ui/ from the pinned swagger-ui-py package), "Try it out" included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.util
 import json
 import logging
 import math
@@ -64,7 +68,7 @@ from comfy_worker.core.contract import RETRYABLE_STATES, RUNPOD_REQUEST_LIMITS, 
 from comfy_worker.core.errors import StorageError
 from comfy_worker.core.job import OutputStore
 
-from .jobs import WEBHOOK_RETRY_DELAY_S, Job, JobBoard
+from .jobs import WEBHOOK_RETRY_DELAY_S, Job, JobBoard, Route
 
 log = logging.getLogger("local_endpoint")
 
@@ -73,6 +77,15 @@ DEFAULT_TTL_MS = 24 * 3600 * 1000
 SYNC_WAIT_MS = (1_000, 90_000, 300_000)  # min, default, max of ?wait=
 LONG_POLL_S = 10.0
 PAGE_DIR = Path(__file__).parent / "page"
+
+
+def _swagger_ui_dir() -> Path | None:
+    """Swagger UI's static build, from the pinned swagger-ui-py package (found, not imported)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    return Path(spec.origin).parent / "static" if spec is not None and spec.origin else None
+
+
+SWAGGER_UI_DIR = _swagger_ui_dir()  # None without it: the API page then says how to install it
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -88,7 +101,7 @@ class LocalEndpoint:
         long_poll_s: float = LONG_POLL_S,
         worker_key: str | None = None,
         webhook_retry_delay_s: float = WEBHOOK_RETRY_DELAY_S,
-        result_retention_s: dict[str, float] | None = None,
+        result_retention_s: dict[Route, float] | None = None,
         upload_bucket: OutputStore | None = None,
     ):
         """`upload_bucket` takes the page's inputs too large for a request (`POST /page-upload`)."""
@@ -129,8 +142,11 @@ class LocalEndpoint:
                 web.get("/page-config.json", self.page_config),
                 web.post("/page-upload", self.page_upload),
                 web.static("/page", PAGE_DIR),
+                web.get("/api", self.api_page),
             ]
         )
+        if SWAGGER_UI_DIR is not None:
+            app.add_routes([web.static("/swagger-ui", SWAGGER_UI_DIR)])
         app.on_cleanup.append(self._close)
         return app
 
@@ -195,7 +211,7 @@ class LocalEndpoint:
 
     # -- client API ------------------------------------------------------------
 
-    async def _submit(self, request: web.Request, submitted_by: str) -> Job:
+    async def _submit(self, request: web.Request, submitted_by: Route) -> Job:
         body = await json_body(request, RUNPOD_REQUEST_LIMITS[f"/{submitted_by}"])
         if not isinstance(body, dict) or "input" not in body:
             raise bad_request("'input' is required")
@@ -229,7 +245,7 @@ class LocalEndpoint:
         """The endpoint's OpenAPI document, as its worker answers `{"list": "openapi"}`, for this
         endpoint's base URL (a job like any other: it waits for a worker)."""
         job = await self.board.submit(
-            {"list": "openapi"}, DEFAULT_EXECUTION_TIMEOUT_MS, DEFAULT_TTL_MS, "openapi.json", None
+            {"list": "openapi"}, DEFAULT_EXECUTION_TIMEOUT_MS, DEFAULT_TTL_MS, "runsync", None
         )
         await self.board.wait_until_done(job, SYNC_WAIT_MS[2] / 1000)
         if job.status != JobState.COMPLETED or not isinstance(job.output, dict) or "openapi" not in job.output:
@@ -305,6 +321,9 @@ class LocalEndpoint:
 
     async def page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(PAGE_DIR / "index.html")
+
+    async def api_page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PAGE_DIR / "api.html")
 
     async def page_config(self, request: web.Request) -> web.Response:
         return web.json_response(

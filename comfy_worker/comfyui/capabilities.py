@@ -131,6 +131,8 @@ class ComfyCapabilities:
             if problems:
                 raise InvalidJobInput(problems)
             about = {"workflow_format": "ui"}
+        elif request.replay is not None:
+            workflow, about = request.replay.workflow, {"workflow_format": "api"}
         else:
             assert request.workflow is not None
             workflow, about = request.workflow, {"workflow_format": "api"}

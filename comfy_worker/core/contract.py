@@ -100,9 +100,20 @@ class JobResult(TypedDict):
     seeds: NotRequired[dict[str, int]]
     timings: NotRequired[dict[str, float]]
     progress_webhook: NotRequired[dict[str, int]]  # with a progress webhook: POSTs made, failed, dropped
+    provenance: NotRequired[Provenance]  # every run's: what made it
     repeat_of: NotRequired[str]  # a repeated submit (its idempotency_key done before): the job that ran it
     valid: NotRequired[bool]  # a validate-only job's answer (nothing ran)
     nodes: NotRequired[int]  # ...and the size of the graph it checked
+
+
+class Provenance(TypedDict):
+    """What made a result (`models/provenance.py`); sent back as `{"replay": ...}` it runs again."""
+
+    comfyui: dict[str, str | None]  # version, commit
+    node_packs: dict[str, str]  # custom_nodes folder -> pinned commit, or "files:<sha256>"
+    models: dict[str, str | None]  # "<folder>/<file>" -> sha256
+    seeds: dict[str, int]
+    workflow: dict[str, Any]  # the API graph as the job gave it
 
 
 class ErrorResult(TypedDict):

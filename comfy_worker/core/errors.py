@@ -17,6 +17,7 @@
     ├── WorkerShutDown          the worker was stopped (RunPod scaling down) before the job ended
     ├── SubmitPending           the first job of this idempotency key still runs (or a lookup found it running)
     ├── UnknownSubmit           no record of a submit with this idempotency key
+    ├── ReplayRefused           a replay would not run the same way here (another ComfyUI, model...)
     └── InternalError           anything else: a bug; the traceback is logged once
 
 Each external edge translates its own library's exceptions where it calls it:
@@ -242,6 +243,13 @@ class UnknownSubmit(WorkerError):
     """A `result_of` lookup found no record of that idempotency key."""
 
     error_type = "unknown_submit"
+
+
+class ReplayRefused(WorkerError):
+    """A `replay` job's recorded run differs from what this worker has; `details.differences`
+    names each difference (another ComfyUI, a node pack, a model file's hash). Nothing ran."""
+
+    error_type = "replay_refused"
 
 
 class InternalError(WorkerError):

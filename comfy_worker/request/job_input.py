@@ -26,6 +26,7 @@ Instead of a graph in `workflow`, a job may name a workflow shipped with the wor
     {"workflow_name": "txt2img", "params": {"prompt": "...", "seed": 7}, ...}
     {"list": "workflows"} | {"list": "models"} | {"list": "nodes"} | {"list": "openapi"}
     {"result_of": "<an idempotency key>"}   # the result its job left (transfer/submits.py)
+    {"replay": <a result's provenance>}     # that graph again, if this worker matches (models/provenance.py)
 
 and with any workflow, `"randomize_seeds": true` gives every seed input a new random
 value (the result reports the seeds used), and `"validate_only": true` checks the job
@@ -190,6 +191,18 @@ class ModelCredentials(BaseModel):
         return {host.lower(): values for host, values in headers.items()}
 
 
+class RecordedRun(BaseModel):
+    """A result's `provenance`, sent back as `replay`: the graph that ran and what it ran on,
+    checked against this worker before it runs again."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    comfyui: dict[str, str | None]
+    node_packs: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, str | None] = Field(default_factory=dict)
+    workflow: Workflow
+
+
 class JobInput(BaseModel):
     """A job's validated input: a graph (API or UI format), a named workflow with its
     parameters, or a `list` question. Exactly one of `workflow`, `ui_workflow`,
@@ -203,6 +216,7 @@ class JobInput(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     randomize_seeds: bool = Field(default=False, strict=True)
     list_what: Literal["workflows", "models", "nodes", "openapi"] | None = Field(default=None, alias="list")
+    replay: RecordedRun | None = Field(default=None, description="a result's provenance: run it again, unchanged")
     result_of: str | None = Field(
         default=None, min_length=1, max_length=MAX_KEY_CHARS, description="an idempotency_key: its job's result"
     )
@@ -252,13 +266,16 @@ class JobInput(BaseModel):
             "workflow_name": self.workflow_name,
             "list": self.list_what,
             "result_of": self.result_of,
+            "replay": self.replay,
         }
         given = [name for name, value in requests.items() if value is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of 'workflow' (a graph), 'workflow_name' (with 'params'), 'list' or 'result_of'"
-                + (f"; got {' and '.join(given)}" if given else "")
+                "give exactly one of 'workflow' (a graph), 'workflow_name' (with 'params'), 'list', 'result_of' "
+                "or 'replay' (a result's provenance)" + (f"; got {' and '.join(given)}" if given else "")
             )
+        if self.replay is not None and self.randomize_seeds:
+            raise ValueError("'replay' runs the recorded seeds: 'randomize_seeds' cannot go with it")
         if self.params and self.workflow_name is None:
             raise ValueError("'params' go with 'workflow_name' (a named workflow); a graph carries its own values")
         return self
@@ -316,7 +333,7 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None, has_bucket: bo
         )
     if not isinstance(raw, dict):
         raise InvalidJobInput([("input", f"must be an object, got {type(raw).__name__}")])
-    if not any(key in raw for key in ("workflow", "workflow_name", "list", "result_of")):
+    if not any(key in raw for key in ("workflow", "workflow_name", "list", "result_of", "replay")):
         raise InvalidJobInput(
             [("input.workflow", "is required (or name a shipped workflow with 'workflow_name', or ask 'list')")]
         )
@@ -331,7 +348,8 @@ def parse_job_input(raw: Any, max_timeout_s: float | None = None, has_bucket: bo
         job_input = JobInput.model_validate(raw, context={"max_timeout_s": max_timeout_s})
     except ValidationError as exc:
         raise InvalidJobInput([(field_path(err["loc"]), problem_text(err)) for err in exc.errors()]) from None
-    problems = job_input.workflow.link_problems() if job_input.workflow is not None else []
+    graph = job_input.workflow or (job_input.replay.workflow if job_input.replay is not None else None)
+    problems = graph.link_problems() if graph is not None else []
     if job_input.output.storage == "s3" and not has_bucket and job_input.storage is None:
         problems.append(("input.output.storage", NO_BUCKET_FOR_S3))
     if problems:

@@ -67,6 +67,7 @@ def openapi_document(named_workflows: Sequence[Mapping[str, Any]], title: str = 
             "executionTime": {"type": "integer", "description": "ms running"},
         },
     }
+    examples = _request_examples(named_workflows)
     final = ", ".join(state.value for state in JobState if state in FINAL_STATES)
     job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
@@ -81,17 +82,43 @@ def openapi_document(named_workflows: Sequence[Mapping[str, Any]], title: str = 
         "security": [{"bearer": []}],
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "paths": {
-            "/run": {"post": _operation("run", "Queue a job; poll /status/{job_id}", "JobStatus")},
+            "/run": {"post": _operation("run", "Queue a job; poll /status/{job_id}", "JobStatus", examples=examples)},
             "/runsync": {
-                "post": _operation("runsync", "Run a job and wait for it (RunPod waits up to ~90 s)", "JobStatus")
-            },  # fmt: skip
+                "post": _operation(
+                    "runsync", "Run a job and wait for it (RunPod waits up to ~90 s)", "JobStatus", examples=examples
+                )
+            },
             "/status/{job_id}": {"get": _operation("status", "A job's state and output", "JobStatus", job_id)},
             "/cancel/{job_id}": {"post": _operation("cancel", "Cancel a job", "JobStatus", job_id)},
         },
     }
 
 
-def _operation(name: str, summary: str, answer: str, parameters: list[dict[str, Any]] | None = None) -> dict:
+def _request_examples(named_workflows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Ready-to-send request bodies (a generated client's docs and "Try it out" start from them):
+    each named workflow that needs no parameter, then a question."""
+    examples = {
+        f"workflow_{_NAME.sub('_', str(named['name']))}": {
+            "summary": f"The named workflow '{named['name']}', its parameters' defaults",
+            "value": {"input": {"workflow_name": named["name"], "params": {}}},
+        }
+        for named in named_workflows
+        if "required" not in named["parameters"]  # as _input_variants reads it: only when some are
+    }
+    examples["list_workflows"] = {
+        "summary": "What the worker offers: its named workflows",
+        "value": {"input": {"list": "workflows"}},
+    }
+    return examples
+
+
+def _operation(
+    name: str,
+    summary: str,
+    answer: str,
+    parameters: list[dict[str, Any]] | None = None,
+    examples: dict[str, Any] | None = None,
+) -> dict:
     operation: dict[str, Any] = {
         "operationId": name,
         "summary": summary,
@@ -103,8 +130,10 @@ def _operation(name: str, summary: str, answer: str, parameters: list[dict[str, 
     if parameters:
         operation["parameters"] = parameters
     else:
-        body = {"$ref": f"{SCHEMAS}JobRequest"}
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        body: dict[str, Any] = {"schema": {"$ref": f"{SCHEMAS}JobRequest"}}
+        if examples:
+            body["examples"] = examples
+        operation["requestBody"] = {"required": True, "content": {"application/json": body}}
     return operation
 
 
@@ -112,7 +141,7 @@ def _input_variants(named_workflows: Sequence[Mapping[str, Any]], schemas: dict[
     """The job input's forms, each closed (no other keys): the graph, each named workflow,
     and a `list` question; the options any job takes (output, timeout_s, ...) in the first two."""
     properties = _hoist(JobInput.model_json_schema(by_alias=True), schemas)["properties"]
-    own = {"workflow", "ui_workflow", "workflow_name", "params", "list", "result_of"}
+    own = {"workflow", "ui_workflow", "workflow_name", "params", "list", "result_of", "replay"}
     options = {key: value for key, value in properties.items() if key not in own}
     workflow = {
         "description": "The graph: ComfyUI's API format (node id -> node), or its UI format (nodes and links)",
@@ -125,6 +154,11 @@ def _input_variants(named_workflows: Sequence[Mapping[str, Any]], schemas: dict[
         required = ["workflow_name", "params"] if "required" in parameters else ["workflow_name"]
         description = named.get("description") or f"The named workflow '{named['name']}'"
         variants[f"Workflow_{_NAME.sub('_', str(named['name']))}"] = _closed(fields, required, description)
+    replay = {**options, "replay": properties["replay"]["anyOf"][0]}
+    del replay["randomize_seeds"]
+    variants["ReplayJobInput"] = _closed(
+        replay, ["replay"], "A result's provenance: its graph again, if this worker matches"
+    )
     question = {"list": properties["list"]["anyOf"][0]}
     variants["ListJobInput"] = _closed(
         question, ["list"], "What the worker offers (workflows, models, nodes, this document)"

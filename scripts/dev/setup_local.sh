@@ -33,7 +33,7 @@ if [ ! -f "$venv/.req-$req_stamp" ]; then
   log "installing Python packages into $venv"
   [ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv"
   rm -f "$venv"/.req-*
-  bash "$repo_root/scripts/dev/install_python_deps.sh" "$venv/bin/python" "$comfy_dir" cpu client dev
+  bash "$repo_root/scripts/dev/install_python_deps.sh" "$venv/bin/python" "$comfy_dir" cpu client local dev
   # The package itself (dependencies are in place above; setuptools is the venv's own).
   "$venv/bin/python" -m pip install -qq --no-deps --no-build-isolation -e "$repo_root"
   touch "$venv/.req-$req_stamp"

@@ -277,6 +277,39 @@ async def test_browsers_may_call_it_and_the_page_is_served(api):
     }
 
 
+async def test_the_api_page_and_swagger_ui_load_without_the_key_and_the_document_needs_it(api):
+    _, client = api
+    page = await client.get("/api", headers={"Authorization": ""})
+    assert page.status == 200
+    html = await page.text()
+    assert '<script type="module" src="/page/api.js">' in html
+    assert '<script src="/swagger-ui/swagger-ui-bundle.js">' in html
+    bundle = await client.get("/swagger-ui/swagger-ui-bundle.js", headers={"Authorization": ""})
+    assert bundle.status == 200
+    assert "SwaggerUIBundle" in await bundle.text()
+    assert (await client.get("/swagger-ui/swagger-ui.css", headers={"Authorization": ""})).status == 200
+    document = await client.get("/v2/local/openapi.json", headers={"Authorization": ""})
+    assert document.status == 401
+
+
+async def test_the_openapi_documents_job_is_answered_and_kept_as_a_runsync_job(api):
+    """The document is a job like any other: its worker's report is taken (not a 500), and the
+    job is forgotten a minute later, as a /runsync job is."""
+    endpoint, client = api
+    asked = asyncio.ensure_future(client.get("/v2/local/openapi.json"))
+    status, taken = await call(client, "GET", "/worker/job-take/w1?gpu=local&job_in_progress=0")
+    assert taken["input"] == {"list": "openapi"}
+    done = await client.post(
+        f"/worker/job-done/w1/{taken['id']}?isStream=false", data=json.dumps({"output": {"openapi": "3.1.0"}})
+    )
+    assert done.status == 200
+    answer = await asyncio.wait_for(asked, 30)  # bounded only against a hang
+    document = await answer.json()
+    assert document["openapi"] == "3.1.0"
+    assert document["servers"][0]["url"].endswith("/v2/local")
+    assert endpoint.board.jobs[taken["id"]].submitted_by == "runsync"
+
+
 async def test_a_bad_wait_is_a_400(api):
     _, client = api
     response = await client.post("/v2/local/runsync?wait=abc", json={"input": {}})
@@ -299,6 +332,24 @@ async def test_a_crashing_worker_is_restarted_with_its_reason_and_a_growing_dela
     assert "cannot import torch" in exits[0]
     delays = [float(message.split("starting a new one in ")[1].split(" s")[0]) for message in exits]
     assert delays[:2] == [0.05, 0.1], "the wait doubles after each quick crash"
+
+
+async def test_a_worker_that_exits_as_the_endpoint_stops_is_not_started_again(caplog, monkeypatch):
+    """The endpoint's stop may meet a worker's exit (start.sh told to stop at the same moment):
+    no worker is started after the stop, even where the supervisor's cancel is lost."""
+    monkeypatch.setattr("local_endpoint.__main__.FIRST_RESTART_DELAY_S", 0.2)
+    supervisor = WorkerSupervisor(f'{sys.executable} -c "raise SystemExit(0)"', dict(os.environ))
+    exits: list[str] = []
+    supervisor.on_exit = exits.append
+    with caplog.at_level(logging.INFO, logger="local_endpoint"):
+        running = asyncio.ensure_future(supervisor.run())
+        while not exits:  # noqa: ASYNC110 (polled: the supervisor's callback)
+            await asyncio.sleep(0.01)
+        supervisor.stopping = True  # as serve() sets it; no cancel: the one 3.11 may swallow
+        await asyncio.wait_for(running, 30)  # bounded only against a hang
+    starts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("worker started")]
+    assert len(starts) == 1
+    assert "the worker is not restarted: the endpoint is stopping" in caplog.text
 
 
 def test_exit_descriptions():

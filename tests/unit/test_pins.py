@@ -28,4 +28,4 @@ def test_each_package_is_pinned_exactly_once_across_the_audiences():
 def test_an_unknown_audience_is_refused_with_the_known_ones():
     result = subprocess.run([sys.executable, "scripts/pins.py", "gpu"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 2
-    assert "one of client, cuda, cuda128, cpu, dev" in result.stderr
+    assert "one of client, cuda, cuda128, cpu, local, dev" in result.stderr

@@ -540,3 +540,24 @@ async def test_outputs_are_read_from_the_history_when_events_were_lost(make_work
     assert "error" not in result, result
     assert len(result["images"]) == 1
     assert "history" in comfy.calls
+
+
+async def test_every_result_carries_its_provenance_and_a_replay_that_would_differ_runs_nothing(make_worker, comfy):
+    worker = make_worker()
+    result = await worker.handle({"id": "first", "input": {"workflow": WORKFLOW, "randomize_seeds": False}})
+    provenance = result["provenance"]
+    assert provenance["workflow"] == WORKFLOW
+    assert set(provenance) == {"comfyui", "node_packs", "models", "seeds", "workflow"}
+
+    replayed = await worker.handle({"id": "again", "input": {"replay": provenance}})
+    assert "error" not in replayed, replayed
+    assert replayed["provenance"] == provenance
+    assert len(comfy.prompts) == 2
+
+    elsewhere = {**provenance, "comfyui": {**provenance["comfyui"], "commit": "0" * 40}}
+    refused = await worker.handle({"id": "refused", "input": {"replay": elsewhere}})
+    assert refused["error_type"] == "replay_refused"
+    assert refused["details"]["differences"] == [
+        f"ComfyUI commit {'0' * 40} ran it; this worker has {provenance['comfyui']['commit']}"
+    ]
+    assert len(comfy.prompts) == 2, "a refused replay queues nothing"
