@@ -101,7 +101,8 @@ class ProvenanceKeeper:
             self._software = await asyncio.to_thread(self._read_software, version)
         if self._folders is None:  # ComfyUI's model folders are set when it starts
             self._folders = await comfy.comfy.model_folders()
-        models = await asyncio.to_thread(self._hash_models, model_files(ran), self._folders)
+        names = model_files(ran)  # none (a model-free graph): no thread to hop to
+        models = await asyncio.to_thread(self._hash_models, names, self._folders) if names else {}
         return {**self._software, "models": models, "seeds": sent.seeds(), "workflow": sent.to_prompt()}
 
     def _hash_models(self, names: list[str], folders: Mapping[str, list[str]]) -> dict[str, str | None]:
