@@ -134,7 +134,7 @@ class Preview(TypedDict):
 class ProgressUpdate(TypedDict):
     """What /status shows as `output` while the job is IN_PROGRESS."""
 
-    status: str  # "queued", "running", "downloading_models", "collecting_outputs"...
+    status: str  # "queued", "running", "downloading_models", "collecting_outputs", "waiting" (a repeated submit)...
     message: str
     progress: NotRequired[float]  # the whole workflow's fraction, 0 to 1, never going back
     node_id: NotRequired[str | None]

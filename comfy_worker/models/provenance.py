@@ -39,6 +39,7 @@ from ..core.errors import ReplayRefused
 from ..core.settings import Settings
 from ..request.job_input import RecordedRun
 from ..request.workflow import Workflow
+from .model_cache import hash_file
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class FileHashes:
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._known:
-            self._known[key] = built_marker(path) or _hash(path)
+            self._known[key] = built_marker(path) or hash_file(path)
         return self._known[key]
 
 
@@ -73,14 +74,6 @@ def built_marker(path: Path) -> str | None:
         if re.fullmatch(r"[0-9a-f]{64}", text):
             return text
     return None
-
-
-def _hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ProvenanceKeeper:
