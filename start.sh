@@ -19,7 +19,8 @@
 # MODELS_TO_VOLUME (true: fetch ComfyUI/models.json onto /runpod-volume/models once),
 # MODEL_CACHE_DIR (models fetched by jobs; default /runpod-volume/model-cache with a volume,
 # else /tmp/comfy-model-cache), SUBMIT_RECORDS_DIR (default /runpod-volume/comfy-worker/submits
-# with a volume),
+# with a volume), VOLUME_CUSTOM_NODES_DIR (node packs loaded beside the image's; default
+# /runpod-volume/ComfyUI/custom_nodes, pinned by a custom_nodes.json beside it),
 # SERVE_API_LOCALLY (true: the SDK's local HTTP API on port 8000 for development),
 # SHUTDOWN_GRACE_S (25: how long a SIGTERM lets the jobs in flight run on; see shut_down).
 # Arguments are passed to rp_handler.py (e.g. --test_input '{...}').
@@ -72,6 +73,28 @@ if [ -z "${SUBMIT_RECORDS_DIR:-}" ] && [ -d "$(dirname "$volume_models")" ]; the
   SUBMIT_RECORDS_DIR=$(dirname "$volume_models")/comfy-worker/submits
   export SUBMIT_RECORDS_DIR
 fi
+# Custom node packs on the volume (comfy_worker/node_packs): those its custom_nodes.json pins
+# are fetched at their commits first; then each pack is offered to ComfyUI unless it is refused
+# (named in the log), with the Python packages they need in a layer cached on the volume.
+volume_nodes=${VOLUME_CUSTOM_NODES_DIR:-$(dirname "$volume_models")/ComfyUI/custom_nodes}
+volume_packs_dir=
+volume_packs_paths=()
+comfy_pythonpath=
+if [ -d "$volume_nodes" ] || [ -f "$(dirname "$volume_nodes")/custom_nodes.json" ]; then
+  if [ -f "$(dirname "$volume_nodes")/custom_nodes.json" ]; then
+    "$python_bin" "$worker_dir/scripts/image/install_custom_nodes.py" --lock "$(dirname "$volume_nodes")/custom_nodes.json" \
+      --into "$volume_nodes" || log "the volume's custom_nodes.json cannot be used (above)"
+  fi
+  volume_packs_dir=$(mktemp -d "${TMPDIR:-/tmp}/volume-node-packs.XXXXXX")
+  if (cd "$worker_dir" && "$python_bin" -m comfy_worker.node_packs.volume_boot --packs "$volume_nodes" \
+    --comfyui "$COMFYUI_PATH" --envs "$(dirname "$volume_models")/comfy-worker/node-envs" --out "$volume_packs_dir"); then
+    volume_packs_paths=(--extra-model-paths-config "$volume_packs_dir/paths.yaml")
+    comfy_pythonpath=$(cat "$volume_packs_dir/pythonpath")
+    export VOLUME_NODE_PACKS=$volume_packs_dir/report.json
+  else
+    log "the volume's node packs could not be prepared (above); ComfyUI starts without them"
+  fi
+fi
 cache_paths=$(mktemp "${TMPDIR:-/tmp}/model-cache-paths.XXXXXX")
 sed -e 's#^runpod_volume:#model_cache:#' -e "s#base_path: .*#base_path: $MODEL_CACHE_DIR/#" \
   "$worker_dir/ComfyUI/extra_model_paths.yaml" >"$cache_paths"
@@ -106,10 +129,11 @@ fi
 start_comfyui() {
   (
     cd "$COMFYUI_PATH"
+    if [ -n "$comfy_pythonpath" ]; then export PYTHONPATH=$comfy_pythonpath${PYTHONPATH:+:$PYTHONPATH}; fi
     LD_PRELOAD=${tcmalloc:-${LD_PRELOAD:-}} exec "$python_bin" main.py \
       --listen "${COMFY_HOST%:*}" --port "${COMFY_HOST##*:}" "${launch_flags[@]}" \
       --extra-model-paths-config "${EXTRA_MODEL_PATHS:-$worker_dir/ComfyUI/extra_model_paths.yaml}" \
-      --extra-model-paths-config "$cache_paths" "${extra_args[@]}"
+      --extra-model-paths-config "$cache_paths" "${volume_packs_paths[@]}" "${extra_args[@]}"
   ) &
   comfy_pid=$!
   echo "$comfy_pid" >"$COMFY_PID_FILE"
@@ -167,6 +191,7 @@ shut_down() {
 }
 cleanup() {
   rm -f "$cache_paths" "$answered_file" "$ended_file"
+  if [ -n "$volume_packs_dir" ]; then rm -rf "$volume_packs_dir"; fi
   [ -n "$worker_pid" ] && kill "$worker_pid" 2>/dev/null || true
   if [ -n "$prefetch_pid" ] && kill "$prefetch_pid" 2>/dev/null; then
     log "the prefetch was still reading (it runs at idle priority); stopped"

@@ -15,6 +15,11 @@ core/: what every room stands on
     runpod_sdk       every SDK name used beyond start() and progress_update, checked at start-up
     job_take         ask RunPod for the next job the moment a slot frees (the SDK loop's one decision)
 
+node_packs/: custom node packs from the network volume, prepared before ComfyUI starts
+    volume_boot          start.sh's boot step: which packs ComfyUI may load, their links, the report
+    requirements_layer   the packages they need, in one layer cached on the volume; never the image's
+    volume_packs         the report: each pack's pin, why one was refused, what became of each
+
 request/: what the job asks for
     job_input        parse and validate the job's input (pure)
     workflow         the workflow as a value (nodes, titles, seeds, tags)

@@ -14,6 +14,7 @@ cd "$repo_root"
 mkdir -p "$work"
 
 bash scripts/dev/setup_local.sh
+bash scripts/dev/fetch_test_wheels.sh  # the volume node pack test's
 
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)

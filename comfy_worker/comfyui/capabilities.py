@@ -18,7 +18,8 @@ learns it anew once ComfyUI has been restarted. Built from it, without any job s
   folders), with the files its parameters bring and what the result says of its origin;
 - `answer_list(what)`: `{"list": "workflows"}`, `"models"`, `"nodes"` and `"openapi"`;
 - `explain(rejected, workflow)`: a refused value that is not installed, explained;
-- `model_inputs()`: which loader input picks from which model folder (asked once).
+- `model_inputs()`: which loader input picks from which model folder (asked once);
+- `volume_pack_states()`: what became of the network volume's node packs (VOLUME_NODE_PACKS).
 
 A library of named workflows that cannot be read is kept as its error: jobs that
 send a graph still run, jobs that name a workflow get the reason.
@@ -28,12 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.contract import VolumePack
 from ..core.errors import InvalidJobInput, WorkflowRejected
 from ..core.settings import Settings
+from ..node_packs.volume_packs import VolumePacks
 from ..request import ui_format
 from ..request.job_input import InputFile, JobInput
 from ..request.named_workflows import WorkflowLibrary, WorkflowLibraryError
@@ -66,6 +70,7 @@ class ComfyCapabilities:
     library: WorkflowLibrary | None
     library_error: str | None = None
     api_nodes: bool = False  # COMFY_API_NODES: whether ComfyUI loads the Comfy.org API nodes
+    volume_packs: VolumePacks = field(default_factory=VolumePacks)  # the network volume's node packs
     learn_now: Callable[[], Awaitable[ComfyCapabilities]] | None = field(default=None, repr=False)
     """Set when built from the snapshot: ComfyUI's own answer, asked once when needed."""
     _model_folders: dict[str, str] | None = field(default=None, repr=False)
@@ -75,7 +80,9 @@ class ComfyCapabilities:
         object_info = await comfy.object_info()
         snapshot = settings.nodes_snapshot_path
         if snapshot is not None:
-            await asyncio.to_thread(nodes_snapshot.save, snapshot, settings.comfyui_path, object_info)
+            await asyncio.to_thread(
+                nodes_snapshot.save, snapshot, settings.comfyui_path, object_info, settings.volume_node_packs
+            )
         return await asyncio.to_thread(cls.built, comfy, settings, object_info)
 
     @classmethod
@@ -85,7 +92,8 @@ class ComfyCapabilities:
         """From the snapshot (blocking: run it in a thread), or None without a usable one."""
         if settings.nodes_snapshot_path is None:
             return None
-        object_info = nodes_snapshot.load(settings.nodes_snapshot_path, settings.comfyui_path)
+        snapshot, volume_packs = settings.nodes_snapshot_path, settings.volume_node_packs
+        object_info = nodes_snapshot.load(snapshot, settings.comfyui_path, volume_packs)
         if object_info is None:
             return None
         capabilities = cls.built(comfy, settings, object_info)
@@ -95,13 +103,14 @@ class ComfyCapabilities:
     @classmethod
     def built(cls, comfy: ComfyAPI, settings: Settings, object_info: dict[str, Any]) -> ComfyCapabilities:
         nodes = NodeCatalog.from_object_info(object_info)
+        volume_packs = VolumePacks.read(settings.volume_node_packs)
         try:
             library = WorkflowLibrary.load(settings.workflows_dir, nodes)
             log.info("named workflows: %s", ", ".join(library.workflows) or "none")
-            return cls(comfy, nodes, library, api_nodes=settings.comfy_api_nodes)
+            return cls(comfy, nodes, library, api_nodes=settings.comfy_api_nodes, volume_packs=volume_packs)
         except WorkflowLibraryError as error:
             log.error("the named workflows in %s cannot be used:\n%s", settings.workflows_dir, error)
-            return cls(comfy, nodes, None, str(error), api_nodes=settings.comfy_api_nodes)
+            return cls(comfy, nodes, None, str(error), api_nodes=settings.comfy_api_nodes, volume_packs=volume_packs)
 
     async def learned(self) -> ComfyCapabilities:
         """These capabilities if ComfyUI told them, else ComfyUI's own answer."""
@@ -180,7 +189,8 @@ class ComfyCapabilities:
     async def answer_list(self, what: str) -> dict[str, Any]:
         """`workflows`: the named workflows with their parameters' JSON Schemas. `openapi`: the
         endpoint's OpenAPI document, with those workflows as job inputs. `nodes`:
-        the node types ComfyUI has, and which node pack brings each (`node_packs`).
+        the node types ComfyUI has, which node pack brings each (`node_packs`), and what
+        became of the network volume's packs (`volume_packs`).
         `models`: each model folder's files and paths, and which loader inputs choose from
         them (asked now: files on the network volume come and go)."""
         if self.learn_now is not None:
@@ -193,13 +203,22 @@ class ComfyCapabilities:
             packs: dict[str, list[str]] = {}
             for name in sorted(self.nodes):
                 packs.setdefault(self.nodes.pack(name), []).append(name)
-            return {"nodes": sorted(self.nodes), "node_packs": packs}
+            return {"nodes": sorted(self.nodes), "node_packs": packs, "volume_packs": await self.volume_pack_states()}
         installed = await InstalledModels.read(self.comfy)
         return {
             "models": dict(installed.files),
             "folders": dict(installed.folders),
             "loader_inputs": loader_inputs(NodeCatalog.from_object_info(await self.comfy.object_info()), installed),
         }
+
+    async def volume_pack_states(self) -> dict[str, VolumePack]:
+        """What became of each node pack on the network volume: loaded, failed to import
+        (ComfyUI's log, read only when a pack brought no node types, says why) or refused."""
+        counts = Counter(self.nodes.pack(name) for name in self.nodes)
+        errors: dict[str, str] | None = {}
+        if any(not counts[name] for name in self.volume_packs.offered):
+            errors = await self.comfy.custom_node_import_errors()
+        return self.volume_packs.states(counts, errors)
 
     async def explain(self, rejected: WorkflowRejected, workflow: Workflow) -> WorkflowRejected:
         """A refused value that is not installed, explained (see `installed.py`)."""

@@ -88,6 +88,12 @@ class ComfyAPI(Protocol):
         """GET /models/<folder>: the file names ComfyUI finds for that folder type now."""
         ...
 
+    async def custom_node_import_errors(self) -> dict[str, str] | None:
+        """Custom node folder -> why ComfyUI did not load it, from its recent log (GET
+        /internal/logs/raw: "Cannot import <path> module for custom nodes: <error>"); None
+        when the log cannot be read (an older or newer ComfyUI without that route)."""
+        ...
+
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
         """POST /prompt for this client's event stream, under a prompt id of the client's
         (a lowercase UUID, as newer ComfyUIs require); the prompt id, or `WorkflowRejected`."""

@@ -32,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncGenerator
+from pathlib import PurePath
 from typing import Any
 
 import aiohttp
@@ -124,6 +126,14 @@ class ComfyClient:
 
     async def model_files(self, folder: str) -> list[str]:
         return await self._request_json("GET", f"/models/{folder}") or []
+
+    async def custom_node_import_errors(self) -> dict[str, str] | None:
+        try:
+            logs = await self._request_json("GET", "/internal/logs/raw")
+            text = "".join(str(entry.get("m", "")) for entry in logs["entries"])
+        except (ComfyError, TypeError, KeyError, AttributeError):
+            return None
+        return import_errors(text)
 
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
         body = {"prompt": prompt, "client_id": self.client_id, "extra_data": extra_data, "prompt_id": str(uuid.uuid4())}
@@ -290,3 +300,18 @@ def rejection_from_response(payload: dict[str, Any]) -> WorkflowRejected:
                 node_error["received_value"] = extra["received_value"]
             node_errors.append(node_error)
     return WorkflowRejected.from_comfy({k: error.get(k) for k in ("type", "message", "details")}, node_errors)
+
+
+# ComfyUI's words (nodes.py) for a custom node it did not load, and for one with no nodes.
+_CANNOT_IMPORT = re.compile(r"^Cannot import (.+) module for custom nodes: (.*)$", re.MULTILINE)
+_NO_MAPPINGS = re.compile(r"^Skip (.+) module for custom nodes due to the lack of NODE_CLASS_MAPPINGS", re.MULTILINE)
+
+
+def import_errors(log_text: str) -> dict[str, str]:
+    """Custom node folder -> ComfyUI's reason it did not load, from its log's text."""
+    found = {}
+    for match in _CANNOT_IMPORT.finditer(log_text):
+        found[PurePath(match.group(1).rstrip("/")).name] = match.group(2).strip() or "its import failed"
+    for match in _NO_MAPPINGS.finditer(log_text):
+        found[PurePath(match.group(1).rstrip("/")).name] = "it declares no NODE_CLASS_MAPPINGS (nor comfy_entrypoint)"
+    return found

@@ -9,7 +9,8 @@ where jobs place inputs and find outputs; `job_files()` starts a job's ledger).
   their prompts through it and get their own prompt's events.
 - `await ready()` returns the `ComfyCapabilities` once ComfyUI serves: it fails at once
   when the process has died (`ComfyUnavailable`), else waits for it (`wait_until_ready`)
-  and learns what it offers, once per connection however many jobs ask at once. While
+  and learns what it offers, once per connection however many jobs ask at once (and logs
+  what became of the network volume's node packs, when it has any). While
   ComfyUI boots it imports the UI-format converter and reads the node snapshot; with a
   usable snapshot it is ready the moment ComfyUI answers, and `learned()` (ComfyUI's own
   node list, asked at most once per connection) is left to what needs it. It logs which
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ..core.contract import VolumePack
 from ..core.job_files import JobFiles, JobFolders
 from ..core.settings import Settings
 from ..request import ui_format
@@ -73,7 +75,10 @@ class ComfyConnection:
                 if remembered is not None:
                     log.info("the node list from the snapshot %s (%d node types)", self.settings.nodes_snapshot_path,
                              len(remembered.nodes))  # fmt: skip
-                self._capabilities = remembered or await ComfyCapabilities.learn(self.api, self.settings)
+                capabilities = remembered or await ComfyCapabilities.learn(self.api, self.settings)
+                if capabilities.volume_packs.packs:
+                    log_volume_packs(await capabilities.volume_pack_states())
+                self._capabilities = capabilities
             return self._capabilities
 
     async def learned(self) -> ComfyCapabilities:
@@ -108,3 +113,12 @@ class ComfyConnection:
     async def _forget(self) -> None:
         await self.close()
         self._capabilities = None
+
+
+def log_volume_packs(states: dict[str, VolumePack]) -> None:
+    """Name each of the network volume's node packs with what became of it."""
+    loaded = [f"{name} ({state['nodes']} node type(s))" for name, state in states.items() if state["state"] == "loaded"]
+    log.info("node packs from the network volume: %s loaded", ", ".join(loaded) or "none")
+    for name, state in states.items():
+        if state["state"] != "loaded":
+            log.error("node pack '%s' from the network volume %s: %s", name, state["state"], state.get("error"))

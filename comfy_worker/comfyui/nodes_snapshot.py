@@ -1,9 +1,10 @@
 """What ComfyUI offered when it was last asked (GET /object_info), kept on disk, so the
 worker is ready the moment ComfyUI answers instead of ~0.1 s later.
 
-Contract: `save(path, comfyui_path, object_info)` writes the node list with a
-fingerprint of the ComfyUI it came from (its version file and the names and change
-entry-file times of its custom nodes), atomically; `load(path, comfyui_path)` returns
+Contract: `save(path, comfyui_path, object_info, volume_packs)` writes the node list with a
+fingerprint of the ComfyUI it came from (its version file, the names and change
+entry-file times of its custom nodes, the volume's node packs), atomically;
+`load(path, comfyui_path, volume_packs)` returns
 the node list, or None when there is none, it cannot be read, or the fingerprint no
 longer matches (a custom node was added, removed or replaced). Neither raises.
 
@@ -28,11 +29,15 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def fingerprint(comfyui_path: Path) -> str:
+def fingerprint(comfyui_path: Path, volume_packs: Path | None = None) -> str:
     """Changes when ComfyUI's version changes or a custom node is added, removed or
     replaced (its entry file's change time: a folder's own changes with every
-    __pycache__ written into it)."""
+    __pycache__ written into it), and when the network volume's node packs do (the boot
+    step's report, `volume_packs`, names each with its pin)."""
     digest = hashlib.sha256()
+    if volume_packs is not None:
+        with contextlib.suppress(OSError):
+            digest.update(volume_packs.read_bytes())
     version_file = comfyui_path / "comfyui_version.py"
     if version_file.is_file():
         digest.update(version_file.read_bytes())
@@ -47,10 +52,10 @@ def fingerprint(comfyui_path: Path) -> str:
     return digest.hexdigest()
 
 
-def load(path: Path, comfyui_path: Path) -> dict[str, Any] | None:
+def load(path: Path, comfyui_path: Path, volume_packs: Path | None = None) -> dict[str, Any] | None:
     try:
         saved = json.loads(path.read_text())
-        if saved.get("fingerprint") != fingerprint(comfyui_path):
+        if saved.get("fingerprint") != fingerprint(comfyui_path, volume_packs):
             log.info("the node snapshot %s is of another ComfyUI or other custom nodes; asking ComfyUI", path)
             return None
         object_info = saved["object_info"]
@@ -62,8 +67,8 @@ def load(path: Path, comfyui_path: Path) -> dict[str, Any] | None:
         return None
 
 
-def save(path: Path, comfyui_path: Path, object_info: dict[str, Any]) -> None:
-    body = json.dumps({"fingerprint": fingerprint(comfyui_path), "object_info": object_info})
+def save(path: Path, comfyui_path: Path, object_info: dict[str, Any], volume_packs: Path | None = None) -> None:
+    body = json.dumps({"fingerprint": fingerprint(comfyui_path, volume_packs), "object_info": object_info})
     partial: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

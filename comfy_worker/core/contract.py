@@ -116,6 +116,19 @@ class Provenance(TypedDict):
     workflow: dict[str, Any]  # the API graph as the job gave it
 
 
+class VolumePack(TypedDict):
+    """A node pack from the network volume's ComfyUI/custom_nodes, as `{"list": "nodes"}`
+    reports it in `volume_packs` (`node_packs/volume_packs.py`): `loaded` (ComfyUI lists its
+    `nodes` node types), `failed` (ComfyUI could not import it: `error`) or `refused` (the
+    worker did not let ComfyUI load it: `error`, a requirement that conflicts with the
+    image's pin, say)."""
+
+    state: Literal["loaded", "failed", "refused"]
+    pin: str  # the commit it holds, or "files:<sha256>"
+    nodes: int
+    error: NotRequired[str]
+
+
 class ErrorResult(TypedDict):
     """A FAILED job's output (the handler's return value): `error` for people,
     `error_type` and `details` for programs; `refresh_worker` asks RunPod for a new worker."""

@@ -104,6 +104,10 @@ class Settings:
     """ComfyUI's node list as last read (GET /object_info), kept so the worker is ready the moment ComfyUI
     answers; empty: `<COMFYUI_PATH>/worker-object-info.json`, which the image build writes. `off`: always
     read it from ComfyUI before the first job."""
+    volume_node_packs: Path | None = setting("VOLUME_NODE_PACKS", Path, None)
+    """The report of the network volume's custom node packs that start.sh's boot step writes
+    (comfy_worker/node_packs): which it offered to ComfyUI, which it refused and why. start.sh sets
+    it when the volume has a `ComfyUI/custom_nodes` folder (VOLUME_CUSTOM_NODES_DIR); not for users."""
     comfy_api_nodes: bool = setting("COMFY_API_NODES", _boolean, False)
     """Load ComfyUI's Comfy.org API nodes (they call Comfy.org's paid services with a job's
     `comfy_org_api_key`). Off, ComfyUI starts sooner; start.sh reads it."""

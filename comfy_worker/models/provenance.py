@@ -11,7 +11,8 @@ result carries:
 
 Read once per worker: ComfyUI's version (its own GET /system_stats) and commit (the pin in
 `ComfyUI/comfyui.lock`), and each node pack in COMFYUI_PATH's `custom_nodes/`: the commit
-the image pinned it at (`ComfyUI/custom_nodes.json`), else a digest of its Python files.
+the image pinned it at (`ComfyUI/custom_nodes.json`), else a digest of its Python files,
+and each pack the network volume offered ComfyUI with its pin (`node_packs/volume_packs.py`).
 Per job: each model file the graph names (an input whose value has a model file's
 extension), found in ComfyUI's model folders, with its SHA-256 (`FileHashes`: the marker
 the build wrote when it verified the file, else computed once in a thread and kept by path,
@@ -26,8 +27,6 @@ there is none (`ReplayRefused` otherwise).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from typing import Any
 from ..comfyui.capabilities import ComfyCapabilities
 from ..core.errors import ReplayRefused
 from ..core.settings import Settings
+from ..node_packs.volume_packs import VolumePacks, files_digest, pinned_commits
 from ..request.job_input import RecordedRun
 from ..request.workflow import Workflow
 from .model_cache import hash_file
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 WORKER_ROOT = Path(__file__).resolve().parents[2]  # /worker in the image: ComfyUI/comfyui.lock beside it
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2", ".onnx")
-PACK_FILES_MAX = 2000  # a node pack's Python files digested at most (a larger one is named by the count)
 
 
 class FileHashes:
@@ -81,6 +80,7 @@ class ProvenanceKeeper:
 
     def __init__(self, settings: Settings, worker_root: Path = WORKER_ROOT):
         self._comfyui_path = settings.comfyui_path
+        self._volume_packs = VolumePacks.read(settings.volume_node_packs)
         self._worker_root = worker_root
         self._software: dict[str, Any] | None = None
         self._folders: Mapping[str, list[str]] | None = None
@@ -123,14 +123,14 @@ class ProvenanceKeeper:
         return {"comfyui": {"version": version, "commit": lock.get("COMFYUI_COMMIT")}, "node_packs": self._node_packs()}
 
     def _node_packs(self) -> dict[str, str]:
-        pinned = _pinned_commits(self._worker_root / "ComfyUI" / "custom_nodes.json")
+        pinned = pinned_commits(self._worker_root / "ComfyUI" / "custom_nodes.json")
         packs: dict[str, str] = {}
         folder = self._comfyui_path / "custom_nodes"
         for pack in sorted(folder.iterdir()) if folder.is_dir() else []:
             if pack.name.startswith((".", "__")) or not (pack.is_dir() or pack.suffix == ".py"):
                 continue
-            packs[pack.name] = pinned.get(pack.name) or _files_digest(pack)
-        return packs
+            packs[pack.name] = pinned.get(pack.name) or files_digest(pack)
+        return {**packs, **self._volume_packs.offered}
 
 
 def model_files(workflow: Workflow) -> list[str]:
@@ -152,29 +152,6 @@ def _read_assignments(path: Path) -> dict[str, str]:
     except OSError:
         return {}
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
-
-
-def _pinned_commits(path: Path) -> dict[str, str]:
-    try:
-        entries = json.loads(path.read_text()).get("custom_nodes", [])
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {
-        str(entry["name"]): str(entry["commit"]) for entry in entries if isinstance(entry, dict) and "commit" in entry
-    }
-
-
-def _files_digest(pack: Path) -> str:
-    """A node pack not pinned by commit (a local or volume one): a digest of its Python files."""
-    files = [pack] if pack.is_file() else sorted(pack.rglob("*.py"))[:PACK_FILES_MAX]
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(pack.parent)).encode() + b"\0")
-        try:
-            digest.update(file.read_bytes())
-        except OSError:
-            digest.update(b"unreadable")
-    return f"files:{digest.hexdigest()}"
 
 
 def differences(recorded: RecordedRun, here: Mapping[str, Any]) -> list[str]:

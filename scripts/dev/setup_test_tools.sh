@@ -5,6 +5,7 @@
 #   .local/js                the npm runpod-sdk pinned in tests/js/package-lock.json
 #                            (tests/integration/test_sdk_clients.py) and ESLint (its config
 #                            tests/js/eslint.config.mjs, run by scripts/ci/test.sh), with node and npm
+#   .local/test-wheels       the wheels of the volume node pack tests (tests/support/volume_pack_wheels.txt)
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 local_dir=${LOCAL_DIR:-$repo_root/.local}
@@ -36,3 +37,5 @@ if [ ! -f "$js_dir/.lock-$stamp" ]; then
 fi
 # ESLint's config beside the packages it imports (copied each time: it is small).
 if [ -d "$js_dir/node_modules" ]; then cp "$repo_root/tests/js/eslint.config.mjs" "$js_dir/"; fi
+
+bash "$repo_root/scripts/dev/fetch_test_wheels.sh"

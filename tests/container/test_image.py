@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 import time
 import urllib.request
 
@@ -19,6 +20,7 @@ from scripts.dev.make_tiny_checkpoint import LORA_NAME
 from tests.support.comfyui_server import COMFYUI_DIR, free_port
 from tests.support.servers import model_server, wait_until
 from tests.support.templates import on_tiny_models, template
+from tests.support.volume_packs import WHEELS, stand_in_volume
 from tests.support.workflows import add_lora
 
 from .conftest import FLAVOUR, IMAGE, REPO_ROOT, docker, tiny_job
@@ -26,17 +28,21 @@ from .conftest import FLAVOUR, IMAGE, REPO_ROOT, docker, tiny_job
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.every_flavour
-def test_test_input_returns_a_png():
-    # The SDK logs the result, cutting a line over 4096 characters in its middle (a result
-    # with its provenance is such a line): the start of the image's base64 is read.
-    job = tiny_job(seed=3, size=16)
-    result = docker(
-        "run", "--rm", "--network", "host",
+def start_sh_test_input(job: dict, *docker_args: str) -> subprocess.CompletedProcess:
+    """`start.sh --test_input` in a fresh container of the image, as a developer runs it."""
+    return docker(
+        "run", "--rm", "--network", "host", *docker_args,
         "-e", "COMFY_EXTRA_ARGS=--cpu", "-e", f"COMFY_HOST=127.0.0.1:{free_port()}",
         IMAGE, "/worker/start.sh", "--test_input", json.dumps(job),
         timeout=600, check=False,
     )  # fmt: skip
+
+
+@pytest.mark.every_flavour
+def test_test_input_returns_a_png():
+    # The SDK logs the result, cutting a line over 4096 characters in its middle (a result
+    # with its provenance is such a line): the start of the image's base64 is read.
+    result = start_sh_test_input(tiny_job(seed=3, size=16))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     images = re.findall(r"""["']data["']: ["']([A-Za-z0-9+/]{96})""", output)  # the SDK logs the result
@@ -44,6 +50,33 @@ def test_test_input_returns_a_png():
     assert base64.b64decode(images[0]).startswith(PNG_MAGIC), output[-2000:]
     # A fresh container's first job logs no traceback (the in-memory database printed three).
     assert "Traceback" not in output, output[output.index("Traceback") - 200 :][:3000]
+
+
+def test_node_packs_on_a_network_volume_load_without_a_rebuild(tmp_path):
+    """A stand-in volume mounted as RunPod mounts one: start.sh fetches the pack its
+    custom_nodes.json pins, installs that pack's requirement into a layer on the volume, loads
+    the packs beside the image's, and names the broken and the conflicting one."""
+    volume, commit = stand_in_volume(tmp_path)
+    sources = tmp_path / "sources"  # the pinned pack's repository, at the same path inside
+    job = {"input": {"workflow": {"1": {"class_type": "VolumeTitleize", "inputs": {"text": "packs from the volume"}}}}}
+    result = start_sh_test_input(
+        job,
+        "-v", f"{volume}:/runpod-volume", "-v", f"{WHEELS}:/wheels:ro", "-v", f"{sources}:{sources}:ro",
+        "-e", "PIP_NO_INDEX=1", "-e", "PIP_FIND_LINKS=/wheels",
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Packs From The Volume" in output, output[-3000:]
+    assert "comfyui-tooling-nodes (5 node type(s)), titleize-pack (1 node type(s)) loaded" in output
+    assert (
+        "node pack 'broken-pack' from the network volume failed: No module named 'module_that_does_not_exist'" in output
+    )
+    assert re.search(r"'aiohttp<3' conflicts with the image's aiohttp==\d", output), output[-3000:]
+    [layer] = [path for path in (volume / "comfy-worker" / "node-envs").iterdir() if not path.name.startswith(".")]
+    assert (layer / "site-packages" / "inflection.py").is_file()
+    assert (
+        volume / "ComfyUI" / "custom_nodes" / "titleize-pack" / ".comfy-worker-commit"
+    ).read_text().strip() == commit
 
 
 @pytest.mark.every_flavour

@@ -82,3 +82,58 @@ def test_requirements_that_cannot_install_fail_with_the_node_name(tmp_path, git_
     assert result.returncode != 0
     assert "custom node 'needy'" in result.stderr
     assert "pip install -r requirements.txt failed" in result.stderr
+
+
+def place_on_volume(tmp_path, entries):
+    lock = tmp_path / "volume-custom_nodes.json"
+    lock.write_text(json.dumps({"custom_nodes": entries}))
+    into = tmp_path / "volume" / "ComfyUI" / "custom_nodes"
+    return run_script("scripts/image/install_custom_nodes.py", "--lock", str(lock), "--into", str(into)), into
+
+
+def test_onto_a_volume_a_pinned_node_is_fetched_once_and_replaced_only_when_the_pin_moves(tmp_path, git_repo):
+    repo, commit = git_repo("echo-node", {"__init__.py": GOOD_NODE, "requirements.txt": "pyyaml\n"})
+    entry = {"name": "echo-node", "repo": repo, "commit": commit}
+
+    first, into = place_on_volume(tmp_path, [entry])
+
+    assert first.returncode == 0, first.stderr
+    assert "fetching echo-node" in first.stderr
+    assert (into / "echo-node" / "__init__.py").read_text() == GOOD_NODE
+    assert (into / "echo-node" / ".comfy-worker-commit").read_text() == commit + "\n"
+    assert not (into / "echo-node" / ".git").exists()
+    assert sorted(path.name for path in into.iterdir()) == ["echo-node"]  # nothing partial left
+    assert "pip" not in first.stderr  # requirements are the worker's layer, not the image's
+
+    again, _ = place_on_volume(tmp_path, [entry])
+    assert again.returncode == 0
+    assert "fetching" not in again.stderr
+
+    newer_repo, newer = git_repo("echo-node-2", {"__init__.py": GOOD_NODE.replace("hi", "hello")})
+    moved, _ = place_on_volume(tmp_path, [{"name": "echo-node", "repo": newer_repo, "commit": newer}])
+    assert moved.returncode == 0, moved.stderr
+    assert (into / "echo-node" / ".comfy-worker-commit").read_text() == newer + "\n"
+    assert '"hello"' in (into / "echo-node" / "__init__.py").read_text()
+    assert sorted(path.name for path in into.iterdir()) == ["echo-node"]
+
+
+def test_onto_a_volume_a_users_own_folder_is_never_replaced_and_a_bad_pin_stops_only_its_node(tmp_path, git_repo):
+    repo, commit = git_repo("echo-node", {"__init__.py": GOOD_NODE})
+    into = tmp_path / "volume" / "ComfyUI" / "custom_nodes"
+    (into / "hand-made").mkdir(parents=True)
+    (into / "hand-made" / "__init__.py").write_text("# the user's own\n")
+    entries = [
+        {"name": "hand-made", "repo": repo, "commit": commit},
+        {"name": "unknown-commit", "repo": repo, "commit": "f" * 40},
+        {"name": "echo-node", "repo": repo, "commit": commit},
+    ]
+
+    result, _ = place_on_volume(tmp_path, entries)
+
+    assert result.returncode == 0
+    assert (into / "hand-made" / "__init__.py").read_text() == "# the user's own\n"
+    assert "volume custom node 'hand-made'" in result.stderr
+    assert "holds files of no known commit, not the pinned one; it is not replaced" in result.stderr
+    assert f"volume custom node 'unknown-commit' ({repo}@{'f' * 40}): checkout of commit" in result.stderr
+    assert (into / "echo-node" / ".comfy-worker-commit").read_text() == commit + "\n"
+    assert sorted(path.name for path in into.iterdir()) == ["echo-node", "hand-made"]

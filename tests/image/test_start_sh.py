@@ -19,7 +19,7 @@ import pytest
 from comfy_worker.comfyui.comfy_process import ComfyProcess
 from comfy_worker.models.prefetch import cached_fraction
 from comfy_worker_client import EndpointClient, JobFailed
-from tests.support.comfyui_server import COMFYUI_DIR, PYTHON, free_port
+from tests.support.comfyui_server import PYTHON, comfyui_tree, free_port
 from tests.support.local_endpoint import API_KEY, running_endpoint
 from tests.support.page_cache import evict
 from tests.support.servers import wait_until
@@ -27,16 +27,6 @@ from tests.support.workflows import TINY_CHECKPOINT as CHECKPOINT_NAME
 from tests.support.workflows import txt2img
 
 from .conftest import REPO_ROOT
-
-
-def comfyui_tree(base: Path) -> Path:
-    """A ComfyUI folder of our own: the pinned code linked in, fresh input/output/temp."""
-    base.mkdir()
-    for item in COMFYUI_DIR.iterdir():
-        if item.name not in {"input", "output", "temp", "user", "custom_nodes"}:
-            (base / item.name).symlink_to(item)
-    (base / "custom_nodes").mkdir()
-    return base
 
 
 def watch_comfyui(pid_file: Path, seen: dict, stop: threading.Event) -> None:

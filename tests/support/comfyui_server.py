@@ -40,6 +40,16 @@ def link_custom_nodes(custom_nodes: Path) -> None:
             (custom_nodes / node.name).symlink_to(node)
 
 
+def comfyui_tree(base: Path) -> Path:
+    """A ComfyUI folder of our own: the pinned code linked in, fresh input/output/temp."""
+    base.mkdir()
+    for item in COMFYUI_DIR.iterdir():
+        if item.name not in {"input", "output", "temp", "user", "custom_nodes"}:
+            (base / item.name).symlink_to(item)
+    (base / "custom_nodes").mkdir()
+    return base
+
+
 @dataclass
 class ComfyServer:
     process: subprocess.Popen

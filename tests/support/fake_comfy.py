@@ -84,6 +84,7 @@ class FakeComfy:
         self.client_id = "fake-client"
         self.object_info_data = object_info or OBJECT_INFO
         self.model_files_data: dict[str, list[str]] = {"checkpoints": ["sd15.safetensors"], "loras": []}
+        self.import_errors: dict[str, str] | None = {}  # custom node folder -> error; None: no log route
         self.runs: list[Run] = []  # consumed one per queued prompt; default Run.success()
         self.prompts: dict[str, dict[str, Any]] = {}
         self.histories: dict[str, dict[str, Any]] = {}
@@ -124,6 +125,10 @@ class FakeComfy:
     async def model_files(self, folder: str) -> list[str]:
         self._record("model_files")
         return self.model_files_data.get(folder, [])
+
+    async def custom_node_import_errors(self) -> dict[str, str] | None:
+        self._record("custom_node_import_errors")
+        return self.import_errors
 
     async def queue_prompt(self, prompt: dict[str, Any], extra_data: dict[str, Any]) -> str:
         self._record("queue_prompt")

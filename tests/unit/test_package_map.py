@@ -9,7 +9,7 @@ from pathlib import Path
 import comfy_worker
 
 PACKAGE = Path(comfy_worker.__file__).parent
-ROOMS_BOTTOM_UP = ["core", "request", "comfyui", "transfer", "progress", "models"]
+ROOMS_BOTTOM_UP = ["core", "node_packs", "request", "comfyui", "transfer", "progress", "models"]
 """The rooms (sub-packages), lowest first; the story's modules at the package's root stand above them all."""
 
 
