@@ -23,6 +23,7 @@ again (its layer is rebuilt). Layers unused for `UNUSED_DAYS` and partial ones o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -81,6 +82,18 @@ def image_packages() -> dict[str, str]:
     return found
 
 
+def requirements_text(path: Path, depth: int = 0) -> str:
+    """A requirements file's text with the files it includes (`-r`, `-c`, beside it), so the
+    layer's key and the check against the image's pins see every line."""
+    text = path.read_text(errors="replace")
+    for line in text.splitlines():
+        option, _, included = line.strip().partition(" ")
+        if option in ("-r", "--requirement", "-c", "--constraint") and included.strip() and depth < 5:
+            with contextlib.suppress(OSError):
+                text += "\n" + requirements_text(path.parent / included.strip(), depth + 1)
+    return text
+
+
 class RequirementsLayer:
     def __init__(
         self,
@@ -100,7 +113,7 @@ class RequirementsLayer:
         texts, refused = {}, {}
         for name, path in sorted(wanted.items()):
             try:
-                texts[name] = path.read_text(errors="replace")
+                texts[name] = requirements_text(path)
             except OSError as error:
                 refused[name] = f"its requirements.txt cannot be read ({error.strerror})"
         if not texts:
@@ -108,7 +121,7 @@ class RequirementsLayer:
         folder = self._envs_dir / self.key(texts)[:16]
         outcome = self._cached(folder)
         if outcome is None:
-            outcome = self._build(folder, texts)
+            outcome = self._build(folder, texts, wanted)
         self._prune(keep=folder)
         return LayerOutcome(outcome.site, {**refused, **outcome.refused}, outcome.installed, outcome.cached)
 
@@ -136,7 +149,7 @@ class RequirementsLayer:
         site = folder / "site-packages" if installed else None
         return LayerOutcome(site, dict(kept.get("refused", {})), installed, cached=True)
 
-    def _build(self, folder: Path, texts: Mapping[str, str]) -> LayerOutcome:
+    def _build(self, folder: Path, texts: Mapping[str, str], files: Mapping[str, Path]) -> LayerOutcome:
         started = time.monotonic()
         refused = {name: why for name, text in texts.items() if (why := self.conflicts_with_image(text))}
         candidates = sorted(name for name in texts if name not in refused)
@@ -146,12 +159,12 @@ class RequirementsLayer:
         try:
             with tempfile.TemporaryDirectory() as scratch:
                 pip = _Pip(self._python, Path(scratch), self._image, self._run)
-                specs, failure = pip.resolve([texts[name] for name in candidates]) if candidates else ([], None)
+                specs, failure = pip.resolve([files[name] for name in candidates]) if candidates else ([], None)
                 if specs is None:  # which pack? one at a time, each beside those that fit so far
                     accepted: list[str] = []
                     specs = []
                     for name in candidates:
-                        trial, failure = pip.resolve([texts[kept] for kept in [*accepted, name]])
+                        trial, failure = pip.resolve([files[kept] for kept in [*accepted, name]])
                         if trial is None:
                             assert failure is not None
                             refused[name] = f"its requirements cannot be installed beside the image's: {failure.text}"
@@ -252,15 +265,12 @@ class _Pip:
         self._env = {key: value for key, value in os.environ.items() if key != "PIP_NO_CACHE_DIR"}
         self._calls = 0
 
-    def resolve(self, requirement_texts: list[str]) -> tuple[list[str] | None, _Failure | None]:
-        """The exact packages to install for these requirements (none already installed),
-        or None and why pip could not."""
+    def resolve(self, requirement_files: list[Path]) -> tuple[list[str] | None, _Failure | None]:
+        """The exact packages to install for these requirements files (none already
+        installed), or None and why pip could not. The packs' own files, so a nested `-r`
+        is found beside them."""
         self._calls += 1
-        files = []
-        for index, text in enumerate(requirement_texts):
-            path = self._scratch / f"requirements-{self._calls}-{index}.txt"
-            path.write_text(text)
-            files += ["-r", str(path)]
+        files = [argument for path in requirement_files for argument in ("-r", str(path))]
         report = self._scratch / f"report-{self._calls}.json"
         failure = self._pip(["--dry-run", "--report", str(report), "-c", str(self._constraints), *files])
         if failure is not None:

@@ -105,10 +105,11 @@ def test_real_pip_finds_a_pack_whose_dependency_would_replace_an_image_pin_and_n
         monkeypatch.setenv(name, value)
     packs = tmp_path / "packs"
     wanted = {}
-    for pack, requirement in {"fine": "harmless-helper==2.0", "sneaky": "needs-old-aiohttp"}.items():
+    for pack, requirement in {"fine": "-r base-requirements.txt", "sneaky": "needs-old-aiohttp"}.items():
         (packs / pack).mkdir(parents=True)
         (packs / pack / "requirements.txt").write_text(requirement + "\n")
         wanted[pack] = packs / pack / "requirements.txt"
+    (packs / "fine" / "base-requirements.txt").write_text("harmless-helper==2.0\n")  # found beside its parent
 
     outcome = RequirementsLayer(tmp_path / "envs", str(PYTHON)).prepare(wanted)
 

@@ -42,8 +42,8 @@ class ScriptedPip:
             line.strip()
             for index, arg in enumerate(command)
             if arg == "-r"
-            for line in Path(command[index + 1]).read_text().splitlines()
-            if line.strip()
+            for line in requirements_layer.requirements_text(Path(command[index + 1])).splitlines()
+            if line.strip() and not line.startswith("-")  # an included file's lines are in the text
         ]
         self.seen += lines
         for line in lines:
@@ -381,3 +381,16 @@ def test_the_image_packages_read_from_folder_names_are_what_importlib_metadata_s
         expected.setdefault(canonicalize_name(dist.metadata["Name"]), dist.version)
     assert requirements_layer.image_packages() == expected
     assert "packaging" in expected
+
+
+def test_an_included_requirements_file_is_checked_and_keys_the_layer(tmp_path):
+    wanted = requirements(tmp_path, a="-r more.txt\n")
+    (tmp_path / "packs" / "a" / "more.txt").write_text("numpy<2\n")
+
+    outcome = layer(tmp_path, ScriptedPip()).prepare(wanted)
+    assert "'numpy<2' conflicts with the image's numpy==2.1.3" in outcome.refused["a"]
+
+    (tmp_path / "packs" / "a" / "more.txt").write_text("colorama\n")
+    pip = ScriptedPip()
+    assert layer(tmp_path, pip).prepare(wanted).installed == ["colorama==1.0"]
+    assert pip.dry_runs == 1  # a new key: the earlier outcome is not reused
