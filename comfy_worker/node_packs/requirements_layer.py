@@ -121,7 +121,12 @@ class RequirementsLayer:
         folder = self._envs_dir / self.key(texts)[:16]
         outcome = self._cached(folder)
         if outcome is None:
-            outcome = self._build(folder, texts, wanted)
+            try:
+                outcome = self._build(folder, texts, wanted)
+            except OSError as error:  # a read-only or full volume
+                why = f"its requirements cannot be installed: the layer cannot be written ({error.strerror})"
+                log.error("requirements layer %s cannot be written: %s", folder, error)
+                outcome = LayerOutcome(refused=dict.fromkeys(texts, why))
         self._prune(keep=folder)
         return LayerOutcome(outcome.site, {**refused, **outcome.refused}, outcome.installed, outcome.cached)
 

@@ -394,3 +394,13 @@ def test_an_included_requirements_file_is_checked_and_keys_the_layer(tmp_path):
     pip = ScriptedPip()
     assert layer(tmp_path, pip).prepare(wanted).installed == ["colorama==1.0"]
     assert pip.dry_runs == 1  # a new key: the earlier outcome is not reused
+
+
+def test_a_volume_the_layer_cannot_be_written_to_refuses_the_packs_that_need_it_and_says_why(tmp_path):
+    (tmp_path / "envs").write_text("a file where the layers' folder should be")
+    wanted = requirements(tmp_path, a="colorama\n")
+
+    outcome = layer(tmp_path, ScriptedPip()).prepare(wanted)
+
+    assert outcome.site is None
+    assert outcome.refused == {"a": "its requirements cannot be installed: the layer cannot be written (File exists)"}
