@@ -216,7 +216,7 @@ class ComfyCapabilities:
         (ComfyUI's log, read only when a pack brought no node types, says why) or refused."""
         counts = Counter(self.nodes.pack(name) for name in self.nodes)
         errors: dict[str, str] | None = {}
-        if any(not counts[name] for name in self.volume_packs.offered):
+        if self.volume_packs.without_nodes(counts):
             errors = await self.comfy.custom_node_import_errors()
         return self.volume_packs.states(counts, errors)
 

@@ -66,13 +66,18 @@ class VolumePacks:
             log.warning("the volume's node pack report %s cannot be read (%s); reporting no volume packs", path, error)
             return cls()
 
+    def without_nodes(self, packs_nodes: Mapping[str, int]) -> list[str]:
+        """The offered packs that brought no node types (`packs_nodes`: node types per
+        ComfyUI module name, which is a single-file pack's name without `.py`)."""
+        return [name for name in self.offered if not packs_nodes.get(name.removesuffix(".py"), 0)]
+
     def states(self, packs_nodes: Mapping[str, int], import_errors: Mapping[str, str] | None) -> dict[str, VolumePack]:
         """Each pack's fate: `packs_nodes` is how many node types ComfyUI lists per pack,
         `import_errors` what its log said of packs that did not import (None: the log could
         not be read, so a pack that brought no node types counts as failed)."""
         found: dict[str, VolumePack] = {}
         for name, pack in sorted(self.packs.items()):
-            nodes = packs_nodes.get(name, 0)
+            nodes = packs_nodes.get(name.removesuffix(".py"), 0)
             if pack.refused is not None:
                 found[name] = {"state": "refused", "pin": pack.pin, "nodes": 0, "error": pack.refused}
             elif nodes or (import_errors is not None and name not in import_errors):  # a web-only extension has none

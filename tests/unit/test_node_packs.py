@@ -283,6 +283,7 @@ def test_the_boot_step_exits_0_with_nothing_on_the_volume_and_1_when_it_cannot_w
 REPORT = VolumePacks(
     {
         "good": PackOnVolume(COMMIT),
+        "one_file.py": PackOnVolume("files:4"),
         "web-only": PackOnVolume("files:1"),
         "broken": PackOnVolume("files:2"),
         "conflicting": PackOnVolume("files:3", "its requirements.txt asks to replace numpy"),
@@ -291,15 +292,17 @@ REPORT = VolumePacks(
 
 
 def test_states_say_loaded_failed_or_refused_with_the_reason():
-    states = REPORT.states({"good": 3}, {"broken": "No module named 'x'"})
+    states = REPORT.states({"good": 3, "one_file": 1}, {"broken": "No module named 'x'"})
     assert states == {
         "broken": {"state": "failed", "pin": "files:2", "nodes": 0, "error": "No module named 'x'"},
         "conflicting": {"state": "refused", "pin": "files:3", "nodes": 0,
                         "error": "its requirements.txt asks to replace numpy"},
         "good": {"state": "loaded", "pin": COMMIT, "nodes": 3},
+        "one_file.py": {"state": "loaded", "pin": "files:4", "nodes": 1},  # its module is "one_file"
         "web-only": {"state": "loaded", "pin": "files:1", "nodes": 0},
     }  # fmt: skip
-    unread = REPORT.states({"good": 3}, None)
+    assert REPORT.without_nodes({"good": 3, "one_file": 1}) == ["web-only", "broken"]
+    unread = REPORT.states({"good": 3, "one_file": 1}, None)
     assert unread["web-only"]["state"] == "failed"
     assert unread["broken"]["error"] == "it brought no node types; ComfyUI's log says why"
 
