@@ -87,8 +87,9 @@ def new_idempotency_key() -> str:
 def with_idempotency_key(job_input: dict[str, Any]) -> dict[str, Any]:
     """A job input that runs a workflow, with an `idempotency_key`: its own, else a new one, made
     once per logical submit so that every attempt of it sends the same. A question (`list`,
-    `result_of`, `validate_only`) runs nothing and needs none."""
-    runs = ("workflow" in job_input or "workflow_name" in job_input) and not job_input.get("validate_only")
+    `result_of`, `validate_only`) runs nothing and needs none; a `replay` runs a workflow."""
+    runs = any(field in job_input for field in ("workflow", "workflow_name", "replay"))
+    runs = runs and not job_input.get("validate_only")
     if not runs or "idempotency_key" in job_input:
         return job_input
     return {**job_input, "idempotency_key": new_idempotency_key()}

@@ -80,7 +80,6 @@ class ProvenanceKeeper:
 
     def __init__(self, settings: Settings, worker_root: Path = WORKER_ROOT):
         self._comfyui_path = settings.comfyui_path
-        self._volume_packs = VolumePacks.read(settings.volume_node_packs)
         self._worker_root = worker_root
         self._software: dict[str, Any] | None = None
         self._folders: Mapping[str, list[str]] | None = None
@@ -91,7 +90,7 @@ class ProvenanceKeeper:
         (its models fetched: a model by URL is named by its file in the model cache)."""
         if self._software is None:
             version = (await comfy.comfy.offers()).version  # the running ComfyUI's own word
-            self._software = await asyncio.to_thread(self._read_software, version)
+            self._software = await asyncio.to_thread(self._read_software, version, comfy.volume_packs)
         if self._folders is None:  # ComfyUI's model folders are set when it starts
             self._folders = await comfy.comfy.model_folders()
         names = model_files(ran)  # none (a model-free graph): no thread to hop to
@@ -118,11 +117,12 @@ class ProvenanceKeeper:
                 found[f"{holder[0]}/{name}"] = None
         return found
 
-    def _read_software(self, version: str) -> dict[str, Any]:
+    def _read_software(self, version: str, volume_packs: VolumePacks) -> dict[str, Any]:
         lock = _read_assignments(self._worker_root / "ComfyUI" / "comfyui.lock")
-        return {"comfyui": {"version": version, "commit": lock.get("COMFYUI_COMMIT")}, "node_packs": self._node_packs()}
+        comfyui = {"version": version, "commit": lock.get("COMFYUI_COMMIT")}
+        return {"comfyui": comfyui, "node_packs": {**self._image_packs(), **volume_packs.offered}}
 
-    def _node_packs(self) -> dict[str, str]:
+    def _image_packs(self) -> dict[str, str]:
         pinned = pinned_commits(self._worker_root / "ComfyUI" / "custom_nodes.json")
         packs: dict[str, str] = {}
         folder = self._comfyui_path / "custom_nodes"
@@ -130,7 +130,7 @@ class ProvenanceKeeper:
             if pack.name.startswith((".", "__")) or not (pack.is_dir() or pack.suffix == ".py"):
                 continue
             packs[pack.name] = pinned.get(pack.name) or files_digest(pack)
-        return {**packs, **self._volume_packs.offered}
+        return packs
 
 
 def model_files(workflow: Workflow) -> list[str]:

@@ -162,9 +162,15 @@ class HeldKey:
     """A job's hold on its idempotency key: `keep(result)` records what it returned; if the
     job ends without keeping (it failed, was cancelled), its clean-up `release`s the key."""
 
-    def __init__(self, shelf: Shelf | None = None, name: str = "", record: SubmitRecord | None = None):
+    def __init__(
+        self,
+        shelf: Shelf | None = None,
+        name: str = "",
+        record: SubmitRecord | None = None,
+        earlier_result: dict[str, Any] | None = None,
+    ):
         self._shelf, self._name, self._record = shelf, name, record
-        self.earlier_result: dict[str, Any] | None = None  # set instead when the key was done before
+        self.earlier_result = earlier_result  # the key was done before: its result, served again
         self._kept = False
 
     async def keep(self, result: dict[str, Any]) -> None:
@@ -238,12 +244,10 @@ class SubmitRecords:
                     [("input.idempotency_key", f"was sent with another input (job {earlier.job_id}); use a new key")]
                 )
             elif earlier.state == "done":
-                held = HeldKey()
-                held.earlier_result = await self._served(earlier, job.bucket)
                 log.info(
                     "job %s repeats job %s (same idempotency key): its result returned", job.job_id, earlier.job_id
                 )
-                return held
+                return HeldKey(earlier_result=await self._served(earlier, job.bucket))
             else:
                 if self._clock() >= give_up_at:
                     raise SubmitPending(

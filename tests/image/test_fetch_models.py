@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 
+from comfy_worker.models.provenance import built_marker
 from tests.support.fake_hub import fake_hub
 
 from .conftest import run_script
@@ -42,6 +43,8 @@ def test_downloads_verifies_and_places_the_file_once(tmp_path):
     assert "fetched" not in second.stderr
     leftovers = [p.name for p in (tmp_path / "models" / "loras").iterdir()]
     assert sorted(leftovers) == [".renamed.safetensors.sha256", "renamed.safetensors"]
+    # The worker's provenance reads that marker instead of hashing the file again.
+    assert built_marker(target) == hashlib.sha256(DATA).hexdigest()
 
 
 def test_a_wrong_sha256_fails_and_leaves_nothing(tmp_path):

@@ -21,7 +21,7 @@ from PIL import Image
 
 from comfy_worker_client import EndpointAnswered, EndpointClient, JobFailed, job_input_from_files
 from tests.support.comfyui_server import LOCAL_DIR, free_port, start_comfyui
-from tests.support.local_endpoint import API_KEY, running_endpoint, wait_until_worker_ready
+from tests.support.local_endpoint import API_KEY, run_cli, running_endpoint, wait_until_worker_ready
 from tests.support.workflows import REPO_ROOT, empty_image, txt2img
 
 
@@ -41,25 +41,7 @@ def test_the_cli_runs_a_job_and_saves_the_png(endpoint, tmp_path):
     workflow = tmp_path / "workflow.json"
     workflow.write_text(json.dumps(txt2img(steps=3, size=64)))
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "comfy_worker_client",
-            "run",
-            str(workflow),
-            "--base-url",
-            endpoint[0],
-            "--api-key",
-            API_KEY,
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(endpoint[0], "run", str(workflow), "--out", str(tmp_path / "out"))
 
     assert result.returncode == 0, result.stderr
     [saved] = result.stdout.split()

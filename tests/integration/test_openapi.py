@@ -19,8 +19,8 @@ from openapi_spec_validator import validate
 
 from scripts.dev.make_tiny_checkpoint import CHECKPOINT_NAME
 from tests.support.comfyui_server import LOCAL_DIR
-from tests.support.local_endpoint import API_KEY
-from tests.support.workflows import REPO_ROOT, txt2img
+from tests.support.local_endpoint import API_KEY, run_cli
+from tests.support.workflows import txt2img
 
 GENERATOR = "openapi-python-client==0.29.1"  # run by uv (pinned in pyproject's dev extra) in its own environment
 
@@ -95,9 +95,6 @@ def test_the_local_endpoint_serves_it_and_a_generated_client_runs_a_named_workfl
     assert answer["status"] == "COMPLETED", answer
     assert answer["output"]["images"][0]["data"], answer
 
-    printed = subprocess.run(
-        [sys.executable, "-m", "comfy_worker_client", "openapi", "--base-url", base_url, "--api-key", API_KEY],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    printed = run_cli(base_url, "openapi")
     assert printed.returncode == 0, printed.stderr
     assert json.loads(printed.stdout)["components"] == document["components"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import uuid
 from urllib.parse import urlparse
 
@@ -16,8 +14,8 @@ from PIL import Image
 from comfy_worker_client import AsyncEndpoint
 from tests.integration.conftest import UPLOAD_BUCKET
 from tests.support.fault_proxy import FaultProxy
-from tests.support.local_endpoint import API_KEY
-from tests.support.workflows import REPO_ROOT, decode_image, empty_image, txt2img
+from tests.support.local_endpoint import API_KEY, run_cli
+from tests.support.workflows import decode_image, empty_image, txt2img
 
 
 async def test_a_submit_retried_after_a_timeout_runs_one_job(bucket_endpoint, tmp_path):
@@ -55,15 +53,7 @@ async def test_a_submit_retried_after_a_timeout_runs_one_job(bucket_endpoint, tm
     assert f"/{first_id}/" in urlparse(repeated["data"]).path
 
     # Later (past RunPod's 30 minutes too, while the bucket keeps it), by key from the command line.
-    fetched = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "comfy_worker_client", "result", key, "--base-url", base_url, "--api-key", API_KEY]
-        + ["--out", str(tmp_path / "out")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    fetched = await asyncio.to_thread(run_cli, base_url, "result", key, "--out", str(tmp_path / "out"))
     assert fetched.returncode == 0, fetched.stderr
     [saved] = fetched.stdout.split()
     assert Image.open(saved).size == (64, 64)

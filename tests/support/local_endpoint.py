@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,3 +65,10 @@ def worker_ready(base_url: str, api_key: str) -> bool:
         return bool(health.json()["workers"]["ready"])
     except (requests.RequestException, ValueError, KeyError):
         return False
+
+
+def run_cli(base_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`comfy-client <arguments>` against the local endpoint at `base_url`, as a user runs it
+    (blocking: call it in a thread from async tests)."""
+    command = [sys.executable, "-m", "comfy_worker_client", *arguments, "--base-url", base_url, "--api-key", API_KEY]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

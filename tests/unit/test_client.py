@@ -154,6 +154,8 @@ async def test_the_async_client_runs_follows_and_names_each_failure():
         assert re.fullmatch(r"[0-9a-f]{32}", key)
         await endpoint.run({"workflow": {}})
         assert fake.bodies[-1]["input"]["idempotency_key"] not in (key, None), "a key per submit"
+        await endpoint.run({"replay": {"workflow": {}}})  # runs a workflow again: a key too
+        assert "idempotency_key" in fake.bodies.pop()["input"]
         fake.statuses = [{"id": "j1", "status": "COMPLETED", "output": {}}]
 
         fake.statuses = [{"id": "j1", "status": "FAILED", "output": {"error": "node 3: bad", "error_type": "x"}}]

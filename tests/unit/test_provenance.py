@@ -13,6 +13,7 @@ from comfy_worker.comfyui.comfy_api import ComfyOffers
 from comfy_worker.core.errors import ReplayRefused
 from comfy_worker.core.settings import Settings
 from comfy_worker.models.provenance import FileHashes, ProvenanceKeeper, check_replay, differences, model_files
+from comfy_worker.node_packs.volume_packs import PackOnVolume, VolumePacks
 from comfy_worker.request.job_input import RecordedRun
 from comfy_worker.request.workflow import Workflow
 
@@ -39,8 +40,9 @@ class FakeComfyUI:
 
 
 class Capabilities:
-    def __init__(self, comfy: FakeComfyUI):
+    def __init__(self, comfy: FakeComfyUI, volume_packs: VolumePacks | None = None):
         self.comfy = comfy
+        self.volume_packs = volume_packs or VolumePacks()
 
 
 @pytest.fixture
@@ -70,13 +72,15 @@ async def test_a_runs_provenance_names_comfyui_the_node_packs_the_model_hashes_a
     keeper, comfy = installation
     graph = Workflow(GRAPH)
 
-    provenance = await keeper.of(graph, graph, Capabilities(comfy))  # type: ignore[arg-type]
-    again = await keeper.of(graph, graph, Capabilities(comfy))  # type: ignore[arg-type]
+    volume = VolumePacks({"volume_pack": PackOnVolume("a" * 40), "refused_pack": PackOnVolume("files:r", "conflict")})
+    provenance = await keeper.of(graph, graph, Capabilities(comfy, volume))  # type: ignore[arg-type]
+    again = await keeper.of(graph, graph, Capabilities(comfy, volume))  # type: ignore[arg-type]
 
     assert provenance["comfyui"] == {"version": "0.9.1", "commit": "abc123"}
     assert provenance["node_packs"]["pinned_pack"] == "c" * 40
     assert provenance["node_packs"]["local_pack"].startswith("files:")
-    assert set(provenance["node_packs"]) == {"pinned_pack", "local_pack"}
+    assert provenance["node_packs"]["volume_pack"] == "a" * 40  # a refused one never ran: not named
+    assert set(provenance["node_packs"]) == {"pinned_pack", "local_pack", "volume_pack"}
     assert provenance["models"] == {
         "checkpoints/sd15.safetensors": "b" * 64,  # the build's marker: the file is not read
         "loras/styles/ink.SAFETENSORS": hashlib.sha256(b"lora bytes").hexdigest(),
